@@ -102,6 +102,6 @@ class Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-def test_config(data_dir: Path, **changes: object) -> Config:
+def config_for_tests(data_dir: Path, **changes: object) -> Config:
     """A Config for tests: real files under `data_dir`, the cheapest Argon2id cost."""
     return Config(data_dir=data_dir, kdf_ops=TEST_KDF_OPS, kdf_mem=TEST_KDF_MEM).replace(**changes)
