@@ -1,0 +1,72 @@
+"""Creating an install's data folder and reading back what every request needs from it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dropbox.config import Config
+from dropbox.sealing import KdfParams
+from dropbox.storage import Channel, NotFound, Store
+
+DEFAULT_CHANNEL_ID = "default"
+
+
+class AlreadyInitialised(Exception):
+    """`init` was run on a data folder that already holds a database; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Install:
+    """Install-wide values loaded once at start-up."""
+
+    receipt_kdf: KdfParams
+
+
+def today() -> dt.date:
+    """UTC day: the finest time the drop box stores about what people did."""
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def this_hour() -> str:
+    """Hour precision, only for the caseworkers' audit log."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:00")
+
+
+def make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+async def init_install(config: Config) -> None:
+    """Create folders (0700), the database, the receipt salt and a default channel."""
+    if config.db_path.exists():
+        raise AlreadyInitialised(str(config.data_dir))
+    for path in (config.data_dir, config.blobs_dir, config.tmp_dir, config.keys_dir):
+        make_private_dir(path)
+    store = await Store.open(config.db_path, create=True)
+    try:
+        kdf = KdfParams.fresh(ops=config.kdf_ops, mem=config.kdf_mem)
+        await store.set_meta({
+            "receipt_salt": kdf.salt,
+            "receipt_kdf": json.dumps({"ops": kdf.ops, "mem": kdf.mem}).encode(),
+        })
+        await store.add_channel(Channel(
+            id=DEFAULT_CHANNEL_ID, name="Whistleblower channel", description="", questions="[]",
+            retention_days=config.default_retention_days, is_default=True,
+        ))
+    finally:
+        await store.close()
+    os.chmod(config.db_path, 0o600)
+
+
+async def load_install(store: Store) -> Install:
+    try:
+        salt = await store.get_meta("receipt_salt")
+        cost = json.loads(await store.get_meta("receipt_kdf"))
+    except NotFound as e:
+        raise NotFound("install metadata missing; was `init` interrupted?") from e
+    return Install(receipt_kdf=KdfParams(salt=salt, ops=int(cost["ops"]), mem=int(cost["mem"])))

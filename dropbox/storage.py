@@ -1,0 +1,675 @@
+"""Every SQL statement of the drop box, over aiosqlite.
+
+Only what the server must know is stored in the clear: ids, channel, status, day-precision dates,
+expiry, sizes. Everything a person wrote arrives here already sealed (see sealing.py) and is
+stored as an opaque BLOB.
+
+One writer connection, serialised by a lock and always inside `BEGIN IMMEDIATE`, and one reader
+connection. WAL lets the reader run beside the writer without seeing half a transaction, and the
+lock keeps two coroutines from interleaving statements inside one transaction.
+`synchronous=FULL`: a commit that returned is on disk, so a receipt shown after it survives a
+power cut, not just a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE channels (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        questions TEXT NOT NULL DEFAULT '[]',
+        retention_days INTEGER NOT NULL CHECK (retention_days > 0),
+        is_default INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE caseworkers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        public_key BLOB NOT NULL,
+        wrapped_key BLOB NOT NULL,
+        kdf_salt BLOB NOT NULL,
+        kdf_ops INTEGER NOT NULL,
+        kdf_mem INTEGER NOT NULL,
+        is_admin INTEGER NOT NULL DEFAULT 0,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        totp_sealed BLOB,
+        email TEXT,
+        created_day TEXT NOT NULL
+    );
+    CREATE TABLE channel_members (
+        channel_id TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
+        PRIMARY KEY (channel_id, caseworker_id)
+    );
+    CREATE TABLE reports (
+        id TEXT PRIMARY KEY,
+        lookup_id BLOB NOT NULL UNIQUE,
+        channel_id TEXT NOT NULL REFERENCES channels(id),
+        status TEXT NOT NULL DEFAULT 'new'
+            CHECK (status IN ('new', 'opened', 'in_progress', 'closed')),
+        received_day TEXT NOT NULL,
+        last_activity_day TEXT NOT NULL,
+        retention_days INTEGER NOT NULL CHECK (retention_days > 0),
+        expires_day TEXT NOT NULL,
+        acknowledged_day TEXT,
+        feedback_day TEXT,
+        whistleblower_seen_day TEXT,
+        whistleblower_key BLOB NOT NULL,
+        sealed_body BLOB NOT NULL
+    );
+    CREATE INDEX reports_by_received ON reports (received_day DESC, id);
+    CREATE INDEX reports_by_expiry ON reports (expires_day);
+    CREATE TABLE report_grants (
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
+        sealed_keys BLOB NOT NULL,
+        PRIMARY KEY (report_id, caseworker_id)
+    );
+    CREATE INDEX grants_by_caseworker ON report_grants (caseworker_id, report_id);
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        author TEXT NOT NULL CHECK (author IN ('whistleblower', 'caseworker')),
+        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
+        sealed_body BLOB NOT NULL,
+        sent_day TEXT NOT NULL,
+        read INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (report_id, seq)
+    );
+    CREATE TABLE notes (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
+        sealed_body BLOB NOT NULL,
+        written_day TEXT NOT NULL,
+        UNIQUE (report_id, seq)
+    );
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        message_id TEXT REFERENCES messages(id) ON DELETE CASCADE,
+        sealed_name BLOB NOT NULL,
+        sealed_file_key BLOB NOT NULL,
+        size INTEGER NOT NULL
+    );
+    CREATE INDEX files_by_report ON files (report_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        hour TEXT NOT NULL,
+        actor TEXT,
+        action TEXT NOT NULL,
+        report_id TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+}
+
+
+class StoreError(Exception):
+    """Root of the errors this module raises."""
+
+
+class NotFound(StoreError):
+    """No such row (or not one this caller may see: the two are never told apart)."""
+
+
+class Conflict(StoreError):
+    """A unique value already exists (a caseworker name, a channel id)."""
+
+
+class NotInitialised(StoreError):
+    """The data folder has no database yet: run `python run.py init`."""
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    name: str
+    description: str
+    questions: str
+    retention_days: int
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class Caseworker:
+    id: str
+    name: str
+    public_key: bytes
+    wrapped_key: bytes
+    kdf_salt: bytes
+    kdf_ops: int
+    kdf_mem: int
+    is_admin: bool
+    disabled: bool
+    totp_sealed: bytes | None
+    email: str | None
+    created_day: str
+
+
+@dataclass(frozen=True)
+class Report:
+    id: str
+    channel_id: str
+    status: str
+    received_day: str
+    last_activity_day: str
+    retention_days: int
+    expires_day: str
+    acknowledged_day: str | None
+    feedback_day: str | None
+    whistleblower_seen_day: str | None
+    whistleblower_key: bytes
+    sealed_body: bytes
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """One line of a caseworker's list: nothing sealed, so it renders without any key."""
+
+    id: str
+    channel_id: str
+    status: str
+    received_day: str
+    acknowledged_day: str | None
+    feedback_day: str | None
+    expires_day: str
+    unread: int
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    report_id: str
+    seq: int
+    author: str
+    caseworker_id: str | None
+    sealed_body: bytes
+    sent_day: str
+    read: bool
+
+
+@dataclass(frozen=True)
+class Note:
+    id: str
+    report_id: str
+    seq: int
+    caseworker_id: str | None
+    sealed_body: bytes
+    written_day: str
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    report_id: str
+    message_id: str | None
+    sealed_name: bytes
+    sealed_file_key: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    hour: str
+    actor: str | None
+    action: str
+    report_id: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file row to insert along with the report or message it belongs to."""
+
+    id: str
+    sealed_name: bytes
+    sealed_file_key: bytes
+    size: int
+
+
+def _day(day: dt.date) -> str:
+    return day.isoformat()
+
+
+def _row(cls: type, row: aiosqlite.Row | None) -> Any:
+    if row is None:
+        raise NotFound(cls.__name__)
+    return cls(**{k: row[k] for k in row.keys()})
+
+
+# --- the store -----------------------------------------------------------------------------
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    db.row_factory = aiosqlite.Row
+    await db.execute("PRAGMA foreign_keys = ON")
+    await db.execute("PRAGMA busy_timeout = 10000")
+    await db.execute("PRAGMA synchronous = FULL")
+    await db.execute("PRAGMA secure_delete = ON")
+    return db
+
+
+class Store:
+    """The database of one install. Open with `Store.open(path)`; close with `close()`."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, create: bool = False) -> Store:
+        if not create and not path.exists():
+            raise NotInitialised(str(path))
+        writer = await _connect(path)
+        try:
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Everything inside commits together or not at all."""
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self._reader.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def integrity_check(self) -> str:
+        row = await self._one("PRAGMA integrity_check")
+        return str(row[0]) if row else "no answer"
+
+    # meta ----------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> bytes:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        if row is None:
+            raise NotFound(f"meta {key}")
+        return bytes(row[0]) if isinstance(row[0], bytes | memoryview) else str(row[0]).encode()
+
+    async def set_meta(self, values: dict[str, bytes]) -> None:
+        async with self.transaction() as db:
+            await db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
+
+    # channels ------------------------------------------------------------------------------
+
+    async def add_channel(self, channel: Channel) -> None:
+        async with self.transaction() as db:
+            if channel.is_default:
+                await db.execute("UPDATE channels SET is_default = 0")
+            try:
+                await db.execute(
+                    "INSERT INTO channels (id, name, description, questions, retention_days, is_default)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (channel.id, channel.name, channel.description, channel.questions,
+                     channel.retention_days, int(channel.is_default)),
+                )
+            except aiosqlite.IntegrityError as e:
+                raise Conflict(f"channel {channel.id}") from e
+
+    async def update_channel(self, channel: Channel) -> None:
+        async with self.transaction() as db:
+            if channel.is_default:
+                await db.execute("UPDATE channels SET is_default = 0")
+            cur = await db.execute(
+                "UPDATE channels SET name = ?, description = ?, questions = ?, retention_days = ?,"
+                " is_default = ? WHERE id = ?",
+                (channel.name, channel.description, channel.questions, channel.retention_days,
+                 int(channel.is_default), channel.id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"channel {channel.id}")
+
+    async def channels(self) -> list[Channel]:
+        rows = await self._all("SELECT * FROM channels ORDER BY is_default DESC, name")
+        return [_row(Channel, r) for r in rows]
+
+    async def channel(self, channel_id: str) -> Channel:
+        row = await self._one("SELECT * FROM channels WHERE id = ?", (channel_id,))
+        return _row(Channel, row)  # type: ignore[no-any-return]
+
+    async def channel_members(self, channel_id: str) -> list[Caseworker]:
+        rows = await self._all(
+            "SELECT c.* FROM caseworkers c JOIN channel_members m ON m.caseworker_id = c.id"
+            " WHERE m.channel_id = ? AND c.disabled = 0 ORDER BY c.name",
+            (channel_id,),
+        )
+        return [_row(Caseworker, r) for r in rows]
+
+    async def set_channel_member(self, *, channel_id: str, caseworker_id: str, member: bool) -> None:
+        async with self.transaction() as db:
+            if member:
+                await db.execute(
+                    "INSERT OR IGNORE INTO channel_members (channel_id, caseworker_id) VALUES (?, ?)",
+                    (channel_id, caseworker_id),
+                )
+            else:
+                await db.execute(
+                    "DELETE FROM channel_members WHERE channel_id = ? AND caseworker_id = ?",
+                    (channel_id, caseworker_id),
+                )
+
+    # caseworkers ---------------------------------------------------------------------------
+
+    async def add_caseworker(self, cw: Caseworker, *, channel_ids: Iterable[str] = ()) -> None:
+        async with self.transaction() as db:
+            try:
+                await db.execute(
+                    "INSERT INTO caseworkers (id, name, public_key, wrapped_key, kdf_salt, kdf_ops, kdf_mem,"
+                    " is_admin, disabled, totp_sealed, email, created_day)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cw.id, cw.name, cw.public_key, cw.wrapped_key, cw.kdf_salt, cw.kdf_ops, cw.kdf_mem,
+                     int(cw.is_admin), int(cw.disabled), cw.totp_sealed, cw.email, cw.created_day),
+                )
+            except aiosqlite.IntegrityError as e:
+                raise Conflict(f"caseworker {cw.name}") from e
+            await db.executemany(
+                "INSERT INTO channel_members (channel_id, caseworker_id) VALUES (?, ?)",
+                [(c, cw.id) for c in channel_ids],
+            )
+
+    async def caseworker_by_name(self, name: str) -> Caseworker:
+        return _row(Caseworker, await self._one("SELECT * FROM caseworkers WHERE name = ?", (name,)))  # type: ignore[no-any-return]
+
+    async def caseworker(self, caseworker_id: str) -> Caseworker:
+        return _row(Caseworker, await self._one("SELECT * FROM caseworkers WHERE id = ?", (caseworker_id,)))  # type: ignore[no-any-return]
+
+    async def caseworkers(self) -> list[Caseworker]:
+        return [_row(Caseworker, r) for r in await self._all("SELECT * FROM caseworkers ORDER BY name")]
+
+    async def update_caseworker(self, caseworker_id: str, **fields: Any) -> None:
+        assignments = _assignments(fields, _CASEWORKER_FIELDS)
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE caseworkers SET {assignments} WHERE id = ?",  # noqa: S608
+                (*fields.values(), caseworker_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"caseworker {caseworker_id}")
+
+    # reports -------------------------------------------------------------------------------
+
+    async def insert_report(
+        self, report: Report, *, lookup_id: bytes, grants: dict[str, bytes], files: Sequence[NewFile]
+    ) -> None:
+        """A new report with its key grants and files, atomically. Conflict on a lookup-id clash."""
+        async with self.transaction() as db:
+            try:
+                await db.execute(
+                    "INSERT INTO reports (id, lookup_id, channel_id, status, received_day, last_activity_day,"
+                    " retention_days, expires_day, whistleblower_key, sealed_body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (report.id, lookup_id, report.channel_id, report.status, report.received_day,
+                     report.last_activity_day, report.retention_days, report.expires_day,
+                     report.whistleblower_key, report.sealed_body),
+                )
+            except aiosqlite.IntegrityError as e:
+                raise Conflict("report id or lookup id") from e
+            await db.executemany(
+                "INSERT INTO report_grants (report_id, caseworker_id, sealed_keys) VALUES (?, ?, ?)",
+                [(report.id, cw, sealed) for cw, sealed in grants.items()],
+            )
+            await _insert_files(db, report.id, None, files)
+
+    async def report(self, report_id: str) -> Report:
+        row = await self._one("SELECT * FROM reports WHERE id = ?", (report_id,))
+        return _report(row)
+
+    async def report_by_lookup(self, lookup_id: bytes) -> Report:
+        row = await self._one("SELECT * FROM reports WHERE lookup_id = ?", (lookup_id,))
+        return _report(row)
+
+    async def grant(self, *, report_id: str, caseworker_id: str) -> bytes:
+        """The caseworker's sealed keys for the report; NotFound when not granted."""
+        row = await self._one(
+            "SELECT sealed_keys FROM report_grants WHERE report_id = ? AND caseworker_id = ?",
+            (report_id, caseworker_id),
+        )
+        if row is None:
+            raise NotFound("grant")
+        return bytes(row[0])
+
+    async def add_grants(self, grants: Iterable[tuple[str, str, bytes]]) -> int:
+        """(report_id, caseworker_id, sealed_keys) rows; existing grants are left as they are."""
+        async with self.transaction() as db:
+            before = db.total_changes
+            await db.executemany(
+                "INSERT OR IGNORE INTO report_grants (report_id, caseworker_id, sealed_keys) VALUES (?, ?, ?)",
+                list(grants),
+            )
+            return db.total_changes - before
+
+    async def grants_of(self, caseworker_id: str) -> list[tuple[str, bytes]]:
+        rows = await self._all(
+            "SELECT report_id, sealed_keys FROM report_grants WHERE caseworker_id = ?", (caseworker_id,)
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    async def granted_caseworkers(self, report_id: str) -> list[str]:
+        rows = await self._all("SELECT caseworker_id FROM report_grants WHERE report_id = ?", (report_id,))
+        return [r[0] for r in rows]
+
+    async def list_reports(
+        self, *, caseworker_id: str, status: str | None = None, channel_id: str | None = None,
+        newest_first: bool = True, limit: int = 50, offset: int = 0,
+    ) -> tuple[list[ReportSummary], int]:
+        """One page of the reports granted to a caseworker, and how many there are in all."""
+        where = ["g.caseworker_id = ?"]
+        params: list[Any] = [caseworker_id]
+        if status:
+            where.append("r.status = ?")
+            params.append(status)
+        if channel_id:
+            where.append("r.channel_id = ?")
+            params.append(channel_id)
+        clause = " AND ".join(where)
+        order = "DESC" if newest_first else "ASC"
+        total_row = await self._one(
+            f"SELECT count(*) FROM reports r JOIN report_grants g ON g.report_id = r.id WHERE {clause}",  # noqa: S608
+            params,
+        )
+        rows = await self._all(
+            "SELECT r.id, r.channel_id, r.status, r.received_day, r.acknowledged_day, r.feedback_day,"
+            " r.expires_day,"
+            " (SELECT count(*) FROM messages m WHERE m.report_id = r.id"
+            "   AND m.author = 'whistleblower' AND m.read = 0) AS unread"
+            f" FROM reports r JOIN report_grants g ON g.report_id = r.id WHERE {clause}"  # noqa: S608
+            f" ORDER BY r.received_day {order}, r.id {order} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [_row(ReportSummary, r) for r in rows], int(total_row[0]) if total_row else 0
+
+    async def update_report(self, report_id: str, **fields: Any) -> None:
+        assignments = _assignments(fields, _REPORT_FIELDS)
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608
+                (*fields.values(), report_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"report {report_id}")
+
+    async def delete_report(self, report_id: str) -> list[str]:
+        """Delete a report and everything under it; returns its file ids so blobs can go too."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT id FROM files WHERE report_id = ?", (report_id,)) as cur:
+                file_ids = [r[0] for r in await cur.fetchall()]
+            cur = await db.execute("DELETE FROM reports WHERE id = ?", (report_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"report {report_id}")
+        return file_ids
+
+    async def expired_reports(self, *, today: dt.date) -> list[str]:
+        rows = await self._all("SELECT id FROM reports WHERE expires_day < ?", (_day(today),))
+        return [r[0] for r in rows]
+
+    # messages, notes, files ----------------------------------------------------------------
+
+    async def add_message(self, message: Message, *, files: Sequence[NewFile] = (), activity: dict[str, Any]) -> None:
+        """A message with its files; `activity` updates the report row in the same transaction."""
+        async with self.transaction() as db:
+            seq = await _next_seq(db, "messages", message.report_id)
+            await db.execute(
+                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (message.id, message.report_id, seq, message.author, message.caseworker_id,
+                 message.sealed_body, message.sent_day, int(message.read)),
+            )
+            await _insert_files(db, message.report_id, message.id, files)
+            await _touch_report(db, message.report_id, activity)
+
+    async def messages(self, report_id: str) -> list[Message]:
+        rows = await self._all("SELECT * FROM messages WHERE report_id = ? ORDER BY seq", (report_id,))
+        return [_row(Message, r) for r in rows]
+
+    async def mark_read(self, report_id: str, *, author: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE messages SET read = 1 WHERE report_id = ? AND author = ? AND read = 0", (report_id, author)
+            )
+
+    async def add_note(self, note: Note) -> None:
+        async with self.transaction() as db:
+            seq = await _next_seq(db, "notes", note.report_id)
+            await db.execute(
+                "INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (note.id, note.report_id, seq, note.caseworker_id, note.sealed_body, note.written_day),
+            )
+
+    async def notes(self, report_id: str) -> list[Note]:
+        rows = await self._all("SELECT * FROM notes WHERE report_id = ? ORDER BY seq", (report_id,))
+        return [_row(Note, r) for r in rows]
+
+    async def files(self, report_id: str) -> list[StoredFile]:
+        rows = await self._all("SELECT * FROM files WHERE report_id = ? ORDER BY rowid", (report_id,))
+        return [_row(StoredFile, r) for r in rows]
+
+    async def file(self, *, report_id: str, file_id: str) -> StoredFile:
+        row = await self._one("SELECT * FROM files WHERE id = ? AND report_id = ?", (file_id, report_id))
+        return _row(StoredFile, row)  # type: ignore[no-any-return]
+
+    async def all_file_ids(self) -> set[str]:
+        return {r[0] for r in await self._all("SELECT id FROM files")}
+
+    # audit ---------------------------------------------------------------------------------
+
+    async def audit(self, *, hour: str, actor: str | None, action: str, report_id: str | None = None,
+                    detail: str = "") -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO audit (hour, actor, action, report_id, detail) VALUES (?, ?, ?, ?, ?)",
+                (hour, actor, action, report_id, detail),
+            )
+
+    async def audit_log(self, *, limit: int = 200, offset: int = 0) -> list[AuditEntry]:
+        rows = await self._all("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
+        return [_row(AuditEntry, r) for r in rows]
+
+
+_CASEWORKER_FIELDS = frozenset(
+    {"wrapped_key", "kdf_salt", "kdf_ops", "kdf_mem", "is_admin", "disabled", "totp_sealed", "email"}
+)
+_REPORT_FIELDS = frozenset(
+    {"status", "acknowledged_day", "feedback_day", "whistleblower_seen_day", "retention_days", "expires_day",
+     "last_activity_day"}
+)
+
+
+def _assignments(fields: dict[str, Any], allowed: frozenset[str]) -> str:
+    """`a = ?, b = ?` for an UPDATE; column names come only from `allowed`, never from input."""
+    if not fields or not set(fields) <= allowed:
+        raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
+    return ", ".join(f"{name} = ?" for name in fields)
+
+
+def _report(row: aiosqlite.Row | None) -> Report:
+    if row is None:
+        raise NotFound("report")
+    return Report(**{k: row[k] for k in row.keys() if k != "lookup_id"})
+
+
+async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: str | None,
+                        files: Sequence[NewFile]) -> None:
+    await db.executemany(
+        "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size) VALUES (?, ?, ?, ?, ?, ?)",
+        [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size) for f in files],
+    )
+
+
+async def _next_seq(db: aiosqlite.Connection, table: str, report_id: str) -> int:
+    async with db.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {table} WHERE report_id = ?",  # noqa: S608
+                          (report_id,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 1
+
+
+async def _touch_report(db: aiosqlite.Connection, report_id: str, activity: dict[str, Any]) -> None:
+    if not activity:
+        return
+    assignments = _assignments(activity, _REPORT_FIELDS)
+    cur = await db.execute(f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608
+                           (*activity.values(), report_id))
+    if cur.rowcount == 0:
+        raise NotFound(f"report {report_id}")
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")

@@ -1,0 +1,182 @@
+"""The operator's provisioning commands behind `python run.py init | caseworker ... | purge`.
+
+Each command returns an exit status. Operator mistakes (no install, unknown name, weak
+passphrase) end in one clear line on stderr and status 1; nothing here prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from dropbox import accounts
+from dropbox.blobs import BlobStore
+from dropbox.config import Config
+from dropbox.install import AlreadyInitialised, init_install
+from dropbox.kdf_pool import KdfPool
+from dropbox.retention import purge_expired
+from dropbox.storage import Conflict, NotFound, NotInitialised, Store
+from keys.passphrases import new_passphrase
+
+OK, FAILED = 0, 2  # 2: the operator must change something, as for misuse
+
+
+class CommandError(Exception):
+    """An operator mistake; its message is printed as the one line the operator sees."""
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return FAILED
+
+
+@contextlib.asynccontextmanager
+async def _opened(config: Config) -> AsyncIterator[tuple[Store, KdfPool]]:
+    try:
+        store = await Store.open(config.db_path)
+    except NotInitialised as e:
+        raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
+    kdf = KdfPool(concurrency=1, queue_limit=4)
+    try:
+        yield store, kdf
+    finally:
+        kdf.close()
+        await store.close()
+
+
+def _read_secret(prompt: str, *, stdin: bool, source: TextIO) -> str:
+    if stdin:
+        line = source.readline()
+        if not line:
+            raise CommandError("expected a passphrase on standard input")
+        return line.rstrip("\r\n")
+    return getpass.getpass(prompt)
+
+
+async def init(config: Config) -> int:
+    try:
+        await init_install(config)
+    except AlreadyInitialised:
+        return _fail(f"{config.data_dir} already holds an install; nothing was changed")
+    _ensure_onion_keys(config)
+    print(f"Initialised a new install in {config.data_dir}.")
+    print("Next: python run.py caseworker add NAME")
+    return OK
+
+
+def _ensure_onion_keys(config: Config) -> None:
+    """Onion service keys are made at init so the addresses are known before first serve."""
+    try:
+        from onion.keys import ensure_service_keys
+    except ImportError:
+        return
+    ensure_service_keys(config)
+
+
+async def caseworker_add(config: Config, *, name: str, passphrase_stdin: bool, admin: bool,
+                         channels: list[str] | None, source: TextIO = sys.stdin) -> int:
+    try:
+        accounts.check_name(name)
+    except accounts.InvalidName:
+        return _fail("a name is 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
+    if passphrase_stdin:
+        passphrase = _read_secret("", stdin=True, source=source)
+        generated = None
+    else:
+        passphrase, bits = new_passphrase()
+        generated = bits
+    async with _opened(config) as (store, kdf):
+        known = {c.id for c in await store.channels()}
+        if channels is not None and not set(channels) <= known:
+            return _fail(f"unknown channel(s): {', '.join(sorted(set(channels) - known))}")
+        try:
+            await accounts.add_caseworker(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase,
+                                          is_admin=admin, channel_ids=channels)
+        except accounts.WeakPassphrase:
+            return _fail(f"a passphrase needs at least {accounts.MIN_PASSPHRASE_CHARS} characters")
+        except Conflict:
+            return _fail(f"a caseworker named {name!r} already exists")
+    print(f"Added caseworker {name}{' (admin)' if admin else ''}.")
+    if generated is not None:
+        print("Their passphrase, shown once and stored nowhere (hand it over in person):")
+        print(f"\n    {passphrase}\n")
+        print(f"({generated:.0f} bits of entropy: seven words from the EFF long word list)")
+    print("Reports that already exist are not readable by a new caseworker until granted:")
+    print(f"    python run.py caseworker grant {name} --all --by EXISTING_CASEWORKER")
+    return OK
+
+
+async def caseworker_list(config: Config) -> int:
+    async with _opened(config) as (store, _):
+        workers = await store.caseworkers()
+        channels = {c.id: c for c in await store.channels()}
+        membership = {c: {m.id for m in await store.channel_members(c)} for c in channels}
+    if not workers:
+        print("No caseworkers yet. Add one: python run.py caseworker add NAME")
+    for cw in workers:
+        member_of = [c for c, ids in membership.items() if cw.id in ids]
+        flags = ", ".join(f for f, on in (("admin", cw.is_admin), ("disabled", cw.disabled),
+                                          ("2FA", cw.totp_sealed is not None)) if on)
+        print(f"{cw.name:<24} since {cw.created_day}  channels: {', '.join(member_of) or '-'}"
+              f"{'  [' + flags + ']' if flags else ''}")
+    return OK
+
+
+async def caseworker_disable(config: Config, *, name: str, enable: bool = False) -> int:
+    async with _opened(config) as (store, _):
+        try:
+            await accounts.set_disabled(store=store, name=name, disabled=not enable)
+        except NotFound:
+            return _fail(f"no caseworker named {name!r}")
+    print(f"{'Enabled' if enable else 'Disabled'} {name}.")
+    return OK
+
+
+async def caseworker_passwd(config: Config, *, name: str, passphrase_stdin: bool,
+                            source: TextIO = sys.stdin) -> int:
+    """Change a passphrase: old one required (it unwraps the key that is re-wrapped)."""
+    old = _read_secret(f"Current passphrase for {name}: ", stdin=passphrase_stdin, source=source)
+    if passphrase_stdin:
+        new, bits = _read_secret("", stdin=True, source=source), None
+    else:
+        new, bits = new_passphrase()
+    async with _opened(config) as (store, kdf):
+        try:
+            await accounts.change_passphrase(store=store, kdf=kdf, config=config, name=name, old=old, new=new)
+        except accounts.LoginFailed:
+            return _fail("that name and passphrase do not match an active caseworker")
+        except accounts.WeakPassphrase:
+            return _fail(f"a passphrase needs at least {accounts.MIN_PASSPHRASE_CHARS} characters")
+    print(f"Changed the passphrase of {name}.")
+    if bits is not None:
+        print(f"New passphrase, shown once:\n\n    {new}\n\n({bits:.0f} bits of entropy)")
+    return OK
+
+
+async def caseworker_grant(config: Config, *, name: str, by: str, passphrase_stdin: bool,
+                           source: TextIO = sys.stdin) -> int:
+    """Re-seal every report `by` can read to `name`. Needs `by`'s passphrase."""
+    passphrase = _read_secret(f"Passphrase of {by}: ", stdin=passphrase_stdin, source=source)
+    async with _opened(config) as (store, kdf):
+        try:
+            granter = await accounts.login(store=store, kdf=kdf, config=config, name=by, passphrase=passphrase)
+        except accounts.LoginFailed:
+            return _fail("that name and passphrase do not match an active caseworker")
+        try:
+            added = await accounts.grant_all(store=store, granter=granter, grantee_name=name)
+        except NotFound:
+            return _fail(f"no caseworker named {name!r}")
+        finally:
+            granter.wipe()
+    print(f"Granted {added} report(s) to {name}.")
+    return OK
+
+
+async def purge(config: Config) -> int:
+    async with _opened(config) as (store, _):
+        count = await purge_expired(store=store, blobs=BlobStore(config))
+    print(f"Purged {count} expired report(s).")
+    return OK

@@ -1,0 +1,137 @@
+"""The drop box's one entry point: parse the command line, build the Config, hand over."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dropbox.config import Config
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Misuse prints one clear line and exits 2 (argparse would print the whole usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see --help)\n")
+
+
+def _data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
+                        help="the install's data folder (default: ./data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="run.py", description="Anonymous whistleblowing drop box.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    _data_option(commands.add_parser("init", help="create the data folder, database and keys"))
+
+    serve = commands.add_parser("serve", help="run the whistleblower and caseworker apps")
+    _data_option(serve)
+    serve.add_argument("--no-tor", action="store_true", help="serve on loopback only, without onion services")
+    serve.add_argument("--port", type=int, default=8080, help="whistleblower app port (default 8080)")
+    serve.add_argument("--admin-port", type=int, default=8081, help="caseworker app port (default 8081)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address; loopback unless you also pass "
+                       "--i-understand-this-exposes-the-server")
+    serve.add_argument("--i-understand-this-exposes-the-server", dest="expose", action="store_true",
+                       help=argparse.SUPPRESS)
+    serve.add_argument("--tor-control", metavar="SOCKET_OR_PORT",
+                       help="use a running tor's ControlSocket path or ControlPort instead of launching one")
+
+    _data_option(commands.add_parser("purge", help="delete reports past their retention"))
+
+    cw = commands.add_parser("caseworker", help="manage caseworker accounts")
+    cw_commands = cw.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    add = cw_commands.add_parser("add", help="add a caseworker (prints a generated passphrase once)")
+    add.add_argument("name")
+    add.add_argument("--passphrase-stdin", action="store_true", help="read the passphrase from stdin instead")
+    add.add_argument("--admin", action="store_true", help="may manage channels and accounts, read the audit log")
+    add.add_argument("--channel", action="append", dest="channels", metavar="ID",
+                     help="join this channel instead of the default one (repeatable)")
+    _data_option(add)
+    _data_option(cw_commands.add_parser("list", help="list caseworkers"))
+    for action, text in (("disable", "stop a caseworker from logging in"), ("enable", "allow logins again")):
+        p = cw_commands.add_parser(action, help=text)
+        p.add_argument("name")
+        _data_option(p)
+    passwd = cw_commands.add_parser("passwd", help="change a passphrase (needs the current one)")
+    passwd.add_argument("name")
+    passwd.add_argument("--passphrase-stdin", action="store_true",
+                        help="read the current, then the new passphrase from stdin (one per line)")
+    _data_option(passwd)
+    grant = cw_commands.add_parser("grant", help="let a caseworker read reports another one can read")
+    grant.add_argument("name")
+    grant.add_argument("--all", action="store_true", required=True, help="every report the granter can read")
+    grant.add_argument("--by", required=True, metavar="GRANTER", help="an existing caseworker (passphrase asked)")
+    grant.add_argument("--passphrase-stdin", action="store_true", help="read the granter's passphrase from stdin")
+    _data_option(grant)
+
+    try:
+        from onion.cli import add_onion_commands
+    except ImportError:
+        pass
+    else:
+        add_onion_commands(commands)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> Coroutine[Any, Any, int] | int:
+    from keys import commands as k
+
+    if args.command == "init":
+        return k.init(config)
+    if args.command == "purge":
+        return k.purge(config)
+    if args.command == "serve":
+        from dropbox.server import serve
+
+        return serve(config, tor=not args.no_tor, tor_control=args.tor_control)
+    if args.command == "onion":
+        from onion.cli import run_onion_command
+
+        return run_onion_command(args, config)
+    match args.action:
+        case "add":
+            return k.caseworker_add(config, name=args.name, passphrase_stdin=args.passphrase_stdin,
+                                    admin=args.admin, channels=args.channels)
+        case "list":
+            return k.caseworker_list(config)
+        case "disable" | "enable":
+            return k.caseworker_disable(config, name=args.name, enable=args.action == "enable")
+        case "passwd":
+            return k.caseworker_passwd(config, name=args.name, passphrase_stdin=args.passphrase_stdin)
+        case "grant":
+            return k.caseworker_grant(config, name=args.name, by=args.by, passphrase_stdin=args.passphrase_stdin)
+    raise AssertionError(f"unhandled command {args}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "host", "127.0.0.1") not in ("127.0.0.1", "localhost", "::1") and not args.expose:
+        parser.error(f"refusing to bind to {args.host}: the apps must only be reachable through tor. "
+                     "Add --i-understand-this-exposes-the-server if you really mean it")
+    config = Config(data_dir=args.data, host=getattr(args, "host", "127.0.0.1"),
+                    port=getattr(args, "port", 8080), admin_port=getattr(args, "admin_port", 8081))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from keys.commands import CommandError
+
+    try:
+        outcome = _dispatch(args, config)
+        return asyncio.run(outcome) if not isinstance(outcome, int) else outcome
+    except CommandError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
