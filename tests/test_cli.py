@@ -1,0 +1,95 @@
+"""The operator's contract, run as the operator runs it: `python run.py ...` in a subprocess."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, data: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args, "--data", str(data)],
+        input=stdin, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def test_init_then_caseworker_add_gives_a_working_install(data: Path) -> None:
+    result = run("init", data=data)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "dropbox.sqlite3").stat().st_mode) == 0o600
+    added = run("caseworker", "add", "alice", data=data)
+    assert added.returncode == 0, added.stderr
+    words = [line.strip() for line in added.stdout.splitlines() if line.startswith("    ") and "run.py" not in line]
+    assert len(words[0].split()) == 7 and "bits of entropy" in added.stdout
+    listed = run("caseworker", "list", data=data)
+    assert "alice" in listed.stdout and "default" in listed.stdout
+    # the printed passphrase is the one that works
+    passwd = run("caseworker", "passwd", "alice", "--passphrase-stdin", data=data,
+                 stdin=f"{words[0]}\nmy new long passphrase\n")
+    assert passwd.returncode == 0, passwd.stderr
+
+
+def test_second_init_refuses_and_changes_nothing(data: Path) -> None:
+    assert run("init", data=data).returncode == 0
+    before = (data / "dropbox.sqlite3").read_bytes()
+    again = run("init", data=data)
+    assert again.returncode == 2 and "already" in again.stderr
+    assert (data / "dropbox.sqlite3").read_bytes() == before
+
+
+@pytest.mark.parametrize("args", [
+    ("caseworker", "add", "bad name"),
+    ("caseworker", "add"),
+    ("caseworker", "frobnicate"),
+    ("caseworker", "disable", "nobody"),
+    ("caseworker", "add", "x", "--channel", "nope"),
+    ("nonsense",),
+])
+def test_operator_mistakes_give_one_line_and_status_2(data: Path, args: tuple[str, ...]) -> None:
+    run("init", data=data)
+    result = run(*args, data=data)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_commands_without_install_say_to_run_init(data: Path) -> None:
+    result = run("caseworker", "list", data=data)
+    assert result.returncode == 2 and "run.py init" in result.stderr
+
+
+def test_weak_stdin_passphrase_is_refused(data: Path) -> None:
+    run("init", data=data)
+    result = run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="short\n")
+    assert result.returncode == 2 and "at least" in result.stderr
+
+
+def test_grant_all_needs_the_granters_passphrase(data: Path) -> None:
+    run("init", data=data)
+    run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="alice passphrase long\n")
+    run("caseworker", "add", "bob", "--passphrase-stdin", data=data, stdin="bob passphrase long\n")
+    wrong = run("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data,
+                stdin="not alice's passphrase\n")
+    assert wrong.returncode == 2
+    ok = run("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data,
+             stdin="alice passphrase long\n")
+    assert ok.returncode == 0 and "Granted 0 report(s)" in ok.stdout
+
+
+def test_every_command_has_help(data: Path) -> None:
+    for args in (("init",), ("serve",), ("purge",), ("caseworker", "add"), ("caseworker", "grant")):
+        result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, "--help"], capture_output=True,
+                                text=True, timeout=60, cwd=ROOT)
+        assert result.returncode == 0 and "--data" in result.stdout

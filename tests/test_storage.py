@@ -1,0 +1,77 @@
+"""The store's own promises: schema, durability settings, migrations, retention, deletion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+
+from dropbox.blobs import BlobStore
+from dropbox.config import Config
+from dropbox.install import Install, today
+from dropbox.kdf_pool import KdfPool
+from dropbox.retention import purge_expired
+from dropbox.storage import SCHEMA_VERSION, NotFound, Store, StoreError
+from tests.test_submissions import _submit
+
+
+async def test_database_runs_in_wal_with_foreign_keys_and_current_schema(store: Store, config: Config) -> None:
+    mode = await store._one("PRAGMA journal_mode")
+    fks = await store._one("PRAGMA foreign_keys")
+    version = await store._one("PRAGMA user_version")
+    assert (mode[0], fks[0], version[0]) == ("wal", 1, SCHEMA_VERSION)
+    assert await store.integrity_check() == "ok"
+
+
+async def test_newer_schema_is_refused(store: Store, config: Config) -> None:
+    await store.close()
+    raw = sqlite3.connect(config.db_path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StoreError):
+        await Store.open(config.db_path)
+
+
+async def test_failed_transaction_leaves_no_rows(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO audit (hour, action) VALUES ('h', 'x')")
+            raise RuntimeError("boom")
+    assert await store.audit_log() == []
+
+
+async def test_purge_deletes_expired_reports_rows_and_blobs(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
+) -> None:
+    await _submit(store, kdf, install, blobs, config, files={"a": b"1"})
+    keep = await _submit(store, kdf, install, blobs, config, files={"b": b"2"})
+    assert keep and len(list(config.blobs_dir.iterdir())) == 2
+    assert await purge_expired(store=store, blobs=blobs) == 0
+    # Ninety days on, both are past expiry (default retention) and go, blobs included.
+    later = today() + dt.timedelta(days=config.default_retention_days + 1)
+    assert await purge_expired(store=store, blobs=blobs, on=later) == 2
+    assert list(config.blobs_dir.iterdir()) == []
+    for table in ("reports", "files", "report_grants", "messages"):
+        row = await store._one(f"SELECT count(*) FROM {table}")
+        assert row[0] == 0, table
+    assert [e.action for e in await store.audit_log()] == ["purged", "purged"]
+
+
+async def test_delete_unknown_report_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.delete_report("0" * 32)
+
+
+async def test_recovery_finishes_committed_renames_and_drops_the_rest(
+    store: Store, blobs: BlobStore, config: Config
+) -> None:
+    committed, abandoned, orphan = "a" * 32, "b" * 32, "c" * 32
+    blobs.part_path(committed).write_bytes(b"sealed")
+    blobs.part_path(abandoned).write_bytes(b"sealed")
+    blobs.blob_path(orphan).write_bytes(b"sealed")
+    (config.tmp_dir / "junk").write_bytes(b"x")
+    counts = blobs.recover({committed})
+    assert counts == {"finished": 1, "discarded": 2, "orphans": 1}
+    assert [p.name for p in config.blobs_dir.iterdir()] == [committed]
+    assert list(config.tmp_dir.iterdir()) == []

@@ -1,0 +1,252 @@
+"""Submissions and the mailbox, on a real SQLite file and real blob folders."""
+
+from __future__ import annotations
+
+import sqlite3
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import pytest
+
+from dropbox import accounts
+from dropbox.blobs import BlobStore, FileTooLarge, StorageFull
+from dropbox.config import Config
+from dropbox.install import Install
+from dropbox.kdf_pool import KdfPool
+from dropbox.reports import ReportBody, open_body, open_file_key, thread
+from dropbox.sealing import ReportKeys, TamperedData
+from dropbox.storage import Caseworker, NotFound, Store
+from dropbox.submissions import (
+    NoRecipients,
+    UnknownChannel,
+    WrongReceipt,
+    open_mailbox,
+    post_whistleblower_message,
+    read_mailbox,
+    submit_report,
+)
+from tests.conftest import PASSPHRASES, all_bytes_under, login
+
+CANARY = "CANARY-7f3a9e-whistle"
+
+
+async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def _submit(store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, *,
+                  text: str = "report text", files: dict[str, bytes] | None = None) -> str:
+    staged = blobs.stage(byte_budget=config.max_submission_bytes)
+    for name, data in (files or {}).items():
+        await staged.add(name, chunks_of(data), max_file_bytes=config.max_file_bytes)
+    return await submit_report(store=store, kdf=kdf, install=install, channel_id="default",
+                               body=ReportBody(text=text, answers={"q1": "answer"}), keys=ReportKeys.generate(),
+                               staged=staged)
+
+
+async def test_report_round_trips_for_whistleblower_and_caseworker(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await _submit(store, kdf, install, blobs, config, text="the account", files={"a.txt": b"hello"})
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    view = await read_mailbox(store=store, access=access, record_visit=True)
+    assert view.body.text == "the account" and view.body.answers == {"q1": "answer"}
+    assert [(f.name, f.size) for f in view.files] == [("a.txt", 5)]
+    assert view.previous_visit_day is None
+    again = await read_mailbox(store=store, access=access, record_visit=True)
+    assert again.previous_visit_day == again.received_day
+
+    session = await login(store, kdf, config, "alice")
+    keys = await accounts.report_keys(store=store, session=session, report_id=access.report_id)
+    report = await store.report(access.report_id)
+    assert open_body(report.sealed_body, report_key=keys.report_key, report_id=report.id).text == "the account"
+    stored = (await store.files(report.id))[0]
+    data = b"".join(blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key)))
+    assert data == b"hello"
+
+
+async def test_wrong_or_malformed_receipt_is_one_typed_error(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await _submit(store, kdf, install, blobs, config)
+    wrong = f"{(int(receipt) + 1) % 10**16:016d}"
+    for attempt in (wrong, "", "abcd", "1" * 5000):
+        with pytest.raises(WrongReceipt):
+            await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=attempt)
+
+
+async def test_whistleblower_message_with_file_reaches_caseworker(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await _submit(store, kdf, install, blobs, config)
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    staged = blobs.stage(byte_budget=config.max_submission_bytes)
+    await staged.add("more.pdf", chunks_of(b"%PDF more"), max_file_bytes=config.max_file_bytes)
+    await post_whistleblower_message(store=store, access=access, text="one more thing", staged=staged)
+    session = await login(store, kdf, config, "alice")
+    keys = await accounts.report_keys(store=store, session=session, report_id=access.report_id)
+    files, messages = await thread(store, report_id=access.report_id, report_key=keys.report_key)
+    assert files == [] and [m.text for m in messages] == ["one more thing"]
+    assert [f.name for f in messages[0].files] == ["more.pdf"]
+    summaries, total = await store.list_reports(caseworker_id=alice.id)
+    assert total == 1 and summaries[0].unread == 1
+
+
+async def test_caseworker_not_granted_cannot_open_until_granted(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await _submit(store, kdf, install, blobs, config)
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    # Given bob joins after the report arrived
+    await accounts.add_caseworker(store=store, kdf=kdf, config=config, name="bob", passphrase=PASSPHRASES["bob"])
+    bob = await login(store, kdf, config, "bob")
+    with pytest.raises(NotFound):
+        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
+    # Even if someone copies alice's grant row to bob, bob's key does not open it.
+    cur = sqlite3.connect(config.db_path)
+    with cur:
+        cur.execute("INSERT INTO report_grants SELECT report_id, ?, sealed_keys FROM report_grants",
+                    (bob.caseworker.id,))
+    cur.close()
+    with pytest.raises(TamperedData):
+        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
+    await store._writer.execute("DELETE FROM report_grants WHERE caseworker_id = ?", (bob.caseworker.id,))
+    # When alice grants everything she can read to bob
+    granted = await accounts.grant_all(store=store, granter=await login(store, kdf, config, "alice"),
+                                       grantee_name="bob")
+    assert granted == 1
+    keys = await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
+    assert keys.report_key == access.report_key
+
+
+async def test_passphrase_change_keeps_access(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await _submit(store, kdf, install, blobs, config)
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    await accounts.change_passphrase(store=store, kdf=kdf, config=config, name="alice",
+                                     old=PASSPHRASES["alice"], new="a brand new passphrase")
+    with pytest.raises(accounts.LoginFailed):
+        await login(store, kdf, config, "alice")
+    session = await accounts.login(store=store, kdf=kdf, config=config, name="alice",
+                                   passphrase="a brand new passphrase")
+    assert (await accounts.report_keys(store=store, session=session, report_id=access.report_id)).report_key \
+        == access.report_key
+
+
+async def test_disabled_and_unknown_caseworkers_cannot_log_in(store: Store, kdf: KdfPool, config: Config,
+                                                              alice: Caseworker) -> None:
+    await accounts.set_disabled(store=store, name="alice", disabled=True)
+    for name, passphrase in (("alice", PASSPHRASES["alice"]), ("nobody", "whatever passphrase")):
+        with pytest.raises(accounts.LoginFailed):
+            await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)
+
+
+async def test_channel_without_caseworkers_refuses_and_leaves_nothing(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config
+) -> None:
+    with pytest.raises(NoRecipients):
+        await _submit(store, kdf, install, blobs, config, files={"x.bin": b"data" * 100})
+    staged = blobs.stage(byte_budget=10)
+    with pytest.raises(UnknownChannel):
+        await submit_report(store=store, kdf=kdf, install=install, channel_id="nope",
+                            body=ReportBody(text="t", answers={}), keys=ReportKeys.generate(), staged=staged)
+    assert list(config.tmp_dir.iterdir()) == [] and list(config.blobs_dir.iterdir()) == []
+    assert (await store.list_reports(caseworker_id="x"))[1] == 0
+
+
+async def test_upload_over_the_limit_leaves_nothing(
+    store: Store, kdf: KdfPool, blobs: BlobStore, config: Config
+) -> None:
+    staged = blobs.stage(byte_budget=1000)
+    with pytest.raises(FileTooLarge):
+        await staged.add("big", chunks_of(b"x" * 5000, 100), max_file_bytes=10_000)
+    staged.discard()
+    assert list(config.tmp_dir.iterdir()) == []
+
+
+async def test_write_failure_is_storage_full_and_leaves_nothing(
+    store: Store, kdf: KdfPool, blobs: BlobStore, config: Config
+) -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"x" * 100
+        config.tmp_dir.chmod(0o500)
+        raise OSError(28, "No space left on device")
+
+    staged = blobs.stage(byte_budget=10_000)
+    try:
+        with pytest.raises(StorageFull):
+            await staged.add("f", failing(), max_file_bytes=10_000)
+    finally:
+        config.tmp_dir.chmod(0o700)
+    staged.discard()
+    assert list(config.tmp_dir.iterdir()) == []
+
+
+async def test_canary_appears_in_no_byte_on_disk(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    """A canary in the report, an answer, a message, a note, a file name and a 5 MB file."""
+    canary = CANARY.encode()
+    five_mb = (canary + b" ") * (5 * 1024 * 1024 // (len(canary) + 1))
+    receipt = await _submit(store, kdf, install, blobs, config, text=f"text {CANARY}",
+                            files={f"{CANARY}.docx": five_mb})
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    staged = blobs.stage(byte_budget=config.max_submission_bytes)
+    await staged.add(f"reply-{CANARY}.txt", chunks_of(five_mb[:100_000]), max_file_bytes=config.max_file_bytes)
+    await post_whistleblower_message(store=store, access=access, text=f"msg {CANARY}", staged=staged)
+    from dropbox.reports import seal_note
+    from dropbox.storage import Note
+
+    session = await login(store, kdf, config, "alice")
+    keys = await accounts.report_keys(store=store, session=session, report_id=access.report_id)
+    await store.add_note(Note(id="n" * 32, report_id=access.report_id, seq=0, caseworker_id=alice.id,
+                              sealed_body=seal_note(f"note {CANARY}", staff_key=keys.staff_key,
+                                                    report_id=access.report_id, note_id="n" * 32),
+                              written_day="2026-01-01"))
+
+    def assert_clean() -> None:
+        files = all_bytes_under(config.data_dir)
+        for path, data in files.items():
+            for needle in (canary, canary.decode().encode("utf-16-le"), receipt.encode()):
+                assert needle not in data, f"{needle!r} found in {path}"
+
+    assert (config.data_dir / "dropbox.sqlite3-wal").exists()
+    assert_clean()  # while the database is open, the WAL not yet checkpointed
+    await store.close()
+    assert_clean()  # after the checkpoint into the main file
+
+
+async def test_200_mb_file_round_trips_in_constant_memory(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    size = 200 * 1024 * 1024
+    chunk = config.file_chunk_bytes
+    pattern = bytes(range(256)) * (chunk // 256)
+
+    async def source() -> AsyncIterator[bytes]:
+        for _ in range(size // chunk):
+            yield pattern
+
+    tracemalloc.start()
+    try:
+        staged = blobs.stage(byte_budget=size)
+        await staged.add("big.bin", source(), max_file_bytes=size)
+        receipt = await submit_report(store=store, kdf=kdf, install=install, channel_id="default",
+                                      body=ReportBody(text="big", answers={}), keys=ReportKeys.generate(),
+                                      staged=staged)
+        _, write_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+        stored = (await store.files(access.report_id))[0]
+        total = 0
+        for piece in blobs.read(stored.id, file_key=open_file_key(stored, report_key=access.report_key)):
+            assert piece == pattern
+            total += len(piece)
+        _, read_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == size
+    assert write_peak < 16 * 1024 * 1024, write_peak
+    assert read_peak < 16 * 1024 * 1024, read_peak
