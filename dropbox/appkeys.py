@@ -1,0 +1,37 @@
+"""Every typed key that hangs shared objects on a `web.Application`, in one place.
+
+aiohttp warns about plain string keys and mypy cannot check them; an `AppKey` carries the
+value's type, so `request.config_dict[SESSIONS]` is typed at every use. Engineers adding a
+shared object (the storage handle, the sealing keys) add its key here, next to the others,
+so two modules can never pick the same name for different things.
+
+Types that themselves need these keys (`Templates`) are imported for type checking only, so
+this module stays importable from anywhere without cycles.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from dropbox.config import Config
+    from dropbox.i18n import Templates
+    from dropbox.sessions import SessionStore
+    from dropbox.throttle import FailureBudget
+
+#: Which of the two apps this is; templates and cookies differ between them.
+AppKind = Literal["whistleblower", "caseworker"]
+
+#: The install's frozen settings.
+CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
+#: "whistleblower" or "caseworker".
+APP_KIND: Final[web.AppKey[AppKind]] = web.AppKey("app_kind")
+#: Per-language Jinja environments and compiled catalogues.
+TEMPLATES: Final[web.AppKey[Templates]] = web.AppKey("templates")
+#: This app's in-memory sessions. The payload type is the domain's; narrow it at the use site:
+#: `store: SessionStore[ReportSession] = request.config_dict[SESSIONS]`.
+SESSIONS: Final[web.AppKey[SessionStore[Any]]] = web.AppKey("sessions")
+#: The install-wide failed-attempt budget: receipt codes (whistleblower) or logins (caseworker).
+FAILURE_BUDGET: Final[web.AppKey[FailureBudget]] = web.AppKey("failure_budget")

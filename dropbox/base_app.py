@@ -1,0 +1,123 @@
+"""The common skeleton of both apps; the whistleblower and caseworker apps add their routes to it.
+
+`make_base_app` wires what must be identical on both sides (headers, error pages, quiet logs,
+languages, sessions, the failure budget) so a route added later cannot forget any of it.
+Page routes are registered under a language prefix with `i18n.localized`:
+
+    app = make_base_app(config, kind="whistleblower")
+    app.router.add_get(localized("/submit"), show_form, name="submit")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from dropbox.appkeys import APP_KIND, CONFIG, FAILURE_BUDGET, SESSIONS, TEMPLATES, AppKind
+from dropbox.config import LANGUAGES, Config
+from dropbox.i18n import BASE_TEMPLATES, LANG_SEGMENT, PACKAGE_DIR, Templates, localized, render
+from dropbox.sessions import SessionStore
+from dropbox.throttle import FailureBudget
+from dropbox.web import error_middleware, hide_server_software, install_log_filters, security_headers
+
+logger = logging.getLogger(__name__)
+
+#: Cookies ignore ports and both apps sit on 127.0.0.1, so the names must differ.
+SESSION_COOKIE_NAMES: Mapping[str, str] = {"whistleblower": "wb_session", "caseworker": "cw_session"}
+
+STYLESHEET_PATH = PACKAGE_DIR / "static" / "style.css"
+
+
+def default_client_max_size(config: Config) -> int:
+    """Largest non-streamed body `request.post()` accepts: the biggest url-encoded text form.
+
+    A character takes up to 4 UTF-8 bytes, each sent as %XX, hence 12 bytes. File uploads must
+    be read with `request.multipart()`, which streams and is bounded by the upload limits in
+    Config instead.
+    """
+    form_chars = config.max_text_chars + 8 * config.max_field_chars
+    return 12 * form_chars + 64 * 1024
+
+
+def make_base_app(
+    config: Config,
+    *,
+    kind: AppKind,
+    organisation: str | None = None,
+    csp_extra: Mapping[str, Iterable[str]] | None = None,
+    client_max_size: int | None = None,
+) -> web.Application:
+    """A ready `web.Application` for one side, to which that side adds its routes.
+
+    `organisation` names who runs the channel (shown in the header and on the landing page);
+    `csp_extra` widens the Content-Security-Policy, e.g. {"img-src": ["data:"]} for a QR code.
+    """
+    if kind not in BASE_TEMPLATES:
+        raise ValueError(f"unknown app kind {kind!r}")
+    if config.default_language not in LANGUAGES:
+        raise ValueError(f"default_language must be one of {LANGUAGES}")
+    install_log_filters()
+    hide_server_software()
+
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=client_max_size or default_client_max_size(config),
+    )
+    app[CONFIG] = config
+    app[APP_KIND] = kind
+    templates = Templates(organisation=organisation)
+    app[TEMPLATES] = templates
+
+    idle = config.whistleblower_idle_seconds if kind == "whistleblower" else config.caseworker_idle_seconds
+    store: SessionStore[Any] = SessionStore(
+        cookie_name=SESSION_COOKIE_NAMES[kind], idle_seconds=idle
+    )
+    store.install(app)
+    app[SESSIONS] = store
+    templates.context_processors.append(_csrf_context)
+
+    per_minute = (
+        config.failed_receipt_budget_per_minute
+        if kind == "whistleblower"
+        else config.failed_login_budget_per_minute
+    )
+    app[FAILURE_BUDGET] = FailureBudget(per_minute, config.slowdown_seconds)
+
+    app.on_response_prepare.append(security_headers(csp_extra))
+    _add_common_routes(app, kind)
+    return app
+
+
+def _csrf_context(request: web.Request) -> Mapping[str, object]:
+    session = request.config_dict[SESSIONS].get(request)
+    return {"csrf_token": session.csrf_token} if session is not None else {}
+
+
+def _add_common_routes(app: web.Application, kind: AppKind) -> None:
+    stylesheet_bytes = STYLESHEET_PATH.read_bytes()
+
+    async def stylesheet(request: web.Request) -> web.Response:
+        """Served from memory: one file, no directory to traverse, no mtime in headers."""
+        return web.Response(body=stylesheet_bytes, content_type="text/css", charset="utf-8")
+
+    app.router.add_get("/", _redirect_to_default_language, name="root")
+    app.router.add_get("/" + LANG_SEGMENT, _add_trailing_slash, name="language_root")
+    app.router.add_get("/static/style.css", stylesheet, name="stylesheet")
+    if kind == "whistleblower":
+        app.router.add_get(localized("/"), _landing, name="landing")
+
+
+async def _redirect_to_default_language(request: web.Request) -> web.StreamResponse:
+    """`/` has no language; send the visitor to the operator's default one."""
+    raise web.HTTPFound(f"/{request.config_dict[CONFIG].default_language}/")
+
+
+async def _add_trailing_slash(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(f"/{request.match_info['lang']}/")
+
+
+async def _landing(request: web.Request) -> web.Response:
+    return render(request, "landing.html")

@@ -1,0 +1,316 @@
+"""What every response of both apps goes through: security headers, error pages, quiet logs.
+
+- Security headers are set in an `on_response_prepare` hook rather than a middleware, because
+  only that hook also sees 404/405 for unmatched routes, raised `HTTPException`s, redirects and
+  streamed responses.
+- The error middleware turns every failure into a calm templated page in the request's language
+  and never shows a traceback. Unexpected exceptions are logged as type, route pattern and code
+  locations only: exception messages, bodies, queries, headers and addresses can all carry what
+  a whistleblower typed or who they are.
+- aiohttp's access log records the client address and User-Agent; `run_kwargs()` replaces it
+  with one that records method, route pattern and status. aiohttp's own server logging (e.g.
+  "Error handling request from <peer>" for malformed HTTP, with the raw request line in the
+  exception) is rewritten by a logging filter so no client data survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web, web_response
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
+
+from dropbox.i18n import N_, render, translate
+from dropbox.sessions import CsrfError, SessionLimitReached
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger(__name__ + ".access")
+
+#: The whole Server header; no product version to fingerprint.
+SERVER_HEADER = "dropbox"
+
+BASE_CSP: Mapping[str, tuple[str, ...]] = {
+    "default-src": ("'none'",),
+    "style-src": ("'self'",),
+    "img-src": ("'self'",),
+    "form-action": ("'self'",),
+    "frame-ancestors": ("'none'",),
+    "base-uri": ("'none'",),
+}
+
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer", "autoplay",
+        "browsing-topics", "camera", "display-capture", "encrypted-media", "fullscreen",
+        "geolocation", "gyroscope", "hid", "idle-detection", "interest-cohort", "magnetometer",
+        "microphone", "midi", "payment", "picture-in-picture", "publickey-credentials-get",
+        "screen-wake-lock", "serial", "usb", "xr-spatial-tracking",
+    )
+)
+
+_DIRECTIVE = re.compile(r"[a-z][a-z-]*")
+_SOURCE = re.compile(r"[^\s;,]+")
+
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+
+
+def content_security_policy(extra: Mapping[str, Iterable[str]] | None = None) -> str:
+    """The base policy plus `extra` sources, e.g. {"img-src": ["data:"]} for a server-made QR code.
+
+    An added source replaces a directive's 'none'; new directives are appended.
+    """
+    directives = {name: list(sources) for name, sources in BASE_CSP.items()}
+    for name, sources in (extra or {}).items():
+        if not _DIRECTIVE.fullmatch(name):
+            raise ValueError(f"not a CSP directive name: {name!r}")
+        added = list(sources)
+        for source in added:
+            if not _SOURCE.fullmatch(source):
+                raise ValueError(f"not a CSP source: {source!r}")
+        current = [s for s in directives.get(name, []) if s != "'none'"]
+        directives[name] = current + [s for s in added if s not in current]
+    return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
+
+
+def security_headers(csp_extra: Mapping[str, Iterable[str]] | None = None) -> ResponseHook:
+    """An on_response_prepare hook that sets the headers below on every response.
+
+    They overwrite whatever a handler set: one place decides caching and framing for all.
+    """
+    headers = {
+        "Content-Security-Policy": content_security_policy(csp_extra),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "Permissions-Policy": PERMISSIONS_POLICY,
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
+        "Server": SERVER_HEADER,
+    }
+
+    async def set_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(headers)
+
+    return set_headers
+
+
+def hide_server_software() -> None:
+    """Make aiohttp's default Server header versionless, also where no app hook runs.
+
+    aiohttp answers malformed HTTP itself, before any app is involved, with
+    "Server: Python/3.x aiohttp/3.x". Its only source is this module global, so it is replaced
+    (tests/test_web.py checks a raw malformed request, so an aiohttp change cannot slip by).
+    """
+    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
+
+
+# -- error pages -------------------------------------------------------------------------------
+
+
+class UserError(Exception):
+    """Raise from a handler to show the error page with `status` and a message for the user.
+
+    `message` is a msgid (translated into the request's language at render) or text already
+    translated; it is shown escaped, never as HTML.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError("UserError status must be 4xx or 5xx")
+        super().__init__(status)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+#: Title and explanation per status; other 4xx use 400's, other 5xx use 500's.
+ERROR_TEXTS: Mapping[int, tuple[str, str]] = {
+    400: (N_("Something was wrong with that request"),
+          N_("Please go back and try again.")),
+    403: (N_("Not allowed"),
+          N_("This page is not available to you.")),
+    404: (N_("Page not found"),
+          N_("The address may be mistyped, or the page no longer exists.")),
+    405: (N_("That is not possible here"),
+          N_("This page does not accept that kind of request. Please go back and try again.")),
+    413: (N_("Too large"),
+          N_("What you sent is larger than this site accepts. "
+             "Please try again with fewer or smaller files.")),
+    429: (N_("Too many attempts"),
+          N_("Please wait a few minutes and try again.")),
+    500: (N_("Something went wrong"),
+          N_("An error occurred on our side. It was not caused by anything you did. "
+             "Please try again later.")),
+    503: (N_("Temporarily unavailable"),
+          N_("The site is busy right now. Please try again in a few minutes.")),
+    507: (N_("Out of storage space"),
+          N_("The site cannot store anything more right now. Please try again later.")),
+}
+
+CSRF_TITLE = N_("The form has expired")
+CSRF_MESSAGE = N_(
+    "For your safety, forms stop working after a while without activity. Go back, copy "
+    "anything you typed, reload the page and try again."
+)
+
+#: Headers of a raised HTTPException that still mean something on the error page.
+_CARRIED_HEADERS = ("Allow", "Retry-After")
+
+ROUTE_LABEL: web.RequestKey[str] = web.RequestKey("route_label", str)
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_label(request: web.Request) -> str:
+    """The matched route as its pattern (and name), never the concrete path with its ids."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "<unmatched>"
+    return f"{resource.canonical} ({resource.name})" if resource.name else resource.canonical
+
+
+def _safe_method(method: str) -> str:
+    """A client may send any token as a method; log only the standard ones verbatim."""
+    return method if method in _KNOWN_METHODS else "OTHER"
+
+
+def _code_locations(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)[-6:]
+    return " > ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames)
+
+
+def error_page(
+    request: web.Request,
+    status: int,
+    *,
+    title: str | None = None,
+    message: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """The templated error page; falls back to plain text if even rendering fails."""
+    default_title, explanation = ERROR_TEXTS.get(status) or ERROR_TEXTS[500 if status >= 500 else 400]
+    try:
+        context = {
+            "status": status,
+            "title": translate(request, title or default_title),
+            "message": translate(request, message or explanation),
+        }
+        return render(request, "error.html", context, status, headers=headers)
+    except Exception as exc:  # the error page itself must never fail
+        logger.error("rendering the %d page failed: %s", status, type(exc).__qualname__)
+        return web.Response(status=status, text=f"Error {status}", headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every HTTP error and unexpected exception into the friendly page for its status."""
+    request[ROUTE_LABEL] = route_label(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and other non-errors go out as they are
+        carried = {h: exc.headers[h] for h in _CARRIED_HEADERS if h in exc.headers}
+        return error_page(request, exc.status, headers=carried)
+    except UserError as exc:
+        return error_page(request, exc.status, message=exc.message, headers=exc.headers)
+    except CsrfError:
+        return error_page(request, 403, title=CSRF_TITLE, message=CSRF_MESSAGE)
+    except SessionLimitReached:
+        return error_page(request, 503)
+    except ConnectionError:
+        raise  # the client went away; aiohttp handles that quietly
+    except Exception as exc:  # the point of this middleware
+        logger.error(
+            "unhandled %s in %s %s at %s",
+            type(exc).__qualname__,
+            _safe_method(request.method),
+            request[ROUTE_LABEL],
+            _code_locations(exc),
+        )
+        if request.writer.output_size > 0:
+            raise  # headers already sent; aiohttp can only drop the connection
+        return error_page(request, 500)
+
+
+# -- logging -----------------------------------------------------------------------------------
+
+
+class RouteAccessLogger(AbstractAccessLogger):
+    """Access log of method, route pattern and status: no path, address, User-Agent or timing."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %d",
+            _safe_method(request.method),
+            request.get(ROUTE_LABEL, "-"),
+            response.status,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def run_kwargs() -> dict[str, Any]:
+    """Keyword arguments for `web.run_app(app, **run_kwargs())` or `web.AppRunner(app, ...)`.
+
+    Without them aiohttp logs every request with the client address and User-Agent.
+    (aiohttp.test_utils.TestServer drops constructor kwargs; pass these to `start_server`.)
+    """
+    return {"access_log_class": RouteAccessLogger, "access_log": access_logger}
+
+
+_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\d+|\*)?(?:\.\d+)?[hlL]?[diouxXeEfFgGcrsa]")
+
+
+class ClientDataFilter(logging.Filter):
+    """Rewrite aiohttp's own log records so they keep their wording but no client data.
+
+    Arguments (the peer address, header values) are dropped, and a traceback is reduced to the
+    exception type: a parser error's message quotes the raw request line and headers.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        message = _PLACEHOLDER.sub("<withheld>", template).replace("%%", "%")
+        if record.exc_info and record.exc_info[0] is not None:
+            message = f"{message} [{record.exc_info[0].__qualname__}]"
+        record.msg = message
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+class DropAllFilter(logging.Filter):
+    """Drops every record; on aiohttp's default access log in case an app is run without
+    `run_kwargs()`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+_SANITISED_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.internal", "aiohttp.websocket")
+
+
+def install_log_filters() -> None:
+    """Attach the filters to aiohttp's loggers; safe to call more than once."""
+    for name in _SANITISED_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, ClientDataFilter) for f in target.filters):
+            target.addFilter(ClientDataFilter())
+    default_access = logging.getLogger("aiohttp.access")
+    if not any(isinstance(f, DropAllFilter) for f in default_access.filters):
+        default_access.addFilter(DropAllFilter())
