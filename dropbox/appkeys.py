@@ -18,6 +18,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from dropbox.config import Config
     from dropbox.i18n import Templates
+    from dropbox.services import Services
     from dropbox.sessions import SessionStore
     from dropbox.throttle import FailureBudget
 
@@ -35,3 +36,5 @@ TEMPLATES: Final[web.AppKey[Templates]] = web.AppKey("templates")
 SESSIONS: Final[web.AppKey[SessionStore[Any]]] = web.AppKey("sessions")
 #: The install-wide failed-attempt budget: receipt codes (whistleblower) or logins (caseworker).
 FAILURE_BUDGET: Final[web.AppKey[FailureBudget]] = web.AppKey("failure_budget")
+#: The store, KDF pool, blob folders and install values shared by both apps.
+SERVICES: Final[web.AppKey[Services]] = web.AppKey("services")

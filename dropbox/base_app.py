@@ -46,13 +46,12 @@ def make_base_app(
     config: Config,
     *,
     kind: AppKind,
-    organisation: str | None = None,
     csp_extra: Mapping[str, Iterable[str]] | None = None,
     client_max_size: int | None = None,
 ) -> web.Application:
     """A ready `web.Application` for one side, to which that side adds its routes.
 
-    `organisation` names who runs the channel (shown in the header and on the landing page);
+    `config.organisation_name` names who runs the channel (header and landing page);
     `csp_extra` widens the Content-Security-Policy, e.g. {"img-src": ["data:"]} for a QR code.
     """
     if kind not in BASE_TEMPLATES:
@@ -68,12 +67,12 @@ def make_base_app(
     )
     app[CONFIG] = config
     app[APP_KIND] = kind
-    templates = Templates(organisation=organisation)
+    templates = Templates(organisation=config.organisation_name)
     app[TEMPLATES] = templates
 
     idle = config.whistleblower_idle_seconds if kind == "whistleblower" else config.caseworker_idle_seconds
     store: SessionStore[Any] = SessionStore(
-        cookie_name=SESSION_COOKIE_NAMES[kind], idle_seconds=idle
+        cookie_name=SESSION_COOKIE_NAMES[kind], idle_seconds=idle, max_sessions=config.max_sessions
     )
     store.install(app)
     app[SESSIONS] = store

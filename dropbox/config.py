@@ -66,6 +66,11 @@ class Config:
     #: Extra wait imposed on each attempt once a budget is spent.
     slowdown_seconds: float = 5.0
 
+    #: Who receives reports, shown on every page ("Ministry of ..."); None shows a neutral name.
+    organisation_name: str | None = None
+    #: Live sessions per app; past it, new logins get a "busy" page instead of growing memory.
+    max_sessions: int = 10_000
+
     default_language: str = "en"
     default_retention_days: int = 90
 

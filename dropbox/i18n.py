@@ -26,6 +26,7 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 from babel.messages.mofile import write_mo
+from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
@@ -92,17 +93,37 @@ def localized(path: str) -> str:
     return "/" + LANG_SEGMENT + path
 
 
+def read_catalog(locale_dir: Path, lang: str) -> Catalog:
+    """All `<locale_dir>/<lang>/LC_MESSAGES/*.po` merged: messages.po first, then the others by name.
+
+    Each side of the app keeps its own catalogue file (whistleblower.po, caseworker.po) so that
+    translations can be added to one without touching the other.
+    """
+    folder = locale_dir / lang / "LC_MESSAGES"
+    paths = sorted(folder.glob("*.po"), key=lambda p: (p.name != "messages.po", p.name))
+    if not paths:
+        raise FileNotFoundError(folder / "messages.po")
+    first, *others = (_read_po(path, lang) for path in paths)
+    for catalog in others:
+        for message in catalog:
+            if message.id:
+                first[message.id] = message
+    return first
+
+
+def _read_po(path: Path, lang: str) -> Catalog:
+    with path.open("rb") as po_file:
+        return read_po(po_file, locale=lang, abort_invalid=True)
+
+
 def load_translations(locale_dir: Path, lang: str) -> Translations:
-    """Compile `<locale_dir>/<lang>/LC_MESSAGES/messages.po` in memory.
+    """Compile the language's catalogues (see read_catalog) in memory.
 
     Fuzzy and empty entries are left out by write_mo, so they fall back to the English msgid
     rather than showing an unreviewed translation. A malformed .po stops startup.
     """
-    po_path = locale_dir / lang / "LC_MESSAGES" / "messages.po"
-    with po_path.open("rb") as po_file:
-        catalog = read_po(po_file, locale=lang, abort_invalid=True)
     buffer = io.BytesIO()
-    write_mo(buffer, catalog)
+    write_mo(buffer, read_catalog(locale_dir, lang))
     buffer.seek(0)
     return Translations(buffer, domain="messages")
 

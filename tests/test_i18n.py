@@ -18,6 +18,7 @@ from dropbox.i18n import (
     LOCALE_DIR,
     UnknownRoute,
     load_translations,
+    read_catalog,
     localized,
     render,
     template_context,
@@ -44,8 +45,7 @@ def _extracted_msgids() -> set[str]:
 
 
 def _catalog(lang: str) -> Catalog:
-    with (LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as po:
-        return read_po(po, locale=lang)
+    return read_catalog(LOCALE_DIR, lang)
 
 
 @pytest.mark.parametrize("lang", ["da", "sv"])

@@ -39,11 +39,10 @@ def build_app(
     **config_changes: Any,
 ) -> web.Application:
     """make_base_app on a fresh test Config, plus stubs for the routes other engineers own."""
-    config = config_for_tests(tmp_path, **config_changes)
+    config = config_for_tests(tmp_path, organisation_name=organisation, **config_changes)
     app = make_base_app(
         config,
         kind=kind,
-        organisation=organisation,
         csp_extra=csp_extra,
         client_max_size=client_max_size,
     )
