@@ -28,12 +28,12 @@ class Install:
 
 def today() -> dt.date:
     """UTC day: the finest time the drop box stores about what people did."""
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 def this_hour() -> str:
     """Hour precision, only for the caseworkers' audit log."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:00")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:00")
 
 
 def make_private_dir(path: Path) -> None:

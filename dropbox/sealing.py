@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import BinaryIO, NewType
 
 import nacl.bindings as sodium
-import nacl.exceptions
 import nacl.encoding
+import nacl.exceptions
 import nacl.hash
 import nacl.pwhash.argon2id as argon2id
 from nacl.public import PrivateKey, PublicKey, SealedBox

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from dropbox.blobs import StagedFiles, new_id
 from dropbox.install import Install, today
 from dropbox.kdf_pool import KdfPool
-from dropbox.reports import FileView, MessageView, ReportBody, open_body, seal_body, seal_message, \
-    sealed_file_rows, thread
+from dropbox.reports import (
+    FileView,
+    MessageView,
+    ReportBody,
+    open_body,
+    seal_body,
+    seal_message,
+    sealed_file_rows,
+    thread,
+)
 from dropbox.sealing import (
     InvalidSecret,
     ReceiptCode,
