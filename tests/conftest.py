@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ from dropbox.config import Config, config_for_tests
 from dropbox.install import Install, init_install, load_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.storage import Caseworker, Store
+
+pytest_plugins = ["tests.tor_fixtures"]
 
 PASSPHRASES = {"alice": "correct horse battery staple", "bob": "bob's long enough passphrase",
                "carol": "carol also has a passphrase"}
@@ -32,7 +34,7 @@ async def store(config: Config) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def kdf() -> AsyncIterator[KdfPool]:
+def kdf() -> Iterator[KdfPool]:
     pool = KdfPool(concurrency=2, queue_limit=64)
     yield pool
     pool.close()
