@@ -74,6 +74,10 @@ class TamperedData(SealingError):
     """A sealed value or file failed authentication: it was altered, truncated, or moved."""
 
 
+class KeyWiped(SealingError):
+    """A caseworker key was used after its session ended (logout or idle timeout)."""
+
+
 class InvalidSecret(SealingError):
     """Input that cannot be a passphrase or receipt code (empty, too long, wrong shape)."""
 
@@ -158,15 +162,25 @@ class CaseworkerKey:
     __slots__ = ("_private",)
 
     def __init__(self, private: PrivateKey) -> None:
-        self._private = private
+        self._private: PrivateKey | None = private
+
+    @property
+    def wiped(self) -> bool:
+        """True after logout or idle expiry: the key can no longer open anything."""
+        return self._private is None
+
+    def _key(self) -> PrivateKey:
+        if self._private is None:
+            raise KeyWiped()
+        return self._private
 
     @property
     def public_key(self) -> bytes:
-        return bytes(self._private.public_key)
+        return bytes(self._key().public_key)
 
     def open_report_keys(self, sealed: bytes) -> ReportKeys:
         try:
-            raw = SealedBox(self._private).decrypt(sealed)
+            raw = SealedBox(self._key()).decrypt(sealed)
         except nacl.exceptions.CryptoError as e:
             raise TamperedData("report keys did not open with this caseworker's key") from e
         if len(raw) != 2 * KEY_BYTES:
@@ -175,11 +189,11 @@ class CaseworkerKey:
 
     def subkey(self, purpose: bytes) -> bytes:
         """A key only this caseworker can derive (for their own secrets, e.g. a TOTP seed)."""
-        return _subkey(bytes(self._private), purpose)
+        return _subkey(bytes(self._key()), purpose)
 
     def wipe(self) -> None:
         """Drop the reference; Python cannot zero the bytes, but nothing keeps them alive after."""
-        self._private = None  # type: ignore[assignment]
+        self._private = None
 
 
 def _wrap_private(private: PrivateKey, passphrase: Passphrase, kdf: KdfParams, public: bytes) -> WrappedPrivateKey:
@@ -211,7 +225,7 @@ def rewrap_caseworker_key(
     key: CaseworkerKey, *, new_passphrase: Passphrase, ops: int, mem: int
 ) -> WrappedPrivateKey:
     """Passphrase change: same key pair (so no report needs re-granting), new salt and wrap."""
-    return _wrap_private(key._private, new_passphrase, KdfParams.fresh(ops=ops, mem=mem), key.public_key)
+    return _wrap_private(key._key(), new_passphrase, KdfParams.fresh(ops=ops, mem=mem), key.public_key)
 
 
 # --- report keys ---------------------------------------------------------------------------

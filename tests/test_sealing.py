@@ -178,3 +178,14 @@ def test_generated_passphrase_has_the_promised_entropy() -> None:
     words = [f"w{i}" for i in range(7776)]
     phrase, bits = s.generate_passphrase(words, count=7)
     assert len(phrase.split()) == 7 and 90 < bits < 91
+
+
+def test_a_wiped_caseworker_key_refuses_every_use() -> None:
+    wrapped = s.create_caseworker_key(passphrase=s.Passphrase("aaaaaaaaaaaa"), **CHEAP)
+    key = s.unwrap_caseworker_key(wrapped, passphrase=s.Passphrase("aaaaaaaaaaaa"))
+    grant = s.ReportKeys.generate().seal_for(wrapped.public_key)
+    key.wipe()
+    assert key.wiped
+    for use in (lambda: key.open_report_keys(grant), lambda: key.subkey(b"x"), lambda: key.public_key):
+        with pytest.raises(s.KeyWiped):
+            use()

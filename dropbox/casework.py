@@ -1,0 +1,581 @@
+"""What a logged-in caseworker does with reports: list, read, answer, note, triage, hand over, delete.
+
+Plain async functions over a Store, testable without HTTP; the caseworker views only parse forms
+and render pages. Every function that touches a report first opens the caseworker's grant for it:
+a report that does not exist and one that was not granted both end in `NotGranted`, so neither
+the admin role nor a colleague can tell them apart, let alone read either.
+
+Deadlines follow the EU Whistleblower Directive (2019/1937, art. 9(1)(b) and (f)): acknowledge
+receipt within 7 days and give feedback within 3 months. The Directive counts the 3 months from
+the acknowledgement (or from day 7 if none was sent); counting them from receipt, as here, is
+never later, so a deadline shown here is never missed under the Directive's rule.
+
+Every action writes an audit entry: who (caseworker id), what, which report, to the hour. Never
+content, file names or addresses; `detail` holds only values this module chose (a status, a
+number of days, a colleague's id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dropbox import accounts, totp
+from dropbox.accounts import CaseworkerSession, LoginFailed
+from dropbox.blobs import BlobStore, StagedFiles, new_id
+from dropbox.channels import questions_of
+from dropbox.config import Config
+from dropbox.install import this_hour, today
+from dropbox.kdf_pool import KdfPool
+from dropbox.reports import (
+    STATUSES,
+    FileView,
+    MessageView,
+    ReportBody,
+    open_body,
+    open_file_key,
+    open_file_name,
+    open_note,
+    seal_message,
+    seal_note,
+    sealed_file_rows,
+    thread,
+)
+from dropbox.sealing import ReportKeys
+from dropbox.storage import AuditEntry, Caseworker, Channel, Message, Note, NotFound, Report, ReportSummary, Store
+from dropbox.questions import Question
+
+log = logging.getLogger(__name__)
+
+ACK_DAYS = 7
+FEEDBACK_MONTHS = 3
+#: Longest retention a caseworker may set on one report (ten years).
+MAX_RETENTION_DAYS = 3650
+PAGE_SIZE = 50
+#: Statuses a caseworker may set; "new" is only ever the state of a report nobody has opened.
+SETTABLE_STATUSES = tuple(s for s in STATUSES if s != "new")
+SORTS = ("newest", "oldest", "urgent")
+
+
+class CaseworkError(Exception):
+    """Root of the errors a caseworker's action can end in."""
+
+
+class NotGranted(CaseworkError):
+    """No such report, or one this caseworker was not granted: never told apart."""
+
+
+class KeyUnavailable(CaseworkError):
+    """The session's private key is gone (wiped at logout or idle timeout): nothing can be opened."""
+
+
+class EmptyText(CaseworkError):
+    """A reply without text or files, or an empty note."""
+
+
+class InvalidChoice(CaseworkError):
+    """A status, deadline, retention or sort that is not one of the allowed values."""
+
+
+class UnknownColleague(CaseworkError):
+    """The caseworker to grant a report to does not exist or is disabled."""
+
+
+# --- audit actions (stored as these strings; the audit page translates them) -------------------
+
+LOGIN = "login"
+LOGOUT = "logout"
+VIEWED = "viewed"
+REPLIED = "replied"
+NOTE_ADDED = "note_added"
+STATUS_CHANGED = "status_changed"
+ACKNOWLEDGED = "acknowledged"
+FEEDBACK_GIVEN = "feedback_given"
+GRANTED = "granted"
+RETENTION_CHANGED = "retention_changed"
+DELETED = "deleted"
+FILE_DOWNLOADED = "file_downloaded"
+
+
+async def _audit(store: Store, actor: CaseworkerSession, action: str, report_id: str | None = None,
+                 detail: str = "") -> None:
+    await store.audit(hour=this_hour(), actor=actor.caseworker.id, action=action, report_id=report_id,
+                      detail=detail)
+
+
+# --- deadlines ---------------------------------------------------------------------------------
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The same day `months` later, clamped to the month's end (30 Nov + 3 months = 28/29 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def ack_due(received: dt.date) -> dt.date:
+    return received + dt.timedelta(days=ACK_DAYS)
+
+
+def feedback_due(received: dt.date) -> dt.date:
+    return add_months(received, FEEDBACK_MONTHS)
+
+
+def ack_cut(on: dt.date) -> dt.date:
+    """Reports received before this day are past their acknowledgement deadline on `on`."""
+    return on - dt.timedelta(days=ACK_DAYS)
+
+
+def feedback_cut(on: dt.date) -> dt.date:
+    """Reports received before this day are past their feedback deadline on `on`.
+
+    The first receipt day whose deadline is not yet passed; feedback_due is monotonic, so a
+    short walk from the naive guess finds it exactly despite month-end clamping.
+    """
+    day = add_months(on, -FEEDBACK_MONTHS)
+    while feedback_due(day) >= on:
+        day -= dt.timedelta(days=1)
+    while feedback_due(day) < on:
+        day += dt.timedelta(days=1)
+    return day
+
+
+@dataclass(frozen=True)
+class Deadline:
+    due: dt.date
+    done: dt.date | None
+    overdue: bool
+    #: Days until due (negative when past); only meaningful while not done.
+    days_left: int
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    days_since: int
+    acknowledgement: Deadline
+    feedback: Deadline
+
+
+def deadlines(*, received: str, acknowledged: str | None, feedback: str | None, status: str,
+              on: dt.date) -> Deadlines:
+    """Where a report stands against both deadlines on day `on`. A closed report is never overdue."""
+    received_day = dt.date.fromisoformat(received)
+
+    def one(due: dt.date, done: str | None) -> Deadline:
+        done_day = dt.date.fromisoformat(done) if done else None
+        return Deadline(due=due, done=done_day, overdue=done_day is None and status != "closed" and on > due,
+                        days_left=(due - on).days)
+
+    return Deadlines(days_since=(on - received_day).days, acknowledgement=one(ack_due(received_day), acknowledged),
+                     feedback=one(feedback_due(received_day), feedback))
+
+
+# --- signing in --------------------------------------------------------------------------------
+
+
+async def sign_in(*, store: Store, kdf: KdfPool, config: Config, name: str, passphrase: str,
+                  code: str) -> CaseworkerSession:
+    """Passphrase (unwraps the key), then the TOTP code if the caseworker enrolled one.
+
+    Every failure is LoginFailed, whichever factor was wrong. The TOTP seed is sealed under the
+    caseworker's own key, so the code can only be checked after the passphrase was right.
+    """
+    session = await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)
+    try:
+        await totp.check_login(store=store, session=session, code=code)
+    except totp.TotpRejected as e:
+        session.wipe()
+        raise LoginFailed() from e
+    await _audit(store, session, LOGIN)
+    return session
+
+
+async def sign_out(*, store: Store, session: CaseworkerSession) -> None:
+    await _audit(store, session, LOGOUT)
+    session.wipe()
+
+
+def key_usable(session: CaseworkerSession) -> bool:
+    """False once `wipe()` dropped the private key (logout, idle timeout)."""
+    return not session.key.wiped and session.key.public_key == session.caseworker.public_key
+
+
+async def _keys(store: Store, session: CaseworkerSession, report_id: str) -> ReportKeys:
+    if not key_usable(session):
+        raise KeyUnavailable()
+    try:
+        return await accounts.report_keys(store=store, session=session, report_id=report_id)
+    except NotFound as e:
+        raise NotGranted() from e
+
+
+async def _report(store: Store, report_id: str) -> Report:
+    try:
+        return await store.report(report_id)
+    except NotFound as e:  # deleted by a colleague since the grant was read
+        raise NotGranted() from e
+
+
+async def check_access(*, store: Store, session: CaseworkerSession, report_id: str) -> None:
+    """NotGranted unless this caseworker can open the report (before reading an upload for it)."""
+    await _keys(store, session, report_id)
+
+
+# --- the list ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    status: str | None = None
+    channel_id: str | None = None
+    overdue_only: bool = False
+    sort: str = "newest"
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class ListedReport:
+    summary: ReportSummary
+    deadlines: Deadlines
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    rows: list[ListedReport]
+    total: int
+    page: int
+    pages: int
+    ack_overdue: int
+    feedback_overdue: int
+
+
+async def list_reports(*, store: Store, session: CaseworkerSession, filters: ReportFilter,
+                       on: dt.date | None = None, page_size: int = PAGE_SIZE) -> ReportPage:
+    """One page of the caseworker's reports. Reads only plaintext columns: no key is used."""
+    if filters.status is not None and filters.status not in STATUSES or filters.sort not in SORTS:
+        raise InvalidChoice()
+    day = on or today()
+    cuts = {"ack_cut": ack_cut(day).isoformat(), "feedback_cut": feedback_cut(day).isoformat()}
+    page = max(1, filters.page)
+    summaries, total, ack_overdue, feedback_overdue = await store.caseworker_report_page(
+        caseworker_id=session.caseworker.id, status=filters.status, channel_id=filters.channel_id,
+        overdue_only=filters.overdue_only, sort=filters.sort, limit=page_size, offset=(page - 1) * page_size,
+        **cuts,
+    )
+    rows = [ListedReport(summary=s, deadlines=deadlines(received=s.received_day, acknowledged=s.acknowledged_day,
+                                                        feedback=s.feedback_day, status=s.status, on=day))
+            for s in summaries]
+    return ReportPage(rows=rows, total=total, page=page, pages=max(1, -(-total // page_size)),
+                      ack_overdue=ack_overdue, feedback_overdue=feedback_overdue)
+
+
+# --- reading a report --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoteView:
+    id: str
+    author_id: str | None
+    text: str
+    day: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer and the question it was given to (None if the channel no longer asks it)."""
+
+    question_id: str
+    question: Question | None
+    answer: str
+
+    def label(self, lang: str, default_lang: str) -> str:
+        return self.question.label(lang, default_lang) if self.question else self.question_id
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """Everything the report page shows, decrypted."""
+
+    report: Report
+    channel: Channel
+    body: ReportBody
+    answers: list[Answer]
+    files: list[FileView]
+    messages: list[MessageView]
+    #: message id -> the caseworker who wrote it (None for the whistleblower's, or a removed account)
+    message_authors: dict[str, str | None]
+    notes: list[NoteView]
+    deadlines: Deadlines
+    granted: list[Caseworker]
+    #: Active caseworkers not yet granted: whom the report can be handed to.
+    colleagues: list[Caseworker]
+    history: list[AuditEntry]
+
+
+async def read_report(*, store: Store, session: CaseworkerSession, report_id: str) -> CaseView:
+    """Open a report. Side effects: a new report becomes "opened", the whistleblower's messages
+    count as read, and the view is audited (once per hour and caseworker)."""
+    keys = await _keys(store, session, report_id)
+    report = await _report(store, report_id)
+    body = open_body(report.sealed_body, report_key=keys.report_key, report_id=report.id)
+    files, messages = await thread(store, report_id=report.id, report_key=keys.report_key)
+    notes = [NoteView(id=n.id, author_id=n.caseworker_id, day=n.written_day,
+                      text=open_note(n.sealed_body, staff_key=keys.staff_key, report_id=report.id, note_id=n.id))
+             for n in await store.notes(report.id)]
+    channel = await store.channel(report.channel_id)
+    if await store.advance_status(report.id, to="opened", only_from=("new",)):
+        await _audit(store, session, STATUS_CHANGED, report.id, "opened")
+        report = await store.report(report.id)
+    unread = [m.id for m in messages if m.author == "whistleblower" and not m.read]
+    if unread:
+        await store.mark_messages_read(report.id, unread)
+    await store.audit_once(hour=this_hour(), actor=session.caseworker.id, action=VIEWED, report_id=report.id)
+
+    granted_ids = set(await store.granted_caseworkers(report.id))
+    everyone = await store.caseworkers()
+    return CaseView(
+        report=report, channel=channel, body=body, answers=_answers(channel, body), files=files,
+        messages=messages, message_authors={m.id: m.caseworker_id for m in await store.messages(report.id)},
+        notes=notes,
+        deadlines=deadlines(received=report.received_day, acknowledged=report.acknowledged_day,
+                            feedback=report.feedback_day, status=report.status, on=today()),
+        granted=[c for c in everyone if c.id in granted_ids],
+        colleagues=[c for c in everyone if c.id not in granted_ids and not c.disabled],
+        history=await store.report_audit(report.id),
+    )
+
+
+def _answers(channel: Channel, body: ReportBody) -> list[Answer]:
+    """In the order of the channel's questions, then answers to questions it no longer asks."""
+    questions = {q.id: q for q in questions_of(channel)}
+    ordered = [Answer(qid, q, body.answers[qid]) for qid, q in questions.items() if body.answers.get(qid)]
+    rest = [Answer(qid, None, text) for qid, text in body.answers.items() if qid not in questions and text]
+    return ordered + rest
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file ready to stream. `chunks` is a blocking iterator: advance it in a worker thread."""
+
+    name: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSession, report_id: str,
+                        file_id: str) -> Download:
+    """A file of a granted report; NotGranted for a file of any other report, even a real one."""
+    keys = await _keys(store, session, report_id)
+    try:
+        stored = await store.file(report_id=report_id, file_id=file_id)
+    except NotFound as e:
+        raise NotGranted() from e
+    name = open_file_name(stored, report_key=keys.report_key)
+    chunks = blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key))
+    await _audit(store, session, FILE_DOWNLOADED, report_id)
+    return Download(name=name, size=stored.size, chunks=chunks)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _expiry(day: dt.date, retention_days: int) -> str:
+    return (day + dt.timedelta(days=retention_days)).isoformat()
+
+
+def _activity(report: Report, day: dt.date) -> dict[str, str]:
+    """A caseworker's action is activity: retention counts again from today."""
+    return {"last_activity_day": day.isoformat(), "expires_day": _expiry(day, report.retention_days)}
+
+
+async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str, text: str,
+                     staged: StagedFiles, gives_feedback: bool = False) -> str:
+    """A reply to the whistleblower, with files. The first reply records the acknowledgement;
+    `gives_feedback` records the feedback deadline as met. On any failure the files are discarded."""
+    try:
+        keys = await _keys(store, session, report_id)
+        text = text.strip()
+        if not text and not staged.files:
+            raise EmptyText()
+        report = await _report(store, report_id)
+        message_id = new_id()
+        day = today()
+        message = Message(
+            id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
+            sealed_body=seal_message(text, report_key=keys.report_key, report_id=report.id,
+                                     message_id=message_id, author="caseworker"),
+            sent_day=day.isoformat(), read=False,
+        )
+        activity = _activity(report, day)
+        if report.acknowledged_day is None:
+            activity["acknowledged_day"] = day.isoformat()
+        if gives_feedback and report.feedback_day is None:
+            activity["feedback_day"] = day.isoformat()
+        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report.id)
+        await store.add_message(message, files=files, activity=activity)
+    except BaseException:
+        staged.discard()
+        raise
+    _promote(staged)
+    await _audit(store, session, REPLIED, report.id)
+    if "acknowledged_day" in activity:
+        await _audit(store, session, ACKNOWLEDGED, report.id)
+    if "feedback_day" in activity:
+        await _audit(store, session, FEEDBACK_GIVEN, report.id)
+    if await store.advance_status(report.id, to="in_progress", only_from=("new", "opened")):
+        await _audit(store, session, STATUS_CHANGED, report.id, "in_progress")
+    return message_id
+
+
+def _promote(staged: StagedFiles) -> None:
+    """After the commit the message exists; a failed rename is finished by recovery at next start."""
+    try:
+        staged.promote()
+    except OSError as e:
+        log.error("moving committed blobs into place failed (%s); recovery will finish it", type(e).__name__)
+
+
+async def add_note(*, store: Store, session: CaseworkerSession, report_id: str, text: str) -> str:
+    """An internal note, sealed under the staff key: the whistleblower's receipt never opens it."""
+    keys = await _keys(store, session, report_id)
+    text = text.strip()
+    if not text:
+        raise EmptyText()
+    report = await _report(store, report_id)
+    note_id = new_id()
+    day = today()
+    await store.add_note(Note(id=note_id, report_id=report.id, seq=0, caseworker_id=session.caseworker.id,
+                              sealed_body=seal_note(text, staff_key=keys.staff_key, report_id=report.id,
+                                                    note_id=note_id),
+                              written_day=day.isoformat()))
+    await store.update_report(report.id, **_activity(report, day))
+    await _audit(store, session, NOTE_ADDED, report.id)
+    return note_id
+
+
+async def set_status(*, store: Store, session: CaseworkerSession, report_id: str, status: str) -> bool:
+    """Move a report to opened, in progress or closed. True if it changed."""
+    await _keys(store, session, report_id)
+    if status not in SETTABLE_STATUSES:
+        raise InvalidChoice()
+    report = await _report(store, report_id)
+    if report.status == status:
+        return False
+    await store.update_report(report.id, status=status, **_activity(report, today()))
+    await _audit(store, session, STATUS_CHANGED, report.id, status)
+    return True
+
+
+DEADLINE_FIELDS = {"acknowledgement": ("acknowledged_day", ACKNOWLEDGED), "feedback": ("feedback_day", FEEDBACK_GIVEN)}
+
+
+async def record_deadline(*, store: Store, session: CaseworkerSession, report_id: str, which: str) -> bool:
+    """Record that the acknowledgement or feedback was given (e.g. by phone). True if recorded now."""
+    await _keys(store, session, report_id)
+    if which not in DEADLINE_FIELDS:
+        raise InvalidChoice()
+    field, action = DEADLINE_FIELDS[which]
+    recorded = await store.set_day_once(report_id, field=field, day=today().isoformat())
+    if recorded:
+        await _audit(store, session, action, report_id)
+    return recorded
+
+
+async def grant(*, store: Store, session: CaseworkerSession, report_id: str, grantee_id: str) -> bool:
+    """Seal the report's keys to a colleague. True if they did not have it already."""
+    await _keys(store, session, report_id)
+    try:
+        grantee = await store.caseworker(grantee_id)
+    except NotFound as e:
+        raise UnknownColleague() from e
+    if grantee.disabled:
+        raise UnknownColleague()
+    added = await accounts.grant_report(store=store, granter=session, report_id=report_id, grantee_id=grantee.id)
+    if added:
+        await _audit(store, session, GRANTED, report_id, grantee.id)
+    return added
+
+
+async def set_retention(*, store: Store, session: CaseworkerSession, report_id: str, days: int) -> str:
+    """Keep the report `days` after its last activity (from today on). Returns the new expiry day.
+
+    A shorter period may put the expiry in the past; the next retention purge then deletes it.
+    """
+    await _keys(store, session, report_id)
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise InvalidChoice()
+    day = today()
+    expires = _expiry(day, days)
+    await store.update_report(report_id, retention_days=days, expires_day=expires,
+                              last_activity_day=day.isoformat())
+    await _audit(store, session, RETENTION_CHANGED, report_id, str(days))
+    return expires
+
+
+async def delete_report(*, store: Store, blobs: BlobStore, session: CaseworkerSession, report_id: str) -> None:
+    """Delete the report: every row under it (messages, notes, files, grants), then the blobs."""
+    await _keys(store, session, report_id)
+    try:
+        file_ids = await store.delete_report(report_id)
+    except NotFound as e:  # a colleague deleted it a moment ago
+        raise NotGranted() from e
+    try:
+        await asyncio.to_thread(blobs.delete, file_ids)
+    except OSError as e:  # the rows, and with them the file keys, are gone: what is left is unreadable
+        log.error("removing a deleted report's blobs failed (%s); recovery removes them at next start",
+                  type(e).__name__)
+    await _audit(store, session, DELETED, report_id)
+
+
+# --- the caseworker's own account --------------------------------------------------------------
+
+PASSPHRASE_CHANGED = "passphrase_changed"  # noqa: S105 - an audit action, not a secret
+TOTP_ENABLED = "totp_enabled"
+TOTP_DISABLED = "totp_disabled"
+NOTICE_ADDRESS_CHANGED = "notice_address_changed"
+
+_ADDRESS = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s.]{2,63}")
+
+
+class InvalidAddress(CaseworkError):
+    """Not something that looks like an e-mail address."""
+
+
+async def change_passphrase(*, store: Store, kdf: KdfPool, config: Config, session: CaseworkerSession,
+                            current: str, new: str) -> None:
+    """Re-wrap the caseworker's key under a new passphrase (LoginFailed if `current` is wrong,
+    WeakPassphrase if `new` is too short). Open sessions keep working; grants stay valid."""
+    await accounts.change_passphrase(store=store, kdf=kdf, config=config, name=session.caseworker.name,
+                                     old=current, new=new)
+    await _audit(store, session, PASSPHRASE_CHANGED)
+
+
+async def enrol_totp(*, store: Store, session: CaseworkerSession, seed: totp.TotpSeed, code: str) -> None:
+    if not key_usable(session):
+        raise KeyUnavailable()
+    await totp.enrol(store=store, session=session, seed=seed, code=code)
+    await _audit(store, session, TOTP_ENABLED)
+
+
+async def disable_totp(*, store: Store, session: CaseworkerSession, code: str) -> None:
+    if not key_usable(session):
+        raise KeyUnavailable()
+    await totp.disable(store=store, session=session, code=code)
+    await _audit(store, session, TOTP_DISABLED)
+
+
+async def set_notice_address(*, store: Store, session: CaseworkerSession, address: str) -> None:
+    """Where "something new arrived" notices go (empty: none). The audit log never holds it."""
+    address = address.strip()
+    if address and (len(address) > 254 or not _ADDRESS.fullmatch(address)):
+        raise InvalidAddress()
+    await store.update_caseworker(session.caseworker.id, email=address or None)
+    await _audit(store, session, NOTICE_ADDRESS_CHANGED)

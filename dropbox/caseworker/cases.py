@@ -1,0 +1,241 @@
+"""The report list, the report page and everything done from it.
+
+Each handler: who is signed in (and, for a POST, the CSRF token), the ids from the path, one call
+into dropbox.casework, then a page or a redirect (POST/redirect/GET). `NotGranted` becomes a 404
+in routes.py, the same page an id that never existed gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from aiohttp import web
+from babel.numbers import format_decimal
+
+from dropbox import casework
+from dropbox.blobs import FileTooLarge, StorageFull
+from dropbox.caseworker import forms, labels
+from dropbox.caseworker.staff import Staff, page, require, require_form, services
+from dropbox.i18n import N_, request_language, url_for
+from dropbox.web import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _report_url(request: web.Request, report_id: str, anchor: str = "") -> str:
+    return url_for(request, "report", report_id=report_id) + (f"#{anchor}" if anchor else "")
+
+
+def filesize(request: web.Request, size: int) -> str:
+    """Bytes as a short number with a unit, in the page's number format (1,5 MB in Danish)."""
+    lang = request_language(request)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{format_decimal(size / scale, format='#,##0.#', locale=lang)} {unit}"
+    return f"{size} B"
+
+
+# --- the list ----------------------------------------------------------------------------------
+
+
+async def report_list(request: web.Request) -> web.StreamResponse:
+    staff = await require(request)
+    store = services(request).store
+    channels = await store.channels()
+    filters = forms.report_filter(request.query, {c.id for c in channels})
+    listing = await casework.list_reports(store=store, session=staff.account, filters=filters)
+
+    def page_url(number: int) -> str:
+        query = {"status": filters.status or "", "channel": filters.channel_id or "", "sort": filters.sort,
+                 "overdue": "1" if filters.overdue_only else "", "page": str(number)}
+        return url_for(request, "reports", query={k: v for k, v in query.items() if v})
+
+    return page(request, staff, "caseworker/reports.html", {
+        "listing": listing, "filters": filters, "channels": channels,
+        "channel_names": {c.id: c.name for c in channels},
+        "status_labels": {k: labels.status(request, k) for k in labels.STATUS_LABELS},
+        "status_options": labels.statuses(request, tuple(labels.STATUS_LABELS)),
+        "sort_options": labels.sorts(request),
+        "page_url": page_url,
+    }, section="reports")
+
+
+# --- one report --------------------------------------------------------------------------------
+
+
+async def report_page(request: web.Request) -> web.StreamResponse:
+    staff = await require(request)
+    report_id = forms.hex_id(request.match_info["report_id"])
+    store = services(request).store
+    view = await casework.read_report(store=store, session=staff.account, report_id=report_id)
+    names = {c.id: c.name for c in await store.caseworkers()}
+    history = [{"hour": e.hour, "who": labels.actor(request, e, names), "what": labels.audit_action(request, e, names)}
+               for e in view.history]
+    return page(request, staff, "caseworker/report.html", {
+        "view": view, "report": view.report, "names": names, "history": history,
+        "status_label": labels.status(request, view.report.status),
+        "status_options": labels.statuses(request, casework.SETTABLE_STATUSES),
+        "filesize": lambda size: filesize(request, size),
+        "max_retention": casework.MAX_RETENTION_DAYS,
+        "max_files": services(request).config.max_files_per_submission,
+        "default_lang": services(request).config.default_language,
+    }, section="reports")
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """Decrypt and stream a file chunk by chunk (each chunk opened in a worker thread).
+
+    Chunked transfer, no Content-Length: should a later chunk fail authentication, the
+    connection is cut before the terminating chunk and the browser marks the download failed,
+    rather than keep a file that was silently truncated.
+    """
+    staff = await require(request)
+    report_id = forms.hex_id(request.match_info["report_id"])
+    file_id = forms.hex_id(request.match_info["file_id"])
+    svc = services(request)
+    opened = await casework.open_download(store=svc.store, blobs=svc.blobs, session=staff.account,
+                                          report_id=report_id, file_id=file_id)
+    chunks: Iterator[bytes] = opened.chunks
+    try:
+        chunk = await asyncio.to_thread(next, chunks, None)  # a missing or damaged blob fails here, before headers
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": forms.content_disposition(opened.name),
+        })
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        while chunk is not None:
+            await response.write(chunk)
+            chunk = await asyncio.to_thread(next, chunks, None)
+        await response.write_eof()
+        return response
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def reply(request: web.Request) -> web.StreamResponse:
+    """A reply with files, read as a stream: token first, then the grant is checked, and only
+    then are files sealed to disk."""
+    staff = await require(request)
+    report_id = forms.hex_id(request.match_info["report_id"])
+    svc = services(request)
+    if request.content_type != "multipart/form-data":
+        raise UserError(400, forms.BAD_FORM)
+    try:
+        reader = await request.multipart()
+    except ValueError as e:  # no boundary
+        raise UserError(400, forms.BAD_FORM) from e
+    await forms.csrf_first(reader, staff.session)
+    await casework.check_access(store=svc.store, session=staff.account, report_id=report_id)
+    staged = svc.blobs.stage(byte_budget=svc.config.max_submission_bytes)
+    try:
+        try:
+            form = await forms.read_reply(reader, staged, svc.config)
+        except BaseException:
+            staged.discard()
+            raise
+        await casework.post_reply(store=svc.store, session=staff.account, report_id=report_id, text=form.text,
+                                  staged=staged, gives_feedback=form.gives_feedback)
+    except casework.EmptyText:
+        staff.flash("error", N_("Write a reply or choose a file before sending."))
+        raise web.HTTPSeeOther(_report_url(request, report_id, "reply")) from None
+    except FileTooLarge as e:
+        raise UserError(413, N_("The files are larger than this site accepts.")) from e
+    except StorageFull as e:
+        raise UserError(507, N_("The server cannot store files right now. Please tell the operator.")) from e
+    staff.flash("notice", N_("Your reply was sent. The whistleblower sees it the next time they sign in."))
+    raise web.HTTPSeeOther(_report_url(request, report_id, "thread"))
+
+
+async def _action(request: web.Request) -> tuple[Staff, dict[str, str], str]:
+    staff, form = await require_form(request)
+    report_id = forms.hex_id(request.match_info["report_id"])
+    return staff, form, report_id  # type: ignore[return-value]
+
+
+async def add_note(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    text = forms.text(form, "text", max_chars=services(request).config.max_text_chars)
+    try:
+        await casework.add_note(store=services(request).store, session=staff.account, report_id=report_id, text=text)
+    except casework.EmptyText:
+        staff.flash("error", N_("The note is empty."))
+    else:
+        staff.flash("notice", N_("Your note was saved. Only caseworkers can read it."))
+    raise web.HTTPSeeOther(_report_url(request, report_id, "notes"))
+
+
+async def change_status(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    status = forms.text(form, "status", max_chars=20)
+    try:
+        changed = await casework.set_status(store=services(request).store, session=staff.account,
+                                            report_id=report_id, status=status)
+    except casework.InvalidChoice as e:
+        raise UserError(400, forms.BAD_FORM) from e
+    if changed:
+        staff.flash("notice", N_("The status is now: %(status)s"), status=labels.status(request, status))
+    raise web.HTTPSeeOther(_report_url(request, report_id))
+
+
+async def record_deadline(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    which = forms.text(form, "deadline", max_chars=20)
+    try:
+        await casework.record_deadline(store=services(request).store, session=staff.account, report_id=report_id,
+                                       which=which)
+    except casework.InvalidChoice as e:
+        raise UserError(400, forms.BAD_FORM) from e
+    staff.flash("notice", N_("Recorded."))
+    raise web.HTTPSeeOther(_report_url(request, report_id))
+
+
+async def grant(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    grantee = forms.text(form, "caseworker", max_chars=32)
+    try:
+        added = await casework.grant(store=services(request).store, session=staff.account, report_id=report_id,
+                                     grantee_id=grantee)
+    except casework.UnknownColleague:
+        staff.flash("error", N_("Choose a colleague from the list."))
+    else:
+        if added:
+            staff.flash("notice", N_("Your colleague can now read this report."))
+    raise web.HTTPSeeOther(_report_url(request, report_id, "access"))
+
+
+async def set_retention(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    days = forms.integer(form, "days")
+    try:
+        expires = await casework.set_retention(store=services(request).store, session=staff.account,
+                                               report_id=report_id, days=days or 0)
+    except casework.InvalidChoice:
+        staff.flash("error", N_("Enter a number of days between 1 and 3650."))
+    else:
+        staff.flash("notice", N_("The report will be deleted on %(day)s unless there is new activity."),
+                    day=expires)
+    raise web.HTTPSeeOther(_report_url(request, report_id, "retention"))
+
+
+async def delete_form(request: web.Request) -> web.StreamResponse:
+    staff = await require(request)
+    report_id = forms.hex_id(request.match_info["report_id"])
+    await casework.check_access(store=services(request).store, session=staff.account, report_id=report_id)
+    return page(request, staff, "caseworker/delete.html", {"report_id": report_id}, section="reports")
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    svc = services(request)
+    if not forms.checkbox(form, "confirm"):
+        await casework.check_access(store=svc.store, session=staff.account, report_id=report_id)
+        staff.flash("error", N_("Tick the box to confirm that the report should be deleted."))
+        raise web.HTTPSeeOther(url_for(request, "delete", report_id=report_id))
+    await casework.delete_report(store=svc.store, blobs=svc.blobs, session=staff.account, report_id=report_id)
+    staff.flash("notice", N_("The report was deleted."))
+    raise web.HTTPSeeOther(url_for(request, "reports"))

@@ -1,0 +1,91 @@
+"""Signing in and out.
+
+The login form is protected against cross-site posting before any session exists by a
+double-submit token: a random value in an HttpOnly, SameSite=Strict cookie and the same value in
+the form. No server state is created for someone who only looks at the login page, so fetching
+it many times cannot fill the session store and lock caseworkers out.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+
+from aiohttp import web
+
+from dropbox import casework
+from dropbox.accounts import LoginFailed
+from dropbox.appkeys import FAILURE_BUDGET
+from dropbox.caseworker import forms
+from dropbox.caseworker.staff import StaffSession, page, require_form, services, sessions, signed_in
+from dropbox.i18n import translate, url_for
+from dropbox.sessions import CSRF_FIELD, CsrfError, SessionLimitReached
+from dropbox.throttle import SLOWED_NOTICE
+
+LOGIN_COOKIE = "cw_login"
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def _login_token(request: web.Request) -> str:
+    existing = request.cookies.get(LOGIN_COOKIE, "")
+    return existing if _TOKEN_SHAPE.fullmatch(existing) else secrets.token_urlsafe(32)
+
+
+def _login_page(request: web.Request, *, error: bool = False, slowed: bool = False,
+                status: int = 200) -> web.Response:
+    token = _login_token(request)
+    response = page(request, None, "caseworker/login.html", {
+        "login_token": token, "failed": error,
+        "slowed_notice": translate(request, SLOWED_NOTICE) if slowed else "",
+        "signed_out": request.method == "GET" and request.query.get("signed_out") == "1",
+        "idle_minutes": services(request).config.caseworker_idle_seconds // 60,
+    }, status)
+    # A browser-session cookie (no Max-Age), like the session cookie itself.
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+    return response
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    target = "reports" if await signed_in(request) else "login"
+    raise web.HTTPSeeOther(url_for(request, target))
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await signed_in(request):
+        raise web.HTTPSeeOther(url_for(request, "reports"))
+    return _login_page(request)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    submitted = forms.text(form, CSRF_FIELD, max_chars=64)
+    if not _TOKEN_SHAPE.fullmatch(cookie) or not hmac.compare_digest(cookie, submitted):
+        raise CsrfError("login token missing or wrong")
+    name = forms.text(form, "name", max_chars=200).strip()
+    passphrase = forms.text(form, "passphrase", max_chars=4096)
+    code = forms.text(form, "totp", max_chars=32)
+
+    budget = request.config_dict[FAILURE_BUDGET]
+    slowed = await budget.before_attempt()
+    svc = services(request)
+    try:
+        account = await casework.sign_in(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
+                                         passphrase=passphrase, code=code)
+    except LoginFailed:
+        budget.record_failure()
+        return _login_page(request, error=True, slowed=slowed, status=400)
+    try:
+        sessions(request).create(request, StaffSession(account=account))
+    except SessionLimitReached:
+        account.wipe()
+        raise
+    raise web.HTTPSeeOther(url_for(request, "reports"))
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    staff, _form = await require_form(request)
+    await casework.sign_out(store=services(request).store, session=staff.account)
+    sessions(request).destroy(request)
+    raise web.HTTPSeeOther(url_for(request, "login", query={"signed_out": "1"}))

@@ -1,0 +1,129 @@
+"""A caseworker's own settings: passphrase, two-step login (TOTP), notice address."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dropbox import casework, totp
+from dropbox.accounts import MIN_PASSPHRASE_CHARS, LoginFailed, WeakPassphrase
+from dropbox.appkeys import FAILURE_BUDGET
+from dropbox.caseworker import forms
+from dropbox.caseworker.staff import page, require, require_form, services
+from dropbox.i18n import CASEWORKER_SITE_NAME, N_, translate, url_for
+
+
+def _to(request: web.Request, name: str, anchor: str = "") -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(url_for(request, name) + (f"#{anchor}" if anchor else ""))
+
+
+async def settings_page(request: web.Request) -> web.StreamResponse:
+    staff = await require(request)
+    return page(request, staff, "caseworker/settings.html", {
+        "totp_enrolled": totp.enrolled(staff.caseworker.totp_sealed),
+        "notices_on": bool(services(request).config.smtp_host),
+        "min_passphrase": MIN_PASSPHRASE_CHARS,
+    }, section="settings")
+
+
+async def change_passphrase(request: web.Request) -> web.StreamResponse:
+    staff, form = await require_form(request)
+    current = forms.text(form, "current", max_chars=2048)
+    new = forms.text(form, "new", max_chars=2048)
+    if new != forms.text(form, "repeat", max_chars=2048):
+        staff.flash("error", N_("The two new passphrases are not the same."))
+        raise _to(request, "settings", "passphrase")
+    budget = request.config_dict[FAILURE_BUDGET]
+    await budget.before_attempt()
+    svc = services(request)
+    try:
+        await casework.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config, session=staff.account,
+                                         current=current, new=new)
+    except LoginFailed:
+        budget.record_failure()
+        staff.flash("error", N_("Your current passphrase was not right. Nothing was changed."))
+    except WeakPassphrase:
+        staff.flash("error", N_("The new passphrase is too short. Nothing was changed."))
+    else:
+        staff.flash("notice", N_("Your passphrase was changed. Use the new one from now on."))
+    raise _to(request, "settings", "passphrase")
+
+
+async def set_notice_address(request: web.Request) -> web.StreamResponse:
+    staff, form = await require_form(request)
+    address = forms.text(form, "email", max_chars=254)
+    try:
+        await casework.set_notice_address(store=services(request).store, session=staff.account, address=address)
+    except casework.InvalidAddress:
+        staff.flash("error", N_("That does not look like an e-mail address."))
+    else:
+        staff.flash("notice", N_("Saved."))
+    raise _to(request, "settings", "notices")
+
+
+# --- two-step login ------------------------------------------------------------------------------
+
+
+async def totp_start(request: web.Request) -> web.StreamResponse:
+    """Make a seed and keep it in the session until a first code confirms it."""
+    staff, _form = await require_form(request)
+    if totp.enrolled(staff.caseworker.totp_sealed):
+        raise _to(request, "settings", "totp")
+    staff.payload.pending_totp = totp.new_seed()
+    raise _to(request, "totp")
+
+
+async def totp_page(request: web.Request) -> web.StreamResponse:
+    staff = await require(request)
+    seed = staff.payload.pending_totp
+    if seed is None or totp.enrolled(staff.caseworker.totp_sealed):
+        raise _to(request, "settings", "totp")
+    return page(request, staff, "caseworker/totp.html", {"seed": totp.grouped(seed)}, section="settings")
+
+
+async def totp_qr(request: web.Request) -> web.StreamResponse:
+    """The pending seed as a PNG QR code; served as an image so no script is needed to show it."""
+    staff = await require(request)
+    seed = staff.payload.pending_totp
+    if seed is None:
+        raise web.HTTPNotFound()
+    config = services(request).config
+    issuer = config.organisation_name or translate(request, CASEWORKER_SITE_NAME)
+    uri = totp.provisioning_uri(seed, account=staff.caseworker.name, issuer=issuer)
+    return web.Response(body=totp.qr_png(uri), content_type="image/png")
+
+
+async def totp_confirm(request: web.Request) -> web.StreamResponse:
+    staff, form = await require_form(request)
+    seed = staff.payload.pending_totp
+    if seed is None:
+        raise _to(request, "settings", "totp")
+    try:
+        await casework.enrol_totp(store=services(request).store, session=staff.account, seed=seed,
+                                  code=forms.text(form, "code", max_chars=32))
+    except totp.TotpRejected:
+        staff.flash("error", N_("That code did not match. Check the time on your phone and try the next code."))
+        raise _to(request, "totp") from None
+    except totp.AlreadyEnrolled:
+        pass
+    staff.payload.pending_totp = None
+    staff.flash("notice", N_("Two-step login is on. From now on you need a code from your app to sign in."))
+    raise _to(request, "settings", "totp")
+
+
+async def totp_disable(request: web.Request) -> web.StreamResponse:
+    """Needs a current code; wrong codes count against the failed-login budget, so a borrowed
+    session cannot try its way through the million codes quickly."""
+    staff, form = await require_form(request)
+    budget = request.config_dict[FAILURE_BUDGET]
+    await budget.before_attempt()
+    try:
+        await casework.disable_totp(store=services(request).store, session=staff.account,
+                                    code=forms.text(form, "code", max_chars=32))
+    except totp.TotpRejected:
+        budget.record_failure()
+        staff.flash("error", N_("That code did not match. Two-step login is still on."))
+    except totp.NotEnrolled:
+        pass
+    else:
+        staff.flash("notice", N_("Two-step login is off."))
+    raise _to(request, "settings", "totp")

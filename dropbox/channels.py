@@ -1,0 +1,280 @@
+"""What the admin role does: channels (receiving units), who is in them, and caseworker accounts.
+
+One install can run schemes for several agencies; each channel has its own name, description,
+questions, retention and caseworkers. A new report is sealed to the active members of its channel
+(see submissions.py), so membership decides who can read what arrives *from now on*; reports that
+already exist are handed over per report (casework.grant), never by changing a channel.
+
+Being admin gives no access to any report: the admin reads reports only where granted, like
+everyone else. Every function re-reads the actor's account, so a role removed a moment ago no
+longer counts, and refuses what would lock the last way in: an admin cannot disable themselves
+or drop their own admin role.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dropbox import accounts
+from dropbox.blobs import new_id
+from dropbox.config import Config
+from dropbox.install import this_hour
+from dropbox.kdf_pool import KdfPool
+from dropbox.sealing import Passphrase
+from dropbox.storage import Caseworker, Channel, Conflict, NotFound, Store
+from dropbox.questions import InvalidQuestions, Question, parse_questions
+from dropbox.passphrases import new_passphrase
+
+CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+MAX_NAME_CHARS = 200
+MAX_DESCRIPTION_CHARS = 4000
+MAX_RETENTION_DAYS = 3650
+#: Longest questions text accepted from the form (JSON with labels in several languages).
+MAX_QUESTIONS_CHARS = 64_000
+
+# Audit actions of the admin role.
+CHANNEL_ADDED = "channel_added"
+CHANNEL_CHANGED = "channel_changed"
+ACCOUNT_ADDED = "caseworker_added"
+ACCOUNT_DISABLED = "caseworker_disabled"
+ACCOUNT_ENABLED = "caseworker_enabled"
+ADMIN_GRANTED = "admin_granted"
+ADMIN_REVOKED = "admin_revoked"
+TOTP_RESET = "totp_reset"
+
+
+class AdminError(Exception):
+    """Root of the errors of this module."""
+
+
+class NotAdmin(AdminError):
+    """The acting account is not (or no longer) an active admin."""
+
+
+class InvalidChannel(AdminError):
+    """A channel id, name, description or retention outside the allowed shape."""
+
+
+class InvalidQuestionList(AdminError):
+    """The questions are not in the documented shape; the message says what is wrong."""
+
+
+class ChannelExists(AdminError):
+    """A channel with this id exists already."""
+
+
+class InvalidAccountName(AdminError):
+    """A caseworker name must be 1-64 letters, digits, dot, dash or underscore."""
+
+
+class AccountExists(AdminError):
+    """A caseworker with this name exists already."""
+
+
+class UnknownAccount(AdminError):
+    """No caseworker with this id."""
+
+
+class UnknownChannel(AdminError):
+    """No channel with this id."""
+
+
+class SelfLockout(AdminError):
+    """An admin may not disable their own account or remove their own admin role."""
+
+
+def questions_of(channel: Channel) -> list[Question]:
+    """The channel's questions (format: dropbox/questions.py); none if malformed."""
+    try:
+        return parse_questions(channel.questions)
+    except InvalidQuestions:
+        return []
+
+
+def _plain(questions: Sequence[Question]) -> bool:
+    return all(set(q.labels) == {""} and not q.required and q.kind == "text" for q in questions)
+
+
+def questions_for_editing(channel: Channel) -> str:
+    """One question per line while that says everything; otherwise the JSON itself (labels in
+    several languages, required questions and multi-line answers need it)."""
+    questions = questions_of(channel)
+    if _plain(questions):
+        return "\n".join(q.labels[""] for q in questions)
+    try:
+        return json.dumps(json.loads(channel.questions), ensure_ascii=False, indent=2)
+    except ValueError:
+        return channel.questions
+
+
+def questions_json(text: str, *, existing: Sequence[Question] = ()) -> str:
+    """The `questions` column for what the admin typed: a JSON list as documented in
+    dropbox/questions.py, or one question per line. A line equal to an existing
+    question keeps that question's id, so answers already given keep their label."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            parse_questions(stripped)
+            return json.dumps(json.loads(stripped), ensure_ascii=False)
+        except InvalidQuestions as e:
+            raise InvalidQuestionList(str(e)) from e
+    known = {q.labels[""]: q.id for q in existing if "" in q.labels}
+    used: set[str] = set()
+    questions = []
+    for line in (line.strip() for line in stripped.splitlines()):
+        if not line:
+            continue
+        qid = known.get(line)
+        if qid is None or qid in used:
+            qid = "q" + new_id()[:12]
+        used.add(qid)
+        questions.append({"id": qid, "label": line})
+    result = json.dumps(questions, ensure_ascii=False)
+    try:
+        parse_questions(result)
+    except InvalidQuestions as e:
+        raise InvalidQuestionList(str(e)) from e
+    return result
+
+
+async def _require_admin(store: Store, actor_id: str) -> Caseworker:
+    try:
+        actor = await store.caseworker(actor_id)
+    except NotFound as e:
+        raise NotAdmin() from e
+    if not actor.is_admin or actor.disabled:
+        raise NotAdmin()
+    return actor
+
+
+async def _audit(store: Store, actor: Caseworker, action: str, detail: str = "") -> None:
+    await store.audit(hour=this_hour(), actor=actor.id, action=action, detail=detail)
+
+
+# --- channels ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelForm:
+    """What the admin typed for a channel."""
+
+    name: str
+    description: str
+    questions: str
+    retention_days: int
+    make_default: bool
+    member_ids: frozenset[str]
+
+
+def _checked(channel_id: str, form: ChannelForm, existing: Sequence[Question], is_default: bool) -> Channel:
+    name, description = form.name.strip(), form.description.strip()
+    if not name or len(name) > MAX_NAME_CHARS or len(description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidChannel("name or description")
+    if not 1 <= form.retention_days <= MAX_RETENTION_DAYS:
+        raise InvalidChannel("retention")
+    return Channel(id=channel_id, name=name, description=description,
+                   questions=questions_json(form.questions, existing=existing),
+                   retention_days=form.retention_days, is_default=is_default)
+
+
+async def _set_members(store: Store, channel_id: str, member_ids: frozenset[str]) -> None:
+    known = {c.id for c in await store.caseworkers()}
+    if not member_ids <= known:
+        raise UnknownAccount()
+    current = (await store.channel_memberships()).get(channel_id, set())
+    for cw_id in sorted(member_ids - current):
+        await store.set_channel_member(channel_id=channel_id, caseworker_id=cw_id, member=True)
+    for cw_id in sorted(current - member_ids):
+        await store.set_channel_member(channel_id=channel_id, caseworker_id=cw_id, member=False)
+
+
+async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Channel:
+    actor = await _require_admin(store, actor_id)
+    if not CHANNEL_ID.match(channel_id):
+        raise InvalidChannel("id")
+    channel = _checked(channel_id, form, (), form.make_default)
+    try:
+        await store.add_channel(channel)
+    except Conflict as e:
+        raise ChannelExists() from e
+    await _set_members(store, channel.id, form.member_ids)
+    await _audit(store, actor, CHANNEL_ADDED, channel.id)
+    return channel
+
+
+async def update_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Channel:
+    """Change a channel. The default channel stays default until another one is made default."""
+    actor = await _require_admin(store, actor_id)
+    try:
+        current = await store.channel(channel_id)
+    except NotFound as e:
+        raise UnknownChannel() from e
+    channel = _checked(channel_id, form, questions_of(current), current.is_default or form.make_default)
+    await store.update_channel(channel)
+    await _set_members(store, channel.id, form.member_ids)
+    await _audit(store, actor, CHANNEL_CHANGED, channel.id)
+    return channel
+
+
+# --- caseworker accounts -----------------------------------------------------------------------
+
+
+async def add_account(*, store: Store, kdf: KdfPool, config: Config, actor_id: str, name: str, is_admin: bool,
+                      channel_ids: Sequence[str]) -> tuple[Caseworker, Passphrase]:
+    """A new account with a generated passphrase, returned once to be handed over in person.
+
+    The new caseworker reads nothing that already exists until someone grants it to them.
+    """
+    actor = await _require_admin(store, actor_id)
+    try:
+        accounts.check_name(name)
+    except accounts.InvalidName as e:
+        raise InvalidAccountName() from e
+    known = {c.id for c in await store.channels()}
+    if not set(channel_ids) <= known:
+        raise UnknownChannel()
+    passphrase, _bits = new_passphrase()
+    try:
+        cw = await accounts.add_caseworker(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase,
+                                           is_admin=is_admin, channel_ids=list(channel_ids))
+    except Conflict as e:
+        raise AccountExists() from e
+    await _audit(store, actor, ACCOUNT_ADDED, cw.id)
+    return cw, passphrase
+
+
+async def _account(store: Store, caseworker_id: str) -> Caseworker:
+    try:
+        return await store.caseworker(caseworker_id)
+    except NotFound as e:
+        raise UnknownAccount() from e
+
+
+async def set_disabled(*, store: Store, actor_id: str, caseworker_id: str, disabled: bool) -> None:
+    """A disabled caseworker cannot log in, and their open sessions end at their next request."""
+    actor = await _require_admin(store, actor_id)
+    target = await _account(store, caseworker_id)
+    if target.id == actor.id and disabled:
+        raise SelfLockout()
+    await store.update_caseworker(target.id, disabled=int(disabled))
+    await _audit(store, actor, ACCOUNT_DISABLED if disabled else ACCOUNT_ENABLED, target.id)
+
+
+async def set_admin(*, store: Store, actor_id: str, caseworker_id: str, is_admin: bool) -> None:
+    actor = await _require_admin(store, actor_id)
+    target = await _account(store, caseworker_id)
+    if target.id == actor.id and not is_admin:
+        raise SelfLockout()
+    await store.update_caseworker(target.id, is_admin=int(is_admin))
+    await _audit(store, actor, ADMIN_GRANTED if is_admin else ADMIN_REVOKED, target.id)
+
+
+async def reset_totp(*, store: Store, actor_id: str, caseworker_id: str) -> None:
+    """For a caseworker who lost their authenticator: they log in with the passphrase alone again."""
+    actor = await _require_admin(store, actor_id)
+    target = await _account(store, caseworker_id)
+    await store.update_caseworker(target.id, totp_sealed=None)
+    await _audit(store, actor, TOTP_RESET, target.id)

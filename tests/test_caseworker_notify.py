@@ -1,0 +1,143 @@
+"""E-mail notices against a real SMTP server (aiosmtpd) on 127.0.0.1, started by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope
+
+from dropbox.config import Config
+from dropbox.notify import Notifier
+from dropbox.services import Services
+from dropbox.submissions import open_mailbox, post_whistleblower_message
+from tests.caseworker_fixtures import new_install, serve_site, submit
+
+CANARY = "CANARY-notice-51ab"
+
+
+@dataclass
+class Inbox:
+    """What the SMTP server received; `arrived` is set on every message."""
+
+    envelopes: list[Envelope] = field(default_factory=list)
+    ehlo: list[str] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_EHLO(self, server: SMTP, session: Any, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        self.ehlo.append(hostname)
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Envelope) -> str:
+        self.envelopes.append(envelope)
+        self.arrived.set()
+        return "250 OK"
+
+    def messages(self) -> list[email.message.Message]:
+        return [email.message_from_bytes(e.content) for e in self.envelopes]  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def smtp_server() -> AsyncIterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(inbox, loop=loop, hostname="test.invalid"), "127.0.0.1", 0)
+    try:
+        yield inbox, server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _setup(tmp_path: Path, port: int) -> Config:
+    config = await new_install(tmp_path / "data", smtp_host="127.0.0.1", smtp_port=port,
+                               smtp_sender="dropbox@example.org")
+    async with Services.open(config) as services:
+        for name in ("alice", "bob"):
+            cw = await services.store.caseworker_by_name(name)
+            await services.store.update_caseworker(cw.id, email=f"{name}@example.org")
+    return config
+
+
+async def test_a_notice_says_only_that_something_arrived(tmp_path: Path) -> None:
+    async with smtp_server() as (inbox, port):
+        config = await _setup(tmp_path, port)
+        async with Services.open(config) as services:
+            report = await submit(services, text=CANARY, files={f"{CANARY}.pdf": b"%PDF"})
+            notifier = Notifier(config=config, store=services.store)
+
+            assert await notifier.check_once() == 2  # alice and bob; carol has no address
+
+            recipients = sorted(r for e in inbox.envelopes for r in e.rcpt_tos)
+            assert recipients == ["alice@example.org", "bob@example.org"]
+            assert all(len(e.rcpt_tos) == 1 for e in inbox.envelopes)  # colleagues never see each other
+            for envelope, message in zip(inbox.envelopes, inbox.messages(), strict=True):
+                raw = envelope.content.decode()  # type: ignore[union-attr]
+                assert CANARY not in raw and report.report_id not in raw and report.report_id[:8] not in raw
+                assert "default" not in raw.lower().replace("dropbox@example.org", "")
+                assert "Message-ID" not in raw
+                assert message["Subject"] == "New activity"
+                assert message["From"] == "dropbox@example.org"
+            assert inbox.ehlo == ["localhost", "localhost"]  # our host name is not given away
+
+            # Nothing new: no second notice. A whistleblower's message is news again.
+            assert await notifier.check_once() == 0
+            access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
+                                        receipt_text=report.receipt)
+            await post_whistleblower_message(store=services.store, access=access, text=CANARY,
+                                             staged=services.blobs.stage(byte_budget=100))
+            assert await notifier.check_once() == 2
+            assert CANARY not in "".join(e.content.decode() for e in inbox.envelopes)  # type: ignore[union-attr]
+
+
+async def test_notices_follow_the_default_language_and_skip_disabled_accounts(tmp_path: Path) -> None:
+    async with smtp_server() as (inbox, port):
+        config = await _setup(tmp_path, port)
+        config = config.replace(default_language="da")
+        async with Services.open(config) as services:
+            await submit(services)
+            bob = await services.store.caseworker_by_name("bob")
+            await services.store.update_caseworker(bob.id, disabled=1)
+            assert await Notifier(config=config, store=services.store).check_once() == 1
+            (message,) = inbox.messages()
+            assert message["To"] == "alice@example.org"
+            assert message["Subject"] == "Ny aktivitet"
+
+
+async def test_an_unreachable_server_is_retried_next_round(tmp_path: Path) -> None:
+    async with smtp_server() as (_inbox, port):
+        config = await _setup(tmp_path, port)
+    # The server is gone now: nothing sent, nothing remembered as told.
+    async with Services.open(config) as services:
+        await submit(services)
+        notifier = Notifier(config=config, store=services.store)
+        assert await notifier.check_once() == 0
+        async with smtp_server() as (inbox, new_port):
+            notifier._config = config.replace(smtp_port=new_port)
+            assert await notifier.check_once() == 2
+            assert len(inbox.envelopes) == 2
+
+
+async def test_the_app_sends_notices_while_it_runs_only_when_configured(tmp_path: Path) -> None:
+    async with smtp_server() as (inbox, port):
+        config = await _setup(tmp_path, port)
+        async with Services.open(config) as services:
+            await submit(services)
+        async with serve_site(config):
+            await asyncio.wait_for(inbox.arrived.wait(), timeout=30)  # the first round runs at start
+        assert len(inbox.envelopes) >= 1
+
+
+def test_notifier_needs_an_smtp_host(tmp_path: Path) -> None:
+    from dropbox.config import config_for_tests
+
+    with pytest.raises(ValueError):
+        Notifier(config=config_for_tests(tmp_path), store=None)  # type: ignore[arg-type]

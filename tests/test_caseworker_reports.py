@@ -1,0 +1,261 @@
+"""The report list, the report page and every action on it, over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+import urllib.parse
+
+import aiohttp
+
+from dropbox.install import today
+from dropbox.submissions import open_mailbox, post_whistleblower_message, read_mailbox
+from tests.caseworker_fixtures import Agent, Site, chunks_of, site_fixture, submit  # noqa: F401
+
+CANARY = "CANARY-3c1d-caseworker"
+
+
+def _multipart(fields: list[tuple[str, str | tuple[str, bytes]]]) -> aiohttp.FormData:
+    """A multipart body with parts in exactly this order (the CSRF token must come first)."""
+    form = aiohttp.FormData(default_to_multipart=True)
+    for name, value in fields:
+        if isinstance(value, tuple):
+            form.add_field(name, value[1], filename=value[0], content_type="application/octet-stream")
+        else:
+            form.add_field(name, value)
+    return form
+
+
+async def _mailbox(site: Site, receipt: str) -> object:
+    svc = site.services
+    access = await open_mailbox(store=svc.store, kdf=svc.kdf, install=svc.install, receipt_text=receipt)
+    return await read_mailbox(store=svc.store, access=access, record_visit=True)
+
+
+async def test_list_shows_status_dates_unread_and_deadlines(site: Site) -> None:
+    svc = site.services
+    fresh = await submit(svc)
+    old = await submit(svc)
+    async with svc.store.transaction() as db:
+        await db.execute("UPDATE reports SET received_day = ? WHERE id = ?",
+                         ((today() - dt.timedelta(days=10)).isoformat(), old.report_id))
+    access = await open_mailbox(store=svc.store, kdf=svc.kdf, install=svc.install, receipt_text=old.receipt)
+    await post_whistleblower_message(store=svc.store, access=access, text="more",
+                                     staged=svc.blobs.stage(byte_budget=1000))
+    alice = await site.signed_in("alice")
+
+    page = await alice.text("/en/reports")
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.S)[1:]
+    assert fresh.report_id[:8] in rows[0] and old.report_id[:8] in rows[1]
+    assert "New" in rows[0] and today().isoformat() in rows[0]
+    assert "Overdue" in rows[1] and '<span class="badge unread">1</span>' in rows[1]
+    assert ">10<" in rows[1]  # days since receipt
+    assert "Receipt not acknowledged within 7 days: 1" in page
+    assert "<script" not in page
+
+    overdue = await alice.text("/en/reports?overdue=1&sort=urgent")
+    assert old.report_id[:8] in overdue and fresh.report_id[:8] not in overdue
+    opened = await alice.text("/en/reports?status=opened")
+    assert "No reports match." in opened
+    nonsense = await alice.get("/en/reports?status=%3Cx%3E&sort=drop&page=-4&channel=zz")
+    assert nonsense.status == 200  # unknown filters fall back to the defaults
+
+
+async def test_list_pages_through_many_reports(site: Site) -> None:
+    for _ in range(51):
+        await submit(site.services)
+    alice = await site.signed_in("alice")
+    first = await alice.text("/en/reports")
+    assert "Page 1 of 2" in first and 'href="/en/reports?sort=newest&amp;page=2"' in first
+    second = await alice.text("/en/reports?page=2")
+    assert len(re.findall(r'class="report-link"', second)) == 1
+
+
+async def test_report_page_shows_everything_decrypted_and_opens_the_report(site: Site) -> None:
+    svc = site.services
+    await svc.store.update_channel(await _channel_with_question(site))
+    report = await submit(svc, text=f"{CANARY} <b>not markup</b>\nsecond line", files={"evidence.pdf": b"%PDF"},
+                          answers={"q-when": "last Tuesday"}, contact="signal: +45 0000")
+    alice = await site.signed_in("alice")
+
+    page = await alice.text(f"/en/reports/{report.report_id}")
+    assert f"{CANARY} &lt;b&gt;not markup&lt;/b&gt;\nsecond line" in page
+    assert "When did it happen?" in page and "last Tuesday" in page
+    assert "signal: +45 0000" in page
+    assert "evidence.pdf" in page and "4 B" in page
+    assert (await svc.store.report(report.report_id)).status == "opened"
+    assert "Read the report" in page  # its history
+    assert "Hvornår skete det?" in await alice.text(f"/da/reports/{report.report_id}")
+
+
+async def _channel_with_question(site: Site) -> object:
+    from dropbox.storage import Channel
+
+    channel = await site.services.store.channel("default")
+    questions = [{"id": "q-when", "label": {"en": "When did it happen?", "da": "Hvornår skete det?"}}]
+    return Channel(**{**channel.__dict__, "questions": json.dumps(questions)})
+
+
+async def test_download_streams_the_decrypted_file_as_a_safe_attachment(site: Site) -> None:
+    data = bytes(range(256)) * 5000  # more than one chunk of the test config
+    name = "Ærlig \u202eexe.txt \"quoted\"; name\\..\\/../rapport.pdf"
+    report = await submit(site.services, files={name: data})
+    file_id = (await site.services.store.files(report.report_id))[0].id
+    alice = await site.signed_in("alice")
+
+    response = await alice.get(f"/en/reports/{report.report_id}/files/{file_id}")
+    assert response.status == 200
+    assert await response.read() == data
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="')
+    fallback = re.search(r'filename="([^"]*)"', disposition).group(1)  # type: ignore[union-attr]
+    assert fallback.isascii() and "/" not in fallback and "\\" not in fallback
+    encoded = re.search(r"filename\*=UTF-8''(\S+)$", disposition).group(1)  # type: ignore[union-attr]
+    assert urllib.parse.unquote(encoded) == "rapport.pdf"
+    audit = [e.action for e in await site.services.store.audit_log()]
+    assert "file_downloaded" in audit
+
+
+async def test_download_name_keeps_unicode_and_drops_bidi_controls(site: Site) -> None:
+    report = await submit(site.services, files={"Ærlig \u202egnp.exe": b"x"})
+    file_id = (await site.services.store.files(report.report_id))[0].id
+    alice = await site.signed_in("alice")
+    response = await alice.get(f"/en/reports/{report.report_id}/files/{file_id}")
+    encoded = re.search(r"filename\*=UTF-8''(\S+)$", response.headers["Content-Disposition"]).group(1)  # type: ignore[union-attr]
+    assert urllib.parse.unquote(encoded) == "Ærlig gnp.exe"
+
+
+async def test_reply_with_files_reaches_the_mailbox_and_acknowledges(site: Site) -> None:
+    report = await submit(site.services)
+    alice = await site.signed_in("alice")
+    body = _multipart([("csrf_token", alice.csrf), ("text", "Thank you, we are looking into it."),
+                       ("feedback", "1"), ("files", ("reply.txt", b"attached reply")), ("files", ("", b""))])
+    response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == f"/en/reports/{report.report_id}#thread"
+    page = await alice.text(f"/en/reports/{report.report_id}")
+    assert "Your reply was sent." in page and "Thank you, we are looking into it." in page
+
+    mailbox = await _mailbox(site, report.receipt)
+    (message,) = mailbox.messages  # type: ignore[attr-defined]
+    assert message.text == "Thank you, we are looking into it."
+    assert [f.name for f in message.files] == ["reply.txt"]
+    stored = await site.services.store.report(report.report_id)
+    assert stored.acknowledged_day == stored.feedback_day == today().isoformat()
+    assert stored.status == "in_progress"
+
+
+async def test_reply_refuses_a_token_that_is_not_the_first_part_before_storing_anything(site: Site) -> None:
+    report = await submit(site.services)
+    alice = await site.signed_in("alice")
+    body = _multipart([("files", ("early.bin", b"x" * 100_000)), ("csrf_token", alice.csrf), ("text", "hi")])
+    response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
+    assert response.status == 403
+    assert list(site.config.tmp_dir.iterdir()) == [] and await site.services.store.messages(report.report_id) == []
+    urlencoded = await alice.post(f"/en/reports/{report.report_id}/reply", {"text": "hi"})
+    assert urlencoded.status == 400
+
+
+async def test_empty_reply_is_refused_with_a_message(site: Site) -> None:
+    report = await submit(site.services)
+    alice = await site.signed_in("alice")
+    body = _multipart([("csrf_token", alice.csrf), ("text", "   ")])
+    response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
+    assert response.status == 303
+    assert "Write a reply or choose a file" in await alice.text(f"/en/reports/{report.report_id}")
+    assert list(site.config.tmp_dir.iterdir()) == []
+
+
+async def test_too_large_reply_file_is_refused_and_discarded(tmp_path: object) -> None:
+    from tests.caseworker_fixtures import new_install, serve_site
+
+    config = await new_install(tmp_path / "data", max_file_bytes=1000)  # type: ignore[operator]
+    async with serve_site(config) as served:
+        report = await submit(served.services)
+        alice = await served.signed_in("alice")
+        body = _multipart([("csrf_token", alice.csrf), ("text", "x"), ("files", ("big.bin", b"x" * 5000))])
+        response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body,
+                                           allow_redirects=False)
+        assert response.status == 413
+        assert list(config.tmp_dir.iterdir()) == [] and list(config.blobs_dir.iterdir()) == []
+        assert await served.services.store.messages(report.report_id) == []
+
+
+async def test_notes_are_shown_to_caseworkers_and_never_to_the_whistleblower(site: Site) -> None:
+    report = await submit(site.services)
+    alice = await site.signed_in("alice")
+    response = await alice.post(f"/en/reports/{report.report_id}/notes", {"text": CANARY})
+    assert response.status == 303 and response.headers["Location"].endswith("#notes")
+    assert CANARY in await alice.text(f"/en/reports/{report.report_id}")
+    assert CANARY not in repr(await _mailbox(site, report.receipt))
+
+
+async def test_status_deadline_and_retention_forms(site: Site) -> None:
+    report = await submit(site.services)
+    alice = await site.signed_in("alice")
+    path = f"/en/reports/{report.report_id}"
+    assert (await alice.post(f"{path}/status", {"status": "closed"})).status == 303
+    assert "The status is now: Closed" in await alice.text(path)
+    assert (await alice.post(f"{path}/status", {"status": "bogus"})).status == 400
+    assert (await alice.post(f"{path}/deadline", {"deadline": "acknowledgement"})).status == 303
+    assert (await alice.post(f"{path}/retention", {"days": "10"})).status == 303
+    page = await alice.text(path)
+    expected = (today() + dt.timedelta(days=10)).isoformat()
+    assert f"The report will be deleted on {expected}" in page
+    assert (await alice.post(f"{path}/retention", {"days": "0"})).status == 303
+    assert "between 1 and 3650" in await alice.text(path)
+    stored = await site.services.store.report(report.report_id)
+    assert (stored.status, stored.acknowledged_day, stored.expires_day) == ("closed", today().isoformat(), expected)
+
+
+async def test_grant_offers_colleagues_and_hands_the_report_over(site: Site) -> None:
+    from tests.caseworker_fixtures import only_for
+
+    channel = await only_for(site.services, "alice")
+    report = await submit(site.services, channel_id=channel, text="handed over")
+    alice = await site.signed_in("alice")
+    bob = await site.signed_in("bob")
+    assert (await bob.get(f"/en/reports/{report.report_id}")).status == 404
+
+    page = await alice.text(f"/en/reports/{report.report_id}")
+    bob_id = (await site.services.store.caseworker_by_name("bob")).id
+    assert f'<option value="{bob_id}">bob</option>' in page
+    assert (await alice.post(f"/en/reports/{report.report_id}/grant", {"caseworker": bob_id})).status == 303
+    assert "handed over" in await bob.text(f"/en/reports/{report.report_id}")
+    assert (await alice.post(f"/en/reports/{report.report_id}/grant", {"caseworker": "f" * 32})).status == 303
+    assert "Choose a colleague from the list." in await alice.text(f"/en/reports/{report.report_id}")
+
+
+async def test_delete_needs_confirmation_then_removes_rows_and_blobs(site: Site) -> None:
+    report = await submit(site.services, files={"a.txt": b"a"})
+    alice = await site.signed_in("alice")
+    path = f"/en/reports/{report.report_id}/delete"
+    confirm = await alice.text(path)
+    assert "This cannot be undone." in confirm and 'name="confirm"' in confirm
+
+    unconfirmed = await alice.post(path)
+    assert unconfirmed.status == 303 and unconfirmed.headers["Location"] == path
+    assert len(list(site.config.blobs_dir.iterdir())) == 1
+
+    done = await alice.post(path, {"confirm": "yes"})
+    assert done.status == 303 and done.headers["Location"] == "/en/reports"
+    assert "The report was deleted." in await alice.text("/en/reports")
+    assert list(site.config.blobs_dir.iterdir()) == []
+    assert (await alice.get(f"/en/reports/{report.report_id}")).status == 404
+    assert (await site.services.store._one("SELECT count(*) FROM files"))[0] == 0  # type: ignore[index]
+
+
+async def test_pages_render_in_danish_and_swedish(site: Site) -> None:
+    report = await submit(site.services)
+    alice = await site.signed_in("alice")
+    for lang, word in (("da", "Indberetninger"), ("sv", "Rapporter")):
+        for path in ("/reports", f"/reports/{report.report_id}", "/settings"):
+            response = await alice.get(f"/{lang}{path}")
+            text = await response.text()
+            assert response.status == 200 and response.headers["Content-Language"] == lang, path
+            assert html.escape(word) in text
