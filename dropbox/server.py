@@ -1,0 +1,92 @@
+"""`python run.py serve`: both apps on loopback, published as onion services, until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from dropbox.app import create_caseworker_app, create_whistleblower_app
+from dropbox.config import Config
+from dropbox.retention import purge_expired
+from dropbox.services import Services
+from dropbox.storage import NotInitialised
+from dropbox.web import install_log_filters, run_kwargs
+
+if TYPE_CHECKING:
+    from onion.publish import OnionServices
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_SECONDS = 6 * 3600
+
+
+async def serve(config: Config, *, tor: bool = True, tor_control: str | None = None) -> int:
+    install_log_filters()
+    try:
+        services_cm = Services.open(config)
+        services = await services_cm.__aenter__()
+    except NotInitialised:
+        log.error("no install in %s: run `python run.py init` first", config.data_dir)
+        return 2
+    runners: list[web.AppRunner] = []
+    onion: OnionServices | None = None
+    try:
+        if not await services.store.caseworkers():
+            log.warning("no caseworker yet: reports cannot be accepted until one is added "
+                        "(python run.py caseworker add NAME)")
+        for app, port in ((create_whistleblower_app(config, services=services), config.port),
+                          (create_caseworker_app(config, services=services), config.admin_port)):
+            runner = web.AppRunner(app, **run_kwargs())
+            await runner.setup()
+            await web.TCPSite(runner, config.host, port).start()
+            runners.append(runner)
+        log.info("whistleblower app on http://%s:%d/, caseworker app on http://%s:%d/",
+                 config.host, config.port, config.host, config.admin_port)
+        if tor:
+            onion = await _start_onion(config, tor_control)
+        else:
+            log.info("--no-tor: not publishing onion services")
+        purger = asyncio.create_task(_purge_periodically(services))
+        await _wait_for_stop_signal()
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+    finally:
+        if onion is not None:
+            await onion.stop()
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await services_cm.__aexit__(None, None, None)
+    return 0
+
+
+async def _start_onion(config: Config, tor_control: str | None) -> OnionServices:
+    from onion.publish import OnionServices
+
+    services = OnionServices(config, tor_control=tor_control)
+    await services.start()
+    return services
+
+
+async def _purge_periodically(services: Services) -> None:
+    while True:
+        try:
+            await purge_expired(store=services.store, blobs=services.blobs)
+        except Exception as e:  # keep serving; the next round retries
+            log.error("retention purge failed: %s", type(e).__name__)
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
