@@ -83,7 +83,9 @@ class StagedFiles:
         sealer = FileSealer(file_key=staged.file_key, file_id=staged.id)
         path = self.store.part_path(staged.id)
         try:
-            handle = await asyncio.to_thread(_create_exclusive, path)
+            # Inline, not in a worker thread: were the task cancelled while a thread created the
+            # file, the file would appear after discard() had already looked for it, and stay.
+            handle = _create_exclusive(path)
             try:
                 async for chunk in chunks:
                     staged.size += len(chunk)
@@ -108,12 +110,19 @@ class StagedFiles:
             _fsync_dir(self.store.blobs_dir)
 
     def discard(self) -> None:
-        """Nothing was committed: remove whatever was written. Safe to call more than once."""
+        """Nothing was committed: remove whatever was written. Safe to call more than once.
+
+        Never raises: it runs while another error (often the disk's own) is on its way out, and a
+        .part file the disk will not let go of now is removed by `recover()` at the next start.
+        """
         if self._finished:
             return
         self._finished = True
         for f in self.files:
-            self.store.part_path(f.id).unlink(missing_ok=True)
+            try:
+                self.store.part_path(f.id).unlink(missing_ok=True)
+            except OSError as e:
+                log.error("could not remove an unfinished upload (%s); recovery will", type(e).__name__)
 
 
 class BlobStore:

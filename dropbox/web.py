@@ -26,8 +26,10 @@ from aiohttp import web, web_response
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from dropbox.blobs import StorageFull
 from dropbox.i18n import N_, render, translate
 from dropbox.sessions import CsrfError, SessionLimitReached
+from dropbox.storage import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger(__name__ + ".access")
@@ -228,6 +230,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_page(request, 403, title=CSRF_TITLE, message=CSRF_MESSAGE)
     except SessionLimitReached:
         return error_page(request, 503)
+    except (StorageFull, StorageUnavailable):
+        # The disk refused a write (full, read-only, failing) on a path whose view did not say
+        # more itself: nothing was kept, and the person is told so instead of seeing a 500.
+        logger.error("storage refused a write in %s %s", _safe_method(request.method), request[ROUTE_LABEL])
+        return error_page(request, 507)
     except ConnectionError:
         raise  # the client went away; aiohttp handles that quietly
     except Exception as exc:  # the point of this middleware
@@ -247,10 +254,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 class RouteAccessLogger(AbstractAccessLogger):
-    """Access log of method, route pattern and status: no path, address, User-Agent or timing."""
+    """Access log of method, route pattern and status: no path, address, User-Agent or timing.
+
+    2xx-4xx at DEBUG (off unless asked for), 5xx at WARNING.
+    """
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
+        # Only server faults are worth an operator's attention by default. Every line gets a
+        # timestamp from whatever collects the log (journald), and a line per submission would
+        # record its time to the second where the database keeps only the day.
+        level = logging.WARNING if response.status >= 500 else logging.DEBUG
+        self.logger.log(
+            level,
             "%s %s %d",
             _safe_method(request.method),
             request.get(ROUTE_LABEL, "-"),
@@ -259,7 +274,7 @@ class RouteAccessLogger(AbstractAccessLogger):
 
     @property
     def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+        return self.logger.isEnabledFor(logging.WARNING)  # DEBUG enabled implies WARNING enabled
 
 
 def run_kwargs() -> dict[str, Any]:
@@ -311,6 +326,8 @@ def install_log_filters() -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, ClientDataFilter) for f in target.filters):
             target.addFilter(ClientDataFilter())
+    # aiosqlite logs every statement with its parameters at DEBUG; keep it quiet even then.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     default_access = logging.getLogger("aiohttp.access")
     if not any(isinstance(f, DropAllFilter) for f in default_access.filters):
         default_access.addFilter(DropAllFilter())

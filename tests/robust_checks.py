@@ -1,0 +1,166 @@
+"""What "nothing lost, nothing half-written" means, checked on an install's files with the domain functions.
+
+Used after a crash, a full disk or a flood of bad input: the database is sound, blob folders and
+file rows match exactly, nothing is left in tmp/, every report opens completely with a granted
+caseworker's key, and each receipt that was shown opens its own report with everything sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dropbox import accounts
+from dropbox.blobs import BlobStore
+from dropbox.config import Config
+from dropbox.install import load_install
+from dropbox.kdf_pool import KdfPool
+from dropbox.reports import open_body, open_file_key, open_file_name, open_message
+from dropbox.storage import Store, StoredFile
+from dropbox.submissions import open_mailbox, read_mailbox
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Sent:
+    """What one whistleblower sent and was confirmed (receipt shown, reply answered 303)."""
+
+    receipt: str
+    text: str
+    files: dict[str, str]  # name -> sha256 of the content
+    replies: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (text, {name: sha256})
+
+
+def _read_only(config: Config, *, timeout: float = 30) -> contextlib.closing[sqlite3.Connection]:
+    """A read-only connection that is closed on the way out (sqlite3's own `with` only commits)."""
+    return contextlib.closing(sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True, timeout=timeout))
+
+
+def db_snapshot(config: Config) -> dict[str, int]:
+    """Row counts, read with a plain read-only sqlite3 connection (safe beside a running server)."""
+    with _read_only(config) as db:
+        return {table: int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+                for table in ("reports", "messages", "files", "report_grants")}
+
+
+def leftover_parts(config: Config) -> list[str]:
+    return sorted(p.name for p in config.tmp_dir.iterdir())
+
+
+def integrity(config: Config) -> tuple[str, list[tuple[object, ...]]]:
+    with _read_only(config) as db:
+        check = db.execute("PRAGMA integrity_check").fetchone()[0]
+        foreign = db.execute("PRAGMA foreign_key_check").fetchall()
+    return str(check), foreign
+
+
+def file_ids_in_db(config: Config) -> set[str]:
+    with _read_only(config) as db:
+        return {r[0] for r in db.execute("SELECT id FROM files")}
+
+
+def assert_settled(config: Config) -> None:
+    """After recovery: sound database, blobs ↔ rows exactly, tmp/ empty."""
+    check, foreign = integrity(config)
+    assert check == "ok", f"PRAGMA integrity_check: {check}"
+    assert foreign == [], f"PRAGMA foreign_key_check: {foreign[:5]}"
+    assert leftover_parts(config) == [], f"left in tmp/: {leftover_parts(config)[:5]}"
+    blobs = {p.name for p in config.blobs_dir.iterdir()}
+    rows = file_ids_in_db(config)
+    assert blobs == rows, (f"blobs without rows: {sorted(blobs - rows)[:5]}; "
+                           f"rows without blobs: {sorted(rows - blobs)[:5]}")
+
+
+async def assert_every_report_opens(config: Config, *, caseworker: str, passphrase: str) -> int:
+    """Every report row opens completely with `caseworker`'s grant: body, messages, names, file bytes.
+
+    This covers the reports whose receipt never reached anyone (the process died after the commit):
+    they must be whole too. Returns how many reports there are.
+    """
+    store = await Store.open(config.db_path)
+    kdf = KdfPool(concurrency=1, queue_limit=4)
+    try:
+        session = await accounts.login(store=store, kdf=kdf, config=config, name=caseworker, passphrase=passphrase)
+        blobs = BlobStore(config)
+        grants = dict(await store.grants_of(session.caseworker.id))
+        async with store._reader.execute("SELECT id FROM reports") as cur:  # test-only read of every id
+            report_ids = [r[0] for r in await cur.fetchall()]
+        assert set(report_ids) == set(grants), "a report without a grant to the channel's caseworker"
+        for report_id in report_ids:
+            keys = session.key.open_report_keys(grants[report_id])
+            report = await store.report(report_id)
+            open_body(report.sealed_body, report_key=keys.report_key, report_id=report_id)
+            for message in await store.messages(report_id):
+                open_message(message, report_key=keys.report_key)
+            for stored in await store.files(report_id):
+                open_file_name(stored, report_key=keys.report_key)
+                file_key = open_file_key(stored, report_key=keys.report_key)
+                size = sum(len(c) for c in blobs.read(stored.id, file_key=file_key))
+                assert size == stored.size, f"file {stored.id}: {size} bytes, row says {stored.size}"
+        return len(report_ids)
+    finally:
+        kdf.close()
+        await store.close()
+
+
+async def assert_receipts_open(config: Config, sent: list[Sent]) -> None:
+    """Through the domain functions: each receipt opens its report with exactly what was confirmed."""
+    store = await Store.open(config.db_path)
+    kdf = KdfPool(concurrency=2, queue_limit=len(sent) + 4)
+    try:
+        install = await load_install(store)
+        blobs = BlobStore(config)
+        seen_reports: set[str] = set()
+        for item in sent:
+            access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=item.receipt)
+            assert access.report_id not in seen_reports, "two receipts open the same report"
+            seen_reports.add(access.report_id)
+            view = await read_mailbox(store=store, access=access, record_visit=False)
+            assert view.body.text == item.text
+            by_id = {f.id: f for f in await store.files(access.report_id)}
+            key = access.report_key
+            assert _contents(blobs, by_id, [f.id for f in view.files], key) == item.files
+            from_whistleblower = [m for m in view.messages if m.author == "whistleblower"]
+            confirmed = {text: files for text, files in item.replies}
+            stored = {m.text: _contents(blobs, by_id, [f.id for f in m.files], key) for m in from_whistleblower}
+            for text, files in confirmed.items():
+                assert text in stored, "a reply that was answered 303 is missing"
+                assert stored[text] == files, "a confirmed reply lost or changed a file"
+    finally:
+        kdf.close()
+        await store.close()
+
+
+def _contents(blobs: BlobStore, by_id: dict[str, StoredFile], file_ids: list[str], key: bytes) -> dict[str, str]:
+    """{file name: sha256 of its bytes} for the given stored files, opened with the report key."""
+    return {
+        open_file_name(by_id[i], report_key=key): digest(b"".join(
+            blobs.read(i, file_key=open_file_key(by_id[i], report_key=key))))
+        for i in file_ids
+    }
+
+
+def files_containing(root: Path, needles: list[bytes], *, newer_than: float | None = None,
+                     max_bytes: int = 256 * 1024 * 1024) -> list[tuple[Path, bytes]]:
+    """(path, needle) for every regular file below `root` that contains a needle."""
+    hits = []
+    for path in root.rglob("*"):
+        try:
+            if not path.is_file() or path.is_symlink():
+                continue
+            stat = path.stat()
+            if newer_than is not None and stat.st_mtime < newer_than:
+                continue
+            if stat.st_size > max_bytes:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        hits += [(path, n) for n in needles if n in data]
+    return hits
