@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "host", "127.0.0.1") not in ("127.0.0.1", "localhost", "::1") and not args.expose:
         parser.error(f"refusing to bind to {args.host}: the apps must only be reachable through tor. "
                      "Add --i-understand-this-exposes-the-server if you really mean it")
-    config = Config(data_dir=args.data, host=getattr(args, "host", "127.0.0.1"),
+    config = Config(data_dir=args.data.resolve(), host=getattr(args, "host", "127.0.0.1"),
                     port=getattr(args, "port", 8080), admin_port=getattr(args, "admin_port", 8081))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from keys.commands import CommandError

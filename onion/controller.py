@@ -271,6 +271,7 @@ def private_tor_options(tor_dir: Path, overrides: TorOptions | None = None) -> d
 
     `overrides` are added last and win: tests use them to join a private test network.
     """
+    tor_dir = tor_dir.resolve()  # tor refuses relative unix-socket paths (and warns on the rest)
     socket_path = tor_dir / "control.sock"
     options: dict[str, Any] = {
         "DataDirectory": str(tor_dir),

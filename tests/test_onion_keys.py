@@ -423,3 +423,15 @@ def test_a_broken_key_file_is_exit_status_1(config: Config) -> None:
     status, out, err = run(config, "show")
     assert status == EXIT_FAILED
     assert len(err.strip().splitlines()) == 1 and "hs_ed25519_secret_key" in err
+
+
+def test_private_tor_gets_absolute_paths_from_a_relative_data_folder(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data data` is relative by default; tor refuses a relative ControlSocket and does not start."""
+    from onion.controller import private_tor_options
+
+    monkeypatch.chdir(tmp_path)
+    options = private_tor_options(Path("data/tor"))
+    assert Path(options["DataDirectory"]).is_absolute()
+    sockets = [str(v) for k, v in options.items() if k == "ControlSocket"]
+    assert sockets and all(s.split()[0].lstrip("unix:").startswith("/") for s in sockets), sockets
