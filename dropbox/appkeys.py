@@ -38,3 +38,6 @@ SESSIONS: Final[web.AppKey[SessionStore[Any]]] = web.AppKey("sessions")
 FAILURE_BUDGET: Final[web.AppKey[FailureBudget]] = web.AppKey("failure_budget")
 #: The store, KDF pool, blob folders and install values shared by both apps.
 SERVICES: Final[web.AppKey[Services]] = web.AppKey("services")
+#: The landing page rendered once per language: it depends on nothing else, and it is what a
+#: flood of visitors hits, so it must stay cheap while Argon2id runs use the cores.
+LANDING_PAGES: Final[web.AppKey[dict[str, bytes]]] = web.AppKey("landing_pages")

@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from dropbox.appkeys import APP_KIND, CONFIG, FAILURE_BUDGET, SESSIONS, TEMPLATES, AppKind
+from dropbox.appkeys import APP_KIND, CONFIG, FAILURE_BUDGET, LANDING_PAGES, SESSIONS, TEMPLATES, AppKind
 from dropbox.config import LANGUAGES, Config
-from dropbox.i18n import BASE_TEMPLATES, LANG_SEGMENT, PACKAGE_DIR, Templates, localized, render
+from dropbox.i18n import BASE_TEMPLATES, LANG_SEGMENT, PACKAGE_DIR, Templates, localized, render, request_language
 from dropbox.sessions import SessionStore
 from dropbox.throttle import FailureBudget
 from dropbox.web import error_middleware, hide_server_software, install_log_filters, security_headers
@@ -67,6 +67,7 @@ def make_base_app(
     )
     app[CONFIG] = config
     app[APP_KIND] = kind
+    app[LANDING_PAGES] = {}
     templates = Templates(organisation=config.organisation_name)
     app[TEMPLATES] = templates
 
@@ -119,4 +120,10 @@ async def _add_trailing_slash(request: web.Request) -> web.StreamResponse:
 
 
 async def _landing(request: web.Request) -> web.Response:
-    return render(request, "landing.html")
+    lang = request_language(request)
+    pages = request.app[LANDING_PAGES]
+    if lang not in pages:
+        pages[lang] = render(request, "landing.html").body  # type: ignore[assignment]
+    response = web.Response(body=pages[lang], content_type="text/html", charset="utf-8")
+    response.headers["Content-Language"] = lang
+    return response

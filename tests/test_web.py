@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientPayloadError, web
 
+from dropbox.appkeys import LANDING_PAGES
 from dropbox.i18n import LOCALE_DIR, PACKAGE_DIR, TEMPLATE_DIR, localized
 from dropbox.sessions import SessionLimitReached
 from dropbox.web import (
@@ -406,3 +407,16 @@ def test_no_javascript_and_no_other_origins(path: Path) -> None:
     assert not re.search(r"\son[a-z]+\s*=", text), "inline event handler"
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text), "reference to another origin"
     assert "@import" not in text and "@font-face" not in text
+
+
+async def test_landing_page_is_rendered_once_per_language(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    """It is what a flood of visitors hits while Argon2id runs use the cores: cached per language."""
+    app = build_app(tmp_path)
+    client = await start(aiohttp_client, app)
+    first = await client.get("/da/")
+    second = await client.get("/da/")
+    assert first.status == second.status == 200
+    assert await first.read() == await second.read()
+    assert second.headers["Content-Language"] == "da"
+    assert "default-src 'none'" in second.headers["Content-Security-Policy"]
+    assert set(app[LANDING_PAGES]) == {"da"}
