@@ -17,6 +17,7 @@ The views only parse, call `dropbox.submissions`, and render; limits live in for
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,11 +28,19 @@ from babel.numbers import format_decimal
 from dropbox.appkeys import SERVICES
 from dropbox.i18n import N_, render, request_language, translate
 from dropbox.kdf_pool import KdfBusy
+from dropbox.questions import (
+    ANSWER_PREFIX,
+    MAX_QUESTIONS,
+    InvalidQuestions,
+    Question,
+    answers_for,
+    parse_questions,
+)
 from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys, format_receipt
 from dropbox.services import Services
 from dropbox.storage import Channel, StorageUnavailable
-from dropbox.submissions import NoRecipients, UnknownChannel, submit_report
+from dropbox.submissions import DrawnReceipt, NoRecipients, UnknownChannel, draw_receipt, submit_report
 from dropbox.web import UserError
 from dropbox.whistleblower.confirm import ReceiptTokens, TokenUnusable, typed_matches
 from dropbox.whistleblower.display import babel_locale, channel_name, format_size
@@ -46,14 +55,6 @@ from dropbox.whistleblower.forms import (
     UploadTooLarge,
     read_form,
     read_small_form,
-)
-from dropbox.questions import (
-    ANSWER_PREFIX,
-    MAX_QUESTIONS,
-    InvalidQuestions,
-    Question,
-    answers_for,
-    parse_questions,
 )
 
 log = logging.getLogger(__name__)
@@ -141,8 +142,31 @@ async def show_form(request: web.Request) -> web.Response:
 
 
 async def submit(request: web.Request) -> web.Response:
-    """POST: read and seal the upload, store the report, show the receipt once."""
+    """POST: read and seal the upload, store the report, show the receipt once.
+
+    The receipt's Argon2id run starts at once, beside the upload, and is dropped if the form
+    turns out to be unusable.
+    """
     services = request.config_dict[SERVICES]
+    early = asyncio.create_task(draw_receipt(kdf=services.kdf, install=services.install))
+    try:
+        return await _submit(request, services, early)
+    finally:
+        if not early.done():
+            early.cancel()
+        elif not early.cancelled():
+            early.exception()  # retrieved: a KdfBusy here was already answered below
+
+
+async def _drawn(early: asyncio.Task[DrawnReceipt]) -> DrawnReceipt | None:
+    """The early receipt, or None when the pool was too busy for it (submit_report then retries)."""
+    try:
+        return await early
+    except KdfBusy:
+        return None
+
+
+async def _submit(request: web.Request, services: Services, early: asyncio.Task[DrawnReceipt]) -> web.Response:
     config = services.config
     try:
         parsed = await read_form(request, spec=submit_spec(config.max_text_chars, config.max_field_chars),
@@ -170,7 +194,7 @@ async def submit(request: web.Request) -> web.Response:
         body = ReportBody(text=text, answers=answers, contact=fields.get("contact", "").strip())
         receipt = await submit_report(store=services.store, kdf=services.kdf, install=services.install,
                                       channel_id=channel.id, body=body, keys=ReportKeys.generate(),
-                                      staged=parsed.staged)
+                                      staged=parsed.staged, drawn=await _drawn(early))
     except (UnknownChannel, NoRecipients, KdfBusy, StorageUnavailable) as e:
         if isinstance(e, NoRecipients):
             log.error("a report was refused: channel %r has no active caseworker", e.args[0])
