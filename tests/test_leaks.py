@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -89,9 +90,12 @@ def _open_fds(pid: int) -> list[str]:
 async def _watch_temp_files(pid: int, data_dir: Path, stop: asyncio.Event, seen: list[str]) -> None:
     """While uploads stream: any open file outside the data folder (a spooled plaintext copy)."""
     temp = tempfile.gettempdir()
+    # The code and the Python it runs on are read (Babel's locale data, say), and may themselves
+    # live under the temp folder when the repository was cloned there, as CI may do.
+    own = (str(data_dir), "/dev/", str(Path(__file__).resolve().parent.parent), sys.prefix, sys.base_prefix)
     while not stop.is_set():
         for target in _open_fds(pid):
-            outside = target.startswith("/") and not target.startswith((str(data_dir), "/dev/"))
+            outside = target.startswith("/") and not target.startswith(own)
             if outside and ("(deleted)" in target or target.startswith(temp)) and target not in seen:
                 seen.append(target)
         await asyncio.sleep(0.01)
