@@ -80,12 +80,12 @@ class StagedFiles:
         """Seal a file as its chunks arrive. FileTooLarge or StorageFull leave nothing behind."""
         staged = StagedFile(id=new_id(), name=name, file_key=new_file_key())
         self.files.append(staged)
-        sealer = FileSealer(file_key=staged.file_key, file_id=staged.id)
         path = self.store.part_path(staged.id)
         try:
             # Inline, not in a worker thread: were the task cancelled while a thread created the
             # file, the file would appear after discard() had already looked for it, and stay.
             handle = _create_exclusive(path)
+            writer = _SealedWriter(handle, FileSealer(file_key=staged.file_key, file_id=staged.id))
             try:
                 async for chunk in chunks:
                     staged.size += len(chunk)
@@ -93,8 +93,8 @@ class StagedFiles:
                         raise FileTooLarge(max_file_bytes)
                     if self.total_bytes > self.byte_budget:
                         raise FileTooLarge(self.byte_budget)
-                    await asyncio.to_thread(_seal_write, handle, sealer, chunk)
-                await asyncio.to_thread(_finish, handle, sealer)
+                    await asyncio.to_thread(writer.write, chunk)
+                await asyncio.to_thread(writer.finish)
             finally:
                 await asyncio.to_thread(handle.close)
         except OSError as e:
@@ -187,13 +187,36 @@ def _create_exclusive(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb", buffering=0)
 
 
-def _seal_write(handle: BinaryIO, sealer: FileSealer, chunk: bytes) -> None:
-    handle.write(sealer.push(chunk))
+#: Written bytes after which the kernel is told to start writing them out (see _SealedWriter).
+WRITEBACK_BYTES = 16 * 1024 * 1024
 
 
-def _finish(handle: BinaryIO, sealer: FileSealer) -> None:
-    handle.write(sealer.finish())
-    os.fsync(handle.fileno())
+class _SealedWriter:
+    """Seals chunks into one open .part file (runs in worker threads, one call at a time).
+
+    Every WRITEBACK_BYTES it asks the kernel to write out what came before (POSIX_FADV_DONTNEED
+    starts writeback of dirty pages and drops clean ones), so the fsync before the receipt finds
+    most of a large file already on disk instead of writing it all while the person waits; the
+    ciphertext also stays out of the page cache. Measured here (docs/BENCHMARKS.md): 1 GiB
+    sealed / raw 0.57 → 0.59 in one quiet run, 0.69 in an earlier trial: a small gain at most.
+    """
+
+    def __init__(self, handle: BinaryIO, sealer: FileSealer) -> None:
+        self._handle = handle
+        self._sealer = sealer
+        self._written = 0
+        self._flushed = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._written += self._handle.write(self._sealer.push(chunk)) or 0
+        if self._written - self._flushed >= WRITEBACK_BYTES:
+            os.posix_fadvise(self._handle.fileno(), self._flushed, self._written - self._flushed,
+                             os.POSIX_FADV_DONTNEED)
+            self._flushed = self._written
+
+    def finish(self) -> None:
+        self._handle.write(self._sealer.finish())
+        os.fsync(self._handle.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

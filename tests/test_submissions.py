@@ -250,3 +250,21 @@ async def test_200_mb_file_round_trips_in_constant_memory(
     assert total == size
     assert write_peak < 16 * 1024 * 1024, write_peak
     assert read_peak < 16 * 1024 * 1024, read_peak
+
+
+async def test_large_file_is_written_back_during_the_upload_and_still_opens(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every 16 MiB the written part is handed to the kernel for writeback; the blob stays whole."""
+    import os
+
+    calls: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, adv: (calls.append((off, n)), real(fd, off, n, adv)))
+    data = os.urandom(40 * 1024 * 1024)
+    receipt = await _submit(store, kdf, install, blobs, config, files={"big.bin": data})
+    assert len(calls) == 2 and calls[0][0] == 0 and calls[1][0] == calls[0][1]
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    stored = (await store.files(access.report_id))[0]
+    assert b"".join(blobs.read(stored.id, file_key=open_file_key(stored, report_key=access.report_key))) == data
