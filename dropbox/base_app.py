@@ -92,7 +92,7 @@ def make_base_app(
 
 
 def _csrf_context(request: web.Request) -> Mapping[str, object]:
-    session = request.config_dict[SESSIONS].get(request)
+    session = request.config_dict[SESSIONS].peek(request)
     return {"csrf_token": session.csrf_token} if session is not None else {}
 
 

@@ -132,6 +132,17 @@ class SessionStore(Generic[P]):
         request[_COOKIE_ACTION] = _CookieAction(session.id)
         return session
 
+    def peek(self, request: web.Request) -> Session[P] | None:
+        """The request's live session, if any, with no side effect: the idle timer is not reset
+        and a stale cookie is not cleared. For rendering (the CSRF token of a page's forms), so
+        that pages which use no session, the submission path above all, never send a Set-Cookie."""
+        created = request.get(_NEW_SESSION)
+        session_id = created.id if created is not None else self._cookie_id(request)
+        session = self._sessions.get(session_id) if session_id else None
+        if session is None or self._expired(session, self._clock()):
+            return None
+        return session
+
     def get(self, request: web.Request) -> Session[P] | None:
         """The request's live session, marked as just used; None if absent or idle too long."""
         created = request.get(_NEW_SESSION)

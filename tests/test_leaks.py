@@ -388,3 +388,16 @@ async def test_head_on_a_download_sends_no_body(live: LiveApps, side: str) -> No
         if side == "caseworker":  # opening the inbox started a fresh cookie jar
             assert (await caseworker_login(client, live.caseworker_url, ALICE.name, ALICE.passphrase)).status == 303
         await _head_sends_no_body(wb_url if side == "whistleblower" else cw_url, client)
+
+
+async def test_a_stale_session_cookie_gets_no_set_cookie_on_the_submission_path(live: LiveApps) -> None:
+    """A browser still holding an old mailbox cookie gets no Set-Cookie, not even a clearing one."""
+    async with new_client() as client:
+        base = live.whistleblower_url
+        client.cookie_jar.update_cookies({"wb_session": "B" * 43}, response_url=URL(base))
+        answers = [await get(client, f"{base}/en/"), await get(client, f"{base}/en/submit")]
+        sent = await submit(client, base, text="stale cookie")
+        assert sent.receipt
+        answers += [sent.answer, (await submit(client, base, text="")).answer]
+        for answer in answers:
+            assert "Set-Cookie" not in answer.headers, f"{answer.status} sent a Set-Cookie on the submission path"
