@@ -32,6 +32,7 @@ from dropbox.channels import questions_of
 from dropbox.config import Config
 from dropbox.install import this_hour, today
 from dropbox.kdf_pool import KdfPool
+from dropbox.questions import Question
 from dropbox.reports import (
     STATUSES,
     FileView,
@@ -48,7 +49,6 @@ from dropbox.reports import (
 )
 from dropbox.sealing import ReportKeys
 from dropbox.storage import AuditEntry, Caseworker, Channel, Message, Note, NotFound, Report, ReportSummary, Store
-from dropbox.questions import Question
 
 log = logging.getLogger(__name__)
 

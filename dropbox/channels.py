@@ -23,10 +23,10 @@ from dropbox.blobs import new_id
 from dropbox.config import Config
 from dropbox.install import this_hour
 from dropbox.kdf_pool import KdfPool
+from dropbox.passphrases import new_passphrase
+from dropbox.questions import InvalidQuestions, Question, parse_questions
 from dropbox.sealing import Passphrase
 from dropbox.storage import Caseworker, Channel, Conflict, NotFound, Store
-from dropbox.questions import InvalidQuestions, Question, parse_questions
-from dropbox.passphrases import new_passphrase
 
 CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_NAME_CHARS = 200

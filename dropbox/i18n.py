@@ -25,8 +25,8 @@ from pathlib import Path
 
 import jinja2
 from aiohttp import web
-from babel.messages.mofile import write_mo
 from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-
 from typing import TYPE_CHECKING
 
 from aiohttp import web

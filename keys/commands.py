@@ -17,9 +17,9 @@ from dropbox.blobs import BlobStore
 from dropbox.config import Config
 from dropbox.install import AlreadyInitialised, init_install
 from dropbox.kdf_pool import KdfPool
+from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
 from dropbox.storage import Conflict, NotFound, NotInitialised, Store
-from dropbox.passphrases import new_passphrase
 
 OK, FAILED = 0, 2  # 2: the operator must change something, as for misuse
 

@@ -11,15 +11,14 @@ from aiohttp import web
 from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
-from babel.messages.pofile import read_po
 
 from dropbox.config import LANGUAGES
 from dropbox.i18n import (
     LOCALE_DIR,
     UnknownRoute,
     load_translations,
-    read_catalog,
     localized,
+    read_catalog,
     render,
     template_context,
     translate,

@@ -50,7 +50,6 @@ from tests.tor_network import (
     torrc_text,
 )
 
-
 PUBLISH_TIMEOUT = 90.0
 FETCH_TIMEOUT = 60.0
 TORRC_EXAMPLE = Path(__file__).resolve().parent.parent / "torrc.example"

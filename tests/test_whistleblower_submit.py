@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientResponse, FormData
 
+from dropbox.questions import MAX_QUESTIONS
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox, read_mailbox
-from dropbox.questions import MAX_QUESTIONS
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import (
     KiB,

@@ -26,6 +26,7 @@ from dropbox.blobs import BlobError
 from dropbox.i18n import N_, render, request_language, translate, url_for
 from dropbox.install import today
 from dropbox.kdf_pool import KdfBusy
+from dropbox.questions import InvalidQuestions, parse_questions
 from dropbox.reports import FileView, MessageView, open_file_key, open_file_name
 from dropbox.sealing import TamperedData
 from dropbox.sessions import CSRF_FIELD, Session, SessionLimitReached, SessionStore
@@ -60,7 +61,6 @@ from dropbox.whistleblower.forms import (
     read_form,
     read_small_form,
 )
-from dropbox.questions import InvalidQuestions, parse_questions
 from dropbox.whistleblower.submit import FILES_AGAIN, MALFORMED_SMALL
 
 log = logging.getLogger(__name__)
