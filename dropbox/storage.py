@@ -462,14 +462,8 @@ class Store:
         return [_row(Caseworker, r) for r in await self._all("SELECT * FROM caseworkers ORDER BY name")]
 
     async def update_caseworker(self, caseworker_id: str, **fields: Any) -> None:
-        assignments = _assignments(fields, _CASEWORKER_FIELDS)
         async with self.transaction() as db:
-            cur = await db.execute(
-                f"UPDATE caseworkers SET {assignments} WHERE id = ?",  # noqa: S608
-                (*fields.values(), caseworker_id),
-            )
-            if cur.rowcount == 0:
-                raise NotFound(f"caseworker {caseworker_id}")
+            await _update_row(db, "caseworkers", caseworker_id, fields)
 
     # reports -------------------------------------------------------------------------------
 
@@ -533,45 +527,9 @@ class Store:
         rows = await self._all("SELECT caseworker_id FROM report_grants WHERE report_id = ?", (report_id,))
         return [r[0] for r in rows]
 
-    async def list_reports(
-        self, *, caseworker_id: str, status: str | None = None, channel_id: str | None = None,
-        newest_first: bool = True, limit: int = 50, offset: int = 0,
-    ) -> tuple[list[ReportSummary], int]:
-        """One page of the reports granted to a caseworker, and how many there are in all."""
-        where = ["g.caseworker_id = ?"]
-        params: list[Any] = [caseworker_id]
-        if status:
-            where.append("r.status = ?")
-            params.append(status)
-        if channel_id:
-            where.append("r.channel_id = ?")
-            params.append(channel_id)
-        clause = " AND ".join(where)
-        order = "DESC" if newest_first else "ASC"
-        total_row = await self._one(
-            f"SELECT count(*) FROM reports r JOIN report_grants g ON g.report_id = r.id WHERE {clause}",  # noqa: S608
-            params,
-        )
-        rows = await self._all(
-            "SELECT r.id, r.channel_id, r.status, r.received_day, r.acknowledged_day, r.feedback_day,"  # noqa: S608 (clauses are fixed strings; values are bound)
-            " r.expires_day,"
-            " (SELECT count(*) FROM messages m WHERE m.report_id = r.id"
-            "   AND m.author = 'whistleblower' AND m.read = 0) AS unread"
-            f" FROM reports r JOIN report_grants g ON g.report_id = r.id WHERE {clause}"  # noqa: S608
-            f" ORDER BY r.received_day {order}, r.id {order} LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        return [_row(ReportSummary, r) for r in rows], int(total_row[0]) if total_row else 0
-
     async def update_report(self, report_id: str, **fields: Any) -> None:
-        assignments = _assignments(fields, _REPORT_FIELDS)
         async with self.transaction() as db:
-            cur = await db.execute(
-                f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608
-                (*fields.values(), report_id),
-            )
-            if cur.rowcount == 0:
-                raise NotFound(f"report {report_id}")
+            await _update_row(db, "reports", report_id, fields)
 
     async def delete_report(self, report_id: str) -> list[str]:
         """Delete a report and everything under it; returns its file ids so blobs can go too."""
@@ -600,7 +558,8 @@ class Store:
                  message.sealed_body, message.sent_day, int(message.read)),
             )
             await _insert_files(db, message.report_id, message.id, files)
-            await _touch_report(db, message.report_id, activity)
+            if activity:
+                await _update_row(db, "reports", message.report_id, activity)
 
     async def messages(self, report_id: str) -> list[Message]:
         rows = await self._all("SELECT * FROM messages WHERE report_id = ? ORDER BY seq", (report_id,))
@@ -814,11 +773,20 @@ _REPORT_FIELDS = frozenset(
 )
 
 
-def _assignments(fields: dict[str, Any], allowed: frozenset[str]) -> str:
-    """`a = ?, b = ?` for an UPDATE; column names come only from `allowed`, never from input."""
+#: The columns an UPDATE may set, per table; everything else is written once, at insert.
+_UPDATABLE = {"caseworkers": _CASEWORKER_FIELDS, "reports": _REPORT_FIELDS}
+
+
+async def _update_row(db: aiosqlite.Connection, table: str, row_id: str, fields: dict[str, Any]) -> None:
+    """UPDATE one row by id. Table and column names come only from _UPDATABLE, never from input."""
+    allowed = _UPDATABLE[table]
     if not fields or not set(fields) <= allowed:
         raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
-    return ", ".join(f"{name} = ?" for name in fields)
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    cur = await db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?",  # noqa: S608
+                           (*fields.values(), row_id))
+    if cur.rowcount == 0:
+        raise NotFound(f"{table} {row_id}")
 
 
 def _report(row: aiosqlite.Row | None) -> Report:
@@ -840,16 +808,6 @@ async def _next_seq(db: aiosqlite.Connection, table: str, report_id: str) -> int
                           (report_id,)) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 1
-
-
-async def _touch_report(db: aiosqlite.Connection, report_id: str, activity: dict[str, Any]) -> None:
-    if not activity:
-        return
-    assignments = _assignments(activity, _REPORT_FIELDS)
-    cur = await db.execute(f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608
-                           (*activity.values(), report_id))
-    if cur.rowcount == 0:
-        raise NotFound(f"report {report_id}")
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

@@ -75,3 +75,16 @@ async def test_recovery_finishes_committed_renames_and_drops_the_rest(
     assert counts == {"finished": 1, "discarded": 2, "orphans": 1}
     assert [p.name for p in config.blobs_dir.iterdir()] == [committed]
     assert list(config.tmp_dir.iterdir()) == []
+
+
+async def test_updates_touch_only_allow_listed_columns_of_existing_rows(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.update_report("0" * 32, lookup_id=b"x")  # written once, at insert
+    with pytest.raises(ValueError):
+        await store.update_caseworker("0" * 32, public_key=b"x")
+    with pytest.raises(ValueError):
+        await store.update_report("0" * 32)
+    with pytest.raises(NotFound):
+        await store.update_report("0" * 32, status="closed")
+    with pytest.raises(NotFound):
+        await store.update_caseworker("0" * 32, disabled=1)
