@@ -28,23 +28,47 @@ PURGE_INTERVAL_SECONDS = 6 * 3600
 async def serve(config: Config, *, tor: bool = True, tor_control: str | None = None) -> int:
     install_log_filters()
     try:
-        services_cm = Services.open(config)
-        services = await services_cm.__aenter__()
+        async with Services.open(config) as services:
+            await _serve(services, tor=tor, tor_control=tor_control)
     except NotInitialised:
         log.error("no install in %s: run `python run.py init` first", config.data_dir)
         return 2
+    return 0
+
+
+async def start_apps(services: Services, *, ports: tuple[int, int]) -> list[web.AppRunner]:
+    """Both apps on `config.host` as `serve` runs them (shared services, the quiet access log).
+
+    Returns the whistleblower's runner, then the caseworker's; port 0 picks a free port (tests).
+    """
+    config = services.config
     runners: list[web.AppRunner] = []
-    onion: OnionServices | None = None
     try:
-        if not await services.store.caseworkers():
-            log.warning("no caseworker yet: reports cannot be accepted until one is added "
-                        "(python run.py caseworker add NAME)")
-        for app, port in ((create_whistleblower_app(config, services=services), config.port),
-                          (create_caseworker_app(config, services=services), config.admin_port)):
+        for app, port in ((create_whistleblower_app(config, services=services), ports[0]),
+                          (create_caseworker_app(config, services=services), ports[1])):
             runner = web.AppRunner(app, **run_kwargs())
             await runner.setup()
-            await web.TCPSite(runner, config.host, port).start()
             runners.append(runner)
+            await web.TCPSite(runner, config.host, port).start()
+    except BaseException:
+        await stop_apps(runners)
+        raise
+    return runners
+
+
+async def stop_apps(runners: list[web.AppRunner]) -> None:
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+async def _serve(services: Services, *, tor: bool, tor_control: str | None) -> None:
+    config = services.config
+    if not await services.store.caseworkers():
+        log.warning("no caseworker yet: reports cannot be accepted until one is added "
+                    "(python run.py caseworker add NAME)")
+    runners = await start_apps(services, ports=(config.port, config.admin_port))
+    onion: OnionServices | None = None
+    try:
         log.info("whistleblower app on http://%s:%d/, caseworker app on http://%s:%d/",
                  config.host, config.port, config.host, config.admin_port)
         if tor:
@@ -59,10 +83,7 @@ async def serve(config: Config, *, tor: bool = True, tor_control: str | None = N
     finally:
         if onion is not None:
             await onion.stop()
-        for runner in reversed(runners):
-            await runner.cleanup()
-        await services_cm.__aexit__(None, None, None)
-    return 0
+        await stop_apps(runners)
 
 
 async def _start_onion(config: Config, tor_control: str | None) -> OnionServices:

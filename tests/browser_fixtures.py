@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from dropbox import accounts
-from dropbox.app import create_caseworker_app, create_whistleblower_app
 from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install
+from dropbox.server import start_apps, stop_apps
 from dropbox.services import Services
-from dropbox.web import run_kwargs
 from tests.conftest import PASSPHRASES
 
 SCREENSHOT_DIR = Path(__file__).resolve().parent.parent / "screenshots"
@@ -46,24 +44,14 @@ class LiveApps:
 
 @contextlib.asynccontextmanager
 async def serve_apps(config: Config) -> AsyncIterator[LiveApps]:
-    """Start both apps as `serve` does (shared Services, production access log) on free ports."""
+    """Start both apps as `serve` does (dropbox.server.start_apps) on free loopback ports."""
     async with Services.open(config) as services:
-        runners = []
-        urls = []
+        runners = await start_apps(services, ports=(0, 0))
         try:
-            for app in (create_whistleblower_app(config, services=services),
-                        create_caseworker_app(config, services=services)):
-                runner = web.AppRunner(app, **run_kwargs())
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                runners.append(runner)
-                port = runner.addresses[0][1]
-                urls.append(f"http://127.0.0.1:{port}")
+            urls = [f"http://127.0.0.1:{runner.addresses[0][1]}" for runner in runners]
             yield LiveApps(config=config, services=services, whistleblower_url=urls[0], caseworker_url=urls[1])
         finally:
-            for runner in reversed(runners):
-                await runner.cleanup()
+            await stop_apps(runners)
 
 
 async def fresh_install(data_dir: Path, *, caseworkers: tuple[str, ...] = ("alice",), **changes: object) -> Config:
