@@ -255,9 +255,6 @@ def new_receipt() -> ReceiptCode:
     return ReceiptCode(f"{secrets.randbelow(10**RECEIPT_DIGITS):0{RECEIPT_DIGITS}d}")
 
 
-RECEIPT_BITS = RECEIPT_DIGITS * math.log2(10)
-
-
 def format_receipt(code: ReceiptCode) -> str:
     """Groups of four, as shown to the whistleblower: '1234 5678 9012 3456'."""
     return " ".join(code[i : i + 4] for i in range(0, RECEIPT_DIGITS, 4))
@@ -349,7 +346,8 @@ class FileSealer:
 
 
 def sealed_size(plain_size: int, *, chunk_bytes: int) -> int:
-    """Exact blob size for a file sealed in chunks of `chunk_bytes` (used to check blobs)."""
+    """Exact blob size for a file sealed in chunks of `chunk_bytes`: the format's overhead,
+    written down once (tests pin the format with it)."""
     frames = math.ceil(plain_size / chunk_bytes) + 1
     return len(_FILE_MAGIC) + _STREAM_HEADER_BYTES + frames * (_FRAME_LEN.size + _STREAM_ABYTES) + plain_size
 

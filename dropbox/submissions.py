@@ -5,6 +5,7 @@ These are plain async functions over a Store; the web views only parse forms and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -132,7 +133,8 @@ async def submit_report(
             wrapped = wrap_for_whistleblower(keys, receipt_keys=receipt_keys, report_id=report_id)
             try:
                 await store.insert_report(
-                    _with_key(report, wrapped), lookup_id=receipt_keys.lookup_id, grants=grants, files=files
+                    dataclasses.replace(report, whistleblower_key=wrapped), lookup_id=receipt_keys.lookup_id,
+                    grants=grants, files=files,
                 )
                 break
             except Conflict:
@@ -144,10 +146,6 @@ async def submit_report(
         raise
     _promote(staged)
     return receipt
-
-
-def _with_key(report: Report, wrapped: bytes) -> Report:
-    return Report(**{**report.__dict__, "whistleblower_key": wrapped})
 
 
 def _promote(staged: StagedFiles) -> None:
