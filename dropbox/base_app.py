@@ -71,9 +71,12 @@ def make_base_app(
     templates = Templates(organisation=config.organisation_name)
     app[TEMPLATES] = templates
 
-    idle = config.whistleblower_idle_seconds if kind == "whistleblower" else config.caseworker_idle_seconds
+    wb = kind == "whistleblower"
     store: SessionStore[Any] = SessionStore(
-        cookie_name=SESSION_COOKIE_NAMES[kind], idle_seconds=idle, max_sessions=config.max_sessions
+        cookie_name=SESSION_COOKIE_NAMES[kind], max_sessions=config.max_sessions,
+        idle_seconds=config.whistleblower_idle_seconds if wb else config.caseworker_idle_seconds,
+        absolute_seconds=config.whistleblower_absolute_seconds if wb else config.caseworker_absolute_seconds,
+        max_per_group=config.sessions_per_report if wb else config.sessions_per_caseworker,
     )
     store.install(app)
     app[SESSIONS] = store

@@ -8,7 +8,7 @@ module globals.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nacl.pwhash.argon2id as _argon2id
@@ -58,6 +58,16 @@ class Config:
     # Sessions (memory only; cookies die with the browser).
     whistleblower_idle_seconds: int = 20 * 60
     caseworker_idle_seconds: int = 30 * 60
+    whistleblower_absolute_seconds: int = field(default=4 * 3600, metadata={
+        "section": "sessions",
+        "doc": "a mailbox session ends this long after login however active, so a stolen cookie expires"})
+    caseworker_absolute_seconds: int = field(default=12 * 3600, metadata={
+        "section": "sessions", "doc": "a caseworker session ends this long after login: a working day"})
+    sessions_per_report: int = field(default=3, metadata={
+        "section": "sessions",
+        "doc": "live mailbox sessions per report; a new login ends the oldest, so one receipt cannot fill the store"})
+    sessions_per_caseworker: int = field(default=3, metadata={
+        "section": "sessions", "doc": "live sessions per caseworker account; a new login ends the oldest"})
 
     #: Failed receipt logins per minute, install-wide, before every further attempt is slowed.
     failed_receipt_budget_per_minute: int = 30
@@ -65,10 +75,13 @@ class Config:
     failed_login_budget_per_minute: int = 10
     #: Extra wait imposed on each attempt once a budget is spent.
     slowdown_seconds: float = 5.0
+    totp_backoff_max_seconds: int = field(default=15 * 60, metadata={
+        "section": "throttle",
+        "doc": "longest wait after wrong two-step codes (doubling from 1 s); bounded, so nobody is locked out"})
 
     #: Who receives reports, shown on every page ("Ministry of ..."); None shows a neutral name.
     organisation_name: str | None = None
-    #: Live sessions per app; past it, new logins get a "busy" page instead of growing memory.
+    #: Live sessions per app; past it, a new login ends the least recently used session.
     max_sessions: int = 10_000
 
     default_language: str = "en"

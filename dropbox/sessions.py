@@ -6,6 +6,13 @@ carries only a random 256-bit id: HttpOnly, SameSite=Strict, Path=/, no Expires/
 browser-session cookie; Tor Browser drops it when closed) and no Secure flag, because onion
 services are served over plain http and the onion itself provides transport security.
 
+A session ends when it has been idle too long, when it reaches its absolute lifetime (a stolen
+cookie is not good for ever, however busy its thief keeps it), at logout, or when it is evicted:
+each session may carry a group (the report a receipt opened, the caseworker account), a group
+keeps at most `max_per_group` sessions (a new login evicts the oldest of its group), and a full
+store evicts its least recently used session instead of refusing the login. So one receipt, or
+one account, logged in again and again cannot fill the store and lock everybody else out.
+
 Cookie changes (`create`, `destroy`, an expired id) are queued on the request and applied by an
 `on_response_prepare` hook, so they reach whatever response goes out: a rendered page, a raised
 `HTTPSeeOther`, or an error page.
@@ -20,6 +27,7 @@ import logging
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -58,7 +66,8 @@ class CsrfError(SessionError):
 
 
 class SessionLimitReached(SessionError):
-    """The store holds `max_sessions` live sessions; new ones are refused until some expire."""
+    """Not raised by this store any more (a full store evicts its least recently used session);
+    kept because the error middleware and the login views of other branches still name it."""
 
 
 @dataclass(eq=False)
@@ -69,6 +78,10 @@ class Session(Generic[P]):
     payload: P = field(repr=False)
     csrf_token: str = field(repr=False)
     last_seen: float
+    #: When it was created, for the absolute lifetime.
+    created: float = 0.0
+    #: Sessions of one group (a report, an account) are capped together; None: no group.
+    group: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -83,7 +96,8 @@ _NEW_SESSION: web.RequestKey[Session[Any]] = web.RequestKey("session_created", S
 
 
 class SessionStore(Generic[P]):
-    """Live sessions of one app, keyed by their random id, with an idle timeout.
+    """Live sessions of one app, keyed by their random id, with an idle timeout, an optional
+    absolute lifetime, a cap per group and least-recently-used eviction when full.
 
     Both apps run on the same host behind tor, and cookies ignore ports, so each app passes its
     own `cookie_name`.
@@ -95,17 +109,26 @@ class SessionStore(Generic[P]):
         cookie_name: str,
         idle_seconds: float,
         max_sessions: int = 10_000,
+        absolute_seconds: float | None = None,
+        max_per_group: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if idle_seconds <= 0:
-            raise ValueError("idle_seconds must be positive")
+        if idle_seconds <= 0 or (absolute_seconds is not None and absolute_seconds <= 0):
+            raise ValueError("idle_seconds and absolute_seconds must be positive")
+        if max_sessions < 1 or max_per_group < 1:
+            raise ValueError("max_sessions and max_per_group must be at least 1")
         if not _COOKIE_NAME.fullmatch(cookie_name):
             raise ValueError("cookie_name must be letters, digits, '_' or '-'")
         self.cookie_name = cookie_name
         self.idle_seconds = idle_seconds
         self.max_sessions = max_sessions
+        self.absolute_seconds = absolute_seconds
+        self.max_per_group = max_per_group
         self._clock = clock
-        self._sessions: dict[str, Session[P]] = {}
+        #: Least recently used first: `get` moves a session to the end.
+        self._sessions: OrderedDict[str, Session[P]] = OrderedDict()
+        #: group -> ids of its sessions, oldest first.
+        self._groups: dict[str, list[str]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -113,21 +136,33 @@ class SessionStore(Generic[P]):
 
     # -- the request-facing API --------------------------------------------------------------
 
-    def create(self, request: web.Request, payload: P) -> Session[P]:
+    def create(self, request: web.Request, payload: P, *, group: str | None = None) -> Session[P]:
         """Start a session under a fresh id, ending any session the request already had.
 
         Always a new id, never a reuse: a login must not inherit an id someone else may have
-        planted or seen (session fixation).
+        planted or seen (session fixation). With a `group`, the oldest sessions of that group
+        are ended so that it keeps at most `max_per_group`; a full store ends its least
+        recently used session. Either way the evicted payload is wiped.
         """
         self._end_current(request)
-        self._make_room()
+        if group is not None:
+            members = self._groups.get(group, [])
+            while len(members) >= self.max_per_group:
+                self._discard(members[0])
+        while len(self._sessions) >= self.max_sessions:
+            self._discard(next(iter(self._sessions)))
+        now = self._clock()
         session: Session[P] = Session(
             id=secrets.token_urlsafe(32),
             payload=payload,
             csrf_token=secrets.token_urlsafe(32),
-            last_seen=self._clock(),
+            last_seen=now,
+            created=now,
+            group=group,
         )
         self._sessions[session.id] = session
+        if group is not None:
+            self._groups.setdefault(group, []).append(session.id)
         request[_NEW_SESSION] = session
         request[_COOKIE_ACTION] = _CookieAction(session.id)
         return session
@@ -160,12 +195,22 @@ class SessionStore(Generic[P]):
             request.setdefault(_COOKIE_ACTION, _CookieAction(None))
             return None
         session.last_seen = now
+        self._sessions.move_to_end(session_id)
         return session
 
     def destroy(self, request: web.Request) -> None:
         """Log out: wipe and forget the request's session and clear the cookie."""
         self._end_current(request)
         request[_COOKIE_ACTION] = _CookieAction(None)
+
+    def end_group(self, group: str, *, keep: Session[P] | None = None) -> int:
+        """Wipe and forget every session of `group` but `keep` (after a passphrase change, the
+        account's other browsers); returns how many ended. Their cookies are cleared at their
+        next request, as for any unknown id."""
+        ended = [sid for sid in self._groups.get(group, []) if keep is None or sid != keep.id]
+        for sid in ended:
+            self._discard(sid)
+        return len(ended)
 
     @staticmethod
     def verify_csrf(session: Session[P], submitted: str | None) -> None:
@@ -181,7 +226,7 @@ class SessionStore(Generic[P]):
     # -- housekeeping ----------------------------------------------------------------------
 
     def sweep(self) -> int:
-        """Wipe and forget every session idle too long; returns how many went."""
+        """Wipe and forget every session idle too long or past its lifetime; returns how many went."""
         now = self._clock()
         expired = [sid for sid, s in self._sessions.items() if self._expired(s, now)]
         for sid in expired:
@@ -212,6 +257,8 @@ class SessionStore(Generic[P]):
         return value
 
     def _expired(self, session: Session[P], now: float) -> bool:
+        if self.absolute_seconds is not None and now - session.created >= self.absolute_seconds:
+            return True
         return now - session.last_seen >= self.idle_seconds
 
     def _end_current(self, request: web.Request) -> None:
@@ -222,18 +269,16 @@ class SessionStore(Generic[P]):
         if session_id is not None:
             self._discard(session_id)
 
-    def _make_room(self) -> None:
-        if len(self._sessions) < self.max_sessions:
-            return
-        self.sweep()
-        if len(self._sessions) >= self.max_sessions:
-            logger.warning("session store full (%d sessions)", self.max_sessions)
-            raise SessionLimitReached("too many live sessions")
-
     def _discard(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return
+        if session.group is not None:
+            members = self._groups.get(session.group, [])
+            if session_id in members:
+                members.remove(session_id)
+            if not members:
+                self._groups.pop(session.group, None)
         try:
             session.payload.wipe()
         except Exception as exc:  # one bad payload must not stop a sweep

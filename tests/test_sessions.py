@@ -15,7 +15,6 @@ from dropbox.i18n import localized, template_context
 from dropbox.sessions import (
     CSRF_FIELD,
     CsrfError,
-    SessionLimitReached,
     SessionStore,
 )
 from tests.web_fixtures import AiohttpClient, FakeClock, WipeRecorder, build_app, start
@@ -90,7 +89,9 @@ async def test_caseworker_app_uses_its_own_cookie(aiohttp_client: AiohttpClient,
     app = build_app(tmp_path, kind="caseworker")
     assert app[SESSIONS].cookie_name != COOKIE
     assert app[SESSIONS].idle_seconds == 30 * 60
+    assert app[SESSIONS].absolute_seconds == 12 * 3600
     assert build_app(tmp_path / "wb")[SESSIONS].idle_seconds == 20 * 60
+    assert build_app(tmp_path / "wb2")[SESSIONS].absolute_seconds == 4 * 3600
 
 
 async def test_login_rotates_the_id_and_wipes_the_old_session(
@@ -228,17 +229,84 @@ def test_create_then_get_in_the_same_request_sees_the_new_session() -> None:
     assert store.get(request) is session
 
 
-def test_store_refuses_new_sessions_when_full_of_live_ones() -> None:
+def test_a_full_store_evicts_its_least_recently_used_session() -> None:
+    # Given a store with room for two, both used
     clock = FakeClock()
     store = _store(clock, max_sessions=2)
-    store.create(_request(), WipeRecorder())
-    store.create(_request(), WipeRecorder())
-    with pytest.raises(SessionLimitReached):
-        store.create(_request(), WipeRecorder())
-    # Once the others have gone idle there is room again
-    clock.advance(61)
-    store.create(_request(), WipeRecorder())
-    assert len(store) == 1
+    first, second = WipeRecorder(), WipeRecorder()
+    old = store.create(_request(), first)
+    store.create(_request(), second)
+    clock.advance(1)
+    assert store.get(_request(old.id)) is old  # the older one was used last
+    # When a third logs in, nobody is refused: the least recently used session goes, wiped
+    third = store.create(_request(), WipeRecorder())
+    assert len(store) == 2 and second.wiped and not first.wiped
+    assert store.get(_request(old.id)) is old and store.get(_request(third.id)) is third
+
+
+def test_a_group_keeps_at_most_its_cap_and_loses_the_oldest_first() -> None:
+    # Given sessions of one report (a receipt logged in three times) and one of another report
+    store = _store(FakeClock(), max_per_group=3)
+    mine = [WipeRecorder() for _ in range(3)]
+    ids = [store.create(_request(), p, group="report-a").id for p in mine]
+    other = store.create(_request(), WipeRecorder(), group="report-b")
+    # When the same receipt logs in a fourth time, kept alive all along
+    for sid in ids:
+        store.get(_request(sid))
+    newest = store.create(_request(), WipeRecorder(), group="report-a")
+    # Then its oldest session ended (wiped), the other report's session is untouched
+    assert mine[0].wiped and not mine[1].wiped and not mine[2].wiped
+    assert store.get(_request(ids[0])) is None
+    assert store.get(_request(other.id)) is other and store.get(_request(newest.id)) is newest
+    assert len(store) == 4
+
+
+def test_one_group_cannot_push_out_the_sessions_of_others() -> None:
+    # Given a store of 10 with 7 people logged in and one receipt's sessions
+    store = _store(FakeClock(), max_sessions=10, max_per_group=3)
+    others = [store.create(_request(), WipeRecorder(), group=f"r{i}") for i in range(7)]
+    # When one receipt logs in a thousand times
+    for _ in range(1000):
+        store.create(_request(), WipeRecorder(), group="flood")
+    # Then everyone else is still logged in
+    assert all(store.get(_request(s.id)) is s for s in others)
+    assert len(store) == 10
+
+
+def test_end_group_ends_every_session_of_an_account_but_the_one_kept() -> None:
+    store = _store(FakeClock(), max_per_group=5)
+    payloads = [WipeRecorder() for _ in range(3)]
+    sessions = [store.create(_request(), p, group="alice") for p in payloads]
+    bob = store.create(_request(), WipeRecorder(), group="bob")
+    assert store.end_group("alice", keep=sessions[1]) == 2
+    assert payloads[0].wiped and payloads[2].wiped and not payloads[1].wiped
+    assert store.get(_request(sessions[1].id)) is sessions[1] and store.get(_request(bob.id)) is bob
+    assert store.end_group("nobody") == 0
+
+
+def test_absolute_lifetime_ends_a_session_however_active() -> None:
+    # Given a session with a 60 s idle timeout and a 300 s lifetime
+    clock = FakeClock()
+    store = _store(clock, absolute_seconds=300)
+    payload = WipeRecorder()
+    session = store.create(_request(), payload)
+    # When it is used every 50 s, it lives until its lifetime is over, and not a moment longer
+    for _ in range(5):
+        clock.advance(50)
+        assert store.get(_request(session.id)) is session
+    clock.advance(50)
+    assert store.get(_request(session.id)) is None and payload.wiped
+
+
+def test_absolute_lifetime_is_swept_too() -> None:
+    clock = FakeClock()
+    store = _store(clock, absolute_seconds=100)
+    session = store.create(_request(), WipeRecorder())
+    for _ in range(3):
+        clock.advance(30)
+        assert store.get(_request(session.id)) is session
+    clock.advance(15)  # used 15 s ago, but 105 s old
+    assert store.sweep() == 1 and len(store) == 0
 
 
 @pytest.mark.parametrize("cookie", ["short", "x" * 43 + "y", "!" * 43])

@@ -382,6 +382,44 @@ async def test_an_idle_session_expires_and_the_login_page_says_so(site: Site) ->
     assert "Your mailbox was closed" in page
 
 
+async def _session_cookie(client: Client, receipt: str) -> str:
+    """Log in as a fresh browser would (no cookie) and return the session id it was given."""
+    client.session.cookie_jar.clear()
+    response = await client.post("/en/mailbox/login", data={"receipt": receipt}, allow_redirects=False)
+    assert _location(response) == "/en/mailbox/inbox"
+    return re.match(COOKIE + r"=([^;]+);", response.headers["Set-Cookie"]).group(1)  # type: ignore[union-attr]
+
+
+async def _opens(client: Client, session_id: str) -> bool:
+    client.session.cookie_jar.clear()
+    response = await client.get("/en/mailbox/inbox", headers={"Cookie": f"{COOKIE}={session_id}"},
+                                allow_redirects=False)
+    return response.status == 200
+
+
+async def test_one_receipt_logged_in_again_and_again_cannot_lock_others_out(site: Site) -> None:
+    # Given a store of four sessions (white-box: the test install's is 10,000), and someone else
+    # reading their mailbox
+    site.app[SESSIONS].max_sessions = 4
+    theirs = await _session_cookie(site.client, await submit_report(site.client, "theirs"))
+    # When one receipt logs in ten times, each session kept alive by a GET
+    receipt = await submit_report(site.client, "flood")
+    flood = []
+    for _ in range(10):
+        flood.append(await _session_cookie(site.client, receipt))
+        assert await _opens(site.client, flood[-1])
+    # Then the other person's session still works, and the receipt holds only its last three
+    assert await _opens(site.client, theirs)
+    assert [await _opens(site.client, sid) for sid in flood] == [False] * 7 + [True] * 3
+    # And when the store is full, a new login ends the least recently used session instead of a 503
+    for sid in (theirs, flood[-1], flood[-2]):  # flood[-3] is now the least recently used
+        await _opens(site.client, sid)
+    newcomer = await _session_cookie(site.client, await submit_report(site.client, "newcomer"))
+    assert await _opens(site.client, newcomer) and len(site.app[SESSIONS]) == 4
+    assert not await _opens(site.client, flood[-3])
+    assert await _opens(site.client, theirs)
+
+
 async def test_a_report_deleted_while_its_mailbox_is_open_ends_the_session(site: Site) -> None:
     receipt = await submit_report(site.client)
     await log_in(site.client, receipt)

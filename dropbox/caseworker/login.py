@@ -20,7 +20,7 @@ from dropbox.appkeys import FAILURE_BUDGET
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import StaffSession, page, require_form, services, sessions, signed_in
 from dropbox.i18n import translate, url_for
-from dropbox.sessions import CSRF_FIELD, CsrfError, SessionLimitReached
+from dropbox.sessions import CSRF_FIELD, CsrfError
 from dropbox.throttle import SLOWED_NOTICE
 
 LOGIN_COOKIE = "cw_login"
@@ -76,11 +76,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     except LoginFailed:
         budget.record_failure()
         return _login_page(request, error=True, slowed=slowed, status=400)
-    try:
-        sessions(request).create(request, StaffSession(account=account))
-    except SessionLimitReached:
-        account.wipe()
-        raise
+    sessions(request).create(request, StaffSession(account=account), group=account.caseworker.id)
     raise web.HTTPSeeOther(url_for(request, "reports"))
 
 

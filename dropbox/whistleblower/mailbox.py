@@ -124,7 +124,7 @@ async def login(request: web.Request) -> web.Response:
     payload = MailboxSession(report_id=access.report_id, report_key=access.report_key)
     access.wipe()
     try:
-        _sessions(request).create(request, payload)
+        _sessions(request).create(request, payload, group=payload.report_id)
     except SessionLimitReached:
         payload.wipe()
         raise
