@@ -48,7 +48,18 @@ from dropbox.reports import (
     thread,
 )
 from dropbox.sealing import ReportKeys
-from dropbox.storage import AuditEntry, Caseworker, Channel, Message, Note, NotFound, Report, ReportSummary, Store
+from dropbox.storage import (
+    AuditEntry,
+    Caseworker,
+    Channel,
+    MembershipNotice,
+    Message,
+    Note,
+    NotFound,
+    Report,
+    ReportSummary,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,21 +189,39 @@ def deadlines(*, received: str, acknowledged: str | None, feedback: str | None, 
 # --- signing in --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """A new session's key, and what the caseworker must be told once, at this login."""
+
+    session: CaseworkerSession
+    #: Wrong two-step codes tried since the last right one (someone may hold the passphrase).
+    wrong_codes: int
+    #: Changes of the members of the caseworker's channels since their last login.
+    notices: list[MembershipNotice]
+
+
 async def sign_in(*, store: Store, kdf: KdfPool, config: Config, name: str, passphrase: str,
-                  code: str) -> CaseworkerSession:
+                  code: str, now: float | None = None) -> SignedIn:
     """Passphrase (unwraps the key), then the TOTP code if the caseworker enrolled one.
 
-    Every failure is LoginFailed, whichever factor was wrong. The TOTP seed is sealed under the
-    caseworker's own key, so the code can only be checked after the passphrase was right.
+    Every failure is LoginFailed, whichever factor was wrong, except totp.TotpWait: after the
+    right passphrase, too many wrong codes in a row make the next one wait (see totp.py). The
+    TOTP seed is sealed under the caseworker's own key, so a code can only be checked after
+    the passphrase was right.
     """
     session = await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)
     try:
-        await totp.check_login(store=store, session=session, code=code)
+        wrong_codes = await totp.check_login(store=store, session=session, code=code, now=now,
+                                             cap=config.totp_backoff_max_seconds)
     except totp.TotpRejected as e:
         session.wipe()
         raise LoginFailed() from e
+    except BaseException:
+        session.wipe()
+        raise
     await _audit(store, session, LOGIN)
-    return session
+    notices = await store.take_membership_notices(session.caseworker.id)
+    return SignedIn(session=session, wrong_codes=wrong_codes, notices=notices)
 
 
 async def sign_out(*, store: Store, session: CaseworkerSession) -> None:
@@ -550,12 +579,16 @@ class InvalidAddress(CaseworkError):
 
 
 async def change_passphrase(*, store: Store, kdf: KdfPool, config: Config, session: CaseworkerSession,
-                            current: str, new: str) -> None:
-    """Re-wrap the caseworker's key under a new passphrase (LoginFailed if `current` is wrong,
-    WeakPassphrase if `new` is too short). Open sessions keep working; grants stay valid."""
-    await accounts.change_passphrase(store=store, kdf=kdf, config=config, name=session.caseworker.name,
-                                     old=current, new=new)
-    await _audit(store, session, PASSPHRASE_CHANGED)
+                            current: str, new: str) -> CaseworkerSession:
+    """A new key pair under a new passphrase, every grant re-sealed to it (LoginFailed if `current`
+    is wrong, WeakPassphrase if `new` is weak). Returns the session with the new key, for the
+    caller to keep in place of `session` (which is wiped) and to end every other session of the
+    account: they hold the retired key, which opens nothing any more."""
+    renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name=session.caseworker.name,
+                                               old=current, new=new)
+    session.wipe()
+    await _audit(store, renewed, PASSPHRASE_CHANGED)
+    return renewed
 
 
 async def enrol_totp(*, store: Store, session: CaseworkerSession, seed: totp.TotpSeed, code: str) -> None:
@@ -565,10 +598,16 @@ async def enrol_totp(*, store: Store, session: CaseworkerSession, seed: totp.Tot
     await _audit(store, session, TOTP_ENABLED)
 
 
-async def disable_totp(*, store: Store, session: CaseworkerSession, code: str) -> None:
+async def disable_totp(*, store: Store, kdf: KdfPool, config: Config, session: CaseworkerSession, passphrase: str,
+                       code: str) -> None:
+    """Turn two-step login off: the passphrase (LoginFailed) and a current code are both needed,
+    so a session left open or borrowed is not enough to weaken the account."""
     if not key_usable(session):
         raise KeyUnavailable()
-    await totp.disable(store=store, session=session, code=code)
+    check = await accounts.login(store=store, kdf=kdf, config=config, name=session.caseworker.name,
+                                 passphrase=passphrase)
+    check.wipe()
+    await totp.disable(store=store, session=session, code=code, cap=config.totp_backoff_max_seconds)
     await _audit(store, session, TOTP_DISABLED)
 
 

@@ -239,7 +239,7 @@ async def add_account(*, store: Store, kdf: KdfPool, config: Config, actor_id: s
     passphrase, _bits = new_passphrase()
     try:
         cw = await accounts.add_caseworker(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase,
-                                           is_admin=is_admin, channel_ids=list(channel_ids))
+                                           is_admin=is_admin, channel_ids=list(channel_ids), generated=True)
     except Conflict as e:
         raise AccountExists() from e
     await _audit(store, actor, ACCOUNT_ADDED, cw.id)
@@ -276,5 +276,5 @@ async def reset_totp(*, store: Store, actor_id: str, caseworker_id: str) -> None
     """For a caseworker who lost their authenticator: they log in with the passphrase alone again."""
     actor = await _require_admin(store, actor_id)
     target = await _account(store, caseworker_id)
-    await store.update_caseworker(target.id, totp_sealed=None)
+    await store.update_caseworker(target.id, totp_sealed=None, totp_failures=0, totp_next_try=0)
     await _audit(store, actor, TOTP_RESET, target.id)

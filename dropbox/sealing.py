@@ -221,11 +221,13 @@ def unwrap_caseworker_key(wrapped: WrappedPrivateKey, *, passphrase: Passphrase)
     return CaseworkerKey(private)
 
 
-def rewrap_caseworker_key(
-    key: CaseworkerKey, *, new_passphrase: Passphrase, ops: int, mem: int
-) -> WrappedPrivateKey:
-    """Passphrase change: same key pair (so no report needs re-granting), new salt and wrap."""
-    return _wrap_private(key._key(), new_passphrase, KdfParams.fresh(ops=ops, mem=mem), key.public_key)
+def replace_caseworker_key(*, passphrase: Passphrase, ops: int, mem: int) -> tuple[WrappedPrivateKey, CaseworkerKey]:
+    """Passphrase change: a NEW key pair, wrapped under the new passphrase, and its private key
+    unwrapped for re-sealing the account's grants to it. A new pair, not the old one re-wrapped:
+    an old backup and the old passphrase then open only the retired key, which opens nothing."""
+    private = PrivateKey.generate()
+    wrapped = _wrap_private(private, passphrase, KdfParams.fresh(ops=ops, mem=mem), bytes(private.public_key))
+    return wrapped, CaseworkerKey(private)
 
 
 # --- report keys ---------------------------------------------------------------------------

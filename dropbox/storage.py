@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -128,6 +128,35 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX reports_listing ON reports
         (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day);
     """,
+    # 5 (accounts). A generated passphrase (seen by whoever created the account) must be changed
+    # at first login. Wrong TOTP codes after a right passphrase back off per account, kept here so
+    # a restart does not reset them (unix seconds: a caseworker's timing, never a whistleblower's).
+    # Membership changes leave a notice for the channel's members, shown once at their next login;
+    # an admin's change of their own membership waits for a second admin.
+    5: """
+    ALTER TABLE caseworkers ADD COLUMN must_change_passphrase INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE caseworkers ADD COLUMN totp_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE caseworkers ADD COLUMN totp_next_try INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE membership_notices (
+        id INTEGER PRIMARY KEY,
+        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
+        actor_id TEXT,
+        channel_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        member INTEGER NOT NULL,
+        day TEXT NOT NULL
+    );
+    CREATE INDEX membership_notices_by_caseworker ON membership_notices (caseworker_id);
+    CREATE TABLE pending_memberships (
+        id TEXT PRIMARY KEY,
+        channel_id TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
+        member INTEGER NOT NULL,
+        requested_by TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
+        requested_day TEXT NOT NULL,
+        UNIQUE (channel_id, caseworker_id)
+    );
+    """,
 }
 
 
@@ -183,6 +212,36 @@ class Caseworker:
     totp_sealed: bytes | None
     email: str | None
     created_day: str
+    #: The passphrase was generated (someone else saw it): only a change of it is allowed.
+    must_change_passphrase: bool = False
+    #: Wrong TOTP codes since the last right one, and the earliest next try (unix seconds).
+    totp_failures: int = 0
+    totp_next_try: int = 0
+
+
+@dataclass(frozen=True)
+class MembershipNotice:
+    """A change of a channel's members, for a member to see once (names and channel only)."""
+
+    id: int
+    caseworker_id: str
+    actor_id: str | None
+    channel_id: str
+    subject_id: str
+    member: bool
+    day: str
+
+
+@dataclass(frozen=True)
+class PendingMembership:
+    """An admin's change of their own membership, waiting for another admin's approval."""
+
+    id: str
+    channel_id: str
+    caseworker_id: str
+    member: bool
+    requested_by: str
+    requested_day: str
 
 
 @dataclass(frozen=True)
@@ -440,10 +499,11 @@ class Store:
             try:
                 await db.execute(
                     "INSERT INTO caseworkers (id, name, public_key, wrapped_key, kdf_salt, kdf_ops, kdf_mem,"
-                    " is_admin, disabled, totp_sealed, email, created_day)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " is_admin, disabled, totp_sealed, email, created_day, must_change_passphrase)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (cw.id, cw.name, cw.public_key, cw.wrapped_key, cw.kdf_salt, cw.kdf_ops, cw.kdf_mem,
-                     int(cw.is_admin), int(cw.disabled), cw.totp_sealed, cw.email, cw.created_day),
+                     int(cw.is_admin), int(cw.disabled), cw.totp_sealed, cw.email, cw.created_day,
+                     int(cw.must_change_passphrase)),
                 )
             except aiosqlite.IntegrityError as e:
                 raise Conflict(f"caseworker {cw.name}") from e
@@ -464,6 +524,102 @@ class Store:
     async def update_caseworker(self, caseworker_id: str, **fields: Any) -> None:
         async with self.transaction() as db:
             await _update_row(db, "caseworkers", caseworker_id, fields)
+
+    async def replace_caseworker_key(
+        self, caseworker_id: str, *, expected_public_key: bytes, expected_totp: bytes | None, public_key: bytes,
+        wrapped_key: bytes, kdf_salt: bytes, kdf_ops: int, kdf_mem: int, totp_sealed: bytes | None,
+        must_change: bool, grants: Sequence[tuple[str, bytes]],
+    ) -> None:
+        """Swap in a new key pair with every grant and the TOTP state re-sealed to it, all in one
+        transaction. Conflict (nothing written) if the account's key or TOTP state changed since
+        they were read, or its grants are no longer exactly `grants`' reports (one was added or
+        deleted meanwhile): the caller re-reads and tries again."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE caseworkers SET public_key = ?, wrapped_key = ?, kdf_salt = ?, kdf_ops = ?, kdf_mem = ?,"
+                " totp_sealed = ?, must_change_passphrase = ?"
+                " WHERE id = ? AND public_key = ? AND totp_sealed IS ?",
+                (public_key, wrapped_key, kdf_salt, kdf_ops, kdf_mem, totp_sealed, int(must_change), caseworker_id,
+                 expected_public_key, expected_totp),
+            )
+            if cur.rowcount != 1:
+                raise Conflict("the key or the TOTP state changed meanwhile")
+            async with db.execute("SELECT report_id FROM report_grants WHERE caseworker_id = ?",
+                                  (caseworker_id,)) as rows:
+                current = {r[0] for r in await rows.fetchall()}
+            if current != {report_id for report_id, _ in grants} or len(grants) != len(current):
+                raise Conflict("grants changed meanwhile")
+            await db.executemany(
+                "UPDATE report_grants SET sealed_keys = ? WHERE report_id = ? AND caseworker_id = ?",
+                [(sealed, report_id, caseworker_id) for report_id, sealed in grants],
+            )
+
+    async def claim_totp_attempt(self, caseworker_id: str, *, failures: int, now: int, next_try: int) -> bool:
+        """Charge one code attempt before the code is checked (compare-and-swap on the failure
+        count): true only if no wait is due and no other attempt was charged since `failures`
+        was read, so parallel logins cannot try codes faster than the backoff allows."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE caseworkers SET totp_failures = totp_failures + 1, totp_next_try = ?"
+                " WHERE id = ? AND totp_failures = ? AND totp_next_try <= ?",
+                (next_try, caseworker_id, failures, now),
+            )
+            return cur.rowcount == 1
+
+    # channel membership ----------------------------------------------------------------------
+
+    async def change_membership(self, *, channel_id: str, caseworker_id: str, member: bool, notify: Iterable[str],
+                                actor_id: str | None, day: str, hour: str, action: str) -> bool:
+        """Add or remove a member, leave a notice for each of `notify` and write the audit entry,
+        together. False (and nothing written) if the membership was already so."""
+        async with self.transaction() as db:
+            if member:
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO channel_members (channel_id, caseworker_id) VALUES (?, ?)",
+                    (channel_id, caseworker_id))
+            else:
+                cur = await db.execute(
+                    "DELETE FROM channel_members WHERE channel_id = ? AND caseworker_id = ?",
+                    (channel_id, caseworker_id))
+            if cur.rowcount != 1:
+                return False
+            await db.executemany(
+                "INSERT INTO membership_notices (caseworker_id, actor_id, channel_id, subject_id, member, day)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(cw, actor_id, channel_id, caseworker_id, int(member), day) for cw in sorted(set(notify))])
+            await db.execute("INSERT INTO audit (hour, actor, action, report_id, detail) VALUES (?, ?, ?, NULL, ?)",
+                             (hour, actor_id, action, f"{channel_id}/{caseworker_id}"))
+            return True
+
+    async def take_membership_notices(self, caseworker_id: str) -> list[MembershipNotice]:
+        """The caseworker's notices, removed as they are read: each is shown once."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT * FROM membership_notices WHERE caseworker_id = ? ORDER BY id",
+                                  (caseworker_id,)) as cur:
+                rows = [_row(MembershipNotice, r) for r in await cur.fetchall()]
+            await db.execute("DELETE FROM membership_notices WHERE caseworker_id = ?", (caseworker_id,))
+        return rows
+
+    async def add_pending_membership(self, pending: PendingMembership) -> None:
+        """Replaces an earlier pending change of the same membership."""
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO pending_memberships"
+                " (id, channel_id, caseworker_id, member, requested_by, requested_day) VALUES (?, ?, ?, ?, ?, ?)",
+                (pending.id, pending.channel_id, pending.caseworker_id, int(pending.member), pending.requested_by,
+                 pending.requested_day))
+
+    async def pending_memberships(self) -> list[PendingMembership]:
+        rows = await self._all("SELECT * FROM pending_memberships ORDER BY requested_day, channel_id, id")
+        return [_row(PendingMembership, r) for r in rows]
+
+    async def take_pending_membership(self, pending_id: str) -> PendingMembership:
+        """Remove a pending change and return it (NotFound if another admin settled it first)."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT * FROM pending_memberships WHERE id = ?", (pending_id,)) as cur:
+                pending: PendingMembership = _row(PendingMembership, await cur.fetchone())
+            await db.execute("DELETE FROM pending_memberships WHERE id = ?", (pending_id,))
+        return pending
 
     # reports -------------------------------------------------------------------------------
 
@@ -765,7 +921,7 @@ class Store:
 
 
 _CASEWORKER_FIELDS = frozenset(
-    {"wrapped_key", "kdf_salt", "kdf_ops", "kdf_mem", "is_admin", "disabled", "totp_sealed", "email"}
+    {"is_admin", "disabled", "totp_sealed", "email", "must_change_passphrase", "totp_failures", "totp_next_try"}
 )
 _REPORT_FIELDS = frozenset(
     {"status", "acknowledged_day", "feedback_day", "whistleblower_seen_day", "retention_days", "expires_day",
@@ -816,7 +972,8 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     version = int(row[0]) if row else 0
     if version > SCHEMA_VERSION:
         raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
+    # Numbers are reserved per line of work, so a branch may lack some; each runs once, in order.
+    for target in sorted(n for n in _MIGRATIONS if version < n <= SCHEMA_VERSION):
         await db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _MIGRATIONS[target].split(";"):

@@ -76,6 +76,10 @@ def _ensure_onion_keys(config: Config) -> None:
     ensure_service_keys(config)
 
 
+WEAK = (f"a passphrase needs at least {accounts.MIN_PASSPHRASE_CHARS} characters and must be hard to guess"
+        f" (at least {accounts.MIN_PASSPHRASE_BITS} bits by zxcvbn's estimate; five or more random words)")
+
+
 async def caseworker_add(config: Config, *, name: str, passphrase_stdin: bool, admin: bool,
                          channels: list[str] | None, source: TextIO = sys.stdin) -> int:
     try:
@@ -94,14 +98,15 @@ async def caseworker_add(config: Config, *, name: str, passphrase_stdin: bool, a
             return _fail(f"unknown channel(s): {', '.join(sorted(set(channels) - known))}")
         try:
             await accounts.add_caseworker(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase,
-                                          is_admin=admin, channel_ids=channels)
+                                          is_admin=admin, channel_ids=channels, generated=generated is not None)
         except accounts.WeakPassphrase:
-            return _fail(f"a passphrase needs at least {accounts.MIN_PASSPHRASE_CHARS} characters")
+            return _fail(WEAK)
         except Conflict:
             return _fail(f"a caseworker named {name!r} already exists")
     print(f"Added caseworker {name}{' (admin)' if admin else ''}.")
     if generated is not None:
-        print("Their passphrase, shown once and stored nowhere (hand it over in person):")
+        print("Their passphrase, shown once and stored nowhere (hand it over in person;")
+        print("they must replace it with their own at their first sign-in):")
         print(f"\n    {passphrase}\n")
         print(f"({generated:.0f} bits of entropy: seven words from the EFF long word list)")
     print("Reports that already exist are not readable by a new caseworker until granted:")
@@ -137,7 +142,9 @@ async def caseworker_disable(config: Config, *, name: str, enable: bool = False)
 
 async def caseworker_passwd(config: Config, *, name: str, passphrase_stdin: bool,
                             source: TextIO = sys.stdin) -> int:
-    """Change a passphrase: old one required (it unwraps the key that is re-wrapped)."""
+    """Change a passphrase: the old one is required (it opens the grants that are re-sealed to a
+    new key). Without --passphrase-stdin the new one is generated and must be changed at the
+    next sign-in, since whoever ran this saw it."""
     old = _read_secret(f"Current passphrase for {name}: ", stdin=passphrase_stdin, source=source)
     if passphrase_stdin:
         new, bits = _read_secret("", stdin=True, source=source), None
@@ -145,14 +152,19 @@ async def caseworker_passwd(config: Config, *, name: str, passphrase_stdin: bool
         new, bits = new_passphrase()
     async with _opened(config) as (store, kdf):
         try:
-            await accounts.change_passphrase(store=store, kdf=kdf, config=config, name=name, old=old, new=new)
+            renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name=name, old=old,
+                                                       new=new, generated=bits is not None)
         except accounts.LoginFailed:
             return _fail("that name and passphrase do not match an active caseworker")
         except accounts.WeakPassphrase:
-            return _fail(f"a passphrase needs at least {accounts.MIN_PASSPHRASE_CHARS} characters")
-    print(f"Changed the passphrase of {name}.")
+            return _fail(WEAK)
+        except accounts.ChangeConflict:
+            return _fail("reports were being shared with this caseworker meanwhile; nothing changed, try again")
+        renewed.wipe()
+    print(f"Changed the passphrase of {name}: a new key, every report re-sealed to it; its open sessions end.")
     if bits is not None:
-        print(f"New passphrase, shown once:\n\n    {new}\n\n({bits:.0f} bits of entropy)")
+        print(f"New passphrase, shown once (to be replaced at the next sign-in):\n\n    {new}\n\n"
+              f"({bits:.0f} bits of entropy)")
     return OK
 
 

@@ -108,7 +108,10 @@ class Agent:
             "passphrase": PASSPHRASES[name] if passphrase is None else passphrase, "totp": totp})
         if response.status == 303:
             self.name = name
-            self.csrf = csrf_of(await self.text(f"/{lang}/reports"))
+            # (a generated passphrase leads on to the settings page: its change form has the token too)
+            landing = await self.client.get(f"/{lang}/reports")
+            assert landing.status == 200, landing.status
+            self.csrf = csrf_of(await landing.text())
         return response
 
 

@@ -78,6 +78,17 @@ async def test_admin_adds_a_caseworker_who_sees_nothing_until_granted(site: Site
 
     dave = await site.agent()
     assert (await dave.login("dave", passphrase=passphrase)).status == 303  # type: ignore[arg-type]
+    # The admin saw that passphrase: until dave chose his own, every page leads to the change form (M3)
+    for path in ("/en/reports", f"/en/reports/{report.report_id}", "/en/settings/totp", "/en/admin/audit"):
+        assert (await dave.get(path)).headers["Location"] == "/en/settings#passphrase", path
+    form = await dave.text("/en/settings")
+    assert "Choose your own before you continue" in form and 'id="totp"' not in form
+    refused = await dave.post("/en/settings/email", {"email": "dave@example.org"})
+    assert refused.headers["Location"] == "/en/settings#passphrase"
+    own = "dave picks seven unrelated words like velvet"
+    changed = await dave.post("/en/settings/passphrase", {"current": passphrase, "new": own, "repeat": own})
+    assert changed.headers["Location"] == "/en/reports"
+    assert not (await site.services.store.caseworker_by_name("dave")).must_change_passphrase
     assert report.report_id[:8] not in await dave.text("/en/reports")
     assert (await dave.get(f"/en/reports/{report.report_id}")).status == 404
     assert (await dave.get("/en/admin/audit")).status == 404  # not an admin

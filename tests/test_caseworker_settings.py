@@ -96,10 +96,18 @@ async def test_totp_enrolment_then_login_with_and_without_the_code(site: Site) -
 async def test_totp_can_be_turned_off_only_with_a_current_code(site: Site) -> None:
     bob = await site.signed_in("bob")
     seed = await _enrol(site, bob)
-    refused = await bob.post("/en/settings/totp/disable", {"code": _other_code(seed)})
+    refused = await bob.post("/en/settings/totp/disable", {"passphrase": PASSPHRASES["bob"],
+                                                             "code": _other_code(seed)})
     assert refused.status == 303 and "still on" in await bob.text("/en/settings")
-    # The code used to confirm enrolment is spent; the next step's code works.
-    await bob.post("/en/settings/totp/disable", {"code": code_at(seed, current_step() + 1)})
+    # The code used to confirm enrolment is spent; the next step's code works, but only with the
+    # passphrase: a borrowed session alone cannot turn two-step login off (M7).
+    next_code = code_at(seed, current_step() + 1)
+    await bob.post("/en/settings/totp/disable", {"code": next_code})
+    assert "Your passphrase was not right. Two-step login is still on." in await bob.text("/en/settings")
+    await bob.post("/en/settings/totp/disable", {"passphrase": "not bob's passphrase", "code": next_code})
+    assert "Your passphrase was not right" in await bob.text("/en/settings")
+    assert (await site.services.store.caseworker_by_name("bob")).totp_sealed is not None
+    await bob.post("/en/settings/totp/disable", {"passphrase": PASSPHRASES["bob"], "code": next_code})
     assert "Two-step login is off" in await bob.text("/en/settings")
     assert (await site.services.store.caseworker_by_name("bob")).totp_sealed is None
     assert (await (await site.agent()).login("bob")).status == 303
@@ -131,9 +139,9 @@ async def test_totp_state_is_sealed_to_the_caseworker_and_consumed_atomically(si
     second = await login(store=svc.store, kdf=svc.kdf, config=svc.config, name="carol",
                          passphrase=PASSPHRASES["carol"])
     code = code_at(seed, current_step(now) + 1)
-    await totp.check_login(store=svc.store, session=first, code=code, now=now + 30)
+    await totp.check_login(store=svc.store, session=first, code=code, now=now + 30, cap=900)
     with pytest.raises(TotpRejected):
-        await totp.check_login(store=svc.store, session=second, code=code, now=now + 30)
+        await totp.check_login(store=svc.store, session=second, code=code, now=now + 30, cap=900)
     # Another caseworker's key does not open carol's sealed state.
     bob = await login(store=svc.store, kdf=svc.kdf, config=svc.config, name="bob", passphrase=PASSPHRASES["bob"])
     stored = (await svc.store.caseworker_by_name("carol")).totp_sealed

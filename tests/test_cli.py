@@ -37,7 +37,7 @@ def test_init_then_caseworker_add_gives_a_working_install(data: Path) -> None:
     assert "alice" in listed.stdout and "default" in listed.stdout
     # the printed passphrase is the one that works
     passwd = run("caseworker", "passwd", "alice", "--passphrase-stdin", data=data,
-                 stdin=f"{words[0]}\nmy new long passphrase\n")
+                 stdin=f"{words[0]}\nmarble quietly orbits the kettle drum\n")
     assert passwd.returncode == 0, passwd.stderr
 
 
@@ -74,17 +74,23 @@ def test_weak_stdin_passphrase_is_refused(data: Path) -> None:
     run("init", data=data)
     result = run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="short\n")
     assert result.returncode == 2 and "at least" in result.stderr
+    # Long enough, but easy to guess: refused as well (I3)
+    guessable = run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="password1234567\n")
+    assert guessable.returncode == 2 and "hard to guess" in guessable.stderr
+
+
+ALICE = "alice keeps seven ferrets in a blue barn\n"
 
 
 def test_grant_all_needs_the_granters_passphrase(data: Path) -> None:
     run("init", data=data)
-    run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="alice passphrase long\n")
-    run("caseworker", "add", "bob", "--passphrase-stdin", data=data, stdin="bob passphrase long\n")
+    run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin=ALICE)
+    run("caseworker", "add", "bob", "--passphrase-stdin", data=data, stdin="bob paints lighthouses every winter\n")
     wrong = run("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data,
                 stdin="not alice's passphrase\n")
     assert wrong.returncode == 2
     ok = run("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data,
-             stdin="alice passphrase long\n")
+             stdin=ALICE)
     assert ok.returncode == 0 and "Granted 0 report(s)" in ok.stdout
 
 

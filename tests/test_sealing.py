@@ -87,17 +87,19 @@ def test_caseworker_key_unwraps_only_with_its_passphrase() -> None:
         s.unwrap_caseworker_key(wrapped, passphrase=s.Passphrase("x" * 2000))
 
 
-def test_rewrap_keeps_the_key_pair_and_retires_the_old_passphrase() -> None:
+def test_a_replaced_key_is_a_new_pair_under_the_new_passphrase_only() -> None:
     wrapped = s.create_caseworker_key(passphrase=s.Passphrase("old passphrase here"), **CHEAP)
-    key = s.unwrap_caseworker_key(wrapped, passphrase=s.Passphrase("old passphrase here"))
+    old = s.unwrap_caseworker_key(wrapped, passphrase=s.Passphrase("old passphrase here"))
     keys = s.ReportKeys.generate()
-    grant = keys.seal_for(wrapped.public_key)
-    rewrapped = s.rewrap_caseworker_key(key, new_passphrase=s.Passphrase("new passphrase here"), **CHEAP)
-    assert rewrapped.public_key == wrapped.public_key and rewrapped.kdf.salt != wrapped.kdf.salt
+    replaced, new = s.replace_caseworker_key(passphrase=s.Passphrase("new passphrase here"), **CHEAP)
+    assert replaced.public_key != wrapped.public_key and new.public_key == replaced.public_key
     with pytest.raises(s.WrongSecret):
-        s.unwrap_caseworker_key(rewrapped, passphrase=s.Passphrase("old passphrase here"))
-    again = s.unwrap_caseworker_key(rewrapped, passphrase=s.Passphrase("new passphrase here"))
-    assert again.open_report_keys(grant) == keys
+        s.unwrap_caseworker_key(replaced, passphrase=s.Passphrase("old passphrase here"))
+    again = s.unwrap_caseworker_key(replaced, passphrase=s.Passphrase("new passphrase here"))
+    resealed = keys.seal_for(new.public_key)
+    assert again.open_report_keys(resealed) == keys
+    with pytest.raises(s.TamperedData):
+        old.open_report_keys(resealed)
 
 
 def test_report_keys_open_only_for_the_granted_caseworker() -> None:

@@ -14,13 +14,14 @@ import secrets
 
 from aiohttp import web
 
-from dropbox import casework
+from dropbox import casework, totp
 from dropbox.accounts import LoginFailed
 from dropbox.appkeys import FAILURE_BUDGET
 from dropbox.caseworker import forms
-from dropbox.caseworker.staff import StaffSession, page, require_form, services, sessions, signed_in
-from dropbox.i18n import translate, url_for
+from dropbox.caseworker.staff import Flash, StaffSession, page, require_form, services, sessions, signed_in
+from dropbox.i18n import N_, translate, url_for
 from dropbox.sessions import CSRF_FIELD, CsrfError
+from dropbox.storage import Store
 from dropbox.throttle import SLOWED_NOTICE
 
 LOGIN_COOKIE = "cw_login"
@@ -32,11 +33,19 @@ def _login_token(request: web.Request) -> str:
     return existing if _TOKEN_SHAPE.fullmatch(existing) else secrets.token_urlsafe(32)
 
 
-def _login_page(request: web.Request, *, error: bool = False, slowed: bool = False,
+ADDED = N_("%(who)s was added to the channel %(channel)s by %(actor)s (%(day)s).")
+REMOVED = N_("%(who)s was removed from the channel %(channel)s by %(actor)s (%(day)s).")
+WRONG_CODES = N_("%(count)s wrong two-step codes were tried for your account since you last signed in. "
+                 "If that was not you, someone knows your passphrase: change it now.")
+WAIT = N_("Too many wrong codes in a row. Wait %(minutes)s minutes, then sign in with a new code.")
+
+
+def _login_page(request: web.Request, *, error: bool = False, slowed: bool = False, wait_seconds: int = 0,
                 status: int = 200) -> web.Response:
     token = _login_token(request)
     response = page(request, None, "caseworker/login.html", {
         "login_token": token, "failed": error,
+        "wait_notice": translate(request, WAIT, minutes=str(-(-wait_seconds // 60))) if wait_seconds else "",
         "slowed_notice": translate(request, SLOWED_NOTICE) if slowed else "",
         "signed_out": request.method == "GET" and request.query.get("signed_out") == "1",
         "idle_minutes": services(request).config.caseworker_idle_seconds // 60,
@@ -71,17 +80,36 @@ async def login(request: web.Request) -> web.StreamResponse:
     slowed = await budget.before_attempt()
     svc = services(request)
     try:
-        account = await casework.sign_in(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
-                                         passphrase=passphrase, code=code)
+        signed = await casework.sign_in(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
+                                        passphrase=passphrase, code=code)
     except LoginFailed:
         budget.record_failure()
         return _login_page(request, error=True, slowed=slowed, status=400)
-    sessions(request).create(request, StaffSession(account=account), group=account.caseworker.id)
+    except totp.TotpWait as e:
+        return _login_page(request, wait_seconds=e.seconds, status=429)
+    account = signed.session
+    payload = StaffSession(account=account, flashes=await _told_once(svc.store, signed))
+    sessions(request).create(request, payload, group=account.caseworker.id)
     raise web.HTTPSeeOther(url_for(request, "reports"))
 
 
+async def _told_once(store: Store, signed: casework.SignedIn) -> list[Flash]:
+    """What this login must tell: wrong codes tried meanwhile, changes of channel members."""
+    told = []
+    if signed.wrong_codes:
+        told.append(Flash("error", WRONG_CODES, (("count", str(signed.wrong_codes)),)))
+    if signed.notices:
+        names = {c.id: c.name for c in await store.caseworkers()}
+        channel_names = {c.id: c.name for c in await store.channels()}
+        for n in signed.notices:
+            told.append(Flash("notice", ADDED if n.member else REMOVED, (
+                ("who", names.get(n.subject_id, "?")), ("channel", channel_names.get(n.channel_id, n.channel_id)),
+                ("actor", names.get(n.actor_id or "", "?")), ("day", n.day))))
+    return told
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
-    staff, _form = await require_form(request)
+    staff, _form = await require_form(request, before_change=True)
     await casework.sign_out(store=services(request).store, session=staff.account)
     sessions(request).destroy(request)
     raise web.HTTPSeeOther(url_for(request, "login", query={"signed_out": "1"}))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from dropbox import casework, totp
-from dropbox.accounts import MIN_PASSPHRASE_CHARS, LoginFailed, WeakPassphrase
+from dropbox.accounts import MIN_PASSPHRASE_CHARS, ChangeConflict, LoginFailed, WeakPassphrase
 from dropbox.appkeys import FAILURE_BUDGET
 from dropbox.caseworker import forms
-from dropbox.caseworker.staff import page, require, require_form, services
+from dropbox.caseworker.staff import page, require, require_form, services, sessions
 from dropbox.i18n import CASEWORKER_SITE_NAME, N_, translate, url_for
 
 
@@ -16,9 +16,15 @@ def _to(request: web.Request, name: str, anchor: str = "") -> web.HTTPSeeOther:
     return web.HTTPSeeOther(url_for(request, name) + (f"#{anchor}" if anchor else ""))
 
 
+WEAK = N_("The new passphrase is too short or too easy to guess. Nothing was changed. "
+          "Five or more random words make a good one.")
+
+
 async def settings_page(request: web.Request) -> web.StreamResponse:
-    staff = await require(request)
+    """Until a generated passphrase is changed, this page shows only the change form."""
+    staff = await require(request, before_change=True)
     return page(request, staff, "caseworker/settings.html", {
+        "must_change": staff.caseworker.must_change_passphrase,
         "totp_enrolled": totp.enrolled(staff.caseworker.totp_sealed),
         "notices_on": bool(services(request).config.smtp_host),
         "min_passphrase": MIN_PASSPHRASE_CHARS,
@@ -26,7 +32,8 @@ async def settings_page(request: web.Request) -> web.StreamResponse:
 
 
 async def change_passphrase(request: web.Request) -> web.StreamResponse:
-    staff, form = await require_form(request)
+    """A new key pair: this session goes on with it, every other session of the account ends."""
+    staff, form = await require_form(request, before_change=True)
     current = forms.text(form, "current", max_chars=2048)
     new = forms.text(form, "new", max_chars=2048)
     if new != forms.text(form, "repeat", max_chars=2048):
@@ -36,15 +43,22 @@ async def change_passphrase(request: web.Request) -> web.StreamResponse:
     await budget.before_attempt()
     svc = services(request)
     try:
-        await casework.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config, session=staff.account,
-                                         current=current, new=new)
+        renewed = await casework.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config,
+                                                   session=staff.account, current=current, new=new)
     except LoginFailed:
         budget.record_failure()
         staff.flash("error", N_("Your current passphrase was not right. Nothing was changed."))
     except WeakPassphrase:
-        staff.flash("error", N_("The new passphrase is too short. Nothing was changed."))
+        staff.flash("error", WEAK)
+    except ChangeConflict:
+        staff.flash("error", N_("Reports were being shared with you at the same moment. Nothing was changed. "
+                                "Please try again."))
     else:
-        staff.flash("notice", N_("Your passphrase was changed. Use the new one from now on."))
+        staff.payload.account = renewed
+        sessions(request).end_group(renewed.caseworker.id, keep=staff.session)
+        staff.flash("notice", N_("Your passphrase was changed. Use the new one from now on. "
+                                 "You were signed out everywhere else."))
+        raise _to(request, "reports")
     raise _to(request, "settings", "passphrase")
 
 
@@ -111,17 +125,25 @@ async def totp_confirm(request: web.Request) -> web.StreamResponse:
 
 
 async def totp_disable(request: web.Request) -> web.StreamResponse:
-    """Needs a current code; wrong codes count against the failed-login budget, so a borrowed
-    session cannot try its way through the million codes quickly."""
+    """Needs the passphrase and a current code. A wrong passphrase counts against the
+    failed-login budget; wrong codes back off as at login (see totp.py)."""
     staff, form = await require_form(request)
     budget = request.config_dict[FAILURE_BUDGET]
     await budget.before_attempt()
+    svc = services(request)
     try:
-        await casework.disable_totp(store=services(request).store, session=staff.account,
+        await casework.disable_totp(store=svc.store, kdf=svc.kdf, config=svc.config, session=staff.account,
+                                    passphrase=forms.text(form, "passphrase", max_chars=2048),
                                     code=forms.text(form, "code", max_chars=32))
+    except LoginFailed:
+        budget.record_failure()
+        staff.flash("error", N_("Your passphrase was not right. Two-step login is still on."))
     except totp.TotpRejected:
         budget.record_failure()
         staff.flash("error", N_("That code did not match. Two-step login is still on."))
+    except totp.TotpWait as e:
+        staff.flash("error", N_("Too many wrong codes in a row. Wait %(minutes)s minutes, then try a new code."),
+                    minutes=str(-(-e.seconds // 60)))
     except totp.NotEnrolled:
         pass
     else:

@@ -1,0 +1,186 @@
+"""Caseworker accounts: a passphrase change recovers from its compromise (M3), chosen passphrases
+are as strong as generated ones (I3), and a migration carries old installs forward."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dropbox import accounts, totp
+from dropbox.accounts import CaseworkerSession
+from dropbox.appkeys import SESSIONS
+from dropbox.config import Config
+from dropbox.passphrases import new_passphrase
+from dropbox.sealing import KdfParams, Passphrase, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
+from dropbox.storage import SCHEMA_VERSION, Caseworker, Store
+from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
+from tests.conftest import PASSPHRASES
+from tests.web_fixtures import FakeClock
+
+NEW = "alice moves to a quiet flat near the harbour"
+
+
+def _backup(config: Config, to: Path) -> Path:
+    """What a backup taken now holds: a consistent copy of the database (WAL included)."""
+    source = sqlite3.connect(config.db_path)
+    target = sqlite3.connect(to)
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+    return to
+
+
+def _key_in(db: Path, name: str, passphrase: str) -> CaseworkerSession:
+    """The private key an attacker unwraps from `db` with `passphrase` (as a session, for totp)."""
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM caseworkers WHERE name = ?", (name,)).fetchone()
+    wrapped = WrappedPrivateKey(public_key=row["public_key"], wrapped=row["wrapped_key"],
+                                kdf=KdfParams(salt=row["kdf_salt"], ops=row["kdf_ops"], mem=row["kdf_mem"]))
+    key = unwrap_caseworker_key(wrapped, passphrase=Passphrase(passphrase))
+    return CaseworkerSession(caseworker=Caseworker(**{k: row[k] for k in row.keys()}), key=key)  # noqa: SIM118
+
+
+async def _enrol(site: Site, name: str) -> None:
+    svc = site.services
+    session = await accounts.login(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
+                                   passphrase=PASSPHRASES[name])
+    seed = totp.new_seed()
+    await totp.enrol(store=svc.store, session=session, seed=seed, code=totp.code_at(seed, totp.current_step()))
+
+
+async def test_an_old_backup_and_the_old_passphrase_open_nothing_after_a_change(site: Site, tmp_path: Path) -> None:
+    # Given alice with two reports and two-step login, and a backup taken now
+    svc = site.services
+    reports = [await submit(svc, text=f"report {i}") for i in range(2)]
+    await _enrol(site, "alice")
+    backup = _backup(svc.config, tmp_path / "backup.sqlite3")
+    old = _key_in(backup, "alice", PASSPHRASES["alice"])
+    store = svc.store
+    for _report_id, sealed in await store.grants_of(old.caseworker.id):  # the backup's key works today
+        old.key.open_report_keys(sealed)
+    # When alice changes her passphrase in the web app
+    alice = await site.signed_in("alice", totp=totp.code_at(await _seed(site, old), totp.current_step() + 1))
+    done = await alice.post("/en/settings/passphrase", {"current": PASSPHRASES["alice"], "new": NEW, "repeat": NEW})
+    assert done.status == 303
+    # Then the key from the backup opens no grant and not the TOTP state of the current database
+    grants = await store.grants_of(old.caseworker.id)
+    assert {r for r, _ in grants} == {r.report_id for r in reports}
+    for _report_id, sealed in grants:
+        with pytest.raises(TamperedData):
+            old.key.open_report_keys(sealed)
+    current = await store.caseworker(old.caseworker.id)
+    assert current.public_key != old.caseworker.public_key
+    with pytest.raises(TamperedData):
+        totp.open_state(current.totp_sealed, session=old)  # type: ignore[arg-type]
+    # And the reports still open, in this session and with the new passphrase elsewhere
+    for report in reports:
+        assert "report" in await alice.text(f"/en/reports/{report.report_id}")
+    fresh = _key_in(Path(svc.config.db_path), "alice", NEW)
+    assert len({fresh.key.open_report_keys(s).report_key for _, s in grants}) == 2
+    assert totp.open_state(current.totp_sealed, session=fresh).last_step >= 0  # type: ignore[arg-type]
+    with pytest.raises(accounts.LoginFailed):
+        await accounts.login(store=store, kdf=svc.kdf, config=svc.config, name="alice",
+                             passphrase=PASSPHRASES["alice"])
+
+
+async def _seed(site: Site, session: CaseworkerSession) -> totp.TotpSeed:
+    stored = (await site.services.store.caseworker(session.caseworker.id)).totp_sealed
+    return totp.open_state(stored, session=session).seed  # type: ignore[arg-type]
+
+
+async def test_a_change_ends_the_accounts_other_sessions_only(site: Site) -> None:
+    # Given alice signed in in two browsers, and bob in one
+    here, there = await site.signed_in("alice"), await site.signed_in("alice")
+    bob = await site.signed_in("bob")
+    # When she changes her passphrase in one
+    await here.post("/en/settings/passphrase", {"current": PASSPHRASES["alice"], "new": NEW, "repeat": NEW})
+    # Then that one goes on, the other is signed out, bob is not
+    page = await here.text("/en/reports")
+    assert "You were signed out everywhere else" in page
+    assert (await there.get("/en/reports")).headers["Location"] == "/en/login"
+    assert (await bob.get("/en/reports")).status == 200
+
+
+async def test_a_change_made_elsewhere_ends_sessions_holding_the_retired_key(site: Site) -> None:
+    # Given alice signed in, when her passphrase is changed outside this app (the CLI's path)
+    alice = await site.signed_in("alice")
+    svc = site.services
+    renewed = await accounts.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config, name="alice",
+                                               old=PASSPHRASES["alice"], new=NEW)
+    renewed.wipe()
+    # Then her session, which holds the retired key, ends at its next request
+    assert (await alice.get("/en/reports")).headers["Location"] == "/en/login"
+
+
+async def test_a_generated_new_passphrase_must_be_changed_again(site: Site) -> None:
+    svc = site.services
+    generated, _bits = new_passphrase()
+    renewed = await accounts.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config, name="bob",
+                                               old=PASSPHRASES["bob"], new=generated, generated=True)
+    renewed.wipe()
+    bob = await site.signed_in("bob", passphrase=generated)
+    assert (await bob.get("/en/reports")).headers["Location"] == "/en/settings#passphrase"
+
+
+async def test_caseworker_sessions_end_after_their_absolute_lifetime(site: Site) -> None:
+    clock = FakeClock()
+    site.app[SESSIONS]._clock = clock  # white-box: move the session store's clock instead of sleeping
+    alice = await site.signed_in("alice")
+    for _ in range(12 * 4):  # busy all day, a click every 15 minutes
+        assert (await alice.get("/en/reports")).status == 200
+        clock.advance(15 * 60)
+    assert (await alice.get("/en/reports")).headers["Location"] == "/en/login"
+
+
+# --- I3: chosen passphrases ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weak", ["password1234", "correcthorsebatterystaple", "qwertyuiopasdfgh",
+                                  "alice alice alice alice", "Copenhagen2024!", "aaaaaaaaaaaaaaaaaaaaaaaa"])
+def test_guessable_passphrases_are_refused_however_long(weak: str) -> None:
+    with pytest.raises(accounts.WeakPassphrase):
+        accounts.check_passphrase(weak, user_inputs=("alice",))
+
+
+def test_generated_passphrases_pass_the_floor() -> None:
+    for _ in range(50):
+        passphrase, bits = new_passphrase()
+        assert bits > 90 and accounts.strength_bits(passphrase) >= accounts.MIN_PASSPHRASE_BITS
+        accounts.check_passphrase(passphrase)
+
+
+async def test_a_weak_new_passphrase_is_refused_over_http(site: Site) -> None:
+    alice = await site.signed_in("alice")
+    weak = "passwordpassword1"
+    await alice.post("/en/settings/passphrase", {"current": PASSPHRASES["alice"], "new": weak, "repeat": weak})
+    assert "too easy to guess" in await alice.text("/en/settings")
+    assert (await (await site.agent()).login("alice")).status == 303  # nothing changed
+
+
+# --- migration -------------------------------------------------------------------------------------
+
+
+async def test_migration_5_carries_an_old_install_forward(tmp_path: Path) -> None:
+    """A database at schema 2 (today's main) keeps its accounts and gains the new columns."""
+    from dropbox.storage import _MIGRATIONS
+
+    db = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db) as conn:
+        for n in (1, 2):
+            conn.executescript(_MIGRATIONS[n])
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute("INSERT INTO caseworkers (id, name, public_key, wrapped_key, kdf_salt, kdf_ops, kdf_mem,"
+                     " created_day) VALUES ('c1', 'old', x'00', x'00', x'00', 1, 8192, '2026-01-01')")
+    store = await Store.open(db)
+    try:
+        cw = await store.caseworker("c1")
+        assert cw.name == "old" and not cw.must_change_passphrase and cw.totp_failures == 0
+        assert await store.take_membership_notices("c1") == [] and await store.pending_memberships() == []
+    finally:
+        await store.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
