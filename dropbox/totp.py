@@ -175,8 +175,11 @@ async def _charge(store: Store, caseworker_id: str, *, now: float, cap: int) -> 
 async def _checked(store: Store, session: CaseworkerSession, code: str, *, now: float | None,
                    cap: int) -> tuple[bytes, TotpState, int, int]:
     """The stored sealed state, its contents, the step `code` matches and the wrong codes before
-    it, with the attempt charged first and refunded once the code is right. A malformed code
-    (empty: forgotten) is refused without being charged: it cannot be a guess."""
+    it, with the attempt charged first and refunded once the code is right. NotEnrolled without
+    a second factor. A malformed code (empty: forgotten) is refused without being charged: it
+    cannot be a guess."""
+    if (await store.caseworker(session.caseworker.id)).totp_sealed is None:
+        raise NotEnrolled()
     well_formed(code)
     moment = time.time() if now is None else now
     failures = await _charge(store, session.caseworker.id, now=moment, cap=cap)
@@ -194,14 +197,12 @@ async def check_login(*, store: Store, session: CaseworkerSession, code: str, ca
     """After the passphrase: nothing to do without a second factor; otherwise the code must match.
     Returns how many wrong codes were tried since the last right one (to tell the person).
 
-    The state is re-read after the attempt is charged; a concurrent login that consumed the same
-    code makes the swap, and so this login, fail.
+    The account is read afresh; a concurrent login that consumed the same code makes the swap,
+    and so this login, fail.
     """
-    if session.caseworker.totp_sealed is None:
-        return 0
     try:
         sealed, state, step, failures = await _checked(store, session, code, now=now, cap=cap)
-    except NotEnrolled:  # turned off (by an admin's reset) since the login read the account
+    except NotEnrolled:
         return 0
     used = seal_state(TotpState(state.seed, step), session=session)
     if not await store.swap_totp(session.caseworker.id, expected=sealed, new=used):
@@ -224,8 +225,6 @@ async def enrol(*, store: Store, session: CaseworkerSession, seed: TotpSeed, cod
 async def disable(*, store: Store, session: CaseworkerSession, code: str, cap: int, now: float | None = None) -> None:
     """Turn the second factor off; a current code is required (and the passphrase, checked by the
     caller), with the same backoff as at login, so a borrowed session cannot try its way through."""
-    if (await store.caseworker(session.caseworker.id)).totp_sealed is None:
-        raise NotEnrolled()
     sealed, _state, _step, _failures = await _checked(store, session, code, now=now, cap=cap)
     if not await store.swap_totp(session.caseworker.id, expected=sealed, new=None):
         raise TotpRejected()

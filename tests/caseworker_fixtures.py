@@ -84,6 +84,8 @@ class Agent:
     client: TestClient[web.Request, web.Application]
     csrf: str = ""
     name: str = ""
+    #: The first page after signing in (it shows what the login had to tell, once).
+    landing: str = ""
 
     async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
         return await self.client.get(path, allow_redirects=False, **kwargs)
@@ -111,7 +113,8 @@ class Agent:
             # (a generated passphrase leads on to the settings page: its change form has the token too)
             landing = await self.client.get(f"/{lang}/reports")
             assert landing.status == 200, landing.status
-            self.csrf = csrf_of(await landing.text())
+            self.landing = await landing.text()
+            self.csrf = csrf_of(self.landing)
         return response
 
 
