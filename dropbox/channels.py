@@ -5,28 +5,39 @@ questions, retention and caseworkers. A new report is sealed to the active membe
 (see submissions.py), so membership decides who can read what arrives *from now on*; reports that
 already exist are handed over per report (casework.grant), never by changing a channel.
 
-Being admin gives no access to any report: the admin reads reports only where granted, like
-everyone else. Every function re-reads the actor's account, so a role removed a moment ago no
-longer counts, and refuses what would lock the last way in: an admin cannot disable themselves
-or drop their own admin role.
+What an admin can and cannot do. Being admin opens no report that exists: reports are read only
+where granted, like everyone else. But membership decides who can read what arrives *from now
+on*, so an admin controls future access, and the safeguards are about making that visible:
+
+- every change of a channel's members is written to the audit log and leaves a notice for each
+  active member of that channel (and the person added or removed), shown once at their next
+  login: "bob was added to Unit X by alice";
+- an admin's change of their *own* membership waits for another active admin's approval, where
+  there is one (with no other active admin it applies at once, audited and noticed as above);
+- an admin can still add an account they control (a new account's generated passphrase must be
+  changed at first login, but the admin who made it can do that): the channel's members see it.
+
+Every function re-reads the actor's account, so a role removed a moment ago no longer counts, and
+refuses what would lock the last way in: an admin cannot disable themselves or drop their own
+admin role.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dropbox import accounts
 from dropbox.blobs import new_id
 from dropbox.config import Config
-from dropbox.install import this_hour
+from dropbox.install import this_hour, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.questions import InvalidQuestions, Question, parse_questions
 from dropbox.sealing import Passphrase
-from dropbox.storage import Caseworker, Channel, Conflict, NotFound, Store
+from dropbox.storage import Caseworker, Channel, Conflict, NotFound, PendingMembership, Store
 
 CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_NAME_CHARS = 200
@@ -44,6 +55,12 @@ ACCOUNT_ENABLED = "caseworker_enabled"
 ADMIN_GRANTED = "admin_granted"
 ADMIN_REVOKED = "admin_revoked"
 TOTP_RESET = "totp_reset"
+# Membership: detail is "<channel id>/<caseworker id>".
+MEMBER_ADDED = "member_added"
+MEMBER_REMOVED = "member_removed"
+MEMBERSHIP_REQUESTED = "membership_requested"
+MEMBERSHIP_APPROVED = "membership_approved"
+MEMBERSHIP_REJECTED = "membership_rejected"
 
 
 class AdminError(Exception):
@@ -84,6 +101,14 @@ class UnknownChannel(AdminError):
 
 class SelfLockout(AdminError):
     """An admin may not disable their own account or remove their own admin role."""
+
+
+class UnknownPending(AdminError):
+    """No such pending membership change (another admin settled it already)."""
+
+
+class OwnRequest(AdminError):
+    """An admin cannot approve a change of their own membership: that takes a second admin."""
 
 
 def questions_of(channel: Channel) -> list[Question]:
@@ -180,18 +205,59 @@ def _checked(channel_id: str, form: ChannelForm, existing: Sequence[Question], i
                    retention_days=form.retention_days, is_default=is_default)
 
 
-async def _set_members(store: Store, channel_id: str, member_ids: frozenset[str]) -> None:
-    known = {c.id for c in await store.caseworkers()}
-    if not member_ids <= known:
+async def _change_member(store: Store, *, actor_id: str | None, channel_id: str, caseworker_id: str,
+                         member: bool, also_notify: Iterable[str] = (), new_account: bool = False) -> None:
+    """Apply one change, audited, with a notice for the channel's active members, the person
+    concerned and `also_notify` (not for whoever made it, who knows, nor for an account that
+    does not exist yet)."""
+    notify = {m.id for m in await store.channel_members(channel_id)} | {caseworker_id} | set(also_notify)
+    if new_account:
+        notify.discard(caseworker_id)
+    await store.change_membership(channel_id=channel_id, caseworker_id=caseworker_id, member=member,
+                                  notify=notify - {actor_id}, actor_id=actor_id, day=today().isoformat(),
+                                  hour=this_hour(), action=MEMBER_ADDED if member else MEMBER_REMOVED)
+
+
+async def join_channels(*, store: Store, actor_id: str | None, caseworker_id: str, channel_ids: Sequence[str]) -> None:
+    """A new account joins channels (from the admin page, or from the CLI with no actor), told to
+    each channel's members like any other change."""
+    for channel_id in channel_ids:
+        await _change_member(store, actor_id=actor_id, channel_id=channel_id, caseworker_id=caseworker_id,
+                             member=True, new_account=True)
+
+
+async def _set_members(store: Store, actor: Caseworker, channel_id: str, member_ids: frozenset[str]) -> bool:
+    """Make the members `member_ids`. True if the actor's own change waits for another admin."""
+    everyone = await store.caseworkers()
+    if not member_ids <= {c.id for c in everyone}:
         raise UnknownAccount()
+    second_admin = any(c.is_admin and not c.disabled and c.id != actor.id for c in everyone)
     current = (await store.channel_memberships()).get(channel_id, set())
-    for cw_id in sorted(member_ids - current):
-        await store.set_channel_member(channel_id=channel_id, caseworker_id=cw_id, member=True)
-    for cw_id in sorted(current - member_ids):
-        await store.set_channel_member(channel_id=channel_id, caseworker_id=cw_id, member=False)
+    # Everyone in the channel before or after this save hears of every change in it.
+    involved = {c.id for c in everyone if not c.disabled and c.id in current | member_ids}
+    waiting = False
+    for cw_id in sorted(member_ids ^ current):
+        member = cw_id in member_ids
+        if cw_id == actor.id and second_admin:
+            await store.add_pending_membership(PendingMembership(
+                id=new_id(), channel_id=channel_id, caseworker_id=cw_id, member=member, requested_by=actor.id,
+                requested_day=today().isoformat()))
+            await _audit(store, actor, MEMBERSHIP_REQUESTED, f"{channel_id}/{cw_id}")
+            waiting = True
+        else:
+            await _change_member(store, actor_id=actor.id, channel_id=channel_id, caseworker_id=cw_id, member=member,
+                                 also_notify=involved)
+    return waiting
 
 
-async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Channel:
+@dataclass(frozen=True)
+class Saved:
+    channel: Channel
+    #: The admin's change of their own membership waits for another admin's approval.
+    awaiting_approval: bool
+
+
+async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Saved:
     actor = await _require_admin(store, actor_id)
     if not CHANNEL_ID.match(channel_id):
         raise InvalidChannel("id")
@@ -200,12 +266,11 @@ async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: Cha
         await store.add_channel(channel)
     except Conflict as e:
         raise ChannelExists() from e
-    await _set_members(store, channel.id, form.member_ids)
     await _audit(store, actor, CHANNEL_ADDED, channel.id)
-    return channel
+    return Saved(channel, await _set_members(store, actor, channel.id, form.member_ids))
 
 
-async def update_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Channel:
+async def update_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Saved:
     """Change a channel. The default channel stays default until another one is made default."""
     actor = await _require_admin(store, actor_id)
     try:
@@ -214,9 +279,29 @@ async def update_channel(*, store: Store, actor_id: str, channel_id: str, form: 
         raise UnknownChannel() from e
     channel = _checked(channel_id, form, questions_of(current), current.is_default or form.make_default)
     await store.update_channel(channel)
-    await _set_members(store, channel.id, form.member_ids)
     await _audit(store, actor, CHANNEL_CHANGED, channel.id)
-    return channel
+    return Saved(channel, await _set_members(store, actor, channel.id, form.member_ids))
+
+
+async def settle_pending(*, store: Store, actor_id: str, pending_id: str, approve: bool) -> PendingMembership:
+    """Another admin approves (the change is applied, audited and noticed as the requester's) or
+    rejects a pending change; the requester may only withdraw it (reject)."""
+    actor = await _require_admin(store, actor_id)
+    found = [p for p in await store.pending_memberships() if p.id == pending_id]
+    if not found:
+        raise UnknownPending()
+    if approve and found[0].requested_by == actor.id:
+        raise OwnRequest()
+    try:
+        pending = await store.take_pending_membership(pending_id)
+    except NotFound as e:
+        raise UnknownPending() from e
+    detail = f"{pending.channel_id}/{pending.caseworker_id}"
+    if approve:
+        await _change_member(store, actor_id=pending.requested_by, channel_id=pending.channel_id,
+                             caseworker_id=pending.caseworker_id, member=pending.member)
+    await _audit(store, actor, MEMBERSHIP_APPROVED if approve else MEMBERSHIP_REJECTED, detail)
+    return pending
 
 
 # --- caseworker accounts -----------------------------------------------------------------------
@@ -239,10 +324,11 @@ async def add_account(*, store: Store, kdf: KdfPool, config: Config, actor_id: s
     passphrase, _bits = new_passphrase()
     try:
         cw = await accounts.add_caseworker(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase,
-                                           is_admin=is_admin, channel_ids=list(channel_ids), generated=True)
+                                           is_admin=is_admin, channel_ids=[], generated=True)
     except Conflict as e:
         raise AccountExists() from e
     await _audit(store, actor, ACCOUNT_ADDED, cw.id)
+    await join_channels(store=store, actor_id=actor.id, caseworker_id=cw.id, channel_ids=channel_ids)
     return cw, passphrase
 
 

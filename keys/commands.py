@@ -14,6 +14,7 @@ from typing import TextIO
 
 from dropbox import accounts
 from dropbox.blobs import BlobStore
+from dropbox.channels import join_channels
 from dropbox.config import Config
 from dropbox.install import AlreadyInitialised, init_install
 from dropbox.kdf_pool import KdfPool
@@ -96,13 +97,17 @@ async def caseworker_add(config: Config, *, name: str, passphrase_stdin: bool, a
         known = {c.id for c in await store.channels()}
         if channels is not None and not set(channels) <= known:
             return _fail(f"unknown channel(s): {', '.join(sorted(set(channels) - known))}")
+        joins = channels if channels is not None else [c.id for c in await store.channels() if c.is_default]
         try:
-            await accounts.add_caseworker(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase,
-                                          is_admin=admin, channel_ids=channels, generated=generated is not None)
+            added = await accounts.add_caseworker(store=store, kdf=kdf, config=config, name=name,
+                                                  passphrase=passphrase, is_admin=admin, channel_ids=[],
+                                                  generated=generated is not None)
         except accounts.WeakPassphrase:
             return _fail(WEAK)
         except Conflict:
             return _fail(f"a caseworker named {name!r} already exists")
+        # Audited, and told to each channel's members at their next login, like an admin's change.
+        await join_channels(store=store, actor_id=None, caseworker_id=added.id, channel_ids=joins)
     print(f"Added caseworker {name}{' (admin)' if admin else ''}.")
     if generated is not None:
         print("Their passphrase, shown once and stored nowhere (hand it over in person;")

@@ -31,10 +31,11 @@ import aiohttp
 import pytest
 
 from dropbox import accounts
+from dropbox.blobs import new_id
 from dropbox.install import load_install
 from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys
-from dropbox.storage import Store
+from dropbox.storage import PendingMembership, Store
 from dropbox.submissions import submit_report
 from tests.browser_fixtures import serve_apps
 from tests.robust_http import caseworker_login, csrf_token, get, multipart, new_client
@@ -108,6 +109,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/{lang}/admin/channels/{channel_id}"): Expect(ADMIN_ONLY),
     ("POST", "/{lang}/admin/channels/{channel_id}"): Expect(ADMIN_ONLY, form={
         "name": "Renamed", "description": "", "questions": "[]", "retention_days": "60", "default": "on"}),
+    ("POST", "/{lang}/admin/memberships/{pending_id}"): Expect(ADMIN_ONLY, form={"action": "reject"}),
     ("GET", "/{lang}/admin/caseworkers"): Expect(ADMIN_ONLY),
     ("POST", "/{lang}/admin/caseworkers"): Expect(ADMIN_ONLY, form={"name": "frank", "channels": "default"}),
     ("POST", "/{lang}/admin/caseworkers/{caseworker_id}"): Expect(ADMIN_ONLY, form={"action": "make_admin"}),
@@ -145,6 +147,7 @@ class World:
     file_id: str
     file_bytes: bytes
     ids: dict[str, str]  # role -> caseworker id
+    pending_id: str  # a membership change another admin asked for
     clients: dict[str, aiohttp.ClientSession]
     csrf: dict[str, str]
     store: Store
@@ -166,6 +169,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                             channel_id="default", body=ReportBody(text="the report", answers={}),
                             keys=ReportKeys.generate(), staged=staged)
         ids = {role: (await store.caseworker_by_name(a.name)).id for role, a in ACCOUNTS.items()}
+        pending = PendingMembership(id=new_id(), channel_id="default", caseworker_id=ids[OTHER], member=True,
+                                    requested_by=ids[OTHER], requested_day="2026-01-01")
+        await store.add_pending_membership(pending)
         [(report_id, _)] = await store.grants_of(ids[GRANTED])
         clients = {role: new_client() for role in ROLES}
         try:
@@ -179,7 +185,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             # The disabled visitor signed in while enabled; an admin disables them afterwards.
             await accounts.set_disabled(store=store, name=ACCOUNTS[DISABLED].name, disabled=True)
             yield World(admin_url=live.caseworker_url, report_id=report_id, file_id=staged.files[0].id,
-                        file_bytes=file_bytes, ids=ids, clients=clients, csrf=csrf, store=store)
+                        file_bytes=file_bytes, ids=ids, pending_id=pending.id, clients=clients, csrf=csrf,
+                        store=store)
         finally:
             for client in clients.values():
                 await client.close()
@@ -193,7 +200,7 @@ def _fill(value: str, w: World, role: str) -> str:
 async def _request(w: World, route: Route, role: str, *, csrf: str | None = None) -> tuple[int, str | None, bytes]:
     expect = expectation(route)
     path = route.path({"report_id": w.report_id, "file_id": w.file_id, "channel_id": "default",
-                       "caseworker_id": w.ids[OTHER]})
+                       "caseworker_id": w.ids[OTHER], "pending_id": w.pending_id})
     url = w.admin_url + path
     client = w.clients[role]
     if role == ANON:

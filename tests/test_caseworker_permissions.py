@@ -12,6 +12,8 @@ import re
 import aiohttp
 import pytest
 
+from dropbox.blobs import new_id
+from dropbox.storage import PendingMembership
 from tests.caseworker_fixtures import Site, only_for, site_fixture, submit  # noqa: F401
 
 REPORT_POSTS = {
@@ -138,7 +140,11 @@ async def test_every_post_form_is_refused_without_the_session_token(site: Site, 
     report = await submit(site.services, files={"a.txt": b"a"})
     alice = await site.signed_in("alice")
     carol_id = (await site.services.store.caseworker_by_name("carol")).id
-    values = {"lang": "en", "report_id": report.report_id, "channel_id": "default", "caseworker_id": carol_id}
+    pending = PendingMembership(id=new_id(), channel_id="default", caseworker_id=carol_id, member=False,
+                                requested_by=carol_id, requested_day="2026-01-01")
+    await site.services.store.add_pending_membership(pending)
+    values = {"lang": "en", "report_id": report.report_id, "channel_id": "default", "caseworker_id": carol_id,
+              "pending_id": pending.id}
     before = await _snapshot(site, report.report_id)
     audit_before = await site.services.store.audit_count()
     checked = []
@@ -163,5 +169,6 @@ async def test_every_post_form_is_refused_without_the_session_token(site: Site, 
     assert await site.services.store.audit_count() == audit_before
     assert not (await site.services.store.caseworker(carol_id)).disabled
     assert [c.id for c in await site.services.store.channels()] == ["default"]
+    assert await site.services.store.pending_memberships() == [pending]
     assert (await alice.get("/en/reports")).status == 200  # still signed in: logout was refused too
 

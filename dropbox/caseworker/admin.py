@@ -2,7 +2,8 @@
 
 Every handler requires an admin (others get a 404, as for a page that does not exist), and the
 domain functions in dropbox.channels check the role again against the stored account. Nothing
-here opens a report: being admin grants no access to any.
+here opens a report that exists; what an admin controls is who reads new ones, and
+dropbox/channels.py says how that is made visible (notices, audit, a second admin).
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ def _members(form: MultiDictProxy[str]) -> set[str]:
 
 async def _channels_context(request: web.Request) -> dict[str, object]:
     store = services(request).store
-    return {"channels": await store.channels(), "caseworkers": await store.caseworkers(),
-            "memberships": await store.channel_memberships(),
+    everyone = await store.caseworkers()
+    return {"channels": await store.channels(), "caseworkers": everyone,
+            "memberships": await store.channel_memberships(), "pending": await store.pending_memberships(),
+            "names": {c.id: c.name for c in everyone},
             "default_retention": services(request).config.default_retention_days}
+
+
+AWAITING = N_("Your own membership change waits for another admin's approval. The other changes were saved.")
 
 
 async def channels_page(request: web.Request) -> web.StreamResponse:
@@ -53,8 +59,8 @@ async def channel_add(request: web.Request) -> web.StreamResponse:
     staff, form = await require_form(request, admin=True)
     channel_id = forms.text(form, "id", max_chars=40).strip()
     try:
-        await channels.add_channel(store=services(request).store, actor_id=staff.caseworker.id,
-                                   channel_id=channel_id, form=_channel_form(form, _members(form)))
+        saved = await channels.add_channel(store=services(request).store, actor_id=staff.caseworker.id,
+                                           channel_id=channel_id, form=_channel_form(form, _members(form)))
     except channels.InvalidChannel:
         staff.flash("error", N_("Check the fields: the id is lowercase letters, digits and dashes, a name is "
                                 "required, and retention is 1 to 3650 days."))
@@ -65,7 +71,7 @@ async def channel_add(request: web.Request) -> web.StreamResponse:
     except channels.UnknownAccount as e:
         raise UserError(400, forms.BAD_FORM) from e
     else:
-        staff.flash("notice", N_("The channel was added."))
+        staff.flash("notice", AWAITING if saved.awaiting_approval else N_("The channel was added."))
     raise web.HTTPSeeOther(url_for(request, "admin_channels"))
 
 
@@ -85,8 +91,8 @@ async def channel_update(request: web.Request) -> web.StreamResponse:
     staff, form = await require_form(request, admin=True)
     channel_id = forms.channel_id(request.match_info["channel_id"])
     try:
-        await channels.update_channel(store=services(request).store, actor_id=staff.caseworker.id,
-                                      channel_id=channel_id, form=_channel_form(form, _members(form)))
+        saved = await channels.update_channel(store=services(request).store, actor_id=staff.caseworker.id,
+                                              channel_id=channel_id, form=_channel_form(form, _members(form)))
     except channels.UnknownChannel as e:
         raise web.HTTPNotFound() from e
     except channels.InvalidChannel:
@@ -97,7 +103,28 @@ async def channel_update(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(url_for(request, "admin_channel", channel_id=channel_id)) from None
     except channels.UnknownAccount as e:
         raise UserError(400, forms.BAD_FORM) from e
-    staff.flash("notice", N_("The channel was saved."))
+    staff.flash("notice", AWAITING if saved.awaiting_approval else N_("The channel was saved."))
+    raise web.HTTPSeeOther(url_for(request, "admin_channels"))
+
+
+async def membership_settle(request: web.Request) -> web.StreamResponse:
+    """Approve or reject an admin's pending change of their own membership (the requester may
+    only withdraw it)."""
+    staff, form = await require_form(request, admin=True)
+    pending_id = forms.hex_id(request.match_info["pending_id"])
+    action = forms.text(form, "action", max_chars=10)
+    if action not in ("approve", "reject"):
+        raise UserError(400, forms.BAD_FORM)
+    try:
+        await channels.settle_pending(store=services(request).store, actor_id=staff.caseworker.id,
+                                      pending_id=pending_id, approve=action == "approve")
+    except channels.UnknownPending as e:
+        raise web.HTTPNotFound() from e
+    except channels.OwnRequest:
+        staff.flash("error", N_("Another admin must approve a change of your own membership."))
+    else:
+        staff.flash("notice", N_("The change was approved and made.") if action == "approve"
+                    else N_("The change was rejected."))
     raise web.HTTPSeeOther(url_for(request, "admin_channels"))
 
 

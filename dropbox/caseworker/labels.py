@@ -55,7 +55,16 @@ AUDIT_LABELS: Mapping[str, str] = {
     channels.ADMIN_GRANTED: N_("Made %(value)s an admin"),
     channels.ADMIN_REVOKED: N_("Removed the admin role from %(value)s"),
     channels.TOTP_RESET: N_("Turned off two-step login for %(value)s"),
+    channels.MEMBER_ADDED: N_("Added %(value)s to the channel %(channel)s"),
+    channels.MEMBER_REMOVED: N_("Removed %(value)s from the channel %(channel)s"),
+    channels.MEMBERSHIP_REQUESTED: N_("Asked another admin to change the membership of %(value)s in %(channel)s"),
+    channels.MEMBERSHIP_APPROVED: N_("Approved the membership change of %(value)s in %(channel)s"),
+    channels.MEMBERSHIP_REJECTED: N_("Rejected the membership change of %(value)s in %(channel)s"),
 }
+
+#: Actions whose detail is "<channel id>/<caseworker id>".
+_MEMBERSHIP = frozenset({channels.MEMBER_ADDED, channels.MEMBER_REMOVED, channels.MEMBERSHIP_REQUESTED,
+                         channels.MEMBERSHIP_APPROVED, channels.MEMBERSHIP_REJECTED})
 
 #: Actions whose detail is a caseworker id, shown as that caseworker's name.
 _NAMES_IN_DETAIL = frozenset({casework.GRANTED, channels.ACCOUNT_ADDED, channels.ACCOUNT_DISABLED,
@@ -84,6 +93,9 @@ def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, st
     if label is None:
         return entry.action
     value = entry.detail
+    if entry.action in _MEMBERSHIP:
+        channel, _, caseworker = value.partition("/")
+        return translate(request, label, value=names.get(caseworker, translate(request, UNKNOWN)), channel=channel)
     if entry.action == casework.STATUS_CHANGED:
         value = status(request, value)
     elif entry.action in _NAMES_IN_DETAIL:

@@ -17,7 +17,7 @@ from aiohttp import web
 from dropbox import casework, totp
 from dropbox.accounts import LoginFailed
 from dropbox.appkeys import FAILURE_BUDGET
-from dropbox.caseworker import forms
+from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Flash, StaffSession, page, require_form, services, sessions, signed_in
 from dropbox.i18n import N_, translate, url_for
 from dropbox.sessions import CSRF_FIELD, CsrfError
@@ -88,12 +88,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     except totp.TotpWait as e:
         return _login_page(request, wait_seconds=e.seconds, status=429)
     account = signed.session
-    payload = StaffSession(account=account, flashes=await _told_once(svc.store, signed))
+    payload = StaffSession(account=account, flashes=await _told_once(request, svc.store, signed))
     sessions(request).create(request, payload, group=account.caseworker.id)
     raise web.HTTPSeeOther(url_for(request, "reports"))
 
 
-async def _told_once(store: Store, signed: casework.SignedIn) -> list[Flash]:
+async def _told_once(request: web.Request, store: Store, signed: casework.SignedIn) -> list[Flash]:
     """What this login must tell: wrong codes tried meanwhile, changes of channel members."""
     told = []
     if signed.wrong_codes:
@@ -104,7 +104,8 @@ async def _told_once(store: Store, signed: casework.SignedIn) -> list[Flash]:
         for n in signed.notices:
             told.append(Flash("notice", ADDED if n.member else REMOVED, (
                 ("who", names.get(n.subject_id, "?")), ("channel", channel_names.get(n.channel_id, n.channel_id)),
-                ("actor", names.get(n.actor_id or "", "?")), ("day", n.day))))
+                ("actor", names.get(n.actor_id, "?") if n.actor_id else translate(request, labels.SYSTEM)),
+                ("day", n.day))))
     return told
 
 

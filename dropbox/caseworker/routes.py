@@ -13,6 +13,7 @@
     POST /{lang}/settings/passphrase | email | totp/start | totp/confirm | totp/disable
     GET  /{lang}/settings/totp, /{lang}/settings/totp/qr.png    enrolment page and its QR image
     GET  /{lang}/admin/channels, POST; GET /{lang}/admin/channels/{cid}, POST     (admin role)
+    POST /{lang}/admin/memberships/{pid}  approve or reject an admin's own membership change (admin role)
     GET  /{lang}/admin/caseworkers, POST; POST /{lang}/admin/caseworkers/{cwid}   (admin role)
     GET  /{lang}/admin/audit              the audit log (admin role)
 
@@ -109,6 +110,7 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_post(localized("/admin/channels"), admin.channel_add)
     r.add_get(localized("/admin/channels/{channel_id}"), admin.channel_page, name="admin_channel")
     r.add_post(localized("/admin/channels/{channel_id}"), admin.channel_update)
+    r.add_post(localized("/admin/memberships/{pending_id}"), admin.membership_settle, name="admin_membership")
     r.add_get(localized("/admin/caseworkers"), admin.caseworkers_page, name="admin_caseworkers")
     r.add_post(localized("/admin/caseworkers"), admin.caseworker_add)
     r.add_post(localized("/admin/caseworkers/{caseworker_id}"), admin.caseworker_change, name="admin_caseworker")
