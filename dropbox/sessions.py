@@ -147,8 +147,8 @@ class SessionStore(Generic[P]):
         self._end_current(request)
         if group is not None:
             members = self._groups.get(group, [])
-            while len(members) >= self.max_per_group:
-                self._discard(members[0])
+            for oldest in members[: max(0, len(members) - self.max_per_group + 1)]:
+                self._discard(oldest)
         while len(self._sessions) >= self.max_sessions:
             self._discard(next(iter(self._sessions)))
         now = self._clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -35,10 +36,21 @@ def test_init_then_caseworker_add_gives_a_working_install(data: Path) -> None:
     assert len(words[0].split()) == 7 and "bits of entropy" in added.stdout
     listed = run("caseworker", "list", data=data)
     assert "alice" in listed.stdout and "default" in listed.stdout
-    # the printed passphrase is the one that works
+    assert _row(data, "alice")[1] == 1  # generated: to be replaced at first sign-in
+    # the printed passphrase is the one that works; the change makes a new key pair (M3)
+    before = _row(data, "alice")
     passwd = run("caseworker", "passwd", "alice", "--passphrase-stdin", data=data,
                  stdin=f"{words[0]}\nmarble quietly orbits the kettle drum\n")
     assert passwd.returncode == 0, passwd.stderr
+    after = _row(data, "alice")
+    assert after[0] != before[0] and after[1] == 0
+
+
+def _row(data: Path, name: str) -> tuple[bytes, int]:
+    """(public key, must-change flag) of a caseworker, read straight from the database file."""
+    with sqlite3.connect(data / "dropbox.sqlite3") as conn:
+        return conn.execute("SELECT public_key, must_change_passphrase FROM caseworkers WHERE name = ?",
+                            (name,)).fetchone()  # type: ignore[no-any-return]
 
 
 def test_second_init_refuses_and_changes_nothing(data: Path) -> None:
