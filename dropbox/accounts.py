@@ -163,7 +163,12 @@ async def change_passphrase(
     """
     secret = check_passphrase(new, user_inputs=(name,))
     current = await login(store=store, kdf=kdf, config=config, name=name, passphrase=old)
-    wrapped, key = await kdf.run(replace_caseworker_key, passphrase=secret, ops=config.kdf_ops, mem=config.kdf_mem)
+    try:
+        wrapped, key = await kdf.run(replace_caseworker_key, passphrase=secret, ops=config.kdf_ops,
+                                     mem=config.kdf_mem)
+    except BaseException:
+        current.wipe()
+        raise
     try:
         for _ in range(_CHANGE_ATTEMPTS):
             cw = await store.caseworker(current.caseworker.id)

@@ -14,7 +14,7 @@ from dropbox.appkeys import SESSIONS
 from dropbox.config import Config
 from dropbox.passphrases import new_passphrase
 from dropbox.sealing import KdfParams, Passphrase, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
-from dropbox.storage import SCHEMA_VERSION, Caseworker, Store
+from dropbox.storage import SCHEMA_VERSION, Caseworker, Conflict, Store
 from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
 from tests.conftest import PASSPHRASES
 from tests.web_fixtures import FakeClock
@@ -134,6 +134,23 @@ async def test_caseworker_sessions_end_after_their_absolute_lifetime(site: Site)
         assert (await alice.get("/en/reports")).status == 200
         clock.advance(15 * 60)
     assert (await alice.get("/en/reports")).headers["Location"] == "/en/login"
+
+
+async def test_the_key_swap_refuses_when_grants_changed_meanwhile_and_writes_nothing(site: Site) -> None:
+    # Given alice with one report, when a second arrives between reading her grants and the swap
+    svc = site.services
+    await submit(svc, text="first")
+    alice = await svc.store.caseworker_by_name("alice")
+    seen = await svc.store.grants_of(alice.id)
+    await submit(svc, text="second")
+    # Then the swap is refused as a whole: the key and every grant stay as they were
+    with pytest.raises(Conflict):
+        await svc.store.replace_caseworker_key(
+            alice.id, expected_public_key=alice.public_key, expected_totp=None, public_key=b"n" * 32,
+            wrapped_key=b"w", kdf_salt=b"s" * 16, kdf_ops=1, kdf_mem=8192, totp_sealed=None, must_change=False,
+            grants=[(report_id, b"resealed") for report_id, _ in seen])
+    assert (await svc.store.caseworker(alice.id)).public_key == alice.public_key
+    assert b"resealed" not in {sealed for _, sealed in await svc.store.grants_of(alice.id)}
 
 
 # --- I3: chosen passphrases ----------------------------------------------------------------------
