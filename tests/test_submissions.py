@@ -126,12 +126,13 @@ async def test_passphrase_change_keeps_access(
 ) -> None:
     receipt = await _submit(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
-    await accounts.change_passphrase(store=store, kdf=kdf, config=config, name="alice",
-                                     old=PASSPHRASES["alice"], new="a brand new passphrase")
+    renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name="alice",
+                                               old=PASSPHRASES["alice"], new="a brand new passphrase for alice")
+    renewed.wipe()
     with pytest.raises(accounts.LoginFailed):
         await login(store, kdf, config, "alice")
     session = await accounts.login(store=store, kdf=kdf, config=config, name="alice",
-                                   passphrase="a brand new passphrase")
+                                   passphrase="a brand new passphrase for alice")
     assert (await accounts.report_keys(store=store, session=session, report_id=access.report_id)).report_key \
         == access.report_key
 
