@@ -49,6 +49,7 @@ def _login_page(request: web.Request, *, error: bool = False, slowed: bool = Fal
         "slowed_notice": translate(request, SLOWED_NOTICE) if slowed else "",
         "signed_out": request.method == "GET" and request.query.get("signed_out") == "1",
         "idle_minutes": services(request).config.caseworker_idle_seconds // 60,
+        "lifetime_hours": services(request).config.caseworker_absolute_seconds // 3600,
     }, status)
     # A browser-session cookie (no Max-Age), like the session cookie itself.
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/")
