@@ -118,7 +118,7 @@ async def test_a_busy_key_derivation_pool_asks_to_come_back_in_a_minute(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     config = await make_install(tmp_path / "data")
-    async for site in open_site(aiohttp_client, config.replace(kdf_queue_limit=0)):
+    async with open_site(aiohttp_client, config.replace(kdf_queue_limit=0)) as site:
         response = await site.client.post("/en/mailbox/login", data={"receipt": "1234 5678 9012 3456"})
         page = await _page(response, 503)
         assert "Please wait a minute and try again" in page and response.headers["Retry-After"] == "60"
@@ -233,6 +233,28 @@ async def test_only_caseworker_files_of_this_report_can_be_downloaded(site: Site
         await _page(await site.client.get(f"/en/mailbox/files/{file_id}"), 404)
     await _page(await site.client.get("/en/mailbox/files/not-an-id"), 404)
     await _page(await site.client.get("/en/mailbox/files/" + "0" * 32), 404)
+
+
+async def test_a_file_the_whistleblower_attached_to_a_later_message_cannot_be_downloaded(site: Site) -> None:
+    # Given a report whose thread has a caseworker file and a file the whistleblower attached to a reply
+    receipt = await submit_report(site.client)
+    await caseworker_reply(site.services, receipt, "please send more", {"theirs.txt": b"from the caseworker"})
+    page = await log_in(site.client, receipt)
+    response = await site.client.post("/en/mailbox/reply", allow_redirects=False,
+                                      data=_reply(csrf_in(page), "here it is", {"later.txt": b"the original"}))
+    assert _location(response) == "/en/mailbox/inbox?sent=1"
+    (report_id,) = await _report_ids(site)
+    files = {f.message_id: f.id for f in await site.services.store.files(report_id)}
+    authors = {m.id: m.author for m in await site.services.store.messages(report_id)}
+    (later,) = (file_id for message_id, file_id in files.items() if authors.get(message_id) == "whistleblower")
+    (theirs,) = (file_id for message_id, file_id in files.items() if authors.get(message_id) == "caseworker")
+    # When the mailbox asks for each (someone holding the receipt must not pull the originals)
+    # Then the caseworker's file comes, and the whistleblower's own later file is not found
+    assert (await site.client.get(f"/en/mailbox/files/{theirs}")).status == 200
+    await _page(await site.client.get(f"/en/mailbox/files/{later}"), 404)
+    # And the inbox lists it without a link
+    page = await _page(await site.client.get("/en/mailbox/inbox"), 200)
+    assert "later.txt" in page and f"/en/mailbox/files/{later}" not in page
 
 
 async def _report_ids(site: Site) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,14 @@ class Site:
         return self.services.config
 
 
+@asynccontextmanager
 async def open_site(aiohttp_client: AiohttpClient, config: Config) -> AsyncIterator[Site]:
+    """The whistleblower app over HTTP on `config`: `async with open_site(...) as site:`.
+
+    A context manager, not an async generator driven by `async for`: when the test body fails
+    inside `async for`, the generator is left suspended with its services (and their threads)
+    open, and pytest never exits; `async with` closes them on the way out of every failure.
+    """
     async with Services.open(config) as services:
         app = create_whistleblower_app(config, services=services)
         server = TestServer(app)
@@ -94,7 +102,7 @@ async def open_site(aiohttp_client: AiohttpClient, config: Config) -> AsyncItera
 async def site_fixture(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[Site]:
     """The whistleblower app on a fresh install with LIMITS and one caseworker (alice)."""
     config = await make_install(tmp_path / "data")
-    async for opened in open_site(aiohttp_client, config):
+    async with open_site(aiohttp_client, config) as opened:
         yield opened
 
 
