@@ -99,9 +99,19 @@ class KdfParams:
 
 
 def _argon2id(secret: bytes, params: KdfParams) -> bytes:
+    _check_secret(secret)
+    return argon2id.kdf(KEY_BYTES, secret, params.salt, opslimit=params.ops, memlimit=params.mem)
+
+
+def _check_secret(secret: bytes) -> None:
     if not secret or len(secret) > MAX_SECRET_BYTES:
         raise InvalidSecret("secret is empty or too long")
-    return argon2id.kdf(KEY_BYTES, secret, params.salt, opslimit=params.ops, memlimit=params.mem)
+
+
+def check_passphrase_shape(passphrase: Passphrase) -> None:
+    """Raise InvalidSecret for a passphrase no Argon2id run would accept (empty, too long),
+    so a caller can refuse it before queueing any work or counting it as a guess."""
+    _check_secret(_passphrase_bytes(passphrase))
 
 
 def _subkey(master: bytes, purpose: bytes) -> bytes:

@@ -56,6 +56,12 @@ class WrongReceipt(SubmissionError):
     """The receipt code is malformed or opens no report. Deliberately one error for both."""
 
 
+class MalformedReceipt(WrongReceipt):
+    """Not the shape of any receipt code (too long, not 16 digits), refused before any Argon2id
+    work. Shown like WrongReceipt, but not a guess: counting it against the failure budget would
+    let anyone slow everyone down for free."""
+
+
 @dataclass
 class MailboxAccess:
     """What a logged-in whistleblower's session holds: which report, and its report key."""
@@ -161,7 +167,7 @@ async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_
     try:
         code = parse_receipt(receipt_text)
     except InvalidSecret as e:
-        raise WrongReceipt() from e
+        raise MalformedReceipt() from e
     receipt_keys = await kdf.run(derive_receipt_keys, code, kdf=install.receipt_kdf)
     try:
         report = await store.report_by_lookup(receipt_keys.lookup_id)

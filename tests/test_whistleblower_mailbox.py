@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientResponse, FormData
 
-from dropbox.appkeys import SESSIONS
+from dropbox.appkeys import FAILURE_BUDGET, SESSIONS
 from dropbox.storage import Channel
 from tests.web_fixtures import AiohttpClient, FakeClock
 from tests.whistleblower_fixtures import (
@@ -112,6 +112,19 @@ async def test_guessing_spends_the_budget_and_slows_everyone_but_never_locks_out
     # Then the right code still opens the mailbox (slowed, not refused)
     response = await site.client.post("/en/mailbox/login", data={"receipt": receipt}, allow_redirects=False)
     assert _location(response) == "/en/mailbox/inbox"
+
+
+async def test_malformed_receipts_do_not_spend_the_failure_budget(site: Site) -> None:
+    # Given a budget of two failures a minute (LIMITS)
+    budget = site.app[FAILURE_BUDGET]
+    # When many receipts that cannot be codes at all are sent (no Argon2id run checks them)
+    for attempt in ("", "1234", "1" * 17, "x" * 65, "abcd efgh ijkl mnop", "1" * 10_000):
+        page = await _page(await site.client.post("/en/mailbox/login", data={"receipt": attempt}), 403)
+        assert GENERIC in page
+    # Then none was counted, and the next well-formed guess is neither slowed nor over budget
+    assert not budget.spent()
+    page = await _page(await site.client.post("/en/mailbox/login", data={"receipt": "1111222233334444"}), 403)
+    assert "Many attempts are being made" not in page
 
 
 async def test_a_busy_key_derivation_pool_asks_to_come_back_in_a_minute(

@@ -34,6 +34,7 @@ from dropbox.storage import NotFound, StorageUnavailable
 from dropbox.submissions import (
     MailboxAccess,
     MailboxView,
+    MalformedReceipt,
     WrongReceipt,
     open_mailbox,
     post_whistleblower_message,
@@ -116,8 +117,9 @@ async def login(request: web.Request) -> web.Response:
     try:
         access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
                                     receipt_text=form.get("receipt", ""))
-    except WrongReceipt:
-        budget.record_failure()
+    except WrongReceipt as e:
+        if not isinstance(e, MalformedReceipt):  # refused before any Argon2id work: no guess was made
+            budget.record_failure()
         return _login_page(request, 403, error=WRONG_RECEIPT, slowed=SLOWED_NOTICE if slowed else None)
     except KdfBusy:
         raise UserError(503, BUSY, headers={"Retry-After": "60"}) from None
