@@ -1,7 +1,7 @@
 """The common skeleton of both apps; the whistleblower and caseworker apps add their routes to it.
 
-`make_base_app` wires what must be identical on both sides (headers, error pages, quiet logs,
-languages, sessions, the failure budget) so a route added later cannot forget any of it.
+`make_base_app` wires what must be identical on both sides (headers, error pages, cross-site
+refusal, quiet logs, languages, sessions, the failure budget) so a route added later cannot forget any of it.
 Page routes are registered under a language prefix with `i18n.localized`:
 
     app = make_base_app(config, kind="whistleblower")
@@ -21,7 +21,13 @@ from dropbox.config import LANGUAGES, Config
 from dropbox.i18n import BASE_TEMPLATES, LANG_SEGMENT, PACKAGE_DIR, Templates, localized, render, request_language
 from dropbox.sessions import SessionStore
 from dropbox.throttle import FailureBudget
-from dropbox.web import error_middleware, hide_server_software, install_log_filters, security_headers
+from dropbox.web import (
+    cross_site_middleware,
+    error_middleware,
+    hide_server_software,
+    install_log_filters,
+    security_headers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +68,8 @@ def make_base_app(
     hide_server_software()
 
     app = web.Application(
-        middlewares=[error_middleware],
+        # error_middleware outermost, so a refusal is a page (and has its route label in the log).
+        middlewares=[error_middleware, cross_site_middleware],
         client_max_size=client_max_size or default_client_max_size(config),
     )
     app[CONFIG] = config

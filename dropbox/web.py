@@ -165,6 +165,12 @@ CSRF_MESSAGE = N_(
     "anything you typed, reload the page and try again."
 )
 
+CROSS_SITE_TITLE = N_("This form came from another site")
+CROSS_SITE_MESSAGE = N_(
+    "For your safety, this site only accepts forms sent from its own pages, so nothing was sent "
+    "or changed. Type this site's address yourself, or use your own bookmark, and try again."
+)
+
 #: Headers of a raised HTTPException that still mean something on the error page.
 _CARRIED_HEADERS = ("Allow", "Retry-After")
 
@@ -248,6 +254,36 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if request.writer.output_size > 0:
             raise  # headers already sent; aiohttp can only drop the connection
         return error_page(request, 500)
+
+
+#: `Sec-Fetch-Site` values a state-changing request may carry: sent from one of this app's own
+#: pages ("same-origin"), or started by the person themselves ("none": typed, bookmarked).
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+@web.middleware
+async def cross_site_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a POST (or other unsafe method) that another site's page made the browser send.
+
+    The session cookies are SameSite=Strict, but the submission and the two logins carry none,
+    so without this a foreign page could post a report or log a visitor into someone else's
+    mailbox. `Origin` cannot decide it: with `Referrer-Policy: no-referrer` Firefox and Chromium
+    send `Origin: null` on every form POST, ours included. `Sec-Fetch-Site` is sent by Tor
+    Browser, Firefox >= 90 and Chromium, and no page can set or forge it.
+
+    Refused: "cross-site", and also "same-site". Our forms only ever post to their own origin
+    (CSP form-action 'self'), so nothing legitimate is same-site-but-not-same-origin; in
+    production the two apps are on different onions and so cross-site to each other anyway, but
+    where both run on one host (127.0.0.1 without tor, or names under one domain behind a proxy)
+    they are "same-site", and one app's pages must not post to the other. Allowed: "same-origin",
+    "none", and a missing header (older browsers, curl, scripts: they carry no victim's
+    ambient authority). The body is not read before refusing, so nothing of it is stored.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if request.method not in _SAFE_METHODS and site is not None and site.lower() not in _OWN_FETCH_SITES:
+        return error_page(request, 403, title=CROSS_SITE_TITLE, message=CROSS_SITE_MESSAGE)
+    return await handler(request)
 
 
 # -- logging -----------------------------------------------------------------------------------

@@ -420,3 +420,30 @@ async def test_landing_page_is_rendered_once_per_language(aiohttp_client: Aiohtt
     assert second.headers["Content-Language"] == "da"
     assert "default-src 'none'" in second.headers["Content-Security-Policy"]
     assert set(app[LANDING_PAGES]) == {"da"}
+
+
+@pytest.mark.parametrize(
+    ("method", "fetch_site", "status"),
+    [
+        ("POST", "cross-site", 403),  # a foreign page's form
+        ("POST", "CROSS-SITE", 403),
+        ("POST", "same-site", 403),  # a sibling origin: the other app on the same host without tor
+        ("POST", "something-new", 403),  # not a value a browser sends: not our own page either
+        ("POST", "same-origin", 303),  # our own form
+        ("POST", "none", 303),  # started by the person (typed, bookmarked)
+        ("POST", None, 303),  # older browsers, curl: no header, no victim's browser to abuse
+        ("GET", "cross-site", 200),  # following a link from elsewhere is fine
+    ],
+)
+async def test_unsafe_requests_sent_by_another_site_are_refused(
+    aiohttp_client: AiohttpClient, tmp_path: Path, method: str, fetch_site: str | None, status: int
+) -> None:
+    client = await start(aiohttp_client, _app_with_test_routes(tmp_path))
+    path = "/da/done" if method == "POST" else "/da/"
+    headers = {"Sec-Fetch-Site": fetch_site} if fetch_site is not None else {}
+    response = await client.request(method, path, headers=headers, allow_redirects=False)
+    assert response.status == status
+    _assert_security_headers(response.headers)
+    if status == 403:
+        page = await response.text()
+        assert "Denne formular kom fra et andet websted" in page and "intet blev sendt eller ændret" in page
