@@ -75,7 +75,7 @@ class TamperedData(SealingError):
 
 
 class KeyWiped(SealingError):
-    """A caseworker key was used after its session ended (logout or idle timeout)."""
+    """A session's key was used after the session ended (logout, idle timeout, shutdown)."""
 
 
 class InvalidSecret(SealingError):
@@ -202,7 +202,9 @@ class CaseworkerKey:
         return _subkey(bytes(self._key()), purpose)
 
     def wipe(self) -> None:
-        """Drop the reference; Python cannot zero the bytes, but nothing keeps them alive after."""
+        """Drop our reference, and nothing more: PyNaCl keeps the key in immutable `bytes` we
+        cannot overwrite, so once nothing refers to it Python frees that memory without zeroing
+        it. Afterwards this object opens nothing (KeyWiped)."""
         self._private = None
 
 

@@ -417,6 +417,36 @@ async def test_an_idle_session_expires_and_the_login_page_says_so(site: Site) ->
     assert "Your mailbox was closed" in page
 
 
+def _held_key(site: Site) -> bytearray:
+    """White-box: the buffer the one live session keeps the report key in."""
+    (session,) = site.app[SESSIONS]._sessions.values()
+    key = session.payload.key
+    assert isinstance(key, bytearray) and len(key) == 32 and any(key)
+    return key
+
+
+async def test_logout_expiry_and_shutdown_zero_the_report_key_the_session_held(site: Site) -> None:
+    receipt = await submit_report(site.client)
+    clock = FakeClock()
+    site.app[SESSIONS]._clock = clock  # white-box: move the session store's clock instead of sleeping
+    # Logout: the very buffer the session held is all zeros afterwards
+    csrf = csrf_in(await log_in(site.client, receipt))
+    key = _held_key(site)
+    await site.client.post("/en/mailbox/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    assert key == bytearray(32)
+    # Idle expiry
+    await log_in(site.client, receipt)
+    key = _held_key(site)
+    clock.advance(site.config.whistleblower_idle_seconds)
+    await site.client.get("/en/mailbox/inbox", allow_redirects=False)
+    assert key == bytearray(32)
+    # Shutdown (the store's cleanup wipes every session)
+    await log_in(site.client, receipt)
+    key = _held_key(site)
+    site.app[SESSIONS].wipe_all()
+    assert key == bytearray(32)
+
+
 async def test_a_report_deleted_while_its_mailbox_is_open_ends_the_session(site: Site) -> None:
     receipt = await submit_report(site.client)
     await log_in(site.client, receipt)
