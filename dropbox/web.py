@@ -8,7 +8,8 @@
   locations only: exception messages, bodies, queries, headers and addresses can all carry what
   a whistleblower typed or who they are.
 - aiohttp's access log records the client address and User-Agent; `run_kwargs()` replaces it
-  with one that records method, route pattern and status. aiohttp's own server logging (e.g.
+  with one that records method, route pattern and status (caseworker app), or only counts 5xx
+  (whistleblower app: no timestamped line per visit, see events.py). aiohttp's own server logging (e.g.
   "Error handling request from <peer>" for malformed HTTP, with the raw request line in the
   exception) is rewritten by a logging filter so no client data survives.
 """
@@ -27,6 +28,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from dropbox.blobs import StorageFull
+from dropbox.events import REQUEST_TALLY, install_diversion
 from dropbox.i18n import N_, render, translate
 from dropbox.sessions import CsrfError, SessionLimitReached
 from dropbox.storage import StorageUnavailable
@@ -292,21 +294,22 @@ async def cross_site_middleware(request: web.Request, handler: Handler) -> web.S
 class RouteAccessLogger(AbstractAccessLogger):
     """Access log of method, route pattern and status: no path, address, User-Agent or timing.
 
-    2xx-4xx at DEBUG (off unless asked for), 5xx at WARNING.
+    Caseworker app: 2xx-4xx at DEBUG (off unless asked for), 5xx at WARNING. Whistleblower app:
+    no line at all; a 5xx is counted in the app's EventTally, logged once a day.
     """
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # Only server faults are worth an operator's attention by default. Every line gets a
         # timestamp from whatever collects the log (journald), and a line per submission would
-        # record its time to the second where the database keeps only the day.
-        level = logging.WARNING if response.status >= 500 else logging.DEBUG
-        self.logger.log(
-            level,
-            "%s %s %d",
-            _safe_method(request.method),
-            request.get(ROUTE_LABEL, "-"),
-            response.status,
-        )
+        # record its time to the second where the database keeps only the day: on the
+        # whistleblower app a 5xx is only counted (events.py) and nothing else is logged.
+        line = f"{_safe_method(request.method)} {request.get(ROUTE_LABEL, '-')} {response.status}"
+        tally = request.get(REQUEST_TALLY)
+        if tally is not None:
+            if response.status >= 500:
+                tally.note(f"access: {line}")
+            return
+        self.logger.log(logging.WARNING if response.status >= 500 else logging.DEBUG, "%s", line)
 
     @property
     def enabled(self) -> bool:
@@ -364,6 +367,7 @@ def install_log_filters() -> None:
             target.addFilter(ClientDataFilter())
     # aiosqlite logs every statement with its parameters at DEBUG; keep it quiet even then.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    install_diversion()  # whistleblower requests: records become counts (events.py)
     default_access = logging.getLogger("aiohttp.access")
     if not any(isinstance(f, DropAllFilter) for f in default_access.filters):
         default_access.addFilter(DropAllFilter())

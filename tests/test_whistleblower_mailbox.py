@@ -23,6 +23,7 @@ from tests.whistleblower_fixtures import (
     caseworker_reply,
     csrf_in,
     log_in,
+    logged_at_the_next_day,
     make_install,
     open_site,
     receipt_in,
@@ -285,7 +286,7 @@ async def test_a_damaged_file_gets_an_error_page_not_garbage(site: Site, caplog:
     # The only frame is damaged, so this is caught before any byte goes out
     page = await _page(await site.client.get(link[0]), 500)
     assert "This file could not be opened" in page
-    assert "TamperedData" in caplog.text
+    assert "TamperedData" in logged_at_the_next_day(site, caplog)
 
 
 # -- replying ------------------------------------------------------------------------------------

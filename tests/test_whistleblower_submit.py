@@ -22,6 +22,7 @@ from tests.whistleblower_fixtures import (
     KiB,
     Site,
     assert_security_headers,
+    logged_at_the_next_day,
     make_install,
     open_site,
     receipt_in,
@@ -122,7 +123,7 @@ async def test_a_broken_question_configuration_does_not_stop_reports(
     default = await site.services.store.channel("default")
     await site.services.store.update_channel(Channel(**{**default.__dict__, "questions": '[{"id": "Bad Id"}]'}))
     await _page(await site.client.get("/en/submit"), 200)
-    assert "invalid questions" in caplog.text
+    assert "invalid questions" in logged_at_the_next_day(site, caplog)
     receipt = receipt_in(await _page(await site.client.post("/en/submit", data=report_form("text")), 200))
     assert RECEIPT_SHAPE.fullmatch(receipt)
 
@@ -326,7 +327,7 @@ async def test_a_full_disk_gets_a_calm_507_and_no_receipt(site: Site, caplog: py
     assert "out of storage space" in page and "no receipt code was made" in page
     assert 'id="receipt"' not in page and "\nkeep me</textarea>" in page
     assert _nothing_stored(site)
-    assert "out of storage space" in caplog.text
+    assert "out of storage space" in logged_at_the_next_day(site, caplog)
 
 
 async def test_a_channel_nobody_reads_refuses_reports(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ wait of zero seconds, so the "slowed" notice is exercised without sleeping.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +20,7 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dropbox.app import create_whistleblower_app
+from dropbox.appkeys import EVENTS
 from dropbox.blobs import new_id
 from dropbox.config import Config
 from dropbox.install import today
@@ -104,6 +106,20 @@ async def site_fixture(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIt
     config = await make_install(tmp_path / "data")
     async with open_site(aiohttp_client, config) as opened:
         yield opened
+
+
+def logged_at_the_next_day(site: Site, caplog: pytest.LogCaptureFixture) -> str:
+    """What the whistleblower app's daily count logs once its clock is moved to the next UTC day.
+
+    Asserts first that nothing of the whistleblower side was logged before (a line at the time
+    of a request would date it to the second).
+    """
+    assert not [r for r in caplog.records if r.name.startswith("dropbox")], caplog.text
+    tally = site.app[EVENTS]
+    day = tally.clock()
+    tally.clock = lambda: day + dt.timedelta(days=1)
+    tally.tick()
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "dropbox.events")
 
 
 def report_form(text: str = "", *, files: Mapping[str, bytes] | None = None, channel: str | None = "default",
