@@ -130,11 +130,12 @@ def divert_logs_middleware(tally: EventTally) -> Middleware:
     @web.middleware
     async def divert_logs(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[REQUEST_TALLY] = tally  # for the access log, which runs after this has returned
-        token = _CURRENT.set(tally)
-        try:
-            return await handler(request)
-        finally:
-            _CURRENT.reset(token)
+        # Not reset on the way out, on purpose: aiohttp runs each request in a task of its own,
+        # whose context ends with it, and the rest of that task (aiohttp's "Error handling
+        # request" when a response fails after streaming began) must be counted too. The server
+        # serves only this app, so nothing of the caseworker side runs in that context.
+        _CURRENT.set(tally)
+        return await handler(request)
 
     return divert_logs
 
@@ -153,7 +154,7 @@ class DivertToTally(logging.Filter):
 
 
 #: Loggers whose records a whistleblower request can cause: ours, and aiohttp's in-request ones.
-DIVERTED_PREFIXES = ("dropbox", "aiohttp.web")
+DIVERTED_PREFIXES = ("dropbox", "aiohttp.web", "aiohttp.server")
 
 
 def install_diversion() -> None:
