@@ -33,6 +33,7 @@ from dropbox.sealing import (
     TamperedData,
     WrappedPrivateKey,
     WrongSecret,
+    check_passphrase_shape,
     create_caseworker_key,
     replace_caseworker_key,
     unwrap_caseworker_key,
@@ -70,6 +71,14 @@ class ChangeConflict(AccountError):
 
 class LoginFailed(AccountError):
     """Unknown name, wrong passphrase or disabled account: never told apart."""
+
+
+class MalformedLogin(LoginFailed):
+    """A passphrase no key could have (empty, too long), refused before any Argon2id work.
+
+    Shown like every LoginFailed, but not counted as a guess: it cost nothing to check, so
+    counting it would let anyone spend the failure budget, and slow everyone, for free.
+    """
 
 
 @dataclass
@@ -134,6 +143,10 @@ async def add_caseworker(
 async def login(*, store: Store, kdf: KdfPool, config: Config, name: str, passphrase: str) -> CaseworkerSession:
     """Unwrap the caseworker's key. Every failure is LoginFailed, after the same Argon2id work:
     an unknown name costs one run at the install's cost too, so timing does not reveal names."""
+    try:
+        check_passphrase_shape(Passphrase(passphrase))  # before the name lookup: says nothing about names
+    except InvalidSecret as e:
+        raise MalformedLogin() from e
     try:
         cw = await store.caseworker_by_name(name)
     except NotFound:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from dropbox.config import Config
+    from dropbox.events import EventTally
     from dropbox.i18n import Templates
     from dropbox.services import Services
     from dropbox.sessions import SessionStore
@@ -41,3 +42,6 @@ SERVICES: Final[web.AppKey[Services]] = web.AppKey("services")
 #: The landing page rendered once per language: it depends on nothing else, and it is what a
 #: flood of visitors hits, so it must stay cheap while Argon2id runs use the cores.
 LANDING_PAGES: Final[web.AppKey[dict[str, bytes]]] = web.AppKey("landing_pages")
+
+#: The whistleblower app's count of problems, logged once a day (events.py); absent on the caseworker app.
+EVENTS: Final[web.AppKey[EventTally]] = web.AppKey("events")

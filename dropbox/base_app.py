@@ -1,7 +1,8 @@
 """The common skeleton of both apps; the whistleblower and caseworker apps add their routes to it.
 
-`make_base_app` wires what must be identical on both sides (headers, error pages, quiet logs,
-languages, sessions, the failure budget) so a route added later cannot forget any of it.
+`make_base_app` wires what must be identical on both sides (headers, error pages, cross-site
+refusal, quiet logs, languages, sessions, the failure budget), and on the whistleblower side the
+diversion of every log record into daily counts (events.py) so a route added later cannot forget any of it.
 Page routes are registered under a language prefix with `i18n.localized`:
 
     app = make_base_app(config, kind="whistleblower")
@@ -15,13 +16,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from dropbox.appkeys import APP_KIND, CONFIG, FAILURE_BUDGET, LANDING_PAGES, SESSIONS, TEMPLATES, AppKind
+from dropbox.appkeys import APP_KIND, CONFIG, EVENTS, FAILURE_BUDGET, LANDING_PAGES, SESSIONS, TEMPLATES, AppKind
 from dropbox.config import LANGUAGES, Config
+from dropbox.events import EventTally, divert_logs_middleware, install_diversion
 from dropbox.i18n import BASE_TEMPLATES, LANG_SEGMENT, PACKAGE_DIR, Templates, localized, render, request_language
 from dropbox.sessions import SessionStore
 from dropbox.throttle import FailureBudget
-from dropbox.web import error_middleware, hide_server_software, install_log_filters, security_headers
+from dropbox.web import (
+    cross_site_middleware,
+    error_middleware,
+    hide_server_software,
+    install_log_filters,
+    security_headers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +70,20 @@ def make_base_app(
     install_log_filters()
     hide_server_software()
 
+    # error_middleware outside the cross-site check, so a refusal is a page with its route label.
+    middlewares: list[Middleware] = [error_middleware, cross_site_middleware]
+    tally = EventTally() if kind == "whistleblower" else None
+    if tally is not None:
+        # Outermost: what anything logs while a whistleblower request is handled becomes a count.
+        middlewares.insert(0, divert_logs_middleware(tally))
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=middlewares,
         client_max_size=client_max_size or default_client_max_size(config),
     )
+    if tally is not None:
+        app[EVENTS] = tally
+        app.cleanup_ctx.append(tally.run)
+        app.on_startup.append(_divert_late_loggers)
     app[CONFIG] = config
     app[APP_KIND] = kind
     app[LANDING_PAGES] = {}
@@ -92,6 +111,11 @@ def make_base_app(
     app.on_response_prepare.append(security_headers(csp_extra))
     _add_common_routes(app, kind)
     return app
+
+
+async def _divert_late_loggers(app: web.Application) -> None:
+    """Loggers of modules imported after the app was made get the diversion filter too."""
+    install_diversion()
 
 
 def _csrf_context(request: web.Request) -> Mapping[str, object]:

@@ -75,7 +75,7 @@ class TamperedData(SealingError):
 
 
 class KeyWiped(SealingError):
-    """A caseworker key was used after its session ended (logout or idle timeout)."""
+    """A session's key was used after the session ended (logout, idle timeout, shutdown)."""
 
 
 class InvalidSecret(SealingError):
@@ -99,9 +99,19 @@ class KdfParams:
 
 
 def _argon2id(secret: bytes, params: KdfParams) -> bytes:
+    _check_secret(secret)
+    return argon2id.kdf(KEY_BYTES, secret, params.salt, opslimit=params.ops, memlimit=params.mem)
+
+
+def _check_secret(secret: bytes) -> None:
     if not secret or len(secret) > MAX_SECRET_BYTES:
         raise InvalidSecret("secret is empty or too long")
-    return argon2id.kdf(KEY_BYTES, secret, params.salt, opslimit=params.ops, memlimit=params.mem)
+
+
+def check_passphrase_shape(passphrase: Passphrase) -> None:
+    """Raise InvalidSecret for a passphrase no Argon2id run would accept (empty, too long),
+    so a caller can refuse it before queueing any work or counting it as a guess."""
+    _check_secret(_passphrase_bytes(passphrase))
 
 
 def _subkey(master: bytes, purpose: bytes) -> bytes:
@@ -192,7 +202,9 @@ class CaseworkerKey:
         return _subkey(bytes(self._key()), purpose)
 
     def wipe(self) -> None:
-        """Drop the reference; Python cannot zero the bytes, but nothing keeps them alive after."""
+        """Drop our reference, and nothing more: PyNaCl keeps the key in immutable `bytes` we
+        cannot overwrite, so once nothing refers to it Python frees that memory without zeroing
+        it. Afterwards this object opens nothing (KeyWiped)."""
         self._private = None
 
 

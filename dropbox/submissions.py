@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dropbox.blobs import StagedFiles, new_id
 from dropbox.install import Install, today
@@ -25,6 +25,7 @@ from dropbox.reports import (
 )
 from dropbox.sealing import (
     InvalidSecret,
+    KeyWiped,
     ReceiptCode,
     ReceiptKeys,
     ReportKeys,
@@ -56,15 +57,42 @@ class WrongReceipt(SubmissionError):
     """The receipt code is malformed or opens no report. Deliberately one error for both."""
 
 
+class MalformedReceipt(WrongReceipt):
+    """Not the shape of any receipt code (too long, not 16 digits), refused before any Argon2id
+    work. Shown like WrongReceipt, but not a guess: counting it against the failure budget would
+    let anyone slow everyone down for free."""
+
+
 @dataclass
 class MailboxAccess:
-    """What a logged-in whistleblower's session holds: which report, and its report key."""
+    """What a logged-in whistleblower's session holds: which report, and its report key.
+
+    What `wipe()` can and cannot do in Python: the key is kept in a `bytearray` we own, and
+    wipe() overwrites it with zeros in place, so the long-lived copy (the one a session holds
+    for up to its idle timeout) is gone from memory at logout, expiry and shutdown. It cannot
+    reach the short-lived immutable `bytes` copies libsodium's bindings need: the one the
+    unwrap returned at login and the one `report_key` makes for each use. Python frees those
+    when the call ends but does not zero them, so their bytes stay in freed heap memory until
+    reused. A root shell on the running server is out of scope anyway (docs/SECURITY.md).
+    """
 
     report_id: str
-    report_key: bytes
+    key: bytearray = field(repr=False)
+
+    @property
+    def report_key(self) -> bytes:
+        """A `bytes` copy of the key for one call (the bindings accept nothing else); KeyWiped after wipe()."""
+        if self.wiped:
+            raise KeyWiped()
+        return bytes(self.key)
+
+    @property
+    def wiped(self) -> bool:
+        return not any(self.key)
 
     def wipe(self) -> None:
-        self.report_key = b""
+        """Overwrite the key with zeros in place (same length, so no reallocation leaves a copy)."""
+        self.key[:] = bytes(len(self.key))
 
 
 @dataclass(frozen=True)
@@ -161,7 +189,7 @@ async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_
     try:
         code = parse_receipt(receipt_text)
     except InvalidSecret as e:
-        raise WrongReceipt() from e
+        raise MalformedReceipt() from e
     receipt_keys = await kdf.run(derive_receipt_keys, code, kdf=install.receipt_kdf)
     try:
         report = await store.report_by_lookup(receipt_keys.lookup_id)
@@ -169,7 +197,7 @@ async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_
                                               report_id=report.id)
     except (NotFound, TamperedData) as e:
         raise WrongReceipt() from e
-    return MailboxAccess(report_id=report.id, report_key=report_key)
+    return MailboxAccess(report_id=report.id, key=bytearray(report_key))
 
 
 async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: bool) -> MailboxView:

@@ -8,7 +8,8 @@
   locations only: exception messages, bodies, queries, headers and addresses can all carry what
   a whistleblower typed or who they are.
 - aiohttp's access log records the client address and User-Agent; `run_kwargs()` replaces it
-  with one that records method, route pattern and status. aiohttp's own server logging (e.g.
+  with one that records method, route pattern and status (caseworker app), or only counts 5xx
+  (whistleblower app: no timestamped line per visit, see events.py). aiohttp's own server logging (e.g.
   "Error handling request from <peer>" for malformed HTTP, with the raw request line in the
   exception) is rewritten by a logging filter so no client data survives.
 """
@@ -27,6 +28,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from dropbox.blobs import StorageFull
+from dropbox.events import REQUEST_TALLY, install_diversion
 from dropbox.i18n import N_, render, translate
 from dropbox.sessions import CsrfError, SessionLimitReached
 from dropbox.storage import StorageUnavailable
@@ -165,6 +167,12 @@ CSRF_MESSAGE = N_(
     "anything you typed, reload the page and try again."
 )
 
+CROSS_SITE_TITLE = N_("This form came from another site")
+CROSS_SITE_MESSAGE = N_(
+    "For your safety, this site only accepts forms sent from its own pages, so nothing was sent "
+    "or changed. Type this site's address yourself, or use your own bookmark, and try again."
+)
+
 #: Headers of a raised HTTPException that still mean something on the error page.
 _CARRIED_HEADERS = ("Allow", "Retry-After")
 
@@ -250,27 +258,58 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_page(request, 500)
 
 
+#: `Sec-Fetch-Site` values a state-changing request may carry: sent from one of this app's own
+#: pages ("same-origin"), or started by the person themselves ("none": typed, bookmarked).
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+@web.middleware
+async def cross_site_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a POST (or other unsafe method) that another site's page made the browser send.
+
+    The session cookies are SameSite=Strict, but the submission and the two logins carry none,
+    so without this a foreign page could post a report or log a visitor into someone else's
+    mailbox. `Origin` cannot decide it: with `Referrer-Policy: no-referrer` Firefox and Chromium
+    send `Origin: null` on every form POST, ours included. `Sec-Fetch-Site` is sent by Tor
+    Browser, Firefox >= 90 and Chromium, and no page can set or forge it.
+
+    Refused: "cross-site", and also "same-site". Our forms only ever post to their own origin
+    (CSP form-action 'self'), so nothing legitimate is same-site-but-not-same-origin; in
+    production the two apps are on different onions and so cross-site to each other anyway, but
+    where both run on one host (127.0.0.1 without tor, or names under one domain behind a proxy)
+    they are "same-site", and one app's pages must not post to the other. Allowed: "same-origin",
+    "none", and a missing header (older browsers, curl, scripts: they carry no victim's
+    ambient authority). The body is not read before refusing, so nothing of it is stored.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if request.method not in _SAFE_METHODS and site is not None and site.lower() not in _OWN_FETCH_SITES:
+        return error_page(request, 403, title=CROSS_SITE_TITLE, message=CROSS_SITE_MESSAGE)
+    return await handler(request)
+
+
 # -- logging -----------------------------------------------------------------------------------
 
 
 class RouteAccessLogger(AbstractAccessLogger):
     """Access log of method, route pattern and status: no path, address, User-Agent or timing.
 
-    2xx-4xx at DEBUG (off unless asked for), 5xx at WARNING.
+    Caseworker app: 2xx-4xx at DEBUG (off unless asked for), 5xx at WARNING. Whistleblower app:
+    no line at all; a 5xx is counted in the app's EventTally, logged once a day.
     """
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # Only server faults are worth an operator's attention by default. Every line gets a
         # timestamp from whatever collects the log (journald), and a line per submission would
-        # record its time to the second where the database keeps only the day.
-        level = logging.WARNING if response.status >= 500 else logging.DEBUG
-        self.logger.log(
-            level,
-            "%s %s %d",
-            _safe_method(request.method),
-            request.get(ROUTE_LABEL, "-"),
-            response.status,
-        )
+        # record its time to the second where the database keeps only the day: on the
+        # whistleblower app a 5xx is only counted (events.py) and nothing else is logged.
+        line = f"{_safe_method(request.method)} {request.get(ROUTE_LABEL, '-')} {response.status}"
+        tally = request.get(REQUEST_TALLY)
+        if tally is not None:
+            if response.status >= 500:
+                tally.note(f"access: {line}")
+            return
+        self.logger.log(logging.WARNING if response.status >= 500 else logging.DEBUG, "%s", line)
 
     @property
     def enabled(self) -> bool:
@@ -328,6 +367,7 @@ def install_log_filters() -> None:
             target.addFilter(ClientDataFilter())
     # aiosqlite logs every statement with its parameters at DEBUG; keep it quiet even then.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    install_diversion()  # whistleblower requests: records become counts (events.py)
     default_access = logging.getLogger("aiohttp.access")
     if not any(isinstance(f, DropAllFilter) for f in default_access.filters):
         default_access.addFilter(DropAllFilter())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,8 @@ def _fill(value: str, w: World, role: str) -> str:
     return value.replace("{other_id}", w.ids[OTHER]).replace("{passphrase}", passphrase)
 
 
-async def _request(w: World, route: Route, role: str, *, csrf: str | None = None) -> tuple[int, str | None, bytes]:
+async def _request(w: World, route: Route, role: str, *, csrf: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, str | None, bytes]:
     expect = expectation(route)
     path = route.path({"report_id": w.report_id, "file_id": w.file_id, "channel_id": "default",
                        "caseworker_id": w.ids[OTHER], "pending_id": w.pending_id})
@@ -219,10 +221,11 @@ async def _request(w: World, route: Route, role: str, *, csrf: str | None = None
         token = (csrf_token(page.body) or "") if csrf is None else csrf
     if expect.multipart:
         body, content_type = multipart([("csrf_token", token, None), *[(k, v, None) for k, v in fields.items()]])
-        async with client.post(url, data=body, headers={"Content-Type": content_type},
+        async with client.post(url, data=body, headers={"Content-Type": content_type, **(headers or {})},
                                allow_redirects=False) as response:
             return response.status, response.headers.get("Location"), await response.read()
-    async with client.post(url, data={"csrf_token": token, **fields}, allow_redirects=False) as response:
+    async with client.post(url, data={"csrf_token": token, **fields}, headers=headers,
+                           allow_redirects=False) as response:
         return response.status, response.headers.get("Location"), await response.read()
 
 
@@ -276,3 +279,27 @@ async def test_every_post_refuses_a_wrong_csrf_token(route: Route, tmp_path: Pat
         status, location, _ = await _request(w, route, role, csrf="forged-" + "A" * 36)
         assert status == 403, f"{route.method} {route.pattern} as {role} with a forged token: {status} {location}"
         assert await w.store.audit_log(limit=1000) == before, "a refused request still changed something"
+
+
+async def test_every_post_refuses_a_cross_site_request_and_changes_nothing(tmp_path: Path) -> None:
+    """Each POST, as the visitor it is meant for with the right token and form, but sent by a
+    foreign page (the browser says `Sec-Fetch-Site: cross-site`): 403 and nothing changes."""
+    async with world(tmp_path) as w:
+        before = _dump(tmp_path / "data" / "dropbox.sqlite3")
+        for route in CSRF_ROUTES:
+            expect = expectation(route)
+            role = next(r for r in (GRANTED, ADMIN, OTHER, ANON) if expect.outcomes[r] in ("ok", "refused", "login"))
+            status, _, body = await _request(w, route, role, headers={"Sec-Fetch-Site": "cross-site"})
+            assert status == 403, f"{route.method} {route.pattern} as {role} from another site: {status}"
+            assert b"This form came from another site" in body
+        assert _dump(tmp_path / "data" / "dropbox.sqlite3") == before, "a refused request still changed something"
+        assert w.report_id in {r for r, _ in await w.store.grants_of(w.ids[GRANTED])}, "the report went"
+        for role in (OTHER, ADMIN, GRANTED):  # no logout went through: each is still signed in
+            status, location, _ = await _request(w, Route("caseworker", "GET", "/{lang}/reports", None), role)
+            assert classify(status, location) == "ok", f"{role} was signed out by a cross-site POST"
+
+
+def _dump(db_path: Path) -> list[str]:
+    """Every row of every table (the server's WAL included): what "nothing changed" compares."""
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        return list(db.iterdump())

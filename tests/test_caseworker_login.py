@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dropbox.appkeys import SESSIONS
+from dropbox.appkeys import FAILURE_BUDGET, SESSIONS
 from dropbox.casework import key_usable
 from dropbox.caseworker.staff import StaffSession
 from dropbox.sessions import Session
@@ -105,6 +105,21 @@ async def test_failures_slow_logins_down_but_never_lock_anyone_out(tmp_path: Pat
         assert second.status == 400 and "slowed down" in await second.text()
         right = await agent.login("alice")
         assert right.status == 303
+
+
+async def test_a_passphrase_no_key_could_have_does_not_spend_the_failure_budget(tmp_path: Path) -> None:
+    # Given a budget of one failure a minute
+    config = await new_install(tmp_path / "data", failed_login_budget_per_minute=1, slowdown_seconds=0)
+    async with serve_site(config) as served:
+        agent = await served.agent()
+        # When passphrases refused before any Argon2id run are sent (empty, over the byte cap)
+        for passphrase in ("", "   ", "x" * 1025, "\u00e9" * 600):
+            response = await agent.login("alice", passphrase=passphrase)
+            assert response.status == 400 and GENERIC in await response.text()
+        # Then none was counted: the first real wrong guess is not slowed
+        assert not served.app[FAILURE_BUDGET].spent()
+        first = await agent.login("alice", passphrase="not the passphrase")
+        assert first.status == 400 and "slowed down" not in await first.text()
 
 
 async def test_logout_wipes_the_key_and_needs_the_csrf_token(site: Site) -> None:

@@ -14,7 +14,7 @@ from dropbox.config import Config
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
 from dropbox.reports import ReportBody, open_body, open_file_key, thread
-from dropbox.sealing import ReportKeys, TamperedData
+from dropbox.sealing import KeyWiped, ReportKeys, TamperedData
 from dropbox.storage import Caseworker, NotFound, Store
 from dropbox.submissions import (
     NoRecipients,
@@ -74,6 +74,19 @@ async def test_wrong_or_malformed_receipt_is_one_typed_error(
     for attempt in (wrong, "", "abcd", "1" * 5000):
         with pytest.raises(WrongReceipt):
             await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=attempt)
+
+
+async def test_a_wiped_mailbox_access_is_zeroed_in_place_and_opens_nothing(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await _submit(store, kdf, install, blobs, config)
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    held = access.key
+    assert isinstance(held, bytearray) and any(held) and access.report_key == bytes(held)
+    access.wipe()
+    assert held is access.key and held == bytearray(32)  # the same buffer, overwritten, not replaced
+    with pytest.raises(KeyWiped):
+        await read_mailbox(store=store, access=access, record_visit=False)
 
 
 async def test_whistleblower_message_with_file_reaches_caseworker(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientPayloadError, web
 
-from dropbox.appkeys import LANDING_PAGES
+from dropbox.appkeys import EVENTS, LANDING_PAGES, AppKind
 from dropbox.i18n import LOCALE_DIR, PACKAGE_DIR, TEMPLATE_DIR, localized
 from dropbox.sessions import SessionLimitReached
 from dropbox.web import (
@@ -163,11 +163,13 @@ def test_content_security_policy_replaces_none_and_rejects_injection() -> None:
         content_security_policy({"img-src; script-src": ["*"]})
 
 
+@pytest.mark.parametrize("kind", ["caseworker", "whistleblower"])
 async def test_500_page_has_no_traceback_and_log_has_type_and_route_only(
-    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: AppKind
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    client = await start(aiohttp_client, _app_with_test_routes(tmp_path))
+    app = _app_with_test_routes(tmp_path, kind=kind)
+    client = await start(aiohttp_client, app)
     # When a handler raises with a sensitive message, for a path with an id and a query
     response = await client.get("/en/boom/4711?receipt=abc123")
     text = await response.text()
@@ -176,8 +178,14 @@ async def test_500_page_has_no_traceback_and_log_has_type_and_route_only(
     assert "Something went wrong" in text
     for leak in ("Traceback", SECRET_DETAIL, "RuntimeError", "File \""):
         assert leak not in text
-    # And the log names the exception type and the route pattern, nothing from the request
-    errors = [r for r in caplog.records if r.name == "dropbox.web" and r.levelno >= logging.ERROR]
+    # And the log names the exception type and the route pattern, nothing from the request:
+    # at once on the caseworker side, in the daily count on the whistleblower side
+    if kind == "whistleblower":
+        assert not [r for r in caplog.records if r.name.startswith("dropbox")]
+        app[EVENTS].flush_all()
+        errors = [r for r in caplog.records if r.name == "dropbox.events"]
+    else:
+        errors = [r for r in caplog.records if r.name == "dropbox.web" and r.levelno >= logging.ERROR]
     assert len(errors) == 1
     message = errors[0].getMessage()
     assert "RuntimeError" in message and "/{lang}/boom/{report_id}" in message
@@ -288,7 +296,10 @@ async def test_failure_after_streaming_began_cuts_the_response_and_leaks_nothing
     with pytest.raises(ClientPayloadError):
         await (await client.get("/en/half")).read()
     # Then the client sees a broken transfer (never a truncated file that looks complete),
-    # the logs name the type only, and the server keeps serving
+    # nothing is logged at the time (not even aiohttp's own line), the daily count names the
+    # type only, and the server keeps serving
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith(("dropbox", "aiohttp"))]
+    client.app[EVENTS].flush_all()
     assert SECRET_DETAIL not in caplog.text and "ValueError" in caplog.text
     assert (await client.get("/en/")).status == 200
 
@@ -316,9 +327,33 @@ async def test_logs_never_contain_client_data(
         await client.get(path, headers=headers)
     await client.request("DELETE", "/en/", headers=headers)
     await client.request("FROBNICATE", "/en/", headers=headers)
+    # Then the whistleblower app's access log says nothing at the time (a line would time a visit);
+    # only aiohttp's refusal of a malformed request, which never reaches the app, has a DEBUG line
+    access = [r.getMessage() for r in caplog.records if r.name == "dropbox.web.access"]
+    assert access == ["OTHER - 400"]
+    # And only the server fault is counted, method, route pattern and status only
+    client.app[EVENTS].flush_all()
+    (daily,) = [r.getMessage() for r in caplog.records if r.name == "dropbox.events"]
+    assert "1 x access: GET /{lang}/boom/{report_id} (boom) 500" in daily and " 404" not in daily
+    # And no record anywhere carries the client's data
+    for leak in (DISTINCTIVE_UA, "Zebra", DISTINCTIVE_XFF, "127.0.0.1", "canary", "FROBNICATE"):
+        assert leak not in caplog.text
+
+
+async def test_the_caseworker_access_log_has_route_and_status_only(
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = await start(aiohttp_client, _app_with_test_routes(tmp_path, kind="caseworker"))
+    headers = {"User-Agent": DISTINCTIVE_UA, "X-Forwarded-For": DISTINCTIVE_XFF}
+    # When requests of every outcome arrive with distinctive client data
+    for path in ("/static/style.css?q=query-canary", "/en/missing-canary", "/en/boom/id-canary"):
+        await client.get(path, headers=headers)
+    await client.request("DELETE", "/static/style.css", headers=headers)
+    await client.request("FROBNICATE", "/en/", headers=headers)
     # Then the access log has method, route pattern and status only
     access = [r.getMessage() for r in caplog.records if r.name == "dropbox.web.access"]
-    assert "GET /{lang}/ (landing) 200" in access
+    assert "GET /static/style.css (stylesheet) 200" in access
     assert "GET <unmatched> 404" in access
     assert "GET /{lang}/boom/{report_id} (boom) 500" in access
     assert "DELETE <unmatched> 405" in access
@@ -420,3 +455,30 @@ async def test_landing_page_is_rendered_once_per_language(aiohttp_client: Aiohtt
     assert second.headers["Content-Language"] == "da"
     assert "default-src 'none'" in second.headers["Content-Security-Policy"]
     assert set(app[LANDING_PAGES]) == {"da"}
+
+
+@pytest.mark.parametrize(
+    ("method", "fetch_site", "status"),
+    [
+        ("POST", "cross-site", 403),  # a foreign page's form
+        ("POST", "CROSS-SITE", 403),
+        ("POST", "same-site", 403),  # a sibling origin: the other app on the same host without tor
+        ("POST", "something-new", 403),  # not a value a browser sends: not our own page either
+        ("POST", "same-origin", 303),  # our own form
+        ("POST", "none", 303),  # started by the person (typed, bookmarked)
+        ("POST", None, 303),  # older browsers, curl: no header, no victim's browser to abuse
+        ("GET", "cross-site", 200),  # following a link from elsewhere is fine
+    ],
+)
+async def test_unsafe_requests_sent_by_another_site_are_refused(
+    aiohttp_client: AiohttpClient, tmp_path: Path, method: str, fetch_site: str | None, status: int
+) -> None:
+    client = await start(aiohttp_client, _app_with_test_routes(tmp_path))
+    path = "/da/done" if method == "POST" else "/da/"
+    headers = {"Sec-Fetch-Site": fetch_site} if fetch_site is not None else {}
+    response = await client.request(method, path, headers=headers, allow_redirects=False)
+    assert response.status == status
+    _assert_security_headers(response.headers)
+    if status == 403:
+        page = await response.text()
+        assert "Denne formular kom fra et andet websted" in page and "intet blev sendt eller ændret" in page

@@ -1,7 +1,8 @@
 """Nothing about the whistleblower reaches a log or stdout: no address, no User-Agent, no content.
 
 One test runs every page and error path of this side with all logging captured at DEBUG on the
-root logger, and with stdout/stderr captured too, then looks for what must never be there.
+root logger, and with stdout/stderr captured too, then looks for what must never be there; the
+app itself logs nothing at the time of a visit (events.py counts problems, logged once a day).
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ async def test_a_full_flow_with_every_error_leaves_no_client_data_and_no_content
     captured = capfd.readouterr()
     everything = "\n".join([caplog.text, captured.out, captured.err,
                             *(str(r.args) for r in caplog.records), *(r.exc_text or "" for r in caplog.records)])
-    assert caplog.records, "the flow should have logged something (the access log at least)"
+    # Nothing of the app is logged at the time of a visit, not even at DEBUG (a line would date it);
+    # problems are counted and logged once a day (tests/test_events.py shows that capture works)
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("dropbox")]
     for secret in (DISTINCTIVE_XFF, "127.0.0.1", DISTINCTIVE_UA, "Zebra-Unicorn", CANARY, receipt,
                    receipt.replace(" ", ""), csrf, token[:40]):
         assert secret not in everything, secret

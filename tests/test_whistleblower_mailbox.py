@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientResponse, FormData
 
-from dropbox.appkeys import SESSIONS
+from dropbox.appkeys import FAILURE_BUDGET, SESSIONS
 from dropbox.storage import Channel
 from tests.web_fixtures import AiohttpClient, FakeClock
 from tests.whistleblower_fixtures import (
@@ -23,6 +23,7 @@ from tests.whistleblower_fixtures import (
     caseworker_reply,
     csrf_in,
     log_in,
+    logged_at_the_next_day,
     make_install,
     open_site,
     receipt_in,
@@ -114,11 +115,24 @@ async def test_guessing_spends_the_budget_and_slows_everyone_but_never_locks_out
     assert _location(response) == "/en/mailbox/inbox"
 
 
+async def test_malformed_receipts_do_not_spend_the_failure_budget(site: Site) -> None:
+    # Given a budget of two failures a minute (LIMITS)
+    budget = site.app[FAILURE_BUDGET]
+    # When many receipts that cannot be codes at all are sent (no Argon2id run checks them)
+    for attempt in ("", "1234", "1" * 17, "x" * 65, "abcd efgh ijkl mnop", "1" * 10_000):
+        page = await _page(await site.client.post("/en/mailbox/login", data={"receipt": attempt}), 403)
+        assert GENERIC in page
+    # Then none was counted, and the next well-formed guess is neither slowed nor over budget
+    assert not budget.spent()
+    page = await _page(await site.client.post("/en/mailbox/login", data={"receipt": "1111222233334444"}), 403)
+    assert "Many attempts are being made" not in page
+
+
 async def test_a_busy_key_derivation_pool_asks_to_come_back_in_a_minute(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     config = await make_install(tmp_path / "data")
-    async for site in open_site(aiohttp_client, config.replace(kdf_queue_limit=0)):
+    async with open_site(aiohttp_client, config.replace(kdf_queue_limit=0)) as site:
         response = await site.client.post("/en/mailbox/login", data={"receipt": "1234 5678 9012 3456"})
         page = await _page(response, 503)
         assert "Please wait a minute and try again" in page and response.headers["Retry-After"] == "60"
@@ -235,6 +249,28 @@ async def test_only_caseworker_files_of_this_report_can_be_downloaded(site: Site
     await _page(await site.client.get("/en/mailbox/files/" + "0" * 32), 404)
 
 
+async def test_a_file_the_whistleblower_attached_to_a_later_message_cannot_be_downloaded(site: Site) -> None:
+    # Given a report whose thread has a caseworker file and a file the whistleblower attached to a reply
+    receipt = await submit_report(site.client)
+    await caseworker_reply(site.services, receipt, "please send more", {"theirs.txt": b"from the caseworker"})
+    page = await log_in(site.client, receipt)
+    response = await site.client.post("/en/mailbox/reply", allow_redirects=False,
+                                      data=_reply(csrf_in(page), "here it is", {"later.txt": b"the original"}))
+    assert _location(response) == "/en/mailbox/inbox?sent=1"
+    (report_id,) = await _report_ids(site)
+    files = {f.message_id: f.id for f in await site.services.store.files(report_id)}
+    authors = {m.id: m.author for m in await site.services.store.messages(report_id)}
+    (later,) = (file_id for message_id, file_id in files.items() if authors.get(message_id) == "whistleblower")
+    (theirs,) = (file_id for message_id, file_id in files.items() if authors.get(message_id) == "caseworker")
+    # When the mailbox asks for each (someone holding the receipt must not pull the originals)
+    # Then the caseworker's file comes, and the whistleblower's own later file is not found
+    assert (await site.client.get(f"/en/mailbox/files/{theirs}")).status == 200
+    await _page(await site.client.get(f"/en/mailbox/files/{later}"), 404)
+    # And the inbox lists it without a link
+    page = await _page(await site.client.get("/en/mailbox/inbox"), 200)
+    assert "later.txt" in page and f"/en/mailbox/files/{later}" not in page
+
+
 async def _report_ids(site: Site) -> list[str]:
     with sqlite3.connect(site.config.db_path) as db:
         return [r[0] for r in db.execute("SELECT id FROM reports ORDER BY rowid")]
@@ -250,7 +286,7 @@ async def test_a_damaged_file_gets_an_error_page_not_garbage(site: Site, caplog:
     # The only frame is damaged, so this is caught before any byte goes out
     page = await _page(await site.client.get(link[0]), 500)
     assert "This file could not be opened" in page
-    assert "TamperedData" in caplog.text
+    assert "TamperedData" in logged_at_the_next_day(site, caplog)
 
 
 # -- replying ------------------------------------------------------------------------------------
@@ -418,6 +454,35 @@ async def test_one_receipt_logged_in_again_and_again_cannot_lock_others_out(site
     assert await _opens(site.client, newcomer) and len(site.app[SESSIONS]) == 4
     assert not await _opens(site.client, flood[-3])
     assert await _opens(site.client, theirs)
+
+def _held_key(site: Site) -> bytearray:
+    """White-box: the buffer the one live session keeps the report key in."""
+    (session,) = site.app[SESSIONS]._sessions.values()
+    key = session.payload.key
+    assert isinstance(key, bytearray) and len(key) == 32 and any(key)
+    return key
+
+
+async def test_logout_expiry_and_shutdown_zero_the_report_key_the_session_held(site: Site) -> None:
+    receipt = await submit_report(site.client)
+    clock = FakeClock()
+    site.app[SESSIONS]._clock = clock  # white-box: move the session store's clock instead of sleeping
+    # Logout: the very buffer the session held is all zeros afterwards
+    csrf = csrf_in(await log_in(site.client, receipt))
+    key = _held_key(site)
+    await site.client.post("/en/mailbox/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    assert key == bytearray(32)
+    # Idle expiry
+    await log_in(site.client, receipt)
+    key = _held_key(site)
+    clock.advance(site.config.whistleblower_idle_seconds)
+    await site.client.get("/en/mailbox/inbox", allow_redirects=False)
+    assert key == bytearray(32)
+    # Shutdown (the store's cleanup wipes every session)
+    await log_in(site.client, receipt)
+    key = _held_key(site)
+    site.app[SESSIONS].wipe_all()
+    assert key == bytearray(32)
 
 
 async def test_a_report_deleted_while_its_mailbox_is_open_ends_the_session(site: Site) -> None:

@@ -22,6 +22,7 @@ from tests.whistleblower_fixtures import (
     KiB,
     Site,
     assert_security_headers,
+    logged_at_the_next_day,
     make_install,
     open_site,
     receipt_in,
@@ -72,7 +73,7 @@ async def _with_channel(site: Site, channel_id: str, *, questions: object = QUES
 async def questions_site(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[Site]:
     """An install whose only channel asks QUESTIONS."""
     config = await make_install(tmp_path / "data")
-    async for opened in open_site(aiohttp_client, config):
+    async with open_site(aiohttp_client, config) as opened:
         default = await opened.services.store.channel("default")
         await opened.services.store.update_channel(Channel(**{**default.__dict__, "questions": json.dumps(QUESTIONS)}))
         yield opened
@@ -122,7 +123,7 @@ async def test_a_broken_question_configuration_does_not_stop_reports(
     default = await site.services.store.channel("default")
     await site.services.store.update_channel(Channel(**{**default.__dict__, "questions": '[{"id": "Bad Id"}]'}))
     await _page(await site.client.get("/en/submit"), 200)
-    assert "invalid questions" in caplog.text
+    assert "invalid questions" in logged_at_the_next_day(site, caplog)
     receipt = receipt_in(await _page(await site.client.post("/en/submit", data=report_form("text")), 200))
     assert RECEIPT_SHAPE.fullmatch(receipt)
 
@@ -215,9 +216,9 @@ async def test_after_a_restart_the_old_confirmation_form_cannot_show_the_code(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     config = await make_install(tmp_path / "data")
-    async for before in open_site(aiohttp_client, config):
+    async with open_site(aiohttp_client, config) as before:
         receipt, token = await _receipt_and_token(before)
-    async for after in open_site(aiohttp_client, config):
+    async with open_site(aiohttp_client, config) as after:
         page = await _page(await after.client.post("/en/submit/confirm",
                                                    data={"receipt_token": token, "receipt": "0"}), 400)
         assert "We cannot show your receipt code again" in page and receipt not in page
@@ -326,12 +327,12 @@ async def test_a_full_disk_gets_a_calm_507_and_no_receipt(site: Site, caplog: py
     assert "out of storage space" in page and "no receipt code was made" in page
     assert 'id="receipt"' not in page and "\nkeep me</textarea>" in page
     assert _nothing_stored(site)
-    assert "out of storage space" in caplog.text
+    assert "out of storage space" in logged_at_the_next_day(site, caplog)
 
 
 async def test_a_channel_nobody_reads_refuses_reports(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     config = await make_install(tmp_path / "data", caseworkers=())
-    async for site in open_site(aiohttp_client, config):
+    async with open_site(aiohttp_client, config) as site:
         response = await site.client.post("/en/submit", data=report_form("nobody reads this", files={"a": b"1"}))
         page = await _page(response, 503)
         assert "nobody is assigned to read them" in page and response.headers["Retry-After"] == "60"
@@ -341,7 +342,7 @@ async def test_a_channel_nobody_reads_refuses_reports(aiohttp_client: AiohttpCli
 
 async def test_a_busy_key_derivation_pool_asks_to_come_back(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     config = await make_install(tmp_path / "data")
-    async for site in open_site(aiohttp_client, config.replace(kdf_queue_limit=0)):
+    async with open_site(aiohttp_client, config.replace(kdf_queue_limit=0)) as site:
         response = await site.client.post("/en/submit", data=report_form("busy", files={"a": b"1"}))
         page = await _page(response, 503)
         assert "Please wait a minute" in page and "\nbusy</textarea>" in page

@@ -6,9 +6,11 @@ wait of zero seconds, so the "slowed" notice is exercised without sleeping.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dropbox.app import create_whistleblower_app
+from dropbox.appkeys import EVENTS
 from dropbox.blobs import new_id
 from dropbox.config import Config
 from dropbox.install import today
@@ -81,7 +84,14 @@ class Site:
         return self.services.config
 
 
+@asynccontextmanager
 async def open_site(aiohttp_client: AiohttpClient, config: Config) -> AsyncIterator[Site]:
+    """The whistleblower app over HTTP on `config`: `async with open_site(...) as site:`.
+
+    A context manager, not an async generator driven by `async for`: when the test body fails
+    inside `async for`, the generator is left suspended with its services (and their threads)
+    open, and pytest never exits; `async with` closes them on the way out of every failure.
+    """
     async with Services.open(config) as services:
         app = create_whistleblower_app(config, services=services)
         server = TestServer(app)
@@ -94,8 +104,22 @@ async def open_site(aiohttp_client: AiohttpClient, config: Config) -> AsyncItera
 async def site_fixture(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[Site]:
     """The whistleblower app on a fresh install with LIMITS and one caseworker (alice)."""
     config = await make_install(tmp_path / "data")
-    async for opened in open_site(aiohttp_client, config):
+    async with open_site(aiohttp_client, config) as opened:
         yield opened
+
+
+def logged_at_the_next_day(site: Site, caplog: pytest.LogCaptureFixture) -> str:
+    """What the whistleblower app's daily count logs once its clock is moved to the next UTC day.
+
+    Asserts first that nothing of the whistleblower side was logged before (a line at the time
+    of a request would date it to the second).
+    """
+    assert not [r for r in caplog.records if r.name.startswith("dropbox")], caplog.text
+    tally = site.app[EVENTS]
+    day = tally.clock()
+    tally.clock = lambda: day + dt.timedelta(days=1)
+    tally.tick()
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "dropbox.events")
 
 
 def report_form(text: str = "", *, files: Mapping[str, bytes] | None = None, channel: str | None = "default",

@@ -15,7 +15,7 @@ import secrets
 from aiohttp import web
 
 from dropbox import casework, totp
-from dropbox.accounts import LoginFailed
+from dropbox.accounts import LoginFailed, MalformedLogin
 from dropbox.appkeys import FAILURE_BUDGET
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Flash, StaffSession, page, require_form, services, sessions, signed_in
@@ -83,8 +83,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     try:
         signed = await casework.sign_in(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
                                         passphrase=passphrase, code=code)
-    except LoginFailed:
-        budget.record_failure()
+    except LoginFailed as e:
+        if not isinstance(e, MalformedLogin):  # refused before any Argon2id work: no guess was made
+            budget.record_failure()
         return _login_page(request, error=True, slowed=slowed, status=400)
     except totp.TotpWait as e:
         return _login_page(request, wait_seconds=e.seconds, status=429)

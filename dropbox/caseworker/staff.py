@@ -1,7 +1,8 @@
 """Who is signed in: the session payload, and the check every caseworker page starts with.
 
 The payload holds the caseworker's unwrapped private key (inside `CaseworkerSession`) and lives
-only in server memory; `wipe()` runs at logout, at idle timeout and at shutdown. On every request
+only in server memory; `wipe()` runs at logout, at idle timeout and at shutdown and drops the
+references to the key (it cannot zero it: see sealing.CaseworkerKey.wipe). On every request
 the account row is read again, so an account disabled by an admin stops working at its next
 click, a role taken away no longer counts, and a session holding a key retired by a passphrase
 change (made in another browser, or with the CLI) ends. An account whose passphrase was

@@ -1,9 +1,10 @@
 """The anonymous mailbox: log in with the receipt, read the thread, reply, download, log out.
 
 A login puts the report id and report key in an in-memory session (sessions.py: HttpOnly,
-SameSite=Strict cookie that dies with the browser, idle timeout). Every state-changing form
-carries the session's CSRF token; the reply form sends it as its first part so a forged upload is
-refused before a byte of it is stored.
+SameSite=Strict cookie that dies with the browser, idle timeout); logout, expiry and shutdown
+zero the session's copy of the key (what that does and does not erase: submissions.MailboxAccess).
+Every state-changing form carries the session's CSRF token; the reply form sends it as its first
+part so a forged upload is refused before a byte of it is stored.
 
 Receipt guessing is met with one generic message for every failure, the install-wide failure
 budget (throttle.py: slow everyone down a little, lock no one out, say so on the page) and the
@@ -34,6 +35,7 @@ from dropbox.storage import NotFound, StorageUnavailable
 from dropbox.submissions import (
     MailboxAccess,
     MailboxView,
+    MalformedReceipt,
     WrongReceipt,
     open_mailbox,
     post_whistleblower_message,
@@ -116,12 +118,13 @@ async def login(request: web.Request) -> web.Response:
     try:
         access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
                                     receipt_text=form.get("receipt", ""))
-    except WrongReceipt:
-        budget.record_failure()
+    except WrongReceipt as e:
+        if not isinstance(e, MalformedReceipt):  # refused before any Argon2id work: no guess was made
+            budget.record_failure()
         return _login_page(request, 403, error=WRONG_RECEIPT, slowed=SLOWED_NOTICE if slowed else None)
     except KdfBusy:
         raise UserError(503, BUSY, headers={"Retry-After": "60"}) from None
-    payload = MailboxSession(report_id=access.report_id, report_key=access.report_key)
+    payload = MailboxSession(report_id=access.report_id, key=bytearray(access.key))
     access.wipe()
     try:
         _sessions(request).create(request, payload, group=payload.report_id)
