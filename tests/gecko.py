@@ -106,14 +106,16 @@ def user_js(prefs: Mapping[str, object]) -> str:
     return "".join(f"user_pref({json.dumps(name)}, {json.dumps(value)});\n" for name, value in prefs.items())
 
 
-#: Chrome-context script that starts recording every HTTP response (URL, status, length) the browser
-#: gets. Read-only observation of the network, like the devtools network panel.
+#: Chrome-context script that starts recording every HTTP response the browser gets (URL, status,
+#: length, and whether it came from the browser's cache rather than the network). Read-only
+#: observation of the network, like the devtools network panel.
 _RECORD_RESPONSES = """
 if (!globalThis.__dropboxResponses) {
   const seen = [];
-  const observer = {observe(subject) {
+  const observer = {observe(subject, topic) {
     const channel = subject.QueryInterface(Ci.nsIHttpChannel);
-    seen.push([channel.URI.spec, channel.responseStatus, channel.contentLength]);
+    const cached = topic === "http-on-examine-cached-response";
+    seen.push([channel.URI.spec, channel.responseStatus, channel.contentLength, cached]);
   }};
   Services.obs.addObserver(observer, "http-on-examine-response");
   Services.obs.addObserver(observer, "http-on-examine-cached-response");
@@ -194,8 +196,8 @@ class Gecko:
         """Start (once) recording responses; returns a mark to pass to `responses_since`."""
         return int(await self._run(lambda: self._in_chrome(_RECORD_RESPONSES)))
 
-    async def responses_since(self, mark: int) -> list[tuple[str, int, int]]:
-        """(URL, status, Content-Length) of every HTTP response since `mark`, in order."""
+    async def responses_since(self, mark: int) -> list[tuple[str, int, int, bool]]:
+        """(URL, status, Content-Length, from cache) of every HTTP response since `mark`, in order."""
         return [tuple(pair) for pair in await self._run(lambda: self._in_chrome(_READ_RESPONSES, [mark]))]
 
     def _in_chrome(self, script: str, args: list[object] | None = None) -> Any:

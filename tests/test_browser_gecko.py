@@ -251,6 +251,7 @@ async def test_every_whistleblower_page_in_firefox_is_light(live: LiveApps, lang
         mark = await gecko.record_responses()
         count = 0
         pages: list[str] = []
+        fetched_styles: list[tuple[str, int, int, bool]] = []
 
         async def seen(page: str) -> None:
             # Each page is one HTML document (an error page may be a 4xx one) plus at most the
@@ -267,12 +268,13 @@ async def test_every_whistleblower_page_in_firefox_is_light(live: LiveApps, lang
             styles = [r for r in responses if r[0].split("?")[0].endswith("/static/style.css")]
             assert len(documents) == 1 and len(styles) <= 1, f"{page}: {responses}"
             assert len(responses) == len(redirects) + len(documents) + len(styles), f"{page}: {responses}"
-            assert all(status == 200 for _url, status, _size in styles), f"{page}: {responses}"
+            assert all(status == 200 for _url, status, _size, _cached in styles), f"{page}: {responses}"
+            fetched_styles.extend(r for r in styles if not r[3])
             assert not [r for r in responses if r[1] == 404], f"{page}: {responses}"
             assert not [r for r in responses if "favicon" in r[0]], f"{page}: {responses}"
-            (_url, _status, html_bytes), = documents
+            ((_url, _status, html_bytes, _cached),) = documents
             assert 0 < html_bytes <= HTML_BUDGET, f"{page}: {html_bytes} bytes of HTML"
-            for _url, _status, css_bytes in styles:
+            for _url, _status, css_bytes, _cached in styles:
                 assert 0 < css_bytes <= CSS_BUDGET, f"{page}: {css_bytes} bytes of CSS"
 
         async def reply(receipt: str) -> None:
@@ -280,3 +282,5 @@ async def test_every_whistleblower_page_in_firefox_is_light(live: LiveApps, lang
 
         await Journey(gecko=gecko, base=base, lang=lang, evidence=evidence, seen=seen).run(reply)
         assert len(pages) == 10 and all(path.stat().st_size > 0 for path in gecko.screenshots)
+        # The stylesheet came over the network once; every later page took it from the cache.
+        assert len(fetched_styles) == 1, fetched_styles
