@@ -282,20 +282,22 @@ async def start_gecko(folder: Path, *, name: str, socks_port: int | None = None,
     if socks_port is not None:
         prefs.update(socks_prefs(socks_port))
     (profile / "user.js").write_text(user_js(prefs))
-    process = subprocess.Popen(  # noqa: S603 - a fixed binary and our own arguments
-        [FIREFOX, "--headless", "--marionette", "-remote-allow-system-access", "--profile", str(profile),
-         "--no-remote", "--width", str(width), "--height", str(height)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "MOZ_HEADLESS": "1",
-             "MOZ_CRASHREPORTER_DISABLE": "1", "LANG": "C.UTF-8"},
-    )
+    log = folder / "firefox.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - a fixed binary and our own arguments
+            [FIREFOX, "--headless", "--marionette", "-remote-allow-system-access", "--profile", str(profile),
+             "--no-remote", "--width", str(width), "--height", str(height)],
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "MOZ_HEADLESS": "1",
+                 "MOZ_CRASHREPORTER_DISABLE": "1", "LANG": "C.UTF-8"},
+        )
     try:
         port = await asyncio.to_thread(_marionette_port, profile, process)
         client = await asyncio.to_thread(_connect, port)
-    except BaseException:
+    except Exception as exc:
         process.kill()
         process.wait(timeout=30)
-        raise
+        raise RuntimeError(f"Firefox ESR did not start: {exc}; its output: {log.read_text()[-2000:]}") from exc
     gecko = Gecko(client=client, process=process, profile=profile, downloads=downloads, name=name)
     try:
         yield gecko

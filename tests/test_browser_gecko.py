@@ -27,6 +27,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -226,11 +227,15 @@ async def test_the_whole_flow_in_firefox_at_safest_over_tor(onion_apps: OnionApp
         async def reply(_receipt: str) -> None:
             await _caseworker_reads_and_replies(cw, caseworker, evidence[0], attachment)
 
+        marks = (await wb.record_responses(), await cw.record_responses())
         journey = Journey(gecko=wb, base=public, lang="en", evidence=evidence, seen=nothing_more,
                           with_mistakes=False)
         await journey.run(reply)
-        # Everything went through tor: the apps were never asked for by their loopback ports.
-        assert await wb.url() == f"{public}/en/mailbox"
+        # Each browser only ever talked to its onion address (which only tor can resolve), never
+        # to the apps' loopback ports or anywhere else.
+        for gecko, mark, onion in ((wb, marks[0], onion_apps.public), (cw, marks[1], onion_apps.caseworker)):
+            hosts = {urlsplit(url).hostname for url, *_rest in await gecko.responses_since(mark)}
+            assert hosts == {onion}, hosts
 
 
 # -- every page, in every language, over loopback --------------------------------------------
