@@ -34,6 +34,8 @@ from tests.browser_fixtures import SCREENSHOT_DIR
 
 FIREFOX = shutil.which("firefox-esr") or "/usr/bin/firefox-esr"
 STARTUP_TIMEOUT = 120.0
+DESKTOP = (1280, 900)
+NARROW = (500, 900)  # the narrowest headless Firefox goes
 PAGE_TIMEOUT_MS = 180_000  # a page over a fresh private Tor circuit on a busy 2-core machine
 DOWNLOAD_TIMEOUT = 120.0
 
@@ -186,6 +188,11 @@ class Gecko:
             return [element.get_attribute(name) for element in self.client.find_elements("css selector", css)]
         return await self._run(read)
 
+    async def scrolls_sideways(self) -> bool:
+        """Whether the page is wider than the window (WCAG 1.4.10: content must reflow)."""
+        script = "return document.documentElement.scrollWidth > document.documentElement.clientWidth;"
+        return bool(await self._run(lambda: self.client.execute_script(script, sandbox="dropbox-read")))
+
     async def cookies(self) -> list[dict[str, Any]]:
         """Every cookie the browser holds, from the cookie service (all sites, not just this page)."""
         script = ("return Services.cookies.cookies.map(c => "
@@ -212,6 +219,10 @@ class Gecko:
         path.write_bytes(png)
         self.screenshots.append(path)
         return path
+
+    async def resize(self, width: int, height: int) -> None:
+        """The window's size (headless Firefox will not go narrower than 500 px)."""
+        await self._run(lambda: self.client.set_window_rect(width=width, height=height))
 
     async def download(self, name: str, *, timeout: float = DOWNLOAD_TIMEOUT) -> bytes:
         """The bytes of `name` once Firefox has finished saving it into the download folder.
@@ -270,7 +281,7 @@ def _connect(port: int) -> Any:
 
 @contextlib.asynccontextmanager
 async def start_gecko(folder: Path, *, name: str, socks_port: int | None = None,
-                      width: int = 1280, height: int = 900) -> AsyncIterator[Gecko]:
+                      width: int = DESKTOP[0], height: int = DESKTOP[1]) -> AsyncIterator[Gecko]:
     """A headless Firefox ESR on a fresh profile under `folder`; closed and reaped afterwards."""
     if not Path(FIREFOX).exists():
         pytest.fail(f"Firefox ESR not found at {FIREFOX}: run the tests through scripts/test, which installs it")

@@ -13,9 +13,10 @@
   cannot, so the test does what that prompt does, on the client tor behind the SOCKS port.
 
 - Over loopback, in en/da/sv: every whistleblower page of the journey, error pages included,
-  photographed into ./screenshots/ as firefox_whistleblower_<lang>_<nn>_<page>.png beside
-  Chromium's, and each page checked to be light: the HTML document plus at most the one
-  stylesheet, within a byte budget, with no favicon request and no 404.
+  photographed into ./screenshots/ as firefox_whistleblower_<lang>_<nn>_<page>_<desktop|narrow>.png
+  beside Chromium's (narrow is 500 px, as narrow as headless Firefox goes), and each page checked
+  to be light: the HTML document plus at most the one stylesheet, within a byte budget, with no
+  favicon request and no 404.
 
 A failing step is named in the failure, with a screenshot of that moment (…_FAILED_<step>.png).
 """
@@ -36,7 +37,7 @@ from onion.keys import add_client
 from onion.publish import OnionServices
 from tests.browser_fixtures import LiveApps, fresh_install, serve_apps
 from tests.conftest import PASSPHRASES
-from tests.gecko import Gecko, start_gecko
+from tests.gecko import DESKTOP, NARROW, Gecko, start_gecko
 from tests.test_onion_tor import PUBLISH_TIMEOUT, client_auth_add, client_auth_remove, fetch
 from tests.tor_network import TorNetwork, TorNode
 from tests.whistleblower_fixtures import caseworker_reply
@@ -267,7 +268,12 @@ async def test_every_whistleblower_page_in_firefox_is_light(live: LiveApps, lang
             responses = [r for r in responses if "/mailbox/files/" not in r[0]]  # a download asked for
             count += 1
             pages.append(page)
-            await gecko.screenshot(f"firefox_whistleblower_{lang}_{count:02d}_{page}")
+            stem = f"firefox_whistleblower_{lang}_{count:02d}_{page}"
+            await gecko.screenshot(stem + "_desktop")
+            await gecko.resize(*NARROW)
+            await gecko.screenshot(stem + "_narrow")
+            assert not await gecko.scrolls_sideways(), f"{page}: wider than a {NARROW[0]} px window"
+            await gecko.resize(*DESKTOP)
             redirects = [r for r in responses if 300 <= r[1] < 400]  # POST, redirect, GET
             documents = [r for r in responses if "/static/" not in r[0] and r not in redirects]
             styles = [r for r in responses if r[0].split("?")[0].endswith("/static/style.css")]
