@@ -11,8 +11,9 @@ Page routes are registered under a language prefix with `i18n.localized`:
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from dropbox.i18n import BASE_TEMPLATES, LANG_SEGMENT, PACKAGE_DIR, Templates, l
 from dropbox.sessions import SessionStore
 from dropbox.throttle import FailureBudget
 from dropbox.web import (
+    CACHE_FOR_SESSION,
     cross_site_middleware,
     error_middleware,
     hide_server_software,
@@ -110,6 +112,7 @@ def make_base_app(
 
     app.on_response_prepare.append(security_headers(csp_extra))
     _add_common_routes(app, kind)
+    templates.context_processors.append(_stylesheet_context(app))
     return app
 
 
@@ -123,12 +126,26 @@ def _csrf_context(request: web.Request) -> Mapping[str, object]:
     return {"csrf_token": session.csrf_token} if session is not None else {}
 
 
+def _stylesheet_context(app: web.Application) -> Callable[[web.Request], Mapping[str, object]]:
+    """`stylesheet_url` for the layouts: the stylesheet's path with its content hash as `?v=`.
+
+    The stylesheet is cached by browsers (web.SESSION_CACHE_CONTROL); a new version of it
+    comes with a new URL, so a cached old one is never applied to new pages.
+    """
+    version = hashlib.sha256(STYLESHEET_PATH.read_bytes()).hexdigest()[:16]
+    context = {"stylesheet_url": str(app.router["stylesheet"].url_for().with_query(v=version))}
+    return lambda _request: context
+
+
 def _add_common_routes(app: web.Application, kind: AppKind) -> None:
     stylesheet_bytes = STYLESHEET_PATH.read_bytes()
 
     async def stylesheet(request: web.Request) -> web.Response:
-        """Served from memory: one file, no directory to traverse, no mtime in headers."""
-        return web.Response(body=stylesheet_bytes, content_type="text/css", charset="utf-8")
+        """Served from memory: one file, no directory to traverse, no mtime in headers; the
+        same bytes whatever `?v=` says, cacheable for the browser session (see web.py)."""
+        response = web.Response(body=stylesheet_bytes, content_type="text/css", charset="utf-8")
+        response[CACHE_FOR_SESSION] = True
+        return response
 
     app.router.add_get("/", _redirect_to_default_language, name="root")
     app.router.add_get("/" + LANG_SEGMENT, _add_trailing_slash, name="language_root")

@@ -64,6 +64,19 @@ _SOURCE = re.compile(r"[^\s;,]+")
 
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
+#: Set on a response (`response[CACHE_FOR_SESSION] = True`) that is the same for everyone and
+#: may stay in the browser's cache: only the stylesheet. Every other response is `no-store`.
+CACHE_FOR_SESSION: web.ResponseKey[bool] = web.ResponseKey("cache_for_session", bool)
+
+#: Over Tor every request is a round trip of a second or more, and the stylesheet is the only
+#: subresource of every page, so it is cached instead of fetched again per page. `private`: no
+#: shared cache keeps it; `immutable` with the content hash in its URL (base_app): a new version
+#: gets a new URL, so no stale copy is ever used. It is safe to keep: identical for every
+#: visitor, no ETag or Last-Modified to tell visitors apart, and Tor Browser keeps it in memory
+#: only (disk cache off), per onion site (first-party isolation, so no other site can probe
+#: it), dropped on New Identity or when the browser closes; the "session" it lives for.
+SESSION_CACHE_CONTROL = "private, max-age=86400, immutable"
+
 
 def content_security_policy(extra: Mapping[str, Iterable[str]] | None = None) -> str:
     """The base policy plus `extra` sources, e.g. {"img-src": ["data:"]} for a server-made QR code.
@@ -86,7 +99,8 @@ def content_security_policy(extra: Mapping[str, Iterable[str]] | None = None) ->
 def security_headers(csp_extra: Mapping[str, Iterable[str]] | None = None) -> ResponseHook:
     """An on_response_prepare hook that sets the headers below on every response.
 
-    They overwrite whatever a handler set: one place decides caching and framing for all.
+    They overwrite whatever a handler set: one place decides caching and framing for all. The
+    one exception is a successful response marked `CACHE_FOR_SESSION` (the stylesheet).
     """
     headers = {
         "Content-Security-Policy": content_security_policy(csp_extra),
@@ -102,6 +116,8 @@ def security_headers(csp_extra: Mapping[str, Iterable[str]] | None = None) -> Re
 
     async def set_headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(headers)
+        if response.status == 200 and response.get(CACHE_FOR_SESSION):
+            response.headers["Cache-Control"] = SESSION_CACHE_CONTROL
 
     return set_headers
 

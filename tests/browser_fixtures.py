@@ -40,6 +40,8 @@ class LiveApps:
     services: Services
     whistleblower_url: str
     caseworker_url: str
+    #: The whistleblower's runner, then the caseworker's (tests read what each server received).
+    runners: tuple[object, ...] = ()
 
 
 @contextlib.asynccontextmanager
@@ -49,7 +51,8 @@ async def serve_apps(config: Config) -> AsyncIterator[LiveApps]:
         runners = await start_apps(services, ports=(0, 0))
         try:
             urls = [f"http://127.0.0.1:{runner.addresses[0][1]}" for runner in runners]
-            yield LiveApps(config=config, services=services, whistleblower_url=urls[0], caseworker_url=urls[1])
+            yield LiveApps(config=config, services=services, whistleblower_url=urls[0], caseworker_url=urls[1],
+                           runners=tuple(runners))
         finally:
             await stop_apps(runners)
 

@@ -19,9 +19,8 @@ import pytest
 
 from dropbox.config import LANGUAGES
 from dropbox.i18n import LOCALE_DIR, read_catalog
-from dropbox.storage import Channel
 from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot, serve_apps  # noqa: F401
-from tests.whistleblower_fixtures import KiB, caseworker_reply, make_install
+from tests.whistleblower_fixtures import KiB, add_channel_with_question, caseworker_reply, make_install
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -191,13 +190,7 @@ async def test_the_other_pages_and_errors_without_javascript(browser: Any, lang:
     # Given an install with small upload limits and a second channel that asks a question
     config = await make_install(tmp_path / "data")
     async with serve_apps(config) as apps:
-        store = apps.services.store
-        await store.add_channel(Channel(
-            id="hr", name="HR", description="Harassment and working conditions",
-            questions='[{"id": "where", "label": {"en": "Where?", "da": "Hvor?", "sv": "Var?"}, "required": true}]',
-            retention_days=30, is_default=False))
-        alice = await store.caseworker_by_name("alice")
-        await store.set_channel_member(channel_id="hr", caseworker_id=alice.id, member=True)
+        await add_channel_with_question(apps.services.store)
         context: Any = await new_context(browser)
         page = await context.new_page()
         camera = Camera(page, lang)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dropbox.appkeys import EVENTS, LANDING_PAGES, AppKind
 from dropbox.i18n import LOCALE_DIR, PACKAGE_DIR, TEMPLATE_DIR, localized
 from dropbox.sessions import SessionLimitReached
 from dropbox.web import (
+    SESSION_CACHE_CONTROL,
     ClientDataFilter,
     RouteAccessLogger,
     UserError,
@@ -98,8 +100,9 @@ def _app_with_test_routes(tmp_path: Path, **kwargs: object) -> web.Application:
     return app
 
 
-def _assert_security_headers(headers: Mapping[str, str]) -> None:
-    for name, value in EXPECTED_HEADERS.items():
+def _assert_security_headers(headers: Mapping[str, str], *, cacheable: bool = False) -> None:
+    expected = {**EXPECTED_HEADERS, "Cache-Control": SESSION_CACHE_CONTROL} if cacheable else EXPECTED_HEADERS
+    for name, value in expected.items():
         assert headers[name] == value, name
     policy = headers["Permissions-Policy"]
     for feature in ("camera", "microphone", "geolocation", "interest-cohort"):
@@ -132,7 +135,7 @@ async def test_security_headers_on_every_kind_of_response(
     response = await client.request(method, path, data=body, allow_redirects=False)
     # Then it carries every security header and a versionless Server header
     assert response.status == status
-    _assert_security_headers(response.headers)
+    _assert_security_headers(response.headers, cacheable=path.startswith("/static/") and status == 200)
 
 
 async def test_stylesheet_is_served_as_css(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
@@ -140,6 +143,26 @@ async def test_stylesheet_is_served_as_css(aiohttp_client: AiohttpClient, tmp_pa
     response = await client.get("/static/style.css")
     assert response.content_type == "text/css"
     assert await response.read() == (PACKAGE_DIR / "static" / "style.css").read_bytes()
+
+
+async def test_only_the_stylesheet_is_cacheable_and_its_url_changes_with_its_content(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await start(aiohttp_client, build_app(tmp_path))
+    # Given a page, which must never be stored
+    page = await client.get("/en/")
+    assert page.headers["Cache-Control"] == "no-store"
+    # Then the stylesheet it links to carries the hash of the stylesheet's bytes
+    (href,) = re.findall(r'<link rel="stylesheet" href="([^"]+)"', await page.text())
+    digest = hashlib.sha256((PACKAGE_DIR / "static" / "style.css").read_bytes()).hexdigest()
+    assert href == f"/static/style.css?v={digest[:16]}"
+    # and it may be kept by the browser for the session (one request less per page over Tor)
+    style = await client.get(href)
+    assert style.headers["Cache-Control"] == SESSION_CACHE_CONTROL == "private, max-age=86400, immutable"
+    assert "ETag" not in style.headers and "Last-Modified" not in style.headers
+    # but an error at the same path is not
+    refused = await client.post(href)
+    assert refused.status == 405 and refused.headers["Cache-Control"] == "no-store"
 
 
 async def test_csp_extra_directives_are_added(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:

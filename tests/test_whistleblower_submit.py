@@ -144,7 +144,7 @@ async def test_a_report_with_files_answers_and_contact_is_stored_and_the_receipt
     assert RECEIPT_SHAPE.fullmatch(receipt)
     assert "shown only once" in page and "cannot send it to you or make a new one" in page
     # and the page offers no way away but the confirmation form
-    assert re.findall(r'href="([^"]*)"', page) == ["/static/style.css", "#main"]
+    assert re.findall(r'href="([^"?]*)[^"]*"', page) == ["/static/style.css", "data:,", "#main"]
     assert re.findall(r"<form [^>]*>", page) == [
         '<form method="post" action="/en/submit/confirm" class="confirm-form" autocomplete="off">']
     # And the report is stored, sealed, exactly as sent
@@ -201,7 +201,7 @@ async def test_a_mistyped_receipt_shows_the_same_code_again_with_an_error(site: 
     assert receipt_in(page) == receipt
     assert "Det er ikke den samme kode" in page
     assert token_in(page) == token
-    assert re.findall(r'href="([^"]*)"', page) == ["/static/style.css", "#main"]
+    assert re.findall(r'href="([^"?]*)[^"]*"', page) == ["/static/style.css", "data:,", "#main"]
 
 
 @pytest.mark.parametrize("token", ["", "garbage", "QUFBQQ=="])

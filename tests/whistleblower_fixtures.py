@@ -26,7 +26,7 @@ from dropbox.config import Config
 from dropbox.install import today
 from dropbox.reports import seal_message, sealed_file_rows
 from dropbox.services import Services
-from dropbox.storage import Message
+from dropbox.storage import Channel, Message, Store
 from dropbox.submissions import open_mailbox
 from dropbox.web import run_kwargs
 from tests.browser_fixtures import fresh_install
@@ -185,6 +185,19 @@ async def log_in(client: Client, receipt: str, *, lang: str = "en") -> str:
     inbox = await client.get(response.headers["Location"])
     assert inbox.status == 200
     return await inbox.text()
+
+
+async def add_channel_with_question(store: Store) -> None:
+    """A second channel, "hr", whose form asks a required question; alice is its member.
+
+    With two channels the whistleblower first chooses one (the channel-choice page).
+    """
+    await store.add_channel(Channel(
+        id="hr", name="HR", description="Harassment and working conditions",
+        questions='[{"id": "where", "label": {"en": "Where?", "da": "Hvor?", "sv": "Var?"}, "required": true}]',
+        retention_days=30, is_default=False))
+    alice = await store.caseworker_by_name("alice")
+    await store.set_channel_member(channel_id="hr", caseworker_id=alice.id, member=True)
 
 
 async def caseworker_reply(services: Services, receipt: str, text: str,
