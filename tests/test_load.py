@@ -78,7 +78,7 @@ async def test_thousand_submissions_from_fifty_clients_lose_nothing_and_never_5x
         await asyncio.gather(*(check(t, r) for t, r in receipts.items()))
         # and a wrong receipt opens nothing
         async with new_client() as client:
-            wrong = f"{(int(next(iter(receipts.values()))) + 1) % 10**16:016d}"
+            wrong = f"{(int(next(iter(receipts.values()))) + 1) % 10**24:024d}"
             client.cookie_jar.clear()
             async with client.post(f"{server.url}/en/mailbox/login", data={"receipt": wrong},
                                    allow_redirects=False) as answer:

@@ -71,7 +71,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     slowed = await budget.before_attempt()
     svc = services(request)
     try:
-        account = await casework.sign_in(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
+        account = await casework.sign_in(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name=name,
                                          passphrase=passphrase, code=code)
     except LoginFailed:
         budget.record_failure()

@@ -36,7 +36,7 @@ async def change_passphrase(request: web.Request) -> web.StreamResponse:
     await budget.before_attempt()
     svc = services(request)
     try:
-        await casework.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config, session=staff.account,
+        await casework.change_passphrase(store=svc.store, kdf=svc.staff_kdf, config=svc.config, session=staff.account,
                                          current=current, new=new)
     except LoginFailed:
         budget.record_failure()
