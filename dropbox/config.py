@@ -47,6 +47,10 @@ class Config:
     kdf_concurrency: int = 2
     #: How many more may queue behind them before new attempts are told to come back later.
     kdf_queue_limit: int = 64
+    submission_kdf_reserve: int = field(default=1, metadata={
+        "section": "kdf",
+        "doc": "of the whistleblower app's kdf_concurrency, slots only a submission may use (when the "
+               "receipt stock is empty), so it never waits for a login's Argon2id run"})
     staff_kdf_concurrency: int = field(default=1, metadata={
         "section": "kdf",
         "doc": "Argon2id runs the caseworker app may have in flight at once; its own pool, so no "

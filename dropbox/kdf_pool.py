@@ -31,6 +31,9 @@ T = TypeVar("T")
 #: Niceness of the derivation threads. They saturate the cores during a login flood; at equal
 #: priority the event loop (every other page) would wait behind them.
 KDF_NICENESS = 10
+#: Niceness of URGENT runs (a submission's receipt when the stock is empty): still below the event
+#: loop, above a flood's logins, so a person waiting for their receipt is not slowed by them.
+URGENT_NICENESS = 5
 
 
 class KdfBusy(Exception):
@@ -49,11 +52,24 @@ class Priority(IntEnum):
 
 
 class KdfPool:
+    """At most `concurrency` derivations at once; `urgent_reserve` of those slots only URGENT
+    jobs may use, so a submission never waits for a login's run to end, only for other
+    submissions. URGENT jobs run in threads at `urgent_niceness`, the rest at `niceness`."""
+
     def __init__(self, *, concurrency: int, queue_limit: int, normal_cap: int | None = None,
-                 niceness: int = KDF_NICENESS) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kdf",
-                                            initializer=functools.partial(_lower_priority, niceness))
-        self._free = concurrency
+                 urgent_reserve: int = 0, niceness: int = KDF_NICENESS,
+                 urgent_niceness: int = URGENT_NICENESS) -> None:
+        if not 0 <= urgent_reserve < concurrency:
+            raise ValueError("urgent_reserve must leave at least one slot for everything else")
+        self._executors = {
+            urgent: ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kdf",
+                                       initializer=functools.partial(_lower_priority, nice))
+            for urgent, nice in ((False, niceness), (True, urgent_niceness))
+        }
+        self._concurrency = concurrency
+        self._shared_slots = concurrency - urgent_reserve
+        self._busy = 0
+        self._busy_shared = 0
         self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._queue_limit = queue_limit
@@ -86,12 +102,12 @@ class KdfPool:
         loop = asyncio.get_running_loop()
 
         def done() -> None:
-            self._release()
             if counted:
                 self._normal_in_flight -= 1
+            self._release(priority)
 
         try:
-            work = self._executor.submit(job)
+            work = self._executors[priority == Priority.URGENT].submit(job)
         except BaseException:
             done()
             raise
@@ -100,33 +116,48 @@ class KdfPool:
         work.add_done_callback(lambda _: loop.call_soon_threadsafe(done))
         return await asyncio.wrap_future(work)
 
+    def _can_start(self, priority: int) -> bool:
+        if self._busy >= self._concurrency:
+            return False
+        return priority == Priority.URGENT or self._busy_shared < self._shared_slots
+
+    def _take(self, priority: int) -> None:
+        self._busy += 1
+        if priority != Priority.URGENT:
+            self._busy_shared += 1
+
     async def _acquire(self, priority: Priority) -> None:
-        if self._free > 0 and not self._queue:
-            self._free -= 1
-            return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (int(priority), next(self._order), turn)
         heapq.heappush(self._queue, entry)
+        self._dispatch()
         try:
             await turn
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
-                self._release()  # handed the slot just as the caller went away: pass it on
+                self._release(priority)  # handed the slot just as the caller went away: pass it on
             else:
                 self._queue.remove(entry)  # at most queue_limit entries; keeps the queue exact
                 heapq.heapify(self._queue)
             raise
 
-    def _release(self) -> None:
-        while self._queue:
-            _, _, turn = heapq.heappop(self._queue)
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self._free += 1
+    def _release(self, priority: int) -> None:
+        self._busy -= 1
+        if priority != Priority.URGENT:
+            self._busy_shared -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start waiters, most urgent first. Only the head need be looked at: if it cannot start,
+        nothing behind it can (an URGENT waiter would be the head; the rest share one limit)."""
+        while self._queue and self._can_start(self._queue[0][0]):
+            priority, _, turn = heapq.heappop(self._queue)
+            self._take(priority)
+            turn.set_result(None)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        for executor in self._executors.values():
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _lower_priority(niceness: int) -> None:

@@ -44,7 +44,8 @@ class Services:
     async def open(cls, config: Config) -> AsyncIterator[Services]:
         store = await Store.open(config.db_path)
         public_kdf = KdfPool(concurrency=config.kdf_concurrency, queue_limit=config.kdf_queue_limit,
-                             normal_cap=config.max_receipt_logins_in_flight)
+                             normal_cap=config.max_receipt_logins_in_flight,
+                             urgent_reserve=min(config.submission_kdf_reserve, config.kdf_concurrency - 1))
         staff_kdf = KdfPool(concurrency=config.staff_kdf_concurrency, queue_limit=config.staff_kdf_queue_limit,
                             niceness=STAFF_KDF_NICENESS)
         receipts: ReceiptStock | None = None

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from dropbox.kdf_pool import KDF_NICENESS, KdfBusy, KdfPool, Priority
+from dropbox.kdf_pool import KDF_NICENESS, URGENT_NICENESS, KdfBusy, KdfPool, Priority
 
 
 def _niceness() -> int:
@@ -130,9 +130,31 @@ async def test_logins_in_flight_are_capped_until_their_threads_end() -> None:
         urgent = asyncio.create_task(pool.call(_niceness, priority=Priority.URGENT))
         release.set()
         assert await second is True
-        assert await urgent == KDF_NICENESS + _niceness()
+        assert await urgent == URGENT_NICENESS + _niceness()
         # And once they have all ended, logins are taken again
         assert await pool.run(_niceness) == KDF_NICENESS + _niceness()
+    finally:
+        release.set()
+        pool.close()
+
+
+async def test_a_submission_never_waits_for_a_login_run_with_a_slot_reserved() -> None:
+    # Given two slots, one of them reserved for submissions, and logins that hold the other one
+    pool = KdfPool(concurrency=2, queue_limit=8, urgent_reserve=1)
+    release = threading.Event()
+    try:
+        logins = [asyncio.create_task(pool.run(release.wait, 30)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert pool.waiting == 2, "logins may use only the unreserved slot"
+        # When a submission needs a derivation, it runs at once, above the logins' priority
+        assert await pool.call(_niceness, priority=Priority.URGENT) == URGENT_NICENESS + _niceness()
+        # And the reserved slot never goes to a login or a refill
+        refill = asyncio.create_task(pool.call(_niceness, priority=Priority.IDLE))
+        await asyncio.sleep(0)
+        assert pool.waiting == 3
+        release.set()
+        assert await asyncio.gather(*logins) == [True, True, True]
+        assert await refill == KDF_NICENESS + _niceness()
     finally:
         release.set()
         pool.close()
