@@ -16,7 +16,7 @@ import nacl.bindings as sodium
 from argon2.low_level import Type, hash_secret_raw
 
 from dropbox.config import PRODUCTION_KDF_MEM, PRODUCTION_KDF_OPS, MiB
-from dropbox.sealing import FileSealer, KdfParams, draw_receipt_secret, derive_receipt_keys, new_file_key
+from dropbox.sealing import FileSealer, KdfParams, derive_receipt_keys, draw_receipt_secret, new_file_key
 
 
 def _time(fn: object, repeat: int) -> list[float]:

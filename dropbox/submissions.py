@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dropbox.blobs import StagedFiles, new_id
 from dropbox.install import Install, today
-from dropbox.kdf_pool import KdfPool
+from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
     FileView,
     MessageView,
@@ -23,7 +23,6 @@ from dropbox.reports import (
     sealed_file_rows,
     thread,
 )
-from dropbox.kdf_pool import Priority
 from dropbox.sealing import (
     InvalidSecret,
     KdfParams,
