@@ -90,7 +90,7 @@ class KdfPool:
             raise KdfBusy()
         counted = priority == Priority.NORMAL and self._normal_cap is not None
         if counted:
-            if self._normal_in_flight >= self._normal_cap:  # type: ignore[operator]
+            if self._normal_in_flight >= (self._normal_cap or 0):
                 raise KdfBusy()
             self._normal_in_flight += 1
         try:
