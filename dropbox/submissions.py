@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dropbox.blobs import StagedFiles, new_id
@@ -107,12 +108,13 @@ async def submit_report(
     body: ReportBody,
     keys: ReportKeys,
     staged: StagedFiles,
-    drawn: ReceiptSecret | None = None,
+    take_receipt: Callable[[], Awaitable[ReceiptSecret]] | None = None,
 ) -> ReceiptCode:
     """Seal and store a report with its staged files; the receipt is returned only once it is durable.
 
-    `drawn` is the receipt secret to use (from the stock); without one, it is derived now. On any
-    failure the staged files are discarded and no row remains.
+    `take_receipt` supplies the receipt secret (the stock's `take`), asked only once the report
+    is known to be acceptable, so a refused one uses up nothing; without it, one is derived now.
+    On any failure the staged files are discarded and no row remains.
     """
     try:
         try:
@@ -122,7 +124,7 @@ async def submit_report(
         members = await store.channel_members(channel.id)
         if not members:
             raise NoRecipients(channel.id)
-        drawn = drawn or await draw_receipt(kdf=kdf, install=install)
+        drawn = await take_receipt() if take_receipt else await draw_receipt(kdf=kdf, install=install)
         report_id = new_id()
         day = today()
         report = Report(

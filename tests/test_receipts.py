@@ -29,7 +29,7 @@ from dropbox.sealing import (
     wrap_for_whistleblower,
 )
 from dropbox.storage import Caseworker, Store
-from dropbox.submissions import WrongReceipt, open_mailbox, read_mailbox, submit_report
+from dropbox.submissions import NoRecipients, WrongReceipt, open_mailbox, read_mailbox, submit_report
 
 T = TypeVar("T")
 
@@ -190,7 +190,7 @@ async def test_the_stock_hands_out_each_receipt_once_and_refills_at_idle_priorit
         counting.calls.clear()
         receipt = await submit_report(store=store, kdf=counting, install=install, channel_id="default",
                                       body=ReportBody(text="stocked", answers={}), keys=ReportKeys.generate(),
-                                      staged=blobs.stage(byte_budget=1), drawn=await stock.take())
+                                      staged=blobs.stage(byte_budget=1), take_receipt=stock.take)
         assert Priority.URGENT not in counting.calls
         access = await open_mailbox(store=store, kdf=counting, install=install, receipt_text=receipt)
         assert (await read_mailbox(store=store, access=access, record_visit=False)).body.text == "stocked"
@@ -203,3 +203,22 @@ async def _until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(60):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def test_a_refused_submission_takes_nothing_from_the_stock(
+    store: Store, counting: CountingPool, install: Install, blobs: BlobStore, config: Config
+) -> None:
+    # Given a filled stock and a channel nobody is assigned to (no caseworker at all)
+    stock = ReceiptStock(kdf=counting, install=install, size=1)
+    stock.start()
+    try:
+        await _until(lambda: stock.ready == 1)
+        # When a report is submitted there, it is refused
+        with pytest.raises(NoRecipients):
+            await submit_report(store=store, kdf=counting, install=install, channel_id="default",
+                                body=ReportBody(text="nobody reads this", answers={}), keys=ReportKeys.generate(),
+                                staged=blobs.stage(byte_budget=1), take_receipt=stock.take)
+        # Then the stocked receipt is still there for the next person
+        assert stock.ready == 1
+    finally:
+        await stock.close()

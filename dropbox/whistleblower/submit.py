@@ -174,7 +174,7 @@ async def submit(request: web.Request) -> web.Response:
         body = ReportBody(text=text, answers=answers, contact=fields.get("contact", "").strip())
         receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
                                       channel_id=channel.id, body=body, keys=ReportKeys.generate(),
-                                      staged=parsed.staged, drawn=await services.receipts.take())
+                                      staged=parsed.staged, take_receipt=services.receipts.take)
     except (UnknownChannel, NoRecipients, KdfBusy, StorageUnavailable) as e:
         if isinstance(e, NoRecipients):
             log.error("a report was refused: channel %r has no active caseworker", e.args[0])
