@@ -96,7 +96,7 @@ async def test_caseworker_opens_downloads_and_answers_a_fresh_report(
     wb_context = await new_context(browser)
     wb = await wb_context.new_page()  # type: ignore[attr-defined]
     receipt = await _whistleblower_submits(wb, live, evidence)
-    assert len(receipt) == 16 and receipt.isdigit()
+    assert len(receipt) == 24 and receipt.isdigit()
 
     # When the caseworker signs in, the list shows it as new
     context = await new_context(browser)
