@@ -28,10 +28,10 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Niceness of the derivation threads. They saturate the cores during a login flood; at equal
-#: priority the event loop (every other page) would wait behind them.
+#: How much nicer than the process the derivation threads run. They saturate the cores during a
+#: login flood; at equal priority the event loop (every other page) would wait behind them.
 KDF_NICENESS = 10
-#: Niceness of URGENT runs (a submission's receipt when the stock is empty): still below the event
+#: The same for URGENT runs (a submission's receipt when the stock is empty): still below the event
 #: loop, above a flood's logins, so a person waiting for their receipt is not slowed by them.
 URGENT_NICENESS = 5
 
@@ -161,7 +161,9 @@ class KdfPool:
 
 
 def _lower_priority(niceness: int) -> None:
-    """Runs in each new worker thread: Linux applies setpriority per thread (by its TID)."""
+    """Runs in each new worker thread: `niceness` below the process (so below the event loop,
+    whatever niceness the server was started with). Linux applies setpriority per thread (TID)."""
     # Not permitted or not Linux: still correct, only less responsive under a flood.
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + niceness)
