@@ -75,10 +75,16 @@ class KdfPool:
         self._queue_limit = queue_limit
         self._normal_cap = normal_cap
         self._normal_in_flight = 0
+        self._started = 0
 
     @property
     def waiting(self) -> int:
         return len(self._queue)
+
+    @property
+    def started(self) -> int:
+        """Derivations handed to a thread since the pool opened (tests use it to see that none was)."""
+        return self._started
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args, **kwargs)` in a worker thread at NORMAL priority."""
@@ -111,6 +117,7 @@ class KdfPool:
         except BaseException:
             done()
             raise
+        self._started += 1
         # The slot is freed when the thread is done, not when the caller stops waiting: a caller
         # cancelled mid-derivation (a client gone) must not let another 256 MiB run start beside it.
         work.add_done_callback(lambda _: loop.call_soon_threadsafe(done))

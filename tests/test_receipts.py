@@ -30,6 +30,7 @@ from dropbox.sealing import (
 )
 from dropbox.storage import Caseworker, Store
 from dropbox.submissions import NoRecipients, WrongReceipt, open_mailbox, read_mailbox, submit_report
+from tests.web_fixtures import until
 
 T = TypeVar("T")
 
@@ -177,14 +178,14 @@ async def test_the_stock_hands_out_each_receipt_once_and_refills_at_idle_priorit
     stock = ReceiptStock(kdf=counting, install=install, size=2)
     stock.start()
     try:
-        await _until(lambda: stock.ready == 2)
+        await until(lambda: stock.ready == 2)
         assert counting.calls == [Priority.IDLE, Priority.IDLE]
         # When three are taken at once: two come from the stock, the third is derived urgently
         taken = await asyncio.gather(stock.take(), stock.take(), stock.take())
         assert Priority.URGENT in counting.calls
         assert len({t.secret for t in taken}) == 3 and len({t.salt for t in taken}) == 3
         # Then the stock fills up again, at idle priority
-        await _until(lambda: stock.ready == 2)
+        await until(lambda: stock.ready == 2)
         assert counting.calls.count(Priority.IDLE) == 4
         # And a stocked receipt makes a working report without any derivation at submission
         counting.calls.clear()
@@ -198,13 +199,6 @@ async def test_the_stock_hands_out_each_receipt_once_and_refills_at_idle_priorit
         await stock.close()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Wait for the stock's background task (cheap test cost: milliseconds), bounded generously."""
-    async with asyncio.timeout(60):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def test_a_refused_submission_takes_nothing_from_the_stock(
     store: Store, counting: CountingPool, install: Install, blobs: BlobStore, config: Config
 ) -> None:
@@ -212,7 +206,7 @@ async def test_a_refused_submission_takes_nothing_from_the_stock(
     stock = ReceiptStock(kdf=counting, install=install, size=1)
     stock.start()
     try:
-        await _until(lambda: stock.ready == 1)
+        await until(lambda: stock.ready == 1)
         # When a report is submitted there, it is refused
         with pytest.raises(NoRecipients):
             await submit_report(store=store, kdf=counting, install=install, channel_id="default",
