@@ -50,7 +50,8 @@ class Config:
     submission_kdf_reserve: int = field(default=1, metadata={
         "section": "kdf",
         "doc": "of the whistleblower app's kdf_concurrency, slots only a submission may use (when the "
-               "receipt stock is empty), so it never waits for a login's Argon2id run"})
+               "receipt stock is empty), so it never waits for a login's Argon2id run; at most "
+               "kdf_concurrency - 1"})
     staff_kdf_concurrency: int = field(default=1, metadata={
         "section": "kdf",
         "doc": "Argon2id runs the caseworker app may have in flight at once; its own pool, so no "
