@@ -171,11 +171,11 @@ def form_fields(hidden: dict[str, str], values: dict[str, str]) -> list[tuple[st
 
 _RECEIPT_ELEMENT = re.compile(r"""id=["']receipt["'][^>]*>(.{0,600})""", re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
-_DIGITS = re.compile(r"(\d{4})\s*(\d{4})\s*(\d{4})\s*(\d{4})")
+_DIGITS = re.compile(r"(\d{4})" + r"\s*(\d{4})" * 5)
 
 
 def receipt_from(html: str) -> str | None:
-    """The 16 receipt digits shown in the element with id="receipt" (groups may be in child tags)."""
+    """The 24 receipt digits shown in the element with id="receipt" (groups may be in child tags)."""
     element = _RECEIPT_ELEMENT.search(html)
     if element is None:
         return None

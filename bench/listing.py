@@ -28,7 +28,7 @@ from dropbox.storage import Report, Store
 RETENTION_DAYS = 90
 
 
-def _report(index: int, today: dt.date) -> tuple[Report, ReportKeys, bytes]:
+def _report(index: int, today: dt.date) -> tuple[Report, ReportKeys]:
     keys = ReportKeys.generate()
     report_id = new_id()
     day = today - dt.timedelta(days=index % RETENTION_DAYS)
@@ -42,7 +42,7 @@ def _report(index: int, today: dt.date) -> tuple[Report, ReportKeys, bytes]:
         whistleblower_key=wrap_for_whistleblower(keys, receipt_keys=receipt_keys, report_id=report_id),
         sealed_body=seal_body(body, report_key=keys.report_key, report_id=report_id),
     )
-    return report, keys, receipt_keys.lookup_id
+    return report, keys
 
 
 async def seed(config: Config, *, reports: int, caseworker: str) -> dict[str, float]:
@@ -53,9 +53,9 @@ async def seed(config: Config, *, reports: int, caseworker: str) -> dict[str, fl
         today = dt.datetime.now(dt.UTC).date()
         started = time.perf_counter()
         for i in range(reports):
-            report, keys, lookup_id = _report(i, today)
-            await store.insert_report(report, lookup_id=lookup_id, grants={cw.id: keys.seal_for(cw.public_key)},
-                                      files=[])
+            report, keys = _report(i, today)
+            await store.insert_report(report, locator=f"{i:06d}", receipt_salt=secrets.token_bytes(16),
+                                      grants={cw.id: keys.seal_for(cw.public_key)}, files=[])
         seconds = time.perf_counter() - started
     finally:
         await store.close()

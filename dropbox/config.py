@@ -41,10 +41,31 @@ class Config:
     # Argon2id cost for new passphrase wraps and, at `init`, for the install's receipt scheme.
     kdf_ops: int = PRODUCTION_KDF_OPS
     kdf_mem: int = PRODUCTION_KDF_MEM
-    #: How many Argon2id runs may be in flight at once (each takes kdf_mem of RAM).
+    #: How many Argon2id runs the whistleblower app may have in flight at once (each takes kdf_mem
+    #: of RAM). The caseworker app has its own pool, so the bound on both is
+    #: (kdf_concurrency + staff_kdf_concurrency) × kdf_mem.
     kdf_concurrency: int = 2
-    #: How many more may queue behind them before new logins are told to come back later.
+    #: How many more may queue behind them before new attempts are told to come back later.
     kdf_queue_limit: int = 64
+    submission_kdf_reserve: int = field(default=1, metadata={
+        "section": "kdf",
+        "doc": "of the whistleblower app's kdf_concurrency, slots only a submission may use (when the "
+               "receipt stock is empty), so it never waits for a login's Argon2id run; at most "
+               "kdf_concurrency - 1"})
+    staff_kdf_concurrency: int = field(default=1, metadata={
+        "section": "kdf",
+        "doc": "Argon2id runs the caseworker app may have in flight at once; its own pool, so no "
+               "flood on the public app can delay a caseworker login"})
+    staff_kdf_queue_limit: int = field(default=16, metadata={
+        "section": "kdf", "doc": "caseworker logins that may wait for the caseworker pool before 'busy'"})
+    max_receipt_logins_in_flight: int = field(default=8, metadata={
+        "section": "kdf",
+        "doc": "receipt logins waiting or running at once; more are refused at once with 'busy', so a "
+               "flood cannot queue without bound or crowd out submissions"})
+    receipt_stock: int = field(default=4, metadata={
+        "section": "kdf",
+        "doc": "receipts derived ahead while the public pool is idle (memory only), so a submission "
+               "does not wait for Argon2id"})
 
     # Uploads.
     max_submission_bytes: int = 1 * GiB

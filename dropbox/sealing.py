@@ -38,14 +38,20 @@ import nacl.pwhash.argon2id as argon2id
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 ReceiptCode = NewType("ReceiptCode", str)
-"""Sixteen decimal digits, no separators: the whistleblower's only credential."""
+"""The whistleblower's only credential, decimal digits without separators: 24 (a 6-digit locator,
+then an 18-digit secret), or 16 for a report made before schema 3 (see docs/PROTOCOL.md)."""
 
 Passphrase = NewType("Passphrase", str)
 """A caseworker's passphrase as typed."""
 
 KEY_BYTES = 32
 SALT_BYTES = argon2id.SALTBYTES
-RECEIPT_DIGITS = 16
+#: A receipt: the locator (stored in the clear, finds the report) and the secret (Argon2id input).
+RECEIPT_DIGITS = 24
+LOCATOR_DIGITS = 6
+SECRET_DIGITS = RECEIPT_DIGITS - LOCATOR_DIGITS
+#: Receipts of reports made before schema 3: all 16 digits hashed under the install-wide salt.
+LEGACY_RECEIPT_DIGITS = 16
 #: Longest passphrase or receipt input we hash; longer input is refused before any work (DoS).
 MAX_SECRET_BYTES = 1024
 #: Sealed fields are padded to a multiple of this so ciphertext length says little about content.
@@ -264,14 +270,30 @@ class ReportKeys:
 # --- receipt codes -------------------------------------------------------------------------
 
 
-def new_receipt() -> ReceiptCode:
-    """16 uniformly random digits from the OS CSPRNG (log2(10^16) ≈ 53 bits)."""
-    return ReceiptCode(f"{secrets.randbelow(10**RECEIPT_DIGITS):0{RECEIPT_DIGITS}d}")
+def _digits(count: int) -> str:
+    """`count` uniformly random decimal digits from the OS CSPRNG."""
+    return f"{secrets.randbelow(10**count):0{count}d}"
+
+
+def new_locator() -> str:
+    """A report's locator: 6 random digits, unique among reports (the store refuses a clash)."""
+    return _digits(LOCATOR_DIGITS)
+
+
+def receipt_code(*, locator: str, secret: str) -> ReceiptCode:
+    return ReceiptCode(locator + secret)
+
+
+def split_receipt(code: ReceiptCode) -> tuple[str | None, str]:
+    """(locator, secret) of a code; a legacy 16-digit code has no locator and is all secret."""
+    if len(code) == LEGACY_RECEIPT_DIGITS:
+        return None, code
+    return code[:LOCATOR_DIGITS], code[LOCATOR_DIGITS:]
 
 
 def format_receipt(code: ReceiptCode) -> str:
-    """Groups of four, as shown to the whistleblower: '1234 5678 9012 3456'."""
-    return " ".join(code[i : i + 4] for i in range(0, RECEIPT_DIGITS, 4))
+    """Groups of four, as shown to the whistleblower: '1234 5678 9012 3456 7890 1234'."""
+    return " ".join(code[i : i + 4] for i in range(0, len(code), 4))
 
 
 def parse_receipt(text: str) -> ReceiptCode:
@@ -279,23 +301,41 @@ def parse_receipt(text: str) -> ReceiptCode:
     if len(text) > 64:
         raise InvalidSecret("receipt too long")
     digits = "".join(ch for ch in text if ch not in " -\t")
-    if len(digits) != RECEIPT_DIGITS or not digits.isascii() or not digits.isdigit():
-        raise InvalidSecret("receipt must be 16 digits")
+    if len(digits) not in (RECEIPT_DIGITS, LEGACY_RECEIPT_DIGITS) or not digits.isascii() or not digits.isdigit():
+        raise InvalidSecret("receipt must be 24 digits (16 for an older one)")
     return ReceiptCode(digits)
 
 
 @dataclass(frozen=True)
 class ReceiptKeys:
-    """Both things a receipt code yields. Only `lookup_id` is ever stored."""
+    """Both things a receipt's secret yields. Only a legacy report stores `lookup_id`."""
 
     lookup_id: bytes
     wrap_key: bytes
 
 
-def derive_receipt_keys(code: ReceiptCode, *, kdf: KdfParams) -> ReceiptKeys:
-    """One Argon2id run over the code and the install salt, split into two independent keys."""
-    master = _argon2id(code.encode("ascii"), kdf)
+def derive_receipt_keys(secret: str, *, kdf: KdfParams) -> ReceiptKeys:
+    """One Argon2id run over the secret part (all of a legacy code) and the salt (the report's own,
+    or for a legacy report the install's), split into two independent keys."""
+    master = _argon2id(secret.encode("ascii"), kdf)
     return ReceiptKeys(lookup_id=_subkey(master, b"dbx.lookup"), wrap_key=_subkey(master, b"dbx.wb-wrap"))
+
+
+@dataclass(frozen=True)
+class ReceiptSecret:
+    """A new receipt's secret, its report's salt, and the keys derived from both: everything of a
+    receipt but the locator, which the store picks at insert (it is not part of the derivation)."""
+
+    secret: str
+    salt: bytes
+    keys: ReceiptKeys
+
+
+def draw_receipt_secret(*, ops: int, mem: int) -> ReceiptSecret:
+    """An 18-digit secret (log2(10^18) ≈ 60 bits) under a fresh salt: one Argon2id run."""
+    secret = _digits(SECRET_DIGITS)
+    kdf = KdfParams.fresh(ops=ops, mem=mem)
+    return ReceiptSecret(secret=secret, salt=kdf.salt, keys=derive_receipt_keys(secret, kdf=kdf))
 
 
 def wrap_for_whistleblower(keys: ReportKeys, *, receipt_keys: ReceiptKeys, report_id: str) -> bytes:

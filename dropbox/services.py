@@ -1,5 +1,8 @@
-"""The long-lived objects both web apps share: the store, the KDF pool, the blob folders.
+"""The long-lived objects both web apps share: the store, the KDF pools, the blob folders.
 
+Each app has its own KDF pool, so no flood on the public app can delay a caseworker login; the
+public one also keeps the receipt stock. Together they hold at most
+(kdf_concurrency + staff_kdf_concurrency) × kdf_mem of Argon2id memory.
 Opening them also settles what a crash left behind (blob recovery) before any request is served.
 """
 
@@ -14,16 +17,25 @@ from dropbox.blobs import BlobStore
 from dropbox.config import Config
 from dropbox.install import Install, load_install
 from dropbox.kdf_pool import KdfPool
+from dropbox.receipt_stock import ReceiptStock
 from dropbox.storage import Store
 
 log = logging.getLogger(__name__)
+
+#: The caseworker pool's threads run below the event loop but above the public pool's
+#: (KDF_NICENESS), so a public flood that saturates the cores slows a caseworker login little.
+STAFF_KDF_NICENESS = 5
 
 
 @dataclass(frozen=True)
 class Services:
     config: Config
     store: Store
-    kdf: KdfPool
+    #: Receipt logins and receipts (the whistleblower app), logins capped in flight.
+    public_kdf: KdfPool
+    #: Caseworker logins and passphrase changes (the caseworker app).
+    staff_kdf: KdfPool
+    receipts: ReceiptStock
     blobs: BlobStore
     install: Install
 
@@ -31,11 +43,23 @@ class Services:
     @contextlib.asynccontextmanager
     async def open(cls, config: Config) -> AsyncIterator[Services]:
         store = await Store.open(config.db_path)
-        kdf = KdfPool(concurrency=config.kdf_concurrency, queue_limit=config.kdf_queue_limit)
+        public_kdf = KdfPool(concurrency=config.kdf_concurrency, queue_limit=config.kdf_queue_limit,
+                             normal_cap=config.max_receipt_logins_in_flight,
+                             urgent_reserve=min(config.submission_kdf_reserve, config.kdf_concurrency - 1))
+        staff_kdf = KdfPool(concurrency=config.staff_kdf_concurrency, queue_limit=config.staff_kdf_queue_limit,
+                            niceness=STAFF_KDF_NICENESS)
+        receipts: ReceiptStock | None = None
         try:
             blobs = BlobStore(config)
             blobs.recover(await store.all_file_ids())
-            yield cls(config=config, store=store, kdf=kdf, blobs=blobs, install=await load_install(store))
+            install = await load_install(store)
+            receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock)
+            receipts.start()
+            yield cls(config=config, store=store, public_kdf=public_kdf, staff_kdf=staff_kdf, receipts=receipts,
+                      blobs=blobs, install=install)
         finally:
-            kdf.close()
+            if receipts is not None:
+                await receipts.close()
+            public_kdf.close()
+            staff_kdf.close()
             await store.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,15 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX audit_by_report ON audit (report_id, hour);
     CREATE INDEX reports_listing ON reports
         (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day);
+    """,
+    # 3 (receipts). A new receipt is a clear 6-digit locator, which finds the report, and an
+    # 18-digit secret hashed under the report's own salt, so a copy of the database offers no
+    # multi-target guessing. Reports made before keep working through lookup_id (their locator and
+    # salt stay NULL); new ones fill the NOT NULL UNIQUE lookup_id with random bytes.
+    3: """
+    ALTER TABLE reports ADD COLUMN locator TEXT CHECK (locator IS NULL OR length(locator) = 6);
+    ALTER TABLE reports ADD COLUMN receipt_salt BLOB;
+    CREATE UNIQUE INDEX reports_by_locator ON reports (locator);
     """,
     # 5 (accounts). A generated passphrase (seen by whoever created the account) must be changed
     # at first login. Wrong TOTP codes after a right passphrase back off per account, kept here so
@@ -624,21 +634,25 @@ class Store:
     # reports -------------------------------------------------------------------------------
 
     async def insert_report(
-        self, report: Report, *, lookup_id: bytes, grants: dict[str, bytes], files: Sequence[NewFile]
+        self, report: Report, *, locator: str, receipt_salt: bytes, grants: dict[str, bytes],
+        files: Sequence[NewFile],
     ) -> None:
-        """A new report with its key grants and files, atomically. Conflict on a lookup-id clash."""
+        """A new report with its key grants and files, atomically. Conflict on a locator clash.
+
+        lookup_id (only legacy receipts use it) gets random bytes: unique, and matching no code.
+        """
         async with self.transaction() as db:
             try:
                 await db.execute(
-                    "INSERT INTO reports (id, lookup_id, channel_id, status, received_day, last_activity_day,"
-                    " retention_days, expires_day, whistleblower_key, sealed_body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (report.id, lookup_id, report.channel_id, report.status, report.received_day,
-                     report.last_activity_day, report.retention_days, report.expires_day,
+                    "INSERT INTO reports (id, lookup_id, locator, receipt_salt, channel_id, status, received_day,"
+                    " last_activity_day, retention_days, expires_day, whistleblower_key, sealed_body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (report.id, secrets.token_bytes(32), locator, receipt_salt, report.channel_id, report.status,
+                     report.received_day, report.last_activity_day, report.retention_days, report.expires_day,
                      report.whistleblower_key, report.sealed_body),
                 )
             except aiosqlite.IntegrityError as e:
-                raise Conflict("report id or lookup id") from e
+                raise Conflict("report id or locator") from e
             await db.executemany(
                 "INSERT INTO report_grants (report_id, caseworker_id, sealed_keys) VALUES (?, ?, ?)",
                 [(report.id, cw, sealed) for cw, sealed in grants.items()],
@@ -650,8 +664,14 @@ class Store:
         return _report(row)
 
     async def report_by_lookup(self, lookup_id: bytes) -> Report:
-        row = await self._one("SELECT * FROM reports WHERE lookup_id = ?", (lookup_id,))
+        """A report made before schema 3, by the lookup id its whole receipt derives."""
+        row = await self._one("SELECT * FROM reports WHERE lookup_id = ? AND locator IS NULL", (lookup_id,))
         return _report(row)
+
+    async def report_by_locator(self, locator: str) -> tuple[Report, bytes]:
+        """A report by its receipt's clear locator, with the salt its receipt's secret is hashed under."""
+        row = await self._one("SELECT * FROM reports WHERE locator = ?", (locator,))
+        return _report(row), bytes(row["receipt_salt"])  # type: ignore[index]
 
     async def grant(self, *, report_id: str, caseworker_id: str) -> bytes:
         """The caseworker's sealed keys for the report; NotFound when not granted."""
@@ -948,7 +968,11 @@ async def _update_row(db: aiosqlite.Connection, table: str, row_id: str, fields:
 def _report(row: aiosqlite.Row | None) -> Report:
     if row is None:
         raise NotFound("report")
-    return Report(**{k: row[k] for k in row.keys() if k != "lookup_id"})  # noqa: SIM118 (a Row iterates values)
+    return Report(**{k: row[k] for k in row.keys() if k not in _RECEIPT_COLUMNS})  # noqa: SIM118 (a Row iterates values)
+
+
+#: How a receipt finds its report; only the receipt login reads them, never a Report.
+_RECEIPT_COLUMNS = frozenset({"lookup_id", "locator", "receipt_salt"})
 
 
 async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: str | None,

@@ -5,14 +5,15 @@ These are plain async functions over a Store; the web views only parse forms and
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from dropbox.blobs import StagedFiles, new_id
 from dropbox.install import Install, today
-from dropbox.kdf_pool import KdfPool
+from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
     FileView,
     MessageView,
@@ -25,14 +26,18 @@ from dropbox.reports import (
 )
 from dropbox.sealing import (
     InvalidSecret,
+    KdfParams,
     KeyWiped,
     ReceiptCode,
-    ReceiptKeys,
+    ReceiptSecret,
     ReportKeys,
     TamperedData,
     derive_receipt_keys,
-    new_receipt,
+    draw_receipt_secret,
+    new_locator,
     parse_receipt,
+    receipt_code,
+    split_receipt,
     unwrap_for_whistleblower,
     wrap_for_whistleblower,
 )
@@ -110,14 +115,16 @@ def expiry(day: dt.date, retention_days: int) -> str:
     return (day + dt.timedelta(days=retention_days)).isoformat()
 
 
-DrawnReceipt = tuple[ReceiptCode, ReceiptKeys]
+#: Tries at a free locator before giving up. Each clash has odds reports/10^6 (1 % at 10,000
+#: reports), and a retry costs one insert, not an Argon2id run: the locator is not derived.
+LOCATOR_ATTEMPTS = 20
 
 
-async def draw_receipt(*, kdf: KdfPool, install: Install) -> DrawnReceipt:
-    """A fresh receipt and its derived keys. Web views start this while the upload still streams,
-    so the Argon2id run (~0.5 s) overlaps the transfer instead of following it."""
-    code = new_receipt()
-    return code, await kdf.run(derive_receipt_keys, code, kdf=install.receipt_kdf)
+async def draw_receipt(*, kdf: KdfPool, install: Install, priority: Priority = Priority.URGENT) -> ReceiptSecret:
+    """A fresh receipt secret at the install's receipt cost. By default ahead of every waiting
+    login: that is for a submission the stock (receipt_stock.py) could not serve."""
+    return await kdf.call(functools.partial(draw_receipt_secret, ops=install.receipt_kdf.ops,
+                                            mem=install.receipt_kdf.mem), priority=priority)
 
 
 async def submit_report(
@@ -129,12 +136,13 @@ async def submit_report(
     body: ReportBody,
     keys: ReportKeys,
     staged: StagedFiles,
-    drawn: DrawnReceipt | None = None,
+    take_receipt: Callable[[], Awaitable[ReceiptSecret]] | None = None,
 ) -> ReceiptCode:
     """Seal and store a report with its staged files; the receipt is returned only once it is durable.
 
-    `drawn` is a receipt from draw_receipt() to use first. On any failure the staged files are
-    discarded and no row remains.
+    `take_receipt` supplies the receipt secret (the stock's `take`), asked only once the report
+    is known to be acceptable, so a refused one uses up nothing; without it, one is derived now.
+    On any failure the staged files are discarded and no row remains.
     """
     try:
         try:
@@ -144,31 +152,30 @@ async def submit_report(
         members = await store.channel_members(channel.id)
         if not members:
             raise NoRecipients(channel.id)
+        drawn = await take_receipt() if take_receipt else await draw_receipt(kdf=kdf, install=install)
         report_id = new_id()
         day = today()
         report = Report(
             id=report_id, channel_id=channel.id, status="new", received_day=day.isoformat(),
             last_activity_day=day.isoformat(), retention_days=channel.retention_days,
             expires_day=expiry(day, channel.retention_days), acknowledged_day=None, feedback_day=None,
-            whistleblower_seen_day=None, whistleblower_key=b"",
+            whistleblower_seen_day=None,
+            whistleblower_key=wrap_for_whistleblower(keys, receipt_keys=drawn.keys, report_id=report_id),
             sealed_body=seal_body(body, report_key=keys.report_key, report_id=report_id),
         )
         files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id)
         grants = {cw.id: keys.seal_for(cw.public_key) for cw in members}
-        for _attempt in range(3):  # a lookup-id clash needs two equal 53-bit receipts; retry anyway
-            receipt, receipt_keys = drawn or await draw_receipt(kdf=kdf, install=install)
-            drawn = None
-            wrapped = wrap_for_whistleblower(keys, receipt_keys=receipt_keys, report_id=report_id)
+        for _attempt in range(LOCATOR_ATTEMPTS):
+            locator = new_locator()
             try:
-                await store.insert_report(
-                    dataclasses.replace(report, whistleblower_key=wrapped), lookup_id=receipt_keys.lookup_id,
-                    grants=grants, files=files,
-                )
+                await store.insert_report(report, locator=locator, receipt_salt=drawn.salt, grants=grants,
+                                          files=files)
                 break
             except Conflict:
                 continue
         else:
-            raise SubmissionError("could not allocate a unique receipt")
+            raise SubmissionError("could not find a free receipt locator")
+        receipt = receipt_code(locator=locator, secret=drawn.secret)
     except BaseException:
         staged.discard()
         raise
@@ -185,14 +192,31 @@ def _promote(staged: StagedFiles) -> None:
 
 
 async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_text: str) -> MailboxAccess:
-    """Receipt login: one Argon2id run. Any failure is WrongReceipt, whatever the cause."""
+    """Receipt login: one Argon2id run. Any failure is WrongReceipt, whatever the cause.
+
+    A 24-digit code's locator finds the report and its salt; an unknown locator still costs one
+    run (on a fresh salt), so time tells nothing. A 16-digit code is a report from before schema 3:
+    hashed under the install salt, found by the lookup id that yields.
+    """
     try:
-        code = parse_receipt(receipt_text)
+        locator, secret = split_receipt(parse_receipt(receipt_text))
     except InvalidSecret as e:
         raise MalformedReceipt() from e
-    receipt_keys = await kdf.run(derive_receipt_keys, code, kdf=install.receipt_kdf)
+    cost = install.receipt_kdf
+    report: Report | None = None
     try:
-        report = await store.report_by_lookup(receipt_keys.lookup_id)
+        if locator is None:
+            receipt_keys = await kdf.run(derive_receipt_keys, secret, kdf=cost)
+            report = await store.report_by_lookup(receipt_keys.lookup_id)
+        else:
+            try:
+                report, salt = await store.report_by_locator(locator)
+                kdf_params = KdfParams(salt=salt, ops=cost.ops, mem=cost.mem)
+            except NotFound:
+                kdf_params = KdfParams.fresh(ops=cost.ops, mem=cost.mem)
+            receipt_keys = await kdf.run(derive_receipt_keys, secret, kdf=kdf_params)
+            if report is None:
+                raise NotFound("report")
         report_key = unwrap_for_whistleblower(report.whistleblower_key, receipt_keys=receipt_keys,
                                               report_id=report.id)
     except (NotFound, TamperedData) as e:

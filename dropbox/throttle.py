@@ -7,7 +7,8 @@ all failures share one budget per minute; once it is spent, every further attemp
 refused, and the page can tell them why.
 
 The wait does not bound an attacker who runs many attempts in parallel: what bounds throughput
-is the Argon2id cost and the KDF concurrency limit (Config.kdf_concurrency / kdf_queue_limit).
+is the Argon2id cost and the KDF pool's limits (Config.kdf_concurrency, kdf_queue_limit and
+max_receipt_logins_in_flight).
 The wait only keeps serial guessing slow and makes an attack visible.
 """
 

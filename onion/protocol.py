@@ -27,14 +27,21 @@ def onion_target(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+#: Simultaneous streams (connections) one rendezvous circuit may hold; one more closes the whole
+#: circuit (MaxStreamsCloseCircuit), so a flood over one circuit costs the client a new circuit
+#: (and, under load, a new proof of work). Tor Browser keeps at most 6 connections per site.
+MAX_STREAMS_PER_CIRCUIT = 20
+
+
 def add_onion_command(
     key: ServiceKey, *, target: str, clients: Sequence[AuthorizedClient] = (), pow_on: bool
 ) -> str:
     """The ADD_ONION line for one service (stem's helper takes only one ClientAuthV3)."""
-    flags = ["DiscardPK"]
+    flags = ["DiscardPK", "MaxStreamsCloseCircuit"]
     if clients:
         flags.append("V3Auth")
-    parts = [f"ADD_ONION {key.add_onion_key()}", "Flags=" + ",".join(flags)]
+    parts = [f"ADD_ONION {key.add_onion_key()}", "Flags=" + ",".join(flags),
+             f"MaxStreams={MAX_STREAMS_PER_CIRCUIT}"]
     if pow_on:
         parts.append("PoWDefensesEnabled=1")
     parts.append(f"Port={VIRTUAL_PORT},{target}")

@@ -63,7 +63,7 @@ async def fresh_install(data_dir: Path, *, caseworkers: tuple[str, ...] = ("alic
     await init_install(config)
     async with Services.open(config) as services:
         for name in caseworkers:
-            await accounts.add_caseworker(store=services.store, kdf=services.kdf, config=config, name=name,
+            await accounts.add_caseworker(store=services.store, kdf=services.staff_kdf, config=config, name=name,
                                           passphrase=PASSPHRASES[name], is_admin=(name == "alice"))
     return config
 

@@ -39,7 +39,7 @@ async def new_install(data_dir: Path, *, admins: tuple[str, ...] = ("alice",),
     await init_install(config)
     async with Services.open(config) as services:
         for name in (*admins, *others):
-            await accounts.add_caseworker(store=services.store, kdf=services.kdf, config=config, name=name,
+            await accounts.add_caseworker(store=services.store, kdf=services.staff_kdf, config=config, name=name,
                                           passphrase=PASSPHRASES[name], is_admin=name in admins)
     return config
 
@@ -62,11 +62,11 @@ async def submit(services: Services, *, text: str = "what happened", files: dict
     staged = services.blobs.stage(byte_budget=services.config.max_submission_bytes)
     for name, data in (files or {}).items():
         await staged.add(name, chunks_of(data), max_file_bytes=services.config.max_file_bytes)
-    receipt = await submit_report(store=services.store, kdf=services.kdf, install=services.install,
+    receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
                                   channel_id=channel_id, body=ReportBody(text=text, answers=answers or {},
                                                                          contact=contact),
                                   keys=ReportKeys.generate(), staged=staged)
-    access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
+    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
                                 receipt_text=receipt)
     return Submitted(receipt=receipt, report_id=access.report_id)
 

@@ -18,7 +18,7 @@ from html.parser import HTMLParser
 
 import aiohttp
 
-RECEIPT_DIGITS = re.compile(r"^\d{16}$")
+RECEIPT_DIGITS = re.compile(r"^\d{24}$")
 Field = tuple[str, str | bytes, str | None]
 """(name, value, filename): a file part when filename is not None."""
 
@@ -143,7 +143,7 @@ def element_text(html: str, element_id: str) -> str | None:
 
 
 def receipt_in(html: str) -> str | None:
-    """The 16 digits shown in id="receipt" (groups of four), or None if there is none."""
+    """The 24 digits shown in id="receipt" (groups of four), or None if there is none."""
     text = element_text(html, "receipt")
     if text is None:
         return None

@@ -46,7 +46,7 @@ def _key_in(db: Path, name: str, passphrase: str) -> CaseworkerSession:
 
 async def _enrol(site: Site, name: str) -> None:
     svc = site.services
-    session = await accounts.login(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
+    session = await accounts.login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name=name,
                                    passphrase=PASSPHRASES[name])
     seed = totp.new_seed()
     await totp.enrol(store=svc.store, session=session, seed=seed, code=totp.code_at(seed, totp.current_step()))
@@ -83,7 +83,7 @@ async def test_an_old_backup_and_the_old_passphrase_open_nothing_after_a_change(
     assert len({fresh.key.open_report_keys(s).report_key for _, s in grants}) == 2
     assert totp.open_state(current.totp_sealed, session=fresh).last_step >= 0  # type: ignore[arg-type]
     with pytest.raises(accounts.LoginFailed):
-        await accounts.login(store=store, kdf=svc.kdf, config=svc.config, name="alice",
+        await accounts.login(store=store, kdf=svc.staff_kdf, config=svc.config, name="alice",
                              passphrase=PASSPHRASES["alice"])
 
 
@@ -109,7 +109,7 @@ async def test_a_change_made_elsewhere_ends_sessions_holding_the_retired_key(sit
     # Given alice signed in, when her passphrase is changed outside this app (the CLI's path)
     alice = await site.signed_in("alice")
     svc = site.services
-    renewed = await accounts.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config, name="alice",
+    renewed = await accounts.change_passphrase(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="alice",
                                                old=PASSPHRASES["alice"], new=NEW)
     renewed.wipe()
     # Then her session, which holds the retired key, ends at its next request
@@ -119,7 +119,7 @@ async def test_a_change_made_elsewhere_ends_sessions_holding_the_retired_key(sit
 async def test_a_generated_new_passphrase_must_be_changed_again(site: Site) -> None:
     svc = site.services
     generated, _bits = new_passphrase()
-    renewed = await accounts.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config, name="bob",
+    renewed = await accounts.change_passphrase(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="bob",
                                                old=PASSPHRASES["bob"], new=generated, generated=True)
     renewed.wipe()
     bob = await site.signed_in("bob", passphrase=generated)

@@ -166,7 +166,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             yield file_bytes
 
         await staged.add("evidence.bin", chunks(), max_file_bytes=config.max_file_bytes)
-        await submit_report(store=store, kdf=live.services.kdf, install=await load_install(store),
+        await submit_report(store=store, kdf=live.services.public_kdf, install=await load_install(store),
                             channel_id="default", body=ReportBody(text="the report", answers={}),
                             keys=ReportKeys.generate(), staged=staged)
         ids = {role: (await store.caseworker_by_name(a.name)).id for role, a in ACCOUNTS.items()}

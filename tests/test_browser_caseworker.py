@@ -96,7 +96,7 @@ async def test_caseworker_opens_downloads_and_answers_a_fresh_report(
     wb_context = await new_context(browser)
     wb = await wb_context.new_page()  # type: ignore[attr-defined]
     receipt = await _whistleblower_submits(wb, live, evidence)
-    assert len(receipt) == 16 and receipt.isdigit()
+    assert len(receipt) == 24 and receipt.isdigit()
 
     # When the caseworker signs in, the list shows it as new
     context = await new_context(browser)
@@ -133,7 +133,7 @@ async def test_caseworker_opens_downloads_and_answers_a_fresh_report(
     await expect(wb.locator("main")).to_contain_text(REPLY_TEXT)
     await expect(wb.locator("main")).to_contain_text("questions for you.txt")
     svc = live.services
-    access = await open_mailbox(store=svc.store, kdf=svc.kdf, install=svc.install, receipt_text=receipt)
+    access = await open_mailbox(store=svc.store, kdf=svc.public_kdf, install=svc.install, receipt_text=receipt)
     mailbox = await read_mailbox(store=svc.store, access=access, record_visit=False)
     assert [(m.author, m.text) for m in mailbox.messages] == [("caseworker", REPLY_TEXT)]
     assert [f.name for f in mailbox.messages[0].files] == ["questions for you.txt"]

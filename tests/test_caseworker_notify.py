@@ -90,7 +90,7 @@ async def test_a_notice_says_only_that_something_arrived(tmp_path: Path) -> None
 
             # Nothing new: no second notice. A whistleblower's message is news again.
             assert await notifier.check_once() == 0
-            access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
+            access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
                                         receipt_text=report.receipt)
             await post_whistleblower_message(store=services.store, access=access, text=CANARY,
                                              staged=services.blobs.stage(byte_budget=100))

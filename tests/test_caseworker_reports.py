@@ -30,7 +30,7 @@ def _multipart(fields: list[tuple[str, str | tuple[str, bytes]]]) -> aiohttp.For
 
 async def _mailbox(site: Site, receipt: str) -> object:
     svc = site.services
-    access = await open_mailbox(store=svc.store, kdf=svc.kdf, install=svc.install, receipt_text=receipt)
+    access = await open_mailbox(store=svc.store, kdf=svc.public_kdf, install=svc.install, receipt_text=receipt)
     return await read_mailbox(store=svc.store, access=access, record_visit=True)
 
 
@@ -41,7 +41,7 @@ async def test_list_shows_status_dates_unread_and_deadlines(site: Site) -> None:
     async with svc.store.transaction() as db:
         await db.execute("UPDATE reports SET received_day = ? WHERE id = ?",
                          ((today() - dt.timedelta(days=10)).isoformat(), old.report_id))
-    access = await open_mailbox(store=svc.store, kdf=svc.kdf, install=svc.install, receipt_text=old.receipt)
+    access = await open_mailbox(store=svc.store, kdf=svc.public_kdf, install=svc.install, receipt_text=old.receipt)
     await post_whistleblower_message(store=svc.store, access=access, text="more",
                                      staged=svc.blobs.stage(byte_budget=1000))
     alice = await site.signed_in("alice")

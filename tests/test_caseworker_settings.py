@@ -125,7 +125,7 @@ async def test_totp_pages_without_a_pending_seed_go_back_to_settings(site: Site)
 
 async def test_totp_state_is_sealed_to_the_caseworker_and_consumed_atomically(site: Site) -> None:
     svc = site.services
-    session = await login(store=svc.store, kdf=svc.kdf, config=svc.config, name="carol",
+    session = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
                           passphrase=PASSPHRASES["carol"])
     seed = totp.new_seed()
     now = 1_900_000_000.0
@@ -134,16 +134,16 @@ async def test_totp_state_is_sealed_to_the_caseworker_and_consumed_atomically(si
         await totp.enrol(store=svc.store, session=session, seed=seed, code=code_at(seed, current_step(now)), now=now)
 
     # Two logins racing with the same fresh code: only one swap can win.
-    first = await login(store=svc.store, kdf=svc.kdf, config=svc.config, name="carol",
+    first = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
                         passphrase=PASSPHRASES["carol"])
-    second = await login(store=svc.store, kdf=svc.kdf, config=svc.config, name="carol",
+    second = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
                          passphrase=PASSPHRASES["carol"])
     code = code_at(seed, current_step(now) + 1)
     await totp.check_login(store=svc.store, session=first, code=code, now=now + 30, cap=900)
     with pytest.raises(TotpRejected):
         await totp.check_login(store=svc.store, session=second, code=code, now=now + 30, cap=900)
     # Another caseworker's key does not open carol's sealed state.
-    bob = await login(store=svc.store, kdf=svc.kdf, config=svc.config, name="bob", passphrase=PASSPHRASES["bob"])
+    bob = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="bob", passphrase=PASSPHRASES["bob"])
     stored = (await svc.store.caseworker_by_name("carol")).totp_sealed
     with pytest.raises(Exception):  # noqa: B017 - TamperedData from the AEAD
         totp.open_state(stored, session=bob)  # type: ignore[arg-type]

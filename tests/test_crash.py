@@ -34,7 +34,7 @@ from tests.robust_checks import (
     leftover_parts,
 )
 from tests.robust_http import csrf_token, new_client, open_inbox, reply, submit
-from tests.server_process import ALICE, ServerProcess, cheap_install
+from tests.server_process import ALICE, ALL_LOGINS_ADMITTED, ServerProcess, cheap_install
 
 CLIENTS = 50
 
@@ -169,7 +169,8 @@ async def _check_over_http(base: str, confirmed: list[Sent]) -> None:
 @pytest.fixture
 async def crash_server(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Config]]:
     config = await cheap_install(tmp_path / "data")
-    server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log")
+    server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log",
+                           config_changes=ALL_LOGINS_ADMITTED)
     try:
         await asyncio.to_thread(server.start)
         yield server, config

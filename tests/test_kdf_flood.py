@@ -43,7 +43,7 @@ async def test_flood_of_wrong_receipts_keeps_memory_bounded_and_pages_answering(
             real = await submit(client, server.url, text="the real report")
             assert real.receipt
             baseline = server.status_kib("VmRSS") * 1024
-            wrong = [f"{(int(real.receipt) + 1 + i) % 10**16:016d}" for i in range(FLOOD)]
+            wrong = [f"{(int(real.receipt) + 1 + i) % 10**24:024d}" for i in range(FLOOD)]
 
             # When 200 wrong receipts arrive at once, each on its own connection
             async def attempt(receipt: str) -> int:

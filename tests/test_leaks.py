@@ -138,7 +138,7 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             body, ctype = multipart([("channel", "default", None), (c["malformed"], "x", None)])
             assert (await post_body(wb, f"{server.url}/en/submit", body, ctype)).status == 400
             # and uses the mailbox: a wrong code, then the right one, a reply with a file
-            wrong = f"{(int(receipt) + 1) % 10**16:016d}"
+            wrong = f"{(int(receipt) + 1) % 10**24:024d}"
             assert (await mailbox_login(wb, server.url, wrong)).status == 403
             inbox = await open_inbox(wb, server.url, receipt)
             assert c["text"] in inbox and c["answer"] in inbox and c["contact"] in inbox

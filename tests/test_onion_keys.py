@@ -40,7 +40,7 @@ from onion.keys import (
     rotate_service_key,
     service_dir,
 )
-from onion.protocol import add_onion_command, onion_target, torrc_services_have_pow
+from onion.protocol import MAX_STREAMS_PER_CIRCUIT, add_onion_command, onion_target, torrc_services_have_pow
 from onion.support import client_auth_support, pow_support
 
 # RFC 8032 section 7.1, test 1.
@@ -260,12 +260,15 @@ def test_add_onion_command_carries_every_client_and_pow() -> None:
     key = ServiceKey.from_expanded(expand_seed(RFC8032_SEED))
     clients = [AuthorizedClient(name=n, public_key=bytes([i]) * 32) for i, n in enumerate("ab")]
     command = add_onion_command(key, target="127.0.0.1:8081", clients=clients, pow_on=True)
-    assert command.startswith(f"ADD_ONION {key.add_onion_key()} Flags=DiscardPK,V3Auth ")
+    assert command.startswith(f"ADD_ONION {key.add_onion_key()} Flags=DiscardPK,MaxStreamsCloseCircuit,V3Auth ")
     assert "PoWDefensesEnabled=1" in command
     assert "Port=80,127.0.0.1:8081" in command
     assert command.count("ClientAuthV3=") == 2
     public = add_onion_command(key, target="127.0.0.1:8080", pow_on=False)
     assert "V3Auth" not in public and "ClientAuthV3" not in public and "PoW" not in public
+    # Both onions cap the streams of one circuit and close a circuit that asks for more
+    for line in (command, public):
+        assert f" MaxStreams={MAX_STREAMS_PER_CIRCUIT} " in line and "MaxStreamsCloseCircuit" in line
 
 
 def test_pow_from_torrc_counts_every_hidden_service_dir() -> None:

@@ -40,6 +40,7 @@ from onion.keys import (
     ensure_service_keys,
     remove_client,
 )
+from onion.protocol import MAX_STREAMS_PER_CIRCUIT, add_onion_command, reply
 from onion.publish import OnionServices, OnionStatus
 from onion.support import installed_tor, pow_support
 from tests.tor_network import (
@@ -536,3 +537,22 @@ async def test_stop_right_after_start_leaves_no_tor_behind(tmp_path: Path) -> No
     tor = await launch_tor(tor_dir=config.tor_dir, overrides=offline)
     await tor.close()
     assert tor.process is not None and tor.process.returncode is not None
+
+
+async def test_tor_takes_the_stream_cap_of_both_onions_and_checks_it(tmp_path: Path) -> None:
+    if shutil.which("tor") is None:
+        pytest.skip("tor is not installed")
+    tor = await launch_tor(tor_dir=tmp_path / "tor", overrides={"DisableNetwork": "1"})
+    try:
+        # Given the ADD_ONION line the app sends for each onion (MaxStreams + MaxStreamsCloseCircuit)
+        key = ServiceKey.generate()
+        command = add_onion_command(key, target="127.0.0.1:8080", pow_on=False)
+        # Then real tor takes it
+        assert reply(await tor.msg(command)) == ("250", f"ServiceID={key.service_id}")
+        # and it does read both: an out-of-range cap or a misspelt flag is refused, not ignored
+        other = add_onion_command(ServiceKey.generate(), target="127.0.0.1:8080", pow_on=False)
+        for broken in (other.replace(f"MaxStreams={MAX_STREAMS_PER_CIRCUIT}", "MaxStreams=70000"),
+                       other.replace("MaxStreamsCloseCircuit", "MaxStreamsCloseCircuits")):
+            assert reply(await tor.msg(broken))[0] == "512", broken
+    finally:
+        await tor.close()

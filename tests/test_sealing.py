@@ -54,23 +54,39 @@ def test_receipt_derivation_agrees_with_independent_implementations() -> None:
     from argon2.low_level import Type, hash_secret_raw
 
     kdf = s.KdfParams.fresh(**CHEAP)
-    code = s.new_receipt()
+    code = s.draw_receipt_secret(**CHEAP).secret
     master = hash_secret_raw(code.encode(), kdf.salt, time_cost=kdf.ops, memory_cost=kdf.mem // 1024,
                              parallelism=1, hash_len=32, type=Type.ID)
     expected = hashlib.blake2b(b"", key=master, person=b"dbx.lookup".ljust(16, b"\0"), digest_size=32).digest()
     assert s.derive_receipt_keys(code, kdf=kdf).lookup_id == expected
 
 
-def test_receipts_are_16_digits_grouped_and_parsed_back() -> None:
-    code = s.new_receipt()
-    assert len(code) == 16 and code.isdigit()
+def test_receipts_are_24_digits_in_six_groups_and_parsed_back() -> None:
+    drawn = s.draw_receipt_secret(**CHEAP)
+    code = s.receipt_code(locator=s.new_locator(), secret=drawn.secret)
+    assert len(code) == 24 and code.isdigit()
     shown = s.format_receipt(code)
-    assert shown.count(" ") == 3 and shown.replace(" ", "") == code
+    assert shown.count(" ") == 5 and shown.replace(" ", "") == code
     assert s.parse_receipt(f" {shown.replace(' ', '-')} ") == code
-    assert len({s.new_receipt() for _ in range(1000)}) == 1000
+    assert s.split_receipt(code) == (code[:6], drawn.secret)
+    assert len({s.draw_receipt_secret(**CHEAP).secret for _ in range(200)}) == 200
 
 
-@pytest.mark.parametrize("text", ["", "123", "1234 5678 9012 345x", "١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦", "1" * 17, "9" * 100])
+def test_drawn_receipts_have_their_own_salt_and_open_what_they_wrap() -> None:
+    # Given two receipts drawn apart: no salt is shared, so no guess tests both at once
+    first, second = s.draw_receipt_secret(**CHEAP), s.draw_receipt_secret(**CHEAP)
+    assert first.salt != second.salt and len(first.salt) == s.SALT_BYTES
+    # Then the keys drawn are exactly those the secret and salt derive at login
+    again = s.derive_receipt_keys(first.secret, kdf=s.KdfParams(salt=first.salt, **CHEAP))
+    assert again == first.keys
+
+
+def test_legacy_16_digit_receipts_still_parse_and_have_no_locator() -> None:
+    assert s.split_receipt(s.parse_receipt("1234 5678-9012 3456")) == (None, "1234567890123456")
+
+
+@pytest.mark.parametrize("text", ["", "123", "1234 5678 9012 345x", "١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦", "1" * 17, "1" * 23,
+                                  "1" * 25, "9" * 100])
 def test_malformed_receipts_are_refused_before_any_hashing(text: str) -> None:
     with pytest.raises(s.InvalidSecret):
         s.parse_receipt(text)
@@ -116,11 +132,11 @@ def test_report_keys_open_only_for_the_granted_caseworker() -> None:
 def test_whistleblower_wrap_holds_the_report_key_but_never_the_staff_key() -> None:
     kdf = s.KdfParams.fresh(**CHEAP)
     keys = s.ReportKeys.generate()
-    code = s.new_receipt()
+    code = s.draw_receipt_secret(**CHEAP).secret
     wrapped = s.wrap_for_whistleblower(keys, receipt_keys=s.derive_receipt_keys(code, kdf=kdf), report_id="r1")
     opened = s.unwrap_for_whistleblower(wrapped, receipt_keys=s.derive_receipt_keys(code, kdf=kdf), report_id="r1")
     assert opened == keys.report_key and keys.staff_key not in opened
-    other = s.derive_receipt_keys(s.new_receipt(), kdf=kdf)
+    other = s.derive_receipt_keys(s.draw_receipt_secret(**CHEAP).secret, kdf=kdf)
     with pytest.raises(s.TamperedData):
         s.unwrap_for_whistleblower(wrapped, receipt_keys=other, report_id="r1")
 

@@ -70,7 +70,7 @@ async def test_wrong_or_malformed_receipt_is_one_typed_error(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
     receipt = await _submit(store, kdf, install, blobs, config)
-    wrong = f"{(int(receipt) + 1) % 10**16:016d}"
+    wrong = f"{(int(receipt) + 1) % 10**24:024d}"
     for attempt in (wrong, "", "abcd", "1" * 5000):
         with pytest.raises(WrongReceipt):
             await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=attempt)

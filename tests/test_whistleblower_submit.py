@@ -5,6 +5,7 @@ Every response is checked for the security headers and for the absence of any Se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -17,7 +18,7 @@ from aiohttp import ClientResponse, FormData
 from dropbox.questions import MAX_QUESTIONS
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox, read_mailbox
-from tests.web_fixtures import AiohttpClient
+from tests.web_fixtures import AiohttpClient, until
 from tests.whistleblower_fixtures import (
     KiB,
     Site,
@@ -31,7 +32,7 @@ from tests.whistleblower_fixtures import (
     token_in,
 )
 
-RECEIPT_SHAPE = re.compile(r"\d{4} \d{4} \d{4} \d{4}")
+RECEIPT_SHAPE = re.compile(r"\d{4}( \d{4}){5}")
 QUESTIONS = [
     {"id": "dept", "label": {"en": "Which department?", "da": "Hvilken afdeling?", "sv": "Vilken avdelning?"},
      "required": True},
@@ -149,7 +150,7 @@ async def test_a_report_with_files_answers_and_contact_is_stored_and_the_receipt
         '<form method="post" action="/en/submit/confirm" class="confirm-form" autocomplete="off">']
     # And the report is stored, sealed, exactly as sent
     services = site.services
-    access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
+    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
                                 receipt_text=receipt)
     view = await read_mailbox(store=services.store, access=access, record_visit=False)
     assert view.body.text == "What happened, in detail."
@@ -375,3 +376,30 @@ async def test_a_database_that_refuses_writes_gets_the_calm_507_and_no_receipt(s
     assert "out of storage space" in page and 'id="receipt"' not in page
     assert "\nkeep me</textarea>" in page and "Please choose them again" in page
     assert _nothing_stored(site)
+
+
+async def test_a_stalled_upload_holds_no_receipt_and_starts_no_derivation(site: Site) -> None:
+    services, config = site.services, site.config
+    await until(lambda: services.receipts.ready == config.receipt_stock)
+    derivations = services.public_kdf.started
+    boundary = "stalled-upload-boundary"
+    release = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="channel"\r\n\r\ndefault\r\n'
+               f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\nstalled\r\n'
+               f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.bin"\r\n'
+               "Content-Type: application/octet-stream\r\n\r\n").encode() + b"x" * (20 * KiB)
+        await release.wait()
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    # Given an upload that stalls halfway through its file (the server is sealing it into tmp/)
+    post = asyncio.create_task(site.client.post(
+        "/en/submit", data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+    await until(lambda: any(config.tmp_dir.iterdir()))
+    # Then it has taken no receipt from the stock and started no Argon2id run
+    assert services.receipts.ready == config.receipt_stock and services.public_kdf.started == derivations
+    # And once the body arrives, the report gets a receipt, and the stock fills up again
+    release.set()
+    assert RECEIPT_SHAPE.fullmatch(receipt_in(await _page(await post, 200)))
+    await until(lambda: services.receipts.ready == config.receipt_stock)

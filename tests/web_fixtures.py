@@ -5,6 +5,7 @@ Kept out of conftest.py so each test file says what it uses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,14 @@ DISTINCTIVE_UA = "Zebra-Unicorn-UA/9.9 (leak-canary)"
 DISTINCTIVE_XFF = "203.0.113.77"
 
 AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+async def until(condition: Callable[[], bool], *, timeout: float = 60) -> None:
+    """Wait for background work (a derivation at cheap test cost, a part on its way in) to reach a
+    state; the timeout is generous, a bound against hanging rather than a speed requirement."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 async def _stub(request: web.Request) -> web.Response:

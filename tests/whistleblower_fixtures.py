@@ -147,10 +147,12 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def receipt_in(page: str) -> str:
-    """The receipt code as shown: '1234 5678 9012 3456'."""
+    """The receipt code as shown, six groups of four digits: '1234 5678 9012 3456 7890 1234'."""
     match = _RECEIPT.search(page)
     assert match, "no receipt on the page"
-    return re.sub(r"<[^>]+>", "", match.group(1))
+    shown = re.sub(r"<[^>]+>", "", match.group(1))
+    assert re.fullmatch(r"\d{4}( \d{4}){5}", shown), f"not six groups of four digits: {shown!r}"
+    return shown
 
 
 def token_in(page: str) -> str:
@@ -203,7 +205,7 @@ async def add_channel_with_question(store: Store) -> None:
 async def caseworker_reply(services: Services, receipt: str, text: str,
                            files: Mapping[str, bytes] | None = None) -> str:
     """A caseworker's message with files, stored as the caseworker side stores it."""
-    access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
+    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
                                 receipt_text=receipt)
     staged = services.blobs.stage(byte_budget=services.config.max_submission_bytes)
     for name, data in (files or {}).items():

@@ -153,7 +153,7 @@ async def caseworker_add(request: web.Request) -> web.StreamResponse:
     channel_ids = [v for v in form.getall("channels", []) if isinstance(v, str)]
     try:
         added, passphrase = await channels.add_account(
-            store=svc.store, kdf=svc.kdf, config=svc.config, actor_id=staff.caseworker.id, name=name,
+            store=svc.store, kdf=svc.staff_kdf, config=svc.config, actor_id=staff.caseworker.id, name=name,
             is_admin=forms.checkbox(form, "admin"), channel_ids=channel_ids)
     except channels.InvalidAccountName:
         staff.flash("error", N_("A name is 1 to 64 letters, digits, dots, dashes or underscores."))

@@ -81,7 +81,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     slowed = await budget.before_attempt()
     svc = services(request)
     try:
-        signed = await casework.sign_in(store=svc.store, kdf=svc.kdf, config=svc.config, name=name,
+        signed = await casework.sign_in(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name=name,
                                         passphrase=passphrase, code=code)
     except LoginFailed as e:
         if not isinstance(e, MalformedLogin):  # refused before any Argon2id work: no guess was made

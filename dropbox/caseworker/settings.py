@@ -43,7 +43,7 @@ async def change_passphrase(request: web.Request) -> web.StreamResponse:
     await budget.before_attempt()
     svc = services(request)
     try:
-        renewed = await casework.change_passphrase(store=svc.store, kdf=svc.kdf, config=svc.config,
+        renewed = await casework.change_passphrase(store=svc.store, kdf=svc.staff_kdf, config=svc.config,
                                                    session=staff.account, current=current, new=new)
     except LoginFailed:
         budget.record_failure()
@@ -132,7 +132,7 @@ async def totp_disable(request: web.Request) -> web.StreamResponse:
     await budget.before_attempt()
     svc = services(request)
     try:
-        await casework.disable_totp(store=svc.store, kdf=svc.kdf, config=svc.config, session=staff.account,
+        await casework.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=svc.config, session=staff.account,
                                     passphrase=forms.text(form, "passphrase", max_chars=2048),
                                     code=forms.text(form, "code", max_chars=32))
     except LoginFailed:

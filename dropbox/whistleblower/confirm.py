@@ -1,7 +1,8 @@
 """How the receipt code gets back to the server for the "type it back" step, with nothing stored.
 
 The receipt page asks the person to type their code back before it lets them go. The server keeps
-no trace of the code (only an Argon2id-derived lookup id), and the submission path has no cookie
+no trace of the code's secret (only a locator, a salt and a key wrapped under the Argon2id-derived
+key), and the submission path has no cookie
 or session, so the code has to travel with the confirmation form itself. It does, as a hidden
 field holding the code *sealed* (XChaCha20-Poly1305, dropbox.sealing.seal) under a key that
 exists only in this process's memory, together with when it was issued.

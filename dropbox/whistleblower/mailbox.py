@@ -116,7 +116,7 @@ async def login(request: web.Request) -> web.Response:
     budget = request.config_dict[FAILURE_BUDGET]
     slowed = await budget.before_attempt()
     try:
-        access = await open_mailbox(store=services.store, kdf=services.kdf, install=services.install,
+        access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
                                     receipt_text=form.get("receipt", ""))
     except WrongReceipt as e:
         if not isinstance(e, MalformedReceipt):  # refused before any Argon2id work: no guess was made

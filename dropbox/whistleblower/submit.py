@@ -17,7 +17,6 @@ The views only parse, call `dropbox.submissions`, and render; limits live in for
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys, format_receipt
 from dropbox.services import Services
 from dropbox.storage import Channel, StorageUnavailable
-from dropbox.submissions import DrawnReceipt, NoRecipients, UnknownChannel, draw_receipt, submit_report
+from dropbox.submissions import NoRecipients, UnknownChannel, submit_report
 from dropbox.web import UserError
 from dropbox.whistleblower.confirm import ReceiptTokens, TokenUnusable, typed_matches
 from dropbox.whistleblower.display import babel_locale, channel_name, format_size
@@ -144,29 +143,10 @@ async def show_form(request: web.Request) -> web.Response:
 async def submit(request: web.Request) -> web.Response:
     """POST: read and seal the upload, store the report, show the receipt once.
 
-    The receipt's Argon2id run starts at once, beside the upload, and is dropped if the form
-    turns out to be unusable.
+    The receipt comes from the stock (receipt_stock.py) once the form is read: no Argon2id run
+    happens while a body streams, so a stalled upload holds nothing of the KDF pool.
     """
     services = request.config_dict[SERVICES]
-    early = asyncio.create_task(draw_receipt(kdf=services.kdf, install=services.install))
-    try:
-        return await _submit(request, services, early)
-    finally:
-        if not early.done():
-            early.cancel()
-        elif not early.cancelled():
-            early.exception()  # retrieved: a KdfBusy here was already answered below
-
-
-async def _drawn(early: asyncio.Task[DrawnReceipt]) -> DrawnReceipt | None:
-    """The early receipt, or None when the pool was too busy for it (submit_report then retries)."""
-    try:
-        return await early
-    except KdfBusy:
-        return None
-
-
-async def _submit(request: web.Request, services: Services, early: asyncio.Task[DrawnReceipt]) -> web.Response:
     config = services.config
     try:
         parsed = await read_form(request, spec=submit_spec(config.max_text_chars, config.max_field_chars),
@@ -192,9 +172,9 @@ async def _submit(request: web.Request, services: Services, early: asyncio.Task[
                 problems.append(_problem(request, "files", FILES_AGAIN))
             return await _form_page(request, services, channel, fields, problems, 400)
         body = ReportBody(text=text, answers=answers, contact=fields.get("contact", "").strip())
-        receipt = await submit_report(store=services.store, kdf=services.kdf, install=services.install,
+        receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
                                       channel_id=channel.id, body=body, keys=ReportKeys.generate(),
-                                      staged=parsed.staged, drawn=await _drawn(early))
+                                      staged=parsed.staged, take_receipt=services.receipts.take)
     except (UnknownChannel, NoRecipients, KdfBusy, StorageUnavailable) as e:
         if isinstance(e, NoRecipients):
             log.error("a report was refused: channel %r has no active caseworker", e.args[0])
