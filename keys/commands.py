@@ -19,6 +19,7 @@ from dropbox.install import AlreadyInitialised, init_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
+from dropbox.settings import FILE_NAME, write_settings
 from dropbox.storage import Conflict, NotFound, NotInitialised, Store
 
 OK, FAILED = 0, 2  # 2: the operator must change something, as for misuse
@@ -62,6 +63,9 @@ async def init(config: Config) -> int:
     except AlreadyInitialised:
         return _fail(f"{config.data_dir} already holds an install; nothing was changed")
     _ensure_onion_keys(config)
+    settings_path = config.data_dir / FILE_NAME
+    if write_settings(config, settings_path):
+        print(f"Wrote the settings to {settings_path}: every setting, commented; edit it, then restart.")
     print(f"Initialised a new install in {config.data_dir}.")
     print("Next: python run.py caseworker add NAME")
     return OK

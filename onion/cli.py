@@ -62,6 +62,8 @@ def add_onion_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         parser = _one_line_errors(commands.add_parser(name, help=text, description=text))
         parser.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
                             help="the install's data folder (default: ./data)")
+        parser.add_argument("--config", type=Path, metavar="FILE",
+                            help="settings file to use instead of DIR/config.toml")
         return parser
 
     command("show", "both addresses, tor version, client auth and PoW defence")
