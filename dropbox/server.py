@@ -12,6 +12,7 @@ from aiohttp import web
 
 from dropbox.app import create_caseworker_app, create_whistleblower_app
 from dropbox.config import Config
+from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.retention import purge_expired
 from dropbox.services import Services
 from dropbox.storage import NotInitialised
@@ -26,10 +27,19 @@ PURGE_INTERVAL_SECONDS = 6 * 3600
 
 
 async def serve(config: Config, *, tor: bool = True, tor_control: str | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; 2 (one log line) if there is no install or another process
+    holds the data folder."""
     install_log_filters()
+    if not config.db_path.exists():
+        log.error("no install in %s: run `python run.py init` first", config.data_dir)
+        return 2
     try:
-        async with Services.open(config) as services:
-            await _serve(services, tor=tor, tor_control=tor_control)
+        with data_lock(config):
+            async with Services.open(config) as services:
+                await _serve(services, tor=tor, tor_control=tor_control)
+    except DataFolderBusy as e:
+        log.error("%s", e)
+        return 2
     except NotInitialised:
         log.error("no install in %s: run `python run.py init` first", config.data_dir)
         return 2

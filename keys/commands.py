@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import getpass
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TextIO
 
 from dropbox import accounts
 from dropbox.blobs import BlobStore
 from dropbox.config import Config
-from dropbox.install import AlreadyInitialised, init_install
+from dropbox.datalock import DataFolderBusy, data_lock
+from dropbox.install import AlreadyInitialised, init_install, make_private_dir
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
@@ -34,18 +35,32 @@ def _fail(message: str) -> int:
     return FAILED
 
 
+@contextlib.contextmanager
+def locked(config: Config) -> Iterator[None]:
+    """The data folder's lock for a writing command; a busy folder is the operator's one line."""
+    try:
+        with data_lock(config):
+            yield
+    except DataFolderBusy as e:
+        raise CommandError(str(e)) from None
+
+
 @contextlib.asynccontextmanager
-async def _opened(config: Config) -> AsyncIterator[tuple[Store, KdfPool]]:
-    try:
-        store = await Store.open(config.db_path)
-    except NotInitialised as e:
-        raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
-    kdf = KdfPool(concurrency=1, queue_limit=4)
-    try:
-        yield store, kdf
-    finally:
-        kdf.close()
-        await store.close()
+async def _opened(config: Config, *, write: bool = True) -> AsyncIterator[tuple[Store, KdfPool]]:
+    """The store and a small KDF pool; `write` also holds the data folder's lock throughout."""
+    if not config.db_path.exists():
+        raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first")
+    with locked(config) if write else contextlib.nullcontext():
+        try:
+            store = await Store.open(config.db_path)
+        except NotInitialised as e:
+            raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
+        kdf = KdfPool(concurrency=1, queue_limit=4)
+        try:
+            yield store, kdf
+        finally:
+            kdf.close()
+            await store.close()
 
 
 def _read_secret(prompt: str, *, stdin: bool, source: TextIO) -> str:
@@ -58,14 +73,18 @@ def _read_secret(prompt: str, *, stdin: bool, source: TextIO) -> str:
 
 
 async def init(config: Config) -> int:
-    try:
-        await init_install(config)
-    except AlreadyInitialised:
+    if config.db_path.exists():
         return _fail(f"{config.data_dir} already holds an install; nothing was changed")
-    _ensure_onion_keys(config)
-    settings_path = config.data_dir / FILE_NAME
-    if write_settings(config, settings_path):
-        print(f"Wrote the settings to {settings_path}: every setting, commented; edit it, then restart.")
+    make_private_dir(config.data_dir)
+    with locked(config):
+        try:
+            await init_install(config)
+        except AlreadyInitialised:
+            return _fail(f"{config.data_dir} already holds an install; nothing was changed")
+        _ensure_onion_keys(config)
+        settings_path = config.data_dir / FILE_NAME
+        if write_settings(config, settings_path):
+            print(f"Wrote the settings to {settings_path}: every setting, commented; edit it, then restart.")
     print(f"Initialised a new install in {config.data_dir}.")
     print("Next: python run.py caseworker add NAME")
     return OK
@@ -114,7 +133,7 @@ async def caseworker_add(config: Config, *, name: str, passphrase_stdin: bool, a
 
 
 async def caseworker_list(config: Config) -> int:
-    async with _opened(config) as (store, _):
+    async with _opened(config, write=False) as (store, _):
         workers = await store.caseworkers()
         channels = {c.id: c for c in await store.channels()}
         membership = {c: {m.id for m in await store.channel_members(c)} for c in channels}
