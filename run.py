@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use a running tor's ControlSocket path or ControlPort instead of launching one")
 
     _data_option(commands.add_parser("purge", help="delete reports past their retention"))
+    _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
+                                     "(take a backup first)"))
 
     cw = commands.add_parser("caseworker", help="manage caseworker accounts")
     cw_commands = cw.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
@@ -92,6 +94,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> Coroutine[Any, Any, i
         return k.init(config)
     if args.command == "purge":
         return k.purge(config)
+    if args.command == "migrate":
+        return k.migrate(config)
     if args.command == "serve":
         from dropbox.server import serve
 

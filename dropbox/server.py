@@ -13,9 +13,10 @@ from aiohttp import web
 from dropbox.app import create_caseworker_app, create_whistleblower_app
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
+from dropbox.install import migration_advice
 from dropbox.retention import purge_expired
 from dropbox.services import Services
-from dropbox.storage import NotInitialised
+from dropbox.storage import NeedsMigration, NotInitialised
 from dropbox.web import install_log_filters, run_kwargs
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ async def serve(config: Config, *, tor: bool = True, tor_control: str | None = N
         return 2
     except NotInitialised:
         log.error("no install in %s: run `python run.py init` first", config.data_dir)
+        return 2
+    except NeedsMigration as e:
+        log.error("refusing to serve: %s", migration_advice(config, e.version, e.latest))
         return 2
     return 0
 

@@ -156,6 +156,16 @@ class NotInitialised(StoreError):
     """The data folder has no database yet: run `python run.py init`."""
 
 
+class NeedsMigration(StoreError):
+    """The database is at an older schema than this code; upgrades are explicit (`run.py migrate`),
+    so opening it for use is refused instead of changing it behind the operator's back."""
+
+    def __init__(self, version: int, latest: int) -> None:
+        super().__init__(f"database schema {version} is older than this code's {latest}")
+        self.version = version
+        self.latest = latest
+
+
 # --- rows ----------------------------------------------------------------------------------
 
 
@@ -299,13 +309,15 @@ class Store:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, *, create: bool = False) -> Store:
+    async def open(cls, path: Path, *, create: bool = False, migrate: bool = False) -> Store:
+        """Open for use. `create` makes a new database at the latest schema (init); an existing
+        one at an older schema raises NeedsMigration unless `migrate` (only `run.py migrate`)."""
         if not create and not path.exists():
             raise NotInitialised(str(path))
         writer = await _connect(path)
         try:
             await writer.execute("PRAGMA journal_mode = WAL")
-            await _migrate(writer)
+            await _migrate(writer, allowed=create or migrate)
             reader = await _connect(path)
         except BaseException:
             await writer.close()
@@ -810,12 +822,33 @@ async def _next_seq(db: aiosqlite.Connection, table: str, report_id: str) -> int
     return int(row[0]) if row else 1
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
+def schema_version(path: Path) -> int:
+    """The schema of the database at `path`, read without changing anything (status, checks)."""
+    if not path.exists():
+        raise NotInitialised(str(path))
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+async def migrate_database(path: Path) -> tuple[int, int]:
+    """Bring the database at `path` to the latest schema; returns (from, to). Each migration
+    commits on its own, so an interrupted run resumes where it stopped."""
+    before = schema_version(path)
+    store = await Store.open(path, migrate=True)
+    await store.close()
+    return before, SCHEMA_VERSION
+
+
+async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> None:
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
     if version > SCHEMA_VERSION:
         raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
+    if version == 0 and not allowed:
+        raise NotInitialised("the database has no schema: was `init` interrupted?")
+    if version < SCHEMA_VERSION and not allowed:
+        raise NeedsMigration(version, SCHEMA_VERSION)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         await db.execute("BEGIN IMMEDIATE")
         try:

@@ -16,12 +16,21 @@ from dropbox import accounts
 from dropbox.blobs import BlobStore
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
-from dropbox.install import AlreadyInitialised, init_install, make_private_dir
+from dropbox.install import AlreadyInitialised, init_install, make_private_dir, migration_advice
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
 from dropbox.settings import FILE_NAME, write_settings
-from dropbox.storage import Conflict, NotFound, NotInitialised, Store
+from dropbox.storage import (
+    SCHEMA_VERSION,
+    Conflict,
+    NeedsMigration,
+    NotFound,
+    NotInitialised,
+    Store,
+    migrate_database,
+    schema_version,
+)
 
 OK, FAILED = 0, 2  # 2: the operator must change something, as for misuse
 
@@ -55,6 +64,8 @@ async def _opened(config: Config, *, write: bool = True) -> AsyncIterator[tuple[
             store = await Store.open(config.db_path)
         except NotInitialised as e:
             raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
+        except NeedsMigration as e:
+            raise CommandError(migration_advice(config, e.version, e.latest)) from None
         kdf = KdfPool(concurrency=1, queue_limit=4)
         try:
             yield store, kdf
@@ -202,4 +213,22 @@ async def purge(config: Config) -> int:
     async with _opened(config) as (store, _):
         count = await purge_expired(store=store, blobs=BlobStore(config))
     print(f"Purged {count} expired report(s).")
+    return OK
+
+
+async def migrate(config: Config) -> int:
+    """Bring the database to this code's schema; the one command that changes it."""
+    if not config.db_path.exists():
+        return _fail(f"no install in {config.data_dir}; run `python run.py init` first")
+    with locked(config):
+        before = schema_version(config.db_path)
+        if before == SCHEMA_VERSION:
+            print(f"The database is at schema {before} already; nothing to do.")
+            return OK
+        if before > SCHEMA_VERSION:
+            return _fail(f"the database is at schema {before}, newer than this code ({SCHEMA_VERSION}): "
+                         "run the newer version, or restore the backup taken before the upgrade")
+        print(f"Migrating the database from schema {before} to {SCHEMA_VERSION} ...")
+        await migrate_database(config.db_path)
+    print(f"Done: the database is at schema {SCHEMA_VERSION}.")
     return OK
