@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use a running tor's ControlSocket path or ControlPort instead of launching one")
 
     _data_option(commands.add_parser("purge", help="delete reports past their retention"))
+    backup = commands.add_parser("backup", help="write one archive of the install (safe while serving)")
+    backup.add_argument("file", type=Path, metavar="FILE", help="the archive to write (must not exist)")
+    _data_option(backup)
+    restore = commands.add_parser("restore", help="restore an archive into a new or empty --data folder")
+    restore.add_argument("file", type=Path, metavar="FILE", help="an archive written by backup")
+    _data_option(restore)
     _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
                                      "(take a backup first)"))
 
@@ -96,6 +102,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> Coroutine[Any, Any, i
         return k.purge(config)
     if args.command == "migrate":
         return k.migrate(config)
+    if args.command == "backup":
+        return k.backup(config, target=args.file)
+    if args.command == "restore":
+        return k.restore(config, archive=args.file)
     if args.command == "serve":
         from dropbox.server import serve
 

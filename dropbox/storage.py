@@ -830,6 +830,26 @@ def schema_version(path: Path) -> int:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
+def snapshot_database(source: Path, target: Path) -> None:
+    """A consistent copy of a live database (SQLite's online backup API): writers may go on
+    committing meanwhile; the copy is one committed state, WAL content included."""
+    with contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
+            contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst, pages=1024)
+        dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
+
+
+def check_database_file(path: Path) -> tuple[str, int, set[str]]:
+    """(integrity_check result, schema version, ids of the file rows) of a database file that is
+    not in use, read-only: what a restore checks before it puts the file in place."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        integrity = str(db.execute("PRAGMA integrity_check").fetchone()[0])
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        has_files = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'").fetchone()
+        ids = {str(r[0]) for r in db.execute("SELECT id FROM files")} if has_files else set()
+    return integrity, version, ids
+
+
 async def migrate_database(path: Path) -> tuple[int, int]:
     """Bring the database at `path` to the latest schema; returns (from, to). Each migration
     commits on its own, so an interrupted run resumes where it stopped."""

@@ -10,9 +10,11 @@ import contextlib
 import getpass
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TextIO
 
 from dropbox import accounts
+from dropbox.backup import BackupError, RestoreError, create_backup, needs_migration_after_restore, restore_backup
 from dropbox.blobs import BlobStore
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
@@ -232,3 +234,41 @@ async def migrate(config: Config) -> int:
         await migrate_database(config.db_path)
     print(f"Done: the database is at schema {SCHEMA_VERSION}.")
     return OK
+
+
+def backup(config: Config, *, target: Path) -> int:
+    """An archive of the install, consistent while it serves (takes no lock)."""
+    try:
+        manifest = create_backup(config, target.resolve())
+    except BackupError as e:
+        return _fail(str(e))
+    files = manifest["files"]
+    assert isinstance(files, dict)
+    print(f"Wrote {target}: the database (schema {manifest['schema']}), keys, settings and "
+          f"{sum(1 for name in files if name.startswith('blobs/'))} sealed file(s).")
+    print("It holds the onion service keys as the server's disk does: keep it as safe as that disk.")
+    return OK
+
+
+def restore(config: Config, *, archive: Path) -> int:
+    """Unpack an archive into an empty data folder, checked before anything is placed."""
+    try:
+        with locked_if_present(config):
+            restore_backup(archive.resolve(), config)
+    except RestoreError as e:
+        return _fail(str(e))
+    print(f"Restored {archive} into {config.data_dir}; every member matched the manifest and the "
+          "database passed its integrity check.")
+    if needs_migration_after_restore(config):
+        print(f"The database is at an older schema: run python run.py migrate --data {config.data_dir}")
+    return OK
+
+
+@contextlib.contextmanager
+def locked_if_present(config: Config) -> Iterator[None]:
+    """The lock of an existing (empty) data folder, so no server starts on it mid-restore."""
+    if config.data_dir.is_dir():
+        with locked(config):
+            yield
+    else:
+        yield
