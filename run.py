@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use a running tor's ControlSocket path or ControlPort instead of launching one")
 
     _data_option(commands.add_parser("purge", help="delete reports past their retention"))
+    _data_option(commands.add_parser("status", help="health checks for an operator or a monitor; exit 1 if any "
+                                      "fails"))
+    channel = commands.add_parser("channel", help="whistleblower channels (managed in the caseworker web admin)")
+    channel_commands = channel.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    _data_option(channel_commands.add_parser("list", help="list channels with retention and caseworker count"))
     backup = commands.add_parser("backup", help="write one archive of the install (safe while serving)")
     backup.add_argument("file", type=Path, metavar="FILE", help="the archive to write (must not exist)")
     _data_option(backup)
@@ -93,8 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dispatch(args: argparse.Namespace, config: Config) -> Coroutine[Any, Any, int] | int:
+def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[str]) -> Coroutine[Any, Any, int] | int:
     from keys import commands as k
+
+    if args.command == "status":
+        return k.status(config, settings_problems=settings_problems)
+    if args.command == "channel":
+        return k.channel_list(config)
 
     if args.command == "init":
         return k.init(config)
@@ -149,12 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from dropbox.settings import SettingsError
 
+    problems: list[str] = []
     try:
         config = _config(args)
     except SettingsError as e:
-        for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return USAGE_ERROR
+        if args.command != "status":  # status reports them among its checks
+            for problem in e.problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return USAGE_ERROR
+        config, problems = Config(data_dir=args.data.resolve()), e.problems
     except CommandError as e:
         print(f"error: {e}", file=sys.stderr)
         return USAGE_ERROR
@@ -162,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"refusing to bind to {config.host}: the apps must only be reachable through tor. "
                      "Add --i-understand-this-exposes-the-server if you really mean it")
     try:
-        outcome = _dispatch(args, config)
+        outcome = _dispatch(args, config, problems)
         return asyncio.run(outcome) if not isinstance(outcome, int) else outcome
     except CommandError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -13,6 +13,7 @@ from aiohttp import web
 from dropbox.app import create_caseworker_app, create_whistleblower_app
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
+from dropbox.health import remove_server_status, write_server_status
 from dropbox.install import migration_advice
 from dropbox.retention import purge_expired
 from dropbox.services import Services
@@ -85,19 +86,23 @@ async def _serve(services: Services, *, tor: bool, tor_control: str | None) -> N
     try:
         log.info("whistleblower app on http://%s:%d/, caseworker app on http://%s:%d/",
                  config.host, config.port, config.host, config.admin_port)
+        background = [asyncio.create_task(_purge_periodically(services))]
         if tor:
             onion = await _start_onion(config, tor_control)
+            background.append(asyncio.create_task(_report_onion_status(config, onion)))
         else:
             log.info("--no-tor: not publishing onion services")
-        purger = asyncio.create_task(_purge_periodically(services))
+            write_server_status(config, onions=None)
         await _wait_for_stop_signal()
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     finally:
         if onion is not None:
             await onion.stop()
         await stop_apps(runners)
+        remove_server_status(config)
 
 
 async def _start_onion(config: Config, tor_control: str | None) -> OnionServices:
@@ -106,6 +111,15 @@ async def _start_onion(config: Config, tor_control: str | None) -> OnionServices
     services = OnionServices(config, tor_control=tor_control)
     await services.start()
     return services
+
+
+async def _report_onion_status(config: Config, onion: OnionServices) -> None:
+    """Keep DATA/status.json (read by `run.py status`) in step with every onion status change."""
+    while True:
+        seen = onion.status
+        write_server_status(config, onions=seen)
+        with contextlib.suppress(TimeoutError):
+            await onion.wait_for(lambda status, seen=seen: status is not seen, timeout=3600)  # type: ignore[misc]
 
 
 async def _purge_periodically(services: Services) -> None:

@@ -18,6 +18,7 @@ from dropbox.backup import BackupError, RestoreError, create_backup, needs_migra
 from dropbox.blobs import BlobStore
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
+from dropbox.health import Level, check_all
 from dropbox.install import AlreadyInitialised, init_install, make_private_dir, migration_advice
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
@@ -272,3 +273,21 @@ def locked_if_present(config: Config) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def status(config: Config, *, settings_problems: list[str]) -> int:
+    """Print every health check; 1 if any failed (for monitoring), else 0."""
+    checks = check_all(config, settings_problems=settings_problems)
+    for check in checks:
+        print(f"{check.level:<4} {check.name:<9} {check.text}")
+    return 1 if any(c.level is Level.FAIL for c in checks) else OK
+
+
+async def channel_list(config: Config) -> int:
+    async with _opened(config, write=False) as (store, _):
+        channels = await store.channels()
+        members = {c.id: len(await store.channel_members(c.id)) for c in channels}
+    for c in channels:
+        print(f"{c.id:<24} {c.name}  retention: {c.retention_days} days  caseworkers: {members[c.id]}"
+              f"{'  [default]' if c.is_default else ''}")
+    return OK

@@ -93,3 +93,14 @@ def test_every_command_has_help(data: Path) -> None:
         result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, "--help"], capture_output=True,
                                 text=True, timeout=60, cwd=ROOT)
         assert result.returncode == 0 and "--data" in result.stdout
+
+
+def test_channel_list_shows_the_default_channel_and_its_caseworkers(data: Path) -> None:
+    assert run("init", data=data).returncode == 0
+    assert run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="a long enough passphrase\n"
+               ).returncode == 0
+    listed = run("channel", "list", data=data)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    assert line.startswith("default") and "retention: 90 days" in line and "caseworkers: 1" in line
+    assert "[default]" in line
