@@ -131,6 +131,14 @@ class Config:
                             "off: no onion services (development only).", choices=("launch", "system", "off"))
     tor_control: str | None = setting(None, "tor", "For tor_mode = \"system\": tor's ControlSocket path or "
                                       "ControlPort number (serve --tor-control overrides).")
+    tor_torrc: Path = setting(Path("/etc/tor/torrc"), "tor", "For tor_mode = \"system\": the torrc `run.py onion sync` "
+                              "checks (its HiddenServicePort lines must point at port and admin_port).")
+    tor_user: str = setting("debian-tor", "tor", "The system tor's user: `onion sync` gives it the keys it copies "
+                            "(0700 folders, 0600 files).")
+    tor_whistleblower_dir: Path = setting(Path("/var/lib/tor/dropbox-whistleblower"), "tor", "The torrc's "
+                                          "HiddenServiceDir of the public (whistleblower) onion.")
+    tor_caseworker_dir: Path = setting(Path("/var/lib/tor/dropbox-caseworker"), "tor", "The torrc's "
+                                       "HiddenServiceDir of the caseworker onion (client authorization).")
 
     @property
     def db_path(self) -> Path:

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 6 * 3600
 
 
+class PortUnavailable(Exception):
+    """An app's address cannot be bound (in use by another program, or not allowed)."""
+
+
 async def serve(config: Config, *, tor: bool = True, tor_control: str | None = None) -> int:
     """Serve until SIGINT/SIGTERM; 2 (one log line) if there is no install or another process
     holds the data folder."""
@@ -44,6 +48,9 @@ async def serve(config: Config, *, tor: bool = True, tor_control: str | None = N
         return 2
     except NotInitialised:
         log.error("no install in %s: run `python run.py init` first", config.data_dir)
+        return 2
+    except PortUnavailable as e:
+        log.error("%s", e)
         return 2
     except NeedsMigration as e:
         log.error("refusing to serve: %s", migration_advice(config, e.version, e.latest))
@@ -64,7 +71,12 @@ async def start_apps(services: Services, *, ports: tuple[int, int]) -> list[web.
             runner = web.AppRunner(app, **run_kwargs())
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, config.host, port).start()
+            try:
+                await web.TCPSite(runner, config.host, port).start()
+            except OSError as e:
+                raise PortUnavailable(f"cannot listen on {config.host}:{port} ({e.strerror}): another "
+                                      "program uses it? Choose another with --port/--admin-port or in "
+                                      "config.toml [network], and match tor's HiddenServicePort") from e
     except BaseException:
         await stop_apps(runners)
         raise

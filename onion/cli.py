@@ -8,11 +8,13 @@ exit status 2, like argparse's own errors; a broken key file is exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from dropbox.config import Config
+from dropbox.datalock import DataFolderBusy, data_lock
 from onion.errors import ClientExists, ClientNameInvalid, ClientNotFound, OnionError
 from onion.keys import (
     CASEWORKER,
@@ -25,12 +27,15 @@ from onion.keys import (
     rotate_service_key,
 )
 from onion.support import client_auth_support, installed_tor, pow_support
+from onion.sync import TorrcMismatch, sync_to_system_tor
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_MISUSE = 2
 
-_MISUSE = (ClientNameInvalid, ClientExists, ClientNotFound)
+_MISUSE = (ClientNameInvalid, ClientExists, ClientNotFound, TorrcMismatch)
+#: Subcommands that change files in the data folder: they hold its lock (one writer at a time).
+_WRITERS = frozenset({"add-client", "remove-client", "rotate", "sync"})
 
 
 class _Misuse(Exception):
@@ -71,6 +76,9 @@ def add_onion_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     add.add_argument("name", metavar="NAME", help="1-32 letters, digits, '-' or '_'")
     remove = command("remove-client", "revoke a caseworker device")
     remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--disable-caseworker-onion", action="store_true",
+                        help="allow removing the last client (the caseworker onion is then withheld)")
+    command("sync", "copy keys and clients into the system tor's HiddenServiceDirs (tor_mode = \"system\")")
     command("list-clients", "authorized caseworker devices")
     rotate = command("rotate", "give the public (whistleblower) onion a NEW address")
     rotate.add_argument("--yes", action="store_true", help="confirm: the old address dies")
@@ -89,13 +97,23 @@ def run_onion_command(
         "remove-client": _remove_client,
         "list-clients": _list_clients,
         "rotate": _rotate,
+        "sync": _sync,
     }
     handler = handlers.get(getattr(args, "onion_command", None) or "")
     if handler is None:
         print(f"onion: choose one of: {', '.join(handlers)}", file=err)
         return EXIT_MISUSE
+    if not config.db_path.exists():
+        # Never make fresh keys in a mistyped folder and print an address nobody serves.
+        print(f"onion {args.onion_command}: no install in {config.data_dir}; check --data, "
+              "or run `python run.py init` first", file=err)
+        return EXIT_MISUSE
     try:
-        handler(args, config, out)
+        with data_lock(config) if args.onion_command in _WRITERS else contextlib.nullcontext():
+            handler(args, config, out)
+    except DataFolderBusy as exc:
+        print(f"onion {args.onion_command}: {exc}", file=err)
+        return EXIT_MISUSE
     except (_Misuse, *_MISUSE) as exc:
         print(f"onion {args.onion_command}: {exc}", file=err)
         return EXIT_MISUSE
@@ -155,15 +173,42 @@ def _add_client(args: argparse.Namespace, config: Config, out: TextIO) -> None:
     print("is kept. If it is lost, remove the client and add it again. A running server",
           file=out)
     print("accepts the new client within seconds.", file=out)
+    if config.tor_mode == "system":
+        print("Under the system tor: run `python run.py onion sync`, then restart tor.", file=out)
 
 
 def _remove_client(args: argparse.Namespace, config: Config, out: TextIO) -> None:
+    system = config.tor_mode == "system"
+    names = {c.name for c in list_clients(config)}
+    if names == {args.name} and not args.disable_caseworker_onion:
+        raise _Misuse(
+            f'"{args.name}" is the last caseworker client; without one '
+            + ("the system tor turns client authorization OFF for the caseworker onion and anyone who "
+               "learns its address reaches the caseworker login. " if system else
+               "serve withholds the caseworker onion and nobody can reach the caseworker site. ")
+            + "Add the replacement first, or re-run with --disable-caseworker-onion"
+        )
     remove_client(config, name=args.name)
-    print(f'Removed caseworker client "{args.name}". A running server refuses it within '
-          "seconds (it republishes the caseworker onion without it).", file=out)
+    if system:
+        print(f'Removed caseworker client "{args.name}" from {clients_dir(config)}. The system tor still '
+              "accepts it until you run `python run.py onion sync` and restart tor.", file=out)
+    else:
+        print(f'Removed caseworker client "{args.name}". A running server refuses it within '
+              "seconds (it republishes the caseworker onion without it).", file=out)
     if not list_clients(config):
-        print("That was the last client: the caseworker onion stays offline until you add "
-              "one with `onion add-client NAME`.", file=out)
+        print("That was the last client: the caseworker onion is withheld by serve"
+              + (". Under the system tor, comment out the caseworker HiddenServiceDir block in the torrc and "
+                 "restart tor NOW: `onion sync` refuses to leave it without clients, and the old key "
+                 "stays authorized there until you do." if system else
+                 " until you add one with `onion add-client NAME`."), file=out)
+
+
+def _sync(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
+    services, clients = sync_to_system_tor(config)
+    print(f"Copied {services} onion keys and {clients} caseworker client key(s) into "
+          f"{config.tor_whistleblower_dir} and {config.tor_caseworker_dir} (owner {config.tor_user}, "
+          "0700/0600); the torrc's HiddenServicePort lines match the app's ports.", file=out)
+    print("Now restart tor (not reload, see torrc.example): systemctl restart tor@default", file=out)
 
 
 def _list_clients(_args: argparse.Namespace, config: Config, out: TextIO) -> None:

@@ -287,14 +287,19 @@ class OnionServices:
         A system tor is asked first whether it hosts the address: with `Sandbox 1` tor
         cannot create onion services at run time, so ADD_ONION must not even be tried there.
         """
+        if not tor.launched:
+            # Before tor has bootstrapped it has built no descriptor, not even for the torrc's
+            # onions: asking earlier would report a correct torrc as missing the service.
+            await self._wait_bootstrapped(tor)
         if not tor.launched and await tor.get_info(f"hs/service/desc/id/{key.service_id}"):
             await self._accept_torrc_service(tor, service, key)
             return
         if not tor.launched and await tor.get_conf("Sandbox") == "1":
             raise PublishFailed(
                 f"the system tor runs with Sandbox 1, which cannot add onion services at run "
-                f"time, and its torrc does not serve the {service} onion ({key.address}); add "
-                "a HiddenServiceDir for it (see torrc.example)"
+                f"time, and once bootstrapped it has no descriptor for the {service} onion "
+                f"({key.address}): check its HiddenServiceDir in the torrc, run `python run.py onion "
+                "sync` and restart tor (see torrc.example)"
             )
         command = add_onion_command(key, target=self._target(service), clients=clients,
                                     pow_on=self._pow[0])
@@ -317,6 +322,19 @@ class OnionServices:
             )
         self._expected[service_id] = service
         self._uploaded[service_id] = asyncio.Event()
+
+    async def _wait_bootstrapped(self, tor: Tor) -> None:
+        """Return once tor reports 100% bootstrap (woken by its STATUS_CLIENT events)."""
+        percent, summary = bootstrap_progress(await tor.get_info("status/bootstrap-phase") or "")
+        if percent >= 100:
+            return
+        self._set(bootstrap_percent=max(percent, self._status.bootstrap_percent),
+                  detail=f"waiting for tor to bootstrap ({percent}%: {summary}) before checking its onions")
+        try:
+            await self.wait_for(lambda status: status.bootstrap_percent >= 100, timeout=self._publish_timeout)
+        except TimeoutError:
+            raise PublishFailed(f"tor did not finish bootstrapping within {self._publish_timeout:.0f} s "
+                                f"(at {self._status.bootstrap_percent}%); is its network reachable?") from None
 
     async def _accept_torrc_service(self, tor: Tor, service: str, key: ServiceKey) -> None:
         """The system tor's torrc already serves this key (HiddenServiceDir): watch, not add.
