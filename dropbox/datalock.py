@@ -58,6 +58,9 @@ def data_lock(config: Config) -> Iterator[None]:
             _held[path] -= 1
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    if os.geteuid() == 0:  # root running a command must not leave a lock the service user cannot open
+        owner = config.data_dir.stat()
+        os.fchown(fd, owner.st_uid, owner.st_gid)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -35,7 +35,8 @@ EXIT_MISUSE = 2
 
 _MISUSE = (ClientNameInvalid, ClientExists, ClientNotFound, TorrcMismatch)
 #: Subcommands that change files in the data folder: they hold its lock (one writer at a time).
-_WRITERS = frozenset({"add-client", "remove-client", "rotate", "sync"})
+#: (`sync` only reads the data folder; it runs as root to give tor's folders to tor's user.)
+_WRITERS = frozenset({"add-client", "remove-client", "rotate"})
 
 
 class _Misuse(Exception):
