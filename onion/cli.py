@@ -83,6 +83,8 @@ def add_onion_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     command("list-clients", "authorized caseworker devices")
     rotate = command("rotate", "give the public (whistleblower) onion a NEW address")
     rotate.add_argument("--yes", action="store_true", help="confirm: the old address dies")
+    rotate.add_argument("--caseworker", action="store_true",
+                        help="rotate the caseworker onion instead (every device needs its new line)")
 
 
 def run_onion_command(
@@ -224,18 +226,21 @@ def _list_clients(_args: argparse.Namespace, config: Config, out: TextIO) -> Non
 
 
 def _rotate(args: argparse.Namespace, config: Config, out: TextIO) -> None:
-    old = ensure_service_keys(config)[WHISTLEBLOWER].address
+    service = CASEWORKER if args.caseworker else WHISTLEBLOWER
+    old = ensure_service_keys(config)[service].address
     if not args.yes:
-        raise _Misuse(
-            f"this gives the public onion a NEW address and {old} stops working for good; "
-            "everyone who has it (whistleblowers, your website, printed material) must be "
-            "told the new one. Re-run with --yes to do it."
-        )
-    new = rotate_service_key(config, service=WHISTLEBLOWER).address
-    print("WARNING: the public onion address has changed. The old address is gone for good:",
-          file=out)
+        who = ("every caseworker device must get a new key line (remove-client and add-client each)"
+               if args.caseworker else
+               "everyone who has it (whistleblowers, your website, printed material) must be told the new one")
+        raise _Misuse(f"this gives the {service} onion a NEW address and {old} stops working for good; "
+                      f"{who}. Re-run with --yes to do it.")
+    new = rotate_service_key(config, service=service).address
+    print(f"WARNING: the {service} onion address has changed. The old address is gone for good:", file=out)
     print(f"    old: {old}", file=out)
     print(f"    new: {new}", file=out)
-    print("Publish the new address everywhere the old one appeared. A running server switches",
-          file=out)
-    print("to it within seconds; back up the keys folder again now.", file=out)
+    if args.caseworker:
+        print("Give every caseworker device a new line: run remove-client and add-client for each.", file=out)
+    else:
+        print("Publish the new address everywhere the old one appeared.", file=out)
+    print("A running server switches to it within seconds (under the system tor: run `onion sync` and "
+          "restart tor); back up the keys again now.", file=out)

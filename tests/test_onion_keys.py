@@ -446,6 +446,17 @@ def test_rotate_needs_yes_and_then_warns(config: Config) -> None:
     assert "WARNING" in out and old in out and new in out
 
 
+def test_rotate_caseworker_changes_only_the_caseworker_onion(config: Config) -> None:
+    before = ensure_service_keys(config)
+    status, _, err = run(config, "rotate", "--caseworker")
+    assert status == EXIT_MISUSE and "caseworker device" in err
+    status, out, _ = run(config, "rotate", "--caseworker", "--yes")
+    after = ensure_service_keys(config)
+    assert status == EXIT_OK and "remove-client and add-client" in out
+    assert after[CASEWORKER].address != before[CASEWORKER].address
+    assert after[WHISTLEBLOWER] == before[WHISTLEBLOWER]
+
+
 def test_a_broken_key_file_is_exit_status_1(config: Config) -> None:
     ensure_service_keys(config)
     (service_dir(config, CASEWORKER) / "hs_ed25519_secret_key").write_bytes(b"junk")
