@@ -4,7 +4,8 @@ Two `serve`s on one folder are not just wasteful: the second's start-up recovery
 first's in-flight uploads as crash leftovers and deletes them, while the first goes on to show a
 receipt. So `serve` and every command that writes take this lock for as long as they run, and a
 second one is refused with the process that holds it. Commands that only read (`status`,
-`backup`, `caseworker list`, `onion show`) do not take it and work beside a running server.
+`backup`, `caseworker list`, `channel list`) do not take it and work beside a running server, and
+neither do the `onion` commands (their key files are written atomically and picked up live).
 
 The kernel drops a flock when its holder dies (kill -9 included), so a stale lock file never
 blocks a restart; the pid written into the file is only there to name the holder.

@@ -8,13 +8,11 @@ exit status 2, like argparse's own errors; a broken key file is exit status 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from dropbox.config import Config
-from dropbox.datalock import DataFolderBusy, data_lock
 from onion.errors import ClientExists, ClientNameInvalid, ClientNotFound, OnionError
 from onion.keys import (
     CASEWORKER,
@@ -34,9 +32,6 @@ EXIT_FAILED = 1
 EXIT_MISUSE = 2
 
 _MISUSE = (ClientNameInvalid, ClientExists, ClientNotFound, TorrcMismatch)
-#: Subcommands that change files in the data folder: they hold its lock (one writer at a time).
-#: (`sync` only reads the data folder; it runs as root to give tor's folders to tor's user.)
-_WRITERS = frozenset({"add-client", "remove-client", "rotate"})
 
 
 class _Misuse(Exception):
@@ -111,12 +106,10 @@ def run_onion_command(
         print(f"onion {args.onion_command}: no install in {config.data_dir}; check --data, "
               "or run `python run.py init` first", file=err)
         return EXIT_MISUSE
+    # No data-folder lock: the key files are written atomically and a running server picks the
+    # changes up within seconds (that is how clients are added and removed live).
     try:
-        with data_lock(config) if args.onion_command in _WRITERS else contextlib.nullcontext():
-            handler(args, config, out)
-    except DataFolderBusy as exc:
-        print(f"onion {args.onion_command}: {exc}", file=err)
-        return EXIT_MISUSE
+        handler(args, config, out)
     except (_Misuse, *_MISUSE) as exc:
         print(f"onion {args.onion_command}: {exc}", file=err)
         return EXIT_MISUSE
