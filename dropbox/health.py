@@ -100,7 +100,8 @@ def _schema(config: Config) -> Check:
 
 def _answers(host: str, port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/static/style.css",  # noqa: S310 (own loopback app)
+        name = f"[{host}]" if ":" in host else host
+        with urllib.request.urlopen(f"http://{name}:{port}/static/style.css",  # noqa: S310 (own loopback app)
                                     timeout=HTTP_TIMEOUT_SECONDS) as answer:
             return bool(answer.status == 200)
     except (urllib.error.URLError, OSError):

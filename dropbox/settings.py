@@ -63,10 +63,10 @@ class Setting:
     choices: tuple[Any, ...] | None = None
 
 
-def settings() -> Iterator[Setting]:
-    """Every Config field that carries `section` metadata, in declaration order."""
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(Config):
+def settings(cls: type[Config] = Config) -> Iterator[Setting]:
+    """Every field of `cls` that carries `section` metadata, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
         if "section" not in f.metadata:
             continue
         kind, optional = _unwrap(hints[f.name])
@@ -83,7 +83,7 @@ def _unwrap(hint: Any) -> tuple[type, bool]:
     return hint, False
 
 
-def read_settings(path: Path) -> dict[str, Any]:
+def read_settings(path: Path, *, cls: type[Config] = Config) -> dict[str, Any]:
     """The Config changes the file asks for (field name -> value), or SettingsError."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -94,7 +94,7 @@ def read_settings(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(path, [f"{path}: not valid TOML: {e}"]) from e
     known: dict[str, dict[str, Setting]] = {}
-    for s in settings():
+    for s in settings(cls):
         known.setdefault(s.section, {})[s.name] = s
     problems: list[str] = []
     changes: dict[str, Any] = {}
@@ -126,6 +126,14 @@ _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 def _check(setting: Setting, value: Any) -> Any:
     """The value as the Config field wants it, or ValueError saying what is wrong in one line."""
     kind = setting.kind
+    origin = typing.get_origin(kind)
+    if origin in (tuple, list):  # a list of scalars, e.g. tuple[str, ...]
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {_toml(value)}")
+        item = Setting(name=setting.name, section=setting.section, doc="", kind=typing.get_args(kind)[0],
+                       optional=False, default=None, choices=setting.choices)
+        items = [_check(item, v) for v in value]
+        return tuple(items) if origin is tuple else items
     ok = (isinstance(value, bool) if kind is bool
           else isinstance(value, int) and not isinstance(value, bool) if kind is int
           else isinstance(value, int | float) and not isinstance(value, bool) if kind is float
@@ -155,6 +163,8 @@ def _toml(value: Any) -> str:
         value = str(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     return repr(value)
 
 
@@ -162,7 +172,7 @@ def render_settings(config: Config) -> str:
     """The whole file for `config`: every setting present, each with its doc; unset ones commented."""
     lines = [HEADER.rstrip("\n")]
     by_section: dict[str, list[Setting]] = {}
-    for s in settings():
+    for s in settings(type(config)):
         by_section.setdefault(s.section, []).append(s)
     for section, members in by_section.items():
         lines += ["", f"[{section}]"]

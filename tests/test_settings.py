@@ -128,3 +128,23 @@ def test_organisation_and_upload_limit_take_effect_in_the_served_pages(tmp_path:
     # Then the landing page names the organisation and the form states the limit
     assert "Ministry of Testing Æøå" in landing
     assert "7\u00a0MB" in form
+
+
+def test_a_list_setting_added_by_metadata_renders_and_validates(tmp_path: Path) -> None:
+    # A field another branch may add: tuple[str, ...] with choices. The file must stay valid TOML.
+    @dataclasses.dataclass(frozen=True)
+    class Extended(Config):
+        languages: tuple[str, ...] = dataclasses.field(default=("en", "da"), metadata={
+            "section": "organisation", "doc": "Languages offered.", "choices": ("en", "da", "sv")})
+
+    text = render_settings(Extended())
+    assert tomllib.loads(text)["organisation"]["languages"] == ["en", "da"]
+    path = tmp_path / "c.toml"
+    path.write_text('[organisation]\nlanguages = ["sv"]\n')
+    assert read_settings(path, cls=Extended) == {"languages": ("sv",)}
+    path.write_text('[organisation]\nlanguages = ["de"]\n')
+    with pytest.raises(SettingsError, match="not one of"):
+        read_settings(path, cls=Extended)
+    path.write_text('[organisation]\nlanguages = "en"\n')
+    with pytest.raises(SettingsError, match="expected a list"):
+        read_settings(path, cls=Extended)
