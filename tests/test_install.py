@@ -50,7 +50,14 @@ chroot "$T/merged" bash /inner/inner.sh
                           timeout=1800, check=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
+def _can_make_throwaway_roots() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--mount", "--fork", "true"], capture_output=True, timeout=60, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_make_throwaway_roots(), reason="needs root and mount namespaces (unshare)")
 def test_install_twice_leaves_the_same_state(tmp_path: Path) -> None:
     (tmp_path / "snapshot.py").write_text(SNAPSHOT)
     # Given a root where no dropbox user, /opt/dropbox or /var/lib/dropbox exist yet
