@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from dropbox.config import Config
+from keys.commands import CommandError
 
 USAGE_ERROR = 2
 
@@ -25,6 +26,8 @@ class _Parser(argparse.ArgumentParser):
 def _data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
                         help="the install's data folder (default: ./data)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="settings file to use instead of DIR/config.toml")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,16 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the whistleblower and caseworker apps")
     _data_option(serve)
     serve.add_argument("--no-tor", action="store_true", help="serve on loopback only, without onion services")
-    serve.add_argument("--port", type=int, default=8080, help="whistleblower app port (default 8080)")
-    serve.add_argument("--admin-port", type=int, default=8081, help="caseworker app port (default 8081)")
-    serve.add_argument("--host", default="127.0.0.1", help="bind address; loopback unless you also pass "
+    serve.add_argument("--port", type=int, help="whistleblower app port (default: the settings file's, 8080)")
+    serve.add_argument("--admin-port", type=int, help="caseworker app port (default: the settings file's, 8081)")
+    serve.add_argument("--host", help="bind address; loopback unless you also pass "
                        "--i-understand-this-exposes-the-server")
     serve.add_argument("--i-understand-this-exposes-the-server", dest="expose", action="store_true",
-                       help=argparse.SUPPRESS)
+                       help="allow a non-loopback --host (the apps must normally be reachable only through tor)")
     serve.add_argument("--tor-control", metavar="SOCKET_OR_PORT",
                        help="use a running tor's ControlSocket path or ControlPort instead of launching one")
 
     _data_option(commands.add_parser("purge", help="delete reports past their retention"))
+    _data_option(commands.add_parser("status", help="health checks for an operator or a monitor; exit 1 if any "
+                                      "fails"))
+    channel = commands.add_parser("channel", help="whistleblower channels (managed in the caseworker web admin)")
+    channel_commands = channel.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    _data_option(channel_commands.add_parser("list", help="list channels with retention and caseworker count"))
+    backup = commands.add_parser("backup", help="write one archive of the install (safe while serving)")
+    backup.add_argument("file", type=Path, metavar="FILE", help="the archive to write (must not exist)")
+    _data_option(backup)
+    restore = commands.add_parser("restore", help="restore an archive into a new or empty --data folder")
+    restore.add_argument("file", type=Path, metavar="FILE", help="an archive written by backup")
+    _data_option(restore)
+    _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
+                                     "(take a backup first)"))
 
     cw = commands.add_parser("caseworker", help="manage caseworker accounts")
     cw_commands = cw.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
@@ -82,17 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dispatch(args: argparse.Namespace, config: Config) -> Coroutine[Any, Any, int] | int:
+def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[str]) -> Coroutine[Any, Any, int] | int:
     from keys import commands as k
+
+    if args.command == "status":
+        return k.status(config, settings_problems=settings_problems)
+    if args.command == "channel":
+        return k.channel_list(config)
 
     if args.command == "init":
         return k.init(config)
     if args.command == "purge":
         return k.purge(config)
+    if args.command == "migrate":
+        return k.migrate(config)
+    if args.command == "backup":
+        return k.backup(config, target=args.file)
+    if args.command == "restore":
+        return k.restore(config, archive=args.file)
     if args.command == "serve":
         from dropbox.server import serve
 
-        return serve(config, tor=not args.no_tor, tor_control=args.tor_control)
+        return serve(config, tor=config.tor_mode != "off" and not args.no_tor,
+                     tor_control=args.tor_control or config.tor_control)
     if args.command == "onion":
         from onion.cli import run_onion_command
 
@@ -112,19 +140,42 @@ def _dispatch(args: argparse.Namespace, config: Config) -> Coroutine[Any, Any, i
     raise AssertionError(f"unhandled command {args}")
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """Defaults, then the settings file (DATA/config.toml or --config), then command-line flags."""
+    from dropbox.settings import FILE_NAME, settings_for
+
+    data = args.data.resolve()
+    path = args.config if args.config is not None else data / FILE_NAME
+    if args.config is not None and not path.is_file():
+        raise CommandError(f"--config {path}: no such file")
+    config = settings_for(Config(data_dir=data), path.resolve())
+    flags = {name: getattr(args, name, None) for name in ("host", "port", "admin_port")}
+    return config.replace(**{name: value for name, value in flags.items() if value is not None})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "host", "127.0.0.1") not in ("127.0.0.1", "localhost", "::1") and not args.expose:
-        parser.error(f"refusing to bind to {args.host}: the apps must only be reachable through tor. "
-                     "Add --i-understand-this-exposes-the-server if you really mean it")
-    config = Config(data_dir=args.data.resolve(), host=getattr(args, "host", "127.0.0.1"),
-                    port=getattr(args, "port", 8080), admin_port=getattr(args, "admin_port", 8081))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from keys.commands import CommandError
+    from dropbox.settings import SettingsError
 
+    problems: list[str] = []
     try:
-        outcome = _dispatch(args, config)
+        config = _config(args)
+    except SettingsError as e:
+        if args.command != "status":  # status reports them among its checks
+            for problem in e.problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return USAGE_ERROR
+        config, problems = Config(data_dir=args.data.resolve()), e.problems
+    except CommandError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not getattr(args, "expose", False):
+        parser.error(f"refusing to bind to {config.host}: the apps must only be reachable through tor. "
+                     "Add --i-understand-this-exposes-the-server if you really mean it")
+    try:
+        outcome = _dispatch(args, config, problems)
         return asyncio.run(outcome) if not isinstance(outcome, int) else outcome
     except CommandError as e:
         print(f"error: {e}", file=sys.stderr)

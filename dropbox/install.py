@@ -70,3 +70,10 @@ async def load_install(store: Store) -> Install:
     except NotFound as e:
         raise NotFound("install metadata missing; was `init` interrupted?") from e
     return Install(receipt_kdf=KdfParams(salt=salt, ops=int(cost["ops"]), mem=int(cost["mem"])))
+
+
+def migration_advice(config: Config, version: int, latest: int) -> str:
+    """What the operator reads when the database needs migrating: the commands, backup first."""
+    return (f"the database in {config.data_dir} is at schema {version}, this version needs {latest}; "
+            f"stop the server, take a backup (python run.py backup FILE --data {config.data_dir}), "
+            f"then run: python run.py migrate --data {config.data_dir}")

@@ -12,9 +12,12 @@ from aiohttp import web
 
 from dropbox.app import create_caseworker_app, create_whistleblower_app
 from dropbox.config import Config
+from dropbox.datalock import DataFolderBusy, data_lock
+from dropbox.health import remove_server_status, write_server_status
+from dropbox.install import migration_advice
 from dropbox.retention import purge_expired
 from dropbox.services import Services
-from dropbox.storage import NotInitialised
+from dropbox.storage import NeedsMigration, NotInitialised
 from dropbox.web import install_log_filters, run_kwargs
 
 if TYPE_CHECKING:
@@ -25,13 +28,32 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 6 * 3600
 
 
+class PortUnavailable(Exception):
+    """An app's address cannot be bound (in use by another program, or not allowed)."""
+
+
 async def serve(config: Config, *, tor: bool = True, tor_control: str | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; 2 (one log line) if there is no install or another process
+    holds the data folder."""
     install_log_filters()
+    if not config.db_path.exists():
+        log.error("no install in %s: run `python run.py init` first", config.data_dir)
+        return 2
     try:
-        async with Services.open(config) as services:
-            await _serve(services, tor=tor, tor_control=tor_control)
+        with data_lock(config):
+            async with Services.open(config) as services:
+                await _serve(services, tor=tor, tor_control=tor_control)
+    except DataFolderBusy as e:
+        log.error("%s", e)
+        return 2
     except NotInitialised:
         log.error("no install in %s: run `python run.py init` first", config.data_dir)
+        return 2
+    except PortUnavailable as e:
+        log.error("%s", e)
+        return 2
+    except NeedsMigration as e:
+        log.error("refusing to serve: %s", migration_advice(config, e.version, e.latest))
         return 2
     return 0
 
@@ -49,7 +71,12 @@ async def start_apps(services: Services, *, ports: tuple[int, int]) -> list[web.
             runner = web.AppRunner(app, **run_kwargs())
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, config.host, port).start()
+            try:
+                await web.TCPSite(runner, config.host, port).start()
+            except OSError as e:
+                raise PortUnavailable(f"cannot listen on {config.host}:{port} ({e.strerror}): another "
+                                      "program uses it? Choose another with --port/--admin-port or in "
+                                      "config.toml [network], and match tor's HiddenServicePort") from e
     except BaseException:
         await stop_apps(runners)
         raise
@@ -71,19 +98,23 @@ async def _serve(services: Services, *, tor: bool, tor_control: str | None) -> N
     try:
         log.info("whistleblower app on http://%s:%d/, caseworker app on http://%s:%d/",
                  config.host, config.port, config.host, config.admin_port)
+        background = [asyncio.create_task(_purge_periodically(services))]
         if tor:
             onion = await _start_onion(config, tor_control)
+            background.append(asyncio.create_task(_report_onion_status(config, onion)))
         else:
             log.info("--no-tor: not publishing onion services")
-        purger = asyncio.create_task(_purge_periodically(services))
+            write_server_status(config, onions=None)
         await _wait_for_stop_signal()
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     finally:
         if onion is not None:
             await onion.stop()
         await stop_apps(runners)
+        remove_server_status(config)
 
 
 async def _start_onion(config: Config, tor_control: str | None) -> OnionServices:
@@ -92,6 +123,15 @@ async def _start_onion(config: Config, tor_control: str | None) -> OnionServices
     services = OnionServices(config, tor_control=tor_control)
     await services.start()
     return services
+
+
+async def _report_onion_status(config: Config, onion: OnionServices) -> None:
+    """Keep DATA/status.json (read by `run.py status`) in step with every onion status change."""
+    while True:
+        seen = onion.status
+        write_server_status(config, onions=seen)
+        with contextlib.suppress(TimeoutError):
+            await onion.wait_for(lambda status, seen=seen: status is not seen, timeout=3600)  # type: ignore[misc]
 
 
 async def _purge_periodically(services: Services) -> None:

@@ -195,6 +195,16 @@ class NotInitialised(StoreError):
     """The data folder has no database yet: run `python run.py init`."""
 
 
+class NeedsMigration(StoreError):
+    """The database is at an older schema than this code; upgrades are explicit (`run.py migrate`),
+    so opening it for use is refused instead of changing it behind the operator's back."""
+
+    def __init__(self, version: int, latest: int) -> None:
+        super().__init__(f"database schema {version} is older than this code's {latest}")
+        self.version = version
+        self.latest = latest
+
+
 # --- rows ----------------------------------------------------------------------------------
 
 
@@ -368,13 +378,15 @@ class Store:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, *, create: bool = False) -> Store:
+    async def open(cls, path: Path, *, create: bool = False, migrate: bool = False) -> Store:
+        """Open for use. `create` makes a new database at the latest schema (init); an existing
+        one at an older schema raises NeedsMigration unless `migrate` (only `run.py migrate`)."""
         if not create and not path.exists():
             raise NotInitialised(str(path))
         writer = await _connect(path)
         try:
             await writer.execute("PRAGMA journal_mode = WAL")
-            await _migrate(writer)
+            await _migrate(writer, allowed=create or migrate)
             reader = await _connect(path)
         except BaseException:
             await writer.close()
@@ -990,13 +1002,53 @@ async def _next_seq(db: aiosqlite.Connection, table: str, report_id: str) -> int
     return int(row[0]) if row else 1
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
+def schema_version(path: Path) -> int:
+    """The schema of the database at `path`, read without changing anything (status, checks)."""
+    if not path.exists():
+        raise NotInitialised(str(path))
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def snapshot_database(source: Path, target: Path) -> None:
+    """A consistent copy of a live database (SQLite's online backup API): writers may go on
+    committing meanwhile; the copy is one committed state, WAL content included."""
+    with contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
+            contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst, pages=1024)
+        dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
+
+
+def check_database_file(path: Path) -> tuple[str, int, set[str]]:
+    """(integrity_check result, schema version, ids of the file rows) of a database file that is
+    not in use, read-only: what a restore checks before it puts the file in place."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        integrity = str(db.execute("PRAGMA integrity_check").fetchone()[0])
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        has_files = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'").fetchone()
+        ids = {str(r[0]) for r in db.execute("SELECT id FROM files")} if has_files else set()
+    return integrity, version, ids
+
+
+async def migrate_database(path: Path) -> tuple[int, int]:
+    """Bring the database at `path` to the latest schema; returns (from, to). Each migration
+    commits on its own, so an interrupted run resumes where it stopped."""
+    before = schema_version(path)
+    store = await Store.open(path, migrate=True)
+    await store.close()
+    return before, SCHEMA_VERSION
+
+
+async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> None:
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
     if version > SCHEMA_VERSION:
         raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
-    # Numbers are reserved per line of work, so a branch may lack some; each runs once, in order.
+    if version == 0 and not allowed:
+        raise NotInitialised("the database has no schema: was `init` interrupted?")
+    if version < SCHEMA_VERSION and not allowed:
+        raise NeedsMigration(version, SCHEMA_VERSION)
     for target in sorted(n for n in _MIGRATIONS if version < n <= SCHEMA_VERSION):
         await db.execute("BEGIN IMMEDIATE")
         try:

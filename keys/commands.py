@@ -9,18 +9,32 @@ from __future__ import annotations
 import contextlib
 import getpass
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TextIO
 
 from dropbox import accounts
+from dropbox.backup import BackupError, RestoreError, create_backup, needs_migration_after_restore, restore_backup
 from dropbox.blobs import BlobStore
 from dropbox.channels import join_channels
 from dropbox.config import Config
-from dropbox.install import AlreadyInitialised, init_install
+from dropbox.datalock import DataFolderBusy, data_lock
+from dropbox.health import Level, check_all
+from dropbox.install import AlreadyInitialised, init_install, make_private_dir, migration_advice
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
-from dropbox.storage import Conflict, NotFound, NotInitialised, Store
+from dropbox.settings import FILE_NAME, write_settings
+from dropbox.storage import (
+    SCHEMA_VERSION,
+    Conflict,
+    NeedsMigration,
+    NotFound,
+    NotInitialised,
+    Store,
+    migrate_database,
+    schema_version,
+)
 
 OK, FAILED = 0, 2  # 2: the operator must change something, as for misuse
 
@@ -34,18 +48,34 @@ def _fail(message: str) -> int:
     return FAILED
 
 
+@contextlib.contextmanager
+def locked(config: Config) -> Iterator[None]:
+    """The data folder's lock for a writing command; a busy folder is the operator's one line."""
+    try:
+        with data_lock(config):
+            yield
+    except DataFolderBusy as e:
+        raise CommandError(str(e)) from None
+
+
 @contextlib.asynccontextmanager
-async def _opened(config: Config) -> AsyncIterator[tuple[Store, KdfPool]]:
-    try:
-        store = await Store.open(config.db_path)
-    except NotInitialised as e:
-        raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
-    kdf = KdfPool(concurrency=1, queue_limit=4)
-    try:
-        yield store, kdf
-    finally:
-        kdf.close()
-        await store.close()
+async def _opened(config: Config, *, write: bool = True) -> AsyncIterator[tuple[Store, KdfPool]]:
+    """The store and a small KDF pool; `write` also holds the data folder's lock throughout."""
+    if not config.db_path.exists():
+        raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first")
+    with locked(config) if write else contextlib.nullcontext():
+        try:
+            store = await Store.open(config.db_path)
+        except NotInitialised as e:
+            raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
+        except NeedsMigration as e:
+            raise CommandError(migration_advice(config, e.version, e.latest)) from None
+        kdf = KdfPool(concurrency=1, queue_limit=4)
+        try:
+            yield store, kdf
+        finally:
+            kdf.close()
+            await store.close()
 
 
 def _read_secret(prompt: str, *, stdin: bool, source: TextIO) -> str:
@@ -58,11 +88,18 @@ def _read_secret(prompt: str, *, stdin: bool, source: TextIO) -> str:
 
 
 async def init(config: Config) -> int:
-    try:
-        await init_install(config)
-    except AlreadyInitialised:
+    if config.db_path.exists():
         return _fail(f"{config.data_dir} already holds an install; nothing was changed")
-    _ensure_onion_keys(config)
+    make_private_dir(config.data_dir)
+    with locked(config):
+        try:
+            await init_install(config)
+        except AlreadyInitialised:
+            return _fail(f"{config.data_dir} already holds an install; nothing was changed")
+        _ensure_onion_keys(config)
+        settings_path = config.data_dir / FILE_NAME
+        if write_settings(config, settings_path):
+            print(f"Wrote the settings to {settings_path}: every setting, commented; edit it, then restart.")
     print(f"Initialised a new install in {config.data_dir}.")
     print("Next: python run.py caseworker add NAME")
     return OK
@@ -120,7 +157,7 @@ async def caseworker_add(config: Config, *, name: str, passphrase_stdin: bool, a
 
 
 async def caseworker_list(config: Config) -> int:
-    async with _opened(config) as (store, _):
+    async with _opened(config, write=False) as (store, _):
         workers = await store.caseworkers()
         channels = {c.id: c for c in await store.channels()}
         membership = {c: {m.id for m in await store.channel_members(c)} for c in channels}
@@ -196,4 +233,78 @@ async def purge(config: Config) -> int:
     async with _opened(config) as (store, _):
         count = await purge_expired(store=store, blobs=BlobStore(config))
     print(f"Purged {count} expired report(s).")
+    return OK
+
+
+async def migrate(config: Config) -> int:
+    """Bring the database to this code's schema; the one command that changes it."""
+    if not config.db_path.exists():
+        return _fail(f"no install in {config.data_dir}; run `python run.py init` first")
+    with locked(config):
+        before = schema_version(config.db_path)
+        if before == SCHEMA_VERSION:
+            print(f"The database is at schema {before} already; nothing to do.")
+            return OK
+        if before > SCHEMA_VERSION:
+            return _fail(f"the database is at schema {before}, newer than this code ({SCHEMA_VERSION}): "
+                         "run the newer version, or restore the backup taken before the upgrade")
+        print(f"Migrating the database from schema {before} to {SCHEMA_VERSION} ...")
+        await migrate_database(config.db_path)
+    print(f"Done: the database is at schema {SCHEMA_VERSION}.")
+    return OK
+
+
+def backup(config: Config, *, target: Path) -> int:
+    """An archive of the install, consistent while it serves (takes no lock)."""
+    try:
+        manifest = create_backup(config, target.resolve())
+    except BackupError as e:
+        return _fail(str(e))
+    files = manifest["files"]
+    assert isinstance(files, dict)
+    print(f"Wrote {target}: the database (schema {manifest['schema']}), keys, settings and "
+          f"{sum(1 for name in files if name.startswith('blobs/'))} sealed file(s).")
+    print("It holds the onion service keys as the server's disk does: keep it as safe as that disk.")
+    return OK
+
+
+def restore(config: Config, *, archive: Path) -> int:
+    """Unpack an archive into an empty data folder, checked before anything is placed."""
+    try:
+        with locked_if_present(config):
+            restore_backup(archive.resolve(), config)
+    except RestoreError as e:
+        return _fail(str(e))
+    print(f"Restored {archive} into {config.data_dir}; every member matched the manifest and the "
+          "database passed its integrity check.")
+    if needs_migration_after_restore(config):
+        print(f"The database is at an older schema: run python run.py migrate --data {config.data_dir}")
+    return OK
+
+
+@contextlib.contextmanager
+def locked_if_present(config: Config) -> Iterator[None]:
+    """The lock of an existing (empty) data folder, so no server starts on it mid-restore."""
+    if config.data_dir.is_dir():
+        with locked(config):
+            yield
+    else:
+        yield
+
+
+def status(config: Config, *, settings_problems: list[str]) -> int:
+    """Print every health check; 1 if any failed (for monitoring), else 0."""
+    checks = check_all(config, settings_problems=settings_problems)
+    for check in checks:
+        print(f"{check.level:<4} {check.name:<9} {check.text}")
+    return 1 if any(c.level is Level.FAIL for c in checks) else OK
+
+
+async def channel_list(config: Config) -> int:
+    async with _opened(config, write=False) as (store, _):
+        channels = await store.channels()
+        members = {c.id: len(await store.channel_members(c.id)) for c in channels}
+    for c in channels:
+        print(f"{c.id:<24} {c.name}  retention: {c.retention_days} days  caseworkers: {members[c.id]}"
+              f"{'  [default]' if c.is_default else ''}")
     return OK

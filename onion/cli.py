@@ -25,12 +25,13 @@ from onion.keys import (
     rotate_service_key,
 )
 from onion.support import client_auth_support, installed_tor, pow_support
+from onion.sync import TorrcMismatch, sync_to_system_tor
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_MISUSE = 2
 
-_MISUSE = (ClientNameInvalid, ClientExists, ClientNotFound)
+_MISUSE = (ClientNameInvalid, ClientExists, ClientNotFound, TorrcMismatch)
 
 
 class _Misuse(Exception):
@@ -62,6 +63,8 @@ def add_onion_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         parser = _one_line_errors(commands.add_parser(name, help=text, description=text))
         parser.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
                             help="the install's data folder (default: ./data)")
+        parser.add_argument("--config", type=Path, metavar="FILE",
+                            help="settings file to use instead of DIR/config.toml")
         return parser
 
     command("show", "both addresses, tor version, client auth and PoW defence")
@@ -69,9 +72,14 @@ def add_onion_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     add.add_argument("name", metavar="NAME", help="1-32 letters, digits, '-' or '_'")
     remove = command("remove-client", "revoke a caseworker device")
     remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--disable-caseworker-onion", action="store_true",
+                        help="allow removing the last client (the caseworker onion is then withheld)")
+    command("sync", "copy keys and clients into the system tor's HiddenServiceDirs (tor_mode = \"system\")")
     command("list-clients", "authorized caseworker devices")
     rotate = command("rotate", "give the public (whistleblower) onion a NEW address")
     rotate.add_argument("--yes", action="store_true", help="confirm: the old address dies")
+    rotate.add_argument("--caseworker", action="store_true",
+                        help="rotate the caseworker onion instead (every device needs its new line)")
 
 
 def run_onion_command(
@@ -87,11 +95,19 @@ def run_onion_command(
         "remove-client": _remove_client,
         "list-clients": _list_clients,
         "rotate": _rotate,
+        "sync": _sync,
     }
     handler = handlers.get(getattr(args, "onion_command", None) or "")
     if handler is None:
         print(f"onion: choose one of: {', '.join(handlers)}", file=err)
         return EXIT_MISUSE
+    if not config.db_path.exists():
+        # Never make fresh keys in a mistyped folder and print an address nobody serves.
+        print(f"onion {args.onion_command}: no install in {config.data_dir}; check --data, "
+              "or run `python run.py init` first", file=err)
+        return EXIT_MISUSE
+    # No data-folder lock: the key files are written atomically and a running server picks the
+    # changes up within seconds (that is how clients are added and removed live).
     try:
         handler(args, config, out)
     except (_Misuse, *_MISUSE) as exc:
@@ -153,15 +169,42 @@ def _add_client(args: argparse.Namespace, config: Config, out: TextIO) -> None:
     print("is kept. If it is lost, remove the client and add it again. A running server",
           file=out)
     print("accepts the new client within seconds.", file=out)
+    if config.tor_mode == "system":
+        print("Under the system tor: run `python run.py onion sync`, then restart tor.", file=out)
 
 
 def _remove_client(args: argparse.Namespace, config: Config, out: TextIO) -> None:
+    system = config.tor_mode == "system"
+    names = {c.name for c in list_clients(config)}
+    if names == {args.name} and not args.disable_caseworker_onion:
+        raise _Misuse(
+            f'"{args.name}" is the last caseworker client; without one '
+            + ("the system tor turns client authorization OFF for the caseworker onion and anyone who "
+               "learns its address reaches the caseworker login. " if system else
+               "serve withholds the caseworker onion and nobody can reach the caseworker site. ")
+            + "Add the replacement first, or re-run with --disable-caseworker-onion"
+        )
     remove_client(config, name=args.name)
-    print(f'Removed caseworker client "{args.name}". A running server refuses it within '
-          "seconds (it republishes the caseworker onion without it).", file=out)
+    if system:
+        print(f'Removed caseworker client "{args.name}" from {clients_dir(config)}. The system tor still '
+              "accepts it until you run `python run.py onion sync` and restart tor.", file=out)
+    else:
+        print(f'Removed caseworker client "{args.name}". A running server refuses it within '
+              "seconds (it republishes the caseworker onion without it).", file=out)
     if not list_clients(config):
-        print("That was the last client: the caseworker onion stays offline until you add "
-              "one with `onion add-client NAME`.", file=out)
+        print("That was the last client: the caseworker onion is withheld by serve"
+              + (". Under the system tor, comment out the caseworker HiddenServiceDir block in the torrc and "
+                 "restart tor NOW: `onion sync` refuses to leave it without clients, and the old key "
+                 "stays authorized there until you do." if system else
+                 " until you add one with `onion add-client NAME`."), file=out)
+
+
+def _sync(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
+    services, clients = sync_to_system_tor(config)
+    print(f"Copied {services} onion keys and {clients} caseworker client key(s) into "
+          f"{config.tor_whistleblower_dir} and {config.tor_caseworker_dir} (owner {config.tor_user}, "
+          "0700/0600); the torrc's HiddenServicePort lines match the app's ports.", file=out)
+    print("Now restart tor (not reload, see torrc.example): systemctl restart tor@default", file=out)
 
 
 def _list_clients(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
@@ -176,18 +219,21 @@ def _list_clients(_args: argparse.Namespace, config: Config, out: TextIO) -> Non
 
 
 def _rotate(args: argparse.Namespace, config: Config, out: TextIO) -> None:
-    old = ensure_service_keys(config)[WHISTLEBLOWER].address
+    service = CASEWORKER if args.caseworker else WHISTLEBLOWER
+    old = ensure_service_keys(config)[service].address
     if not args.yes:
-        raise _Misuse(
-            f"this gives the public onion a NEW address and {old} stops working for good; "
-            "everyone who has it (whistleblowers, your website, printed material) must be "
-            "told the new one. Re-run with --yes to do it."
-        )
-    new = rotate_service_key(config, service=WHISTLEBLOWER).address
-    print("WARNING: the public onion address has changed. The old address is gone for good:",
-          file=out)
+        who = ("every caseworker device must get a new key line (remove-client and add-client each)"
+               if args.caseworker else
+               "everyone who has it (whistleblowers, your website, printed material) must be told the new one")
+        raise _Misuse(f"this gives the {service} onion a NEW address and {old} stops working for good; "
+                      f"{who}. Re-run with --yes to do it.")
+    new = rotate_service_key(config, service=service).address
+    print(f"WARNING: the {service} onion address has changed. The old address is gone for good:", file=out)
     print(f"    old: {old}", file=out)
     print(f"    new: {new}", file=out)
-    print("Publish the new address everywhere the old one appeared. A running server switches",
-          file=out)
-    print("to it within seconds; back up the keys folder again now.", file=out)
+    if args.caseworker:
+        print("Give every caseworker device a new line: run remove-client and add-client for each.", file=out)
+    else:
+        print("Publish the new address everywhere the old one appeared.", file=out)
+    print("A running server switches to it within seconds (under the system tor: run `onion sync` and "
+          "restart tor); back up the keys again now.", file=out)

@@ -19,6 +19,7 @@ The caseworker onion is never published without at least one authorized client: 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,9 @@ from onion.protocol import add_onion_command, onion_target, reply, torrc_service
 from onion.support import client_auth_support, installed_tor, pow_support
 
 log = logging.getLogger(__name__)
+
+#: How long a system tor gets, after bootstrapping, to build a torrc onion's descriptor.
+DESCRIPTOR_WAIT_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class OnionStatus:
@@ -108,6 +112,8 @@ class OnionServices:
         # Per tor session: service ids we wait for, and which of them tor has uploaded.
         self._expected: dict[str, str] = {}
         self._uploaded: dict[str, asyncio.Event] = {}
+        #: Per service id: tor reported any HS_DESC event for it (a torrc onion's descriptor exists).
+        self._descriptor_seen: dict[str, asyncio.Event] = {}
         self._clients: tuple[AuthorizedClient, ...] = ()
         self._pow = (False, "")
 
@@ -207,7 +213,7 @@ class OnionServices:
         tor = await self._open()
         try:
             self._set(tor_version=tor.version, detail="tor is bootstrapping")
-            self._expected, self._uploaded = {}, {}
+            self._expected, self._uploaded, self._descriptor_seen = {}, {}, {}
             await tor.listen(self._on_bootstrap, EventType.STATUS_CLIENT)
             await tor.listen(self._on_hs_desc, EventType.HS_DESC)
             await tor.listen(self._on_tor_log, EventType.WARN, EventType.ERR)
@@ -256,6 +262,8 @@ class OnionServices:
             log.warning("tor %s: %s", str(event.runlevel).lower(), message)
 
     def _on_hs_desc(self, event: Any) -> None:
+        if event.address in self._descriptor_seen:
+            self._descriptor_seen[event.address].set()
         if event.action == stem.HSDescAction.UPLOADED and event.address in self._expected:
             self._uploaded[event.address].set()
             service = self._expected[event.address]
@@ -287,14 +295,15 @@ class OnionServices:
         A system tor is asked first whether it hosts the address: with `Sandbox 1` tor
         cannot create onion services at run time, so ADD_ONION must not even be tried there.
         """
-        if not tor.launched and await tor.get_info(f"hs/service/desc/id/{key.service_id}"):
+        if not tor.launched and await self._torrc_serves(tor, key):
             await self._accept_torrc_service(tor, service, key)
             return
         if not tor.launched and await tor.get_conf("Sandbox") == "1":
             raise PublishFailed(
                 f"the system tor runs with Sandbox 1, which cannot add onion services at run "
-                f"time, and its torrc does not serve the {service} onion ({key.address}); add "
-                "a HiddenServiceDir for it (see torrc.example)"
+                f"time, and once bootstrapped it has no descriptor for the {service} onion "
+                f"({key.address}): check its HiddenServiceDir in the torrc, run `python run.py onion "
+                "sync` and restart tor (see torrc.example)"
             )
         command = add_onion_command(key, target=self._target(service), clients=clients,
                                     pow_on=self._pow[0])
@@ -317,6 +326,40 @@ class OnionServices:
             )
         self._expected[service_id] = service
         self._uploaded[service_id] = asyncio.Event()
+
+    async def _torrc_serves(self, tor: Tor, key: ServiceKey) -> bool:
+        """Whether a system tor's torrc serves `key`, asked only when tor can know.
+
+        Before tor has bootstrapped it has built no descriptor, not even for the torrc's onions,
+        and it builds them a little after: asking too early would report a correct torrc as
+        missing the service. So: wait for bootstrap, then (if the torrc declares any onion) give
+        tor up to DESCRIPTOR_WAIT_SECONDS to build this one, woken by its HS_DESC events.
+        """
+        await self._wait_bootstrapped(tor)
+        query = f"hs/service/desc/id/{key.service_id}"
+        seen = self._descriptor_seen.setdefault(key.service_id, asyncio.Event())
+        if await tor.get_info(query):
+            return True
+        options = await tor.msg("GETCONF HiddenServiceOptions")
+        if not any(line.startswith("HiddenServiceDir=") for _code, _div, line in options.content()):
+            return False  # the torrc serves no onion at all: nothing to wait for
+        self._set(detail=f"waiting for tor to build the descriptor of {key.address}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(seen.wait(), timeout=DESCRIPTOR_WAIT_SECONDS)
+        return bool(await tor.get_info(query))
+
+    async def _wait_bootstrapped(self, tor: Tor) -> None:
+        """Return once tor reports 100% bootstrap (woken by its STATUS_CLIENT events)."""
+        percent, summary = bootstrap_progress(await tor.get_info("status/bootstrap-phase") or "")
+        if percent >= 100:
+            return
+        self._set(bootstrap_percent=max(percent, self._status.bootstrap_percent),
+                  detail=f"waiting for tor to bootstrap ({percent}%: {summary}) before checking its onions")
+        try:
+            await self.wait_for(lambda status: status.bootstrap_percent >= 100, timeout=self._publish_timeout)
+        except TimeoutError:
+            raise PublishFailed(f"tor did not finish bootstrapping within {self._publish_timeout:.0f} s "
+                                f"(at {self._status.bootstrap_percent}%); is its network reachable?") from None
 
     async def _accept_torrc_service(self, tor: Tor, service: str, key: ServiceKey) -> None:
         """The system tor's torrc already serves this key (HiddenServiceDir): watch, not add.

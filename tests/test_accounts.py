@@ -192,7 +192,7 @@ async def test_migration_5_carries_an_old_install_forward(tmp_path: Path) -> Non
         conn.execute("PRAGMA user_version = 2")
         conn.execute("INSERT INTO caseworkers (id, name, public_key, wrapped_key, kdf_salt, kdf_ops, kdf_mem,"
                      " created_day) VALUES ('c1', 'old', x'00', x'00', x'00', 1, 8192, '2026-01-01')")
-    store = await Store.open(db)
+    store = await Store.open(db, migrate=True)
     try:
         cw = await store.caseworker("c1")
         assert cw.name == "old" and not cw.must_change_passphrase and cw.totp_failures == 0

@@ -324,14 +324,14 @@ async def test_thread_helper_still_reads_what_casework_wrote(
 
 
 async def test_migration_2_upgrades_an_existing_install(config: Config) -> None:
-    """An install made before the caseworker app (schema 1) gains the indexes at next start."""
+    """An install made before the caseworker app (schema 1) gains the indexes when migrated."""
     from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION
 
     config.data_dir.mkdir(parents=True)
     raw = sqlite3.connect(config.db_path)
     raw.executescript(_MIGRATIONS[1] + "; PRAGMA user_version = 1;")
     raw.close()
-    store = await Store.open(config.db_path)
+    store = await Store.open(config.db_path, migrate=True)
     try:
         version = await store._one("PRAGMA user_version")
         indexes = {r[0] for r in await store._all("SELECT name FROM sqlite_master WHERE type = 'index'")}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword
 
 from dropbox.config import Config
 from dropbox.notify import Notifier
@@ -141,3 +143,86 @@ def test_notifier_needs_an_smtp_host(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError):
         Notifier(config=config_for_tests(tmp_path), store=None)  # type: ignore[arg-type]
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made by openssl, so the client's check is real, not switched off."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@contextlib.asynccontextmanager
+async def starttls_login_server(tmp_path: Path, *, user: str, password: str) -> AsyncIterator[tuple[Inbox, int]]:
+    """aiosmtpd that offers STARTTLS, refuses mail before it, and refuses AUTH without TLS or a wrong login."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = Inbox()
+
+    def authenticate(server: SMTP, session: Any, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
+        return AuthResult(success=ok)
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(inbox, loop=loop, hostname="test.invalid", tls_context=context, require_starttls=True,
+                     auth_require_tls=True, auth_required=True, authenticator=authenticate),
+        "127.0.0.1", 0)
+    try:
+        yield inbox, server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_notices_go_through_starttls_with_a_login_from_a_password_file(tmp_path: Path) -> None:
+    # Given a mail server that demands STARTTLS and a login, and a password kept in a file
+    password_file = tmp_path / "smtp-password"
+    password_file.write_text("s3cret pass\n")
+    async with starttls_login_server(tmp_path, user="dropbox", password="s3cret pass") as (inbox, port):
+        config = await _setup(tmp_path, port)
+        config = config.replace(smtp_security="starttls", smtp_user="dropbox", smtp_password_file=password_file,
+                                smtp_ca_file=tmp_path / "cert.pem")
+        async with Services.open(config) as services:
+            await submit(services)
+            # When a round runs, the notices arrive
+            assert await Notifier(config=config, store=services.store).check_once() == 2
+            assert len(inbox.envelopes) == 2
+            # And with a wrong password nothing is sent (and nothing is remembered as told)
+            password_file.write_text("wrong\n")
+            bob = await services.store.caseworker_by_name("bob")
+            await services.store.update_caseworker(bob.id, email="bob2@example.org")
+            await submit(services)
+            assert await Notifier(config=config, store=services.store).check_once() == 0
+
+
+async def test_without_starttls_the_server_refuses_and_nothing_is_sent_in_the_clear(tmp_path: Path) -> None:
+    password_file = tmp_path / "smtp-password"
+    password_file.write_text("s3cret pass\n")
+    async with starttls_login_server(tmp_path, user="dropbox", password="s3cret pass") as (inbox, port):
+        config = (await _setup(tmp_path, port)).replace(smtp_security="none")
+        async with Services.open(config) as services:
+            await submit(services)
+            assert await Notifier(config=config, store=services.store).check_once() == 0
+            assert inbox.envelopes == []
+
+
+async def test_a_restart_does_not_send_the_notice_again(tmp_path: Path) -> None:
+    async with smtp_server() as (inbox, port):
+        config = await _setup(tmp_path, port)
+        async with Services.open(config) as services:
+            report = await submit(services)
+            assert await Notifier(config=config, store=services.store).check_once() == 2
+        # When the server restarts (a new process: a new Notifier over the same database)
+        async with Services.open(config) as services:
+            assert await Notifier(config=config, store=services.store).check_once() == 0
+            # What is kept names no address and no report
+            told = await services.store.get_meta("notices_told")
+            assert b"@" not in told and report.report_id.encode() not in told
+            # and news after the restart is still news
+            await submit(services)
+            assert await Notifier(config=config, store=services.store).check_once() == 2
+        assert len(inbox.envelopes) == 4

@@ -111,3 +111,38 @@ def test_every_command_has_help(data: Path) -> None:
         result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, "--help"], capture_output=True,
                                 text=True, timeout=60, cwd=ROOT)
         assert result.returncode == 0 and "--data" in result.stdout
+
+
+def test_channel_list_shows_the_default_channel_and_its_caseworkers(data: Path) -> None:
+    assert run("init", data=data).returncode == 0
+    assert run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="ochre tram kettle ferry basalt lantern\n"
+               ).returncode == 0
+    listed = run("channel", "list", data=data)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    assert line.startswith("default") and "retention: 90 days" in line and "caseworkers: 1" in line
+    assert "[default]" in line
+
+
+def test_a_port_in_use_is_one_clear_line_not_a_traceback(data: Path) -> None:
+    import socket
+
+    assert run("init", data=data).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, str(ROOT / "run.py"), "serve", "--no-tor", "--port", str(port),
+                               "--admin-port", "0", "--data", str(data)],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [ln for ln in done.stderr.splitlines() if "ERROR" in ln]
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+def test_the_exposure_override_is_in_help() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), "serve", "--help"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    # listed as an option of its own (not only named in --host's text)
+    assert any(line.strip().startswith("--i-understand-this-exposes-the-server") for line in done.stdout.splitlines())

@@ -8,6 +8,7 @@ checks it against a running tor as well.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import io
 import re
@@ -20,6 +21,7 @@ import nacl.signing
 import pytest
 
 from dropbox.config import Config, config_for_tests
+from dropbox.install import init_install
 from onion.cli import EXIT_FAILED, EXIT_MISUSE, EXIT_OK, add_onion_commands, run_onion_command
 from onion.controller import ControlAddress, private_tor_options
 from onion.errors import ClientExists, ClientNameInvalid, ClientNotFound, KeyFileError
@@ -52,7 +54,10 @@ TOR_ADDRESS = "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenl5sid.onion"
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return config_for_tests(tmp_path / "data")
+    """An install (the onion commands refuse a folder without one)."""
+    config = config_for_tests(tmp_path / "data")
+    asyncio.run(init_install(config))
+    return config
 
 
 def mode(path: Path) -> int:
@@ -376,9 +381,33 @@ def test_list_and_remove_clients(config: Config) -> None:
     run(config, "add-client", "laptop")
     status, out, _ = run(config, "list-clients")
     assert status == EXIT_OK and out.splitlines()[0] == "laptop"
-    status, out, _ = run(config, "remove-client", "laptop")
+    status, out, _ = run(config, "remove-client", "laptop", "--disable-caseworker-onion")
     assert status == EXIT_OK and "last client" in out
     assert list_clients(config) == []
+
+
+@pytest.mark.parametrize(("tor_mode", "truth"), [("launch", "withholds the caseworker onion"),
+                                                  ("system", "client authorization OFF")])
+def test_removing_the_last_client_is_refused_without_the_flag(config: Config, tor_mode: str, truth: str) -> None:
+    config = config.replace(tor_mode=tor_mode)
+    run(config, "add-client", "laptop")
+    status, out, err = run(config, "remove-client", "laptop")
+    assert status == EXIT_MISUSE and truth in err and "--disable-caseworker-onion" in err and out == ""
+    assert [c.name for c in list_clients(config)] == ["laptop"]
+    # with another client left, no flag is needed
+    run(config, "add-client", "phone")
+    assert run(config, "remove-client", "laptop")[0] == EXIT_OK
+
+
+@pytest.mark.parametrize("argv", [("show",), ("add-client", "x"), ("remove-client", "x"), ("list-clients",),
+                                  ("rotate", "--yes"), ("sync",)])
+def test_every_onion_command_refuses_a_folder_with_no_install(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    # Given a mistyped --data
+    config = config_for_tests(tmp_path / "typo")
+    status, out, err = run(config, *argv)
+    # Then one line, exit 2, and no folder or key was made
+    assert status == EXIT_MISUSE and out == "" and len(err.strip().splitlines()) == 1
+    assert "no install" in err and not (tmp_path / "typo").exists()
 
 
 @pytest.mark.parametrize("argv", [
@@ -418,6 +447,17 @@ def test_rotate_needs_yes_and_then_warns(config: Config) -> None:
     new = ensure_service_keys(config)[WHISTLEBLOWER].address
     assert status == EXIT_OK and new != old
     assert "WARNING" in out and old in out and new in out
+
+
+def test_rotate_caseworker_changes_only_the_caseworker_onion(config: Config) -> None:
+    before = ensure_service_keys(config)
+    status, _, err = run(config, "rotate", "--caseworker")
+    assert status == EXIT_MISUSE and "caseworker device" in err
+    status, out, _ = run(config, "rotate", "--caseworker", "--yes")
+    after = ensure_service_keys(config)
+    assert status == EXIT_OK and "remove-client and add-client" in out
+    assert after[CASEWORKER].address != before[CASEWORKER].address
+    assert after[WHISTLEBLOWER] == before[WHISTLEBLOWER]
 
 
 def test_a_broken_key_file_is_exit_status_1(config: Config) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -38,11 +39,13 @@ from onion.keys import (
     add_client,
     clients_dir,
     ensure_service_keys,
+    list_clients,
     remove_client,
 )
 from onion.protocol import MAX_STREAMS_PER_CIRCUIT, add_onion_command, reply
 from onion.publish import OnionServices, OnionStatus
 from onion.support import installed_tor, pow_support
+from onion.sync import sync_to_system_tor
 from tests.tor_network import (
     TorNetwork,
     TorNode,
@@ -378,13 +381,15 @@ def torrc_for_test(root: Path, stand_ins: StandIns) -> str:
     return text
 
 
-def install_keys_like_the_torrc_says(config: Config, root: Path) -> None:
-    """Step 2 of torrc.example: copy data/keys/<service> into tor's HiddenServiceDirs."""
-    for service in (WHISTLEBLOWER, CASEWORKER):
-        target = root / "var-lib-tor" / f"dropbox-{service}"
-        shutil.copytree(config.keys_dir / service, target)
-        for path in [target, *target.rglob("*")]:
-            path.chmod(0o700 if path.is_dir() else 0o600)
+def install_keys_like_the_torrc_says(config: Config, root: Path, stand_ins: StandIns) -> None:
+    """Step 4 of torrc.example: `onion sync` copies keys and clients into tor's HiddenServiceDirs
+    (owned by tor's user, here the test's own), after checking the torrc's ports."""
+    lib = root / "var-lib-tor"
+    synced = config.replace(tor_mode="system", tor_torrc=root / "torrc", tor_user=pwd.getpwuid(os.getuid()).pw_name,
+                            tor_whistleblower_dir=lib / f"dropbox-{WHISTLEBLOWER}",
+                            tor_caseworker_dir=lib / f"dropbox-{CASEWORKER}",
+                            port=stand_ins.port, admin_port=stand_ins.admin_port)
+    assert sync_to_system_tor(synced) == (2, len(list_clients(config)))
 
 
 def test_torrc_example_is_valid(tmp_path: Path, stand_ins: StandIns) -> None:
@@ -421,10 +426,11 @@ def system_tor(
     root = tmp_path / "sys"
     for folder in ("var-lib-tor", "run-tor"):
         (root / folder).mkdir(mode=0o700, parents=True)
-    install_keys_like_the_torrc_says(config, root)
     torrc = root / "torrc"
     # The network's options come last; they only add test-network settings.
     torrc.write_text(torrc_for_test(root, stand_ins) + torrc_text(tor_network.client_options()))
+    ensure_service_keys(config)
+    install_keys_like_the_torrc_says(config, root, stand_ins)
     with owner_sentinel() as owner_pid:
         process = stem.process.launch_tor(
             "tor", torrc_path=str(torrc), completion_percent=0, timeout=None,
@@ -441,6 +447,7 @@ def system_tor(
 
 async def test_torrc_example_serves_both_onions(
     config: Config, system_tor: SystemTor, tor_client: TorNode, client_keys: list[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a system tor started from torrc.example with the app's keys installed
     keys = ensure_service_keys(config)
@@ -455,6 +462,8 @@ async def test_torrc_example_serves_both_onions(
         assert status.client_auth_on is None  # lives in tor's HiddenServiceDir, not visible
         assert status.pow_on, status.pow_reason
         assert status.tor_mode == f"system tor at {system_tor.control_socket}"
+        # and no false "the torrc does not serve it" on the way, however early it connected
+        assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "onion.publish"], caplog.text
     finally:
         await services.stop()
 

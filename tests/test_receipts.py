@@ -97,7 +97,7 @@ async def test_a_16_digit_receipt_made_at_schema_2_opens_after_migration_and_new
     legacy_db = config.data_dir / "legacy.sqlite3"
     _schema_2_install(legacy_db, config)
     # When it is opened by this code (migration 3)
-    old = await Store.open(legacy_db)
+    old = await Store.open(legacy_db, migrate=True)
     try:
         install = await load_install(old)
         # Then the old receipt, typed as people type it, still opens the mailbox: one Argon2id run
