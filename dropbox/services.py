@@ -1,6 +1,6 @@
-"""The long-lived objects both web apps share: the store, the KDF pool, the blob folders.
+"""The long-lived objects both web apps share: the store, the KDF pool, file contents and the limits on uploads.
 
-Opening them also settles what a crash left behind (blob recovery) before any request is served.
+Opening them also settles what a crash left behind (file recovery) before any request is served.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class Services:
         store = await Store.open(config.db_path)
         kdf = KdfPool(concurrency=config.kdf_concurrency, queue_limit=config.kdf_queue_limit)
         try:
-            blobs = BlobStore(config)
-            blobs.recover(await store.all_file_ids())
+            blobs = BlobStore(store, config)
+            await blobs.recover()
             yield cls(config=config, store=store, kdf=kdf, blobs=blobs, install=await load_install(store))
         finally:
             kdf.close()

@@ -16,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
-_MIGRATIONS: dict[int, str] = {
+_MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] = {
     1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     CREATE TABLE channels (
@@ -128,7 +129,72 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX reports_listing ON reports
         (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day);
     """,
+    # 3 is the receipts migration (another branch). 4 (file contents in the database): see below.
 }
+
+#: Tables whose rowid order, set against the hourly audit rows, would date what a whistleblower
+#: did to within the hour. Migration 4 rebuilds them WITHOUT ROWID: rows are then ordered by their
+#: random text id only.
+_UNORDERED_TABLES = ("reports", "messages", "notes", "files")
+
+
+async def _migration_4(db: aiosqlite.Connection) -> None:
+    """Sealed file contents move into the database; row order stops telling time (docs/PROTOCOL.md).
+
+    * `file_chunks`: a file's sealed bytes as rows keyed (file id, seq), WITHOUT ROWID, so there
+      is no per-upload file, and so no per-upload mtime, ctime or birth time, and no insert order.
+    * files gain `seq` (order within its submission or message, which used to be rowid order),
+      `sealed_size` (the exact size, sealed; `size` becomes the padded bucket) and `ad_version`;
+      messages and notes gain `ad_version`. Rows written before keep version 1 and their old
+      associated data; new rows are written as version 2 (dropbox/reports.py).
+    * reports, messages, notes, files are rebuilt WITHOUT ROWID, from their own stored CREATE
+      statement, so columns another migration added are carried along, and their indexes too.
+
+    The blob files of an existing install are moved in afterwards, file by file, by
+    `blobs.BlobStore.recover` (one short transaction per file; safe to interrupt and rerun).
+    """
+    await db.execute(
+        "CREATE TABLE file_chunks (file_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
+        " PRIMARY KEY (file_id, seq)) WITHOUT ROWID"
+    )
+    await db.execute("ALTER TABLE files ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    await db.execute("ALTER TABLE files ADD COLUMN sealed_size BLOB")
+    for table in ("files", "messages", "notes"):
+        await db.execute(f"ALTER TABLE {table} ADD COLUMN ad_version INTEGER NOT NULL DEFAULT 1")  # noqa: S608
+    # The order files were handed in, within each submission or message, is worth keeping.
+    await db.execute(
+        "UPDATE files SET seq = (SELECT count(*) FROM files f WHERE f.report_id = files.report_id"
+        " AND f.message_id IS files.message_id AND f.rowid < files.rowid)"
+    )
+    for table in _UNORDERED_TABLES:
+        await _rebuild_without_rowid(db, table)
+    async with db.execute("PRAGMA foreign_key_check") as cur:
+        broken = await cur.fetchall()
+    if broken:
+        raise StoreError(f"migration 4 would break {len(broken)} foreign key(s)")
+
+
+async def _rebuild_without_rowid(db: aiosqlite.Connection, table: str) -> None:
+    """SQLite's documented table rebuild (foreign keys are off during migrations)."""
+    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) as cur:
+        row = await cur.fetchone()
+    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+                          " AND sql IS NOT NULL", (table,)) as cur:
+        indexes = [r[0] for r in await cur.fetchall()]
+    if row is None:
+        raise StoreError(f"no table {table}")
+    create, count = re.subn(rf"^CREATE TABLE \"?{table}\"?", f"CREATE TABLE {table}_rebuilt", row[0])
+    if count != 1:
+        raise StoreError(f"cannot read the definition of {table}")
+    await db.execute(create + " WITHOUT ROWID")
+    await db.execute(f"INSERT INTO {table}_rebuilt SELECT * FROM {table}")  # noqa: S608
+    await db.execute(f"DROP TABLE {table}")
+    await db.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
+    for index in indexes:
+        await db.execute(index)
+
+
+_MIGRATIONS[4] = _migration_4
 
 
 class StoreError(Exception):
@@ -225,6 +291,8 @@ class Message:
     sealed_body: bytes
     sent_day: str
     read: bool
+    #: Which associated data the sealed body is bound to (dropbox/reports.py); stored, never guessed.
+    ad_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -235,6 +303,7 @@ class Note:
     caseworker_id: str | None
     sealed_body: bytes
     written_day: str
+    ad_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -244,7 +313,13 @@ class StoredFile:
     message_id: str | None
     sealed_name: bytes
     sealed_file_key: bytes
+    #: The padded size (a bucket, see blobs.size_bucket); before migration 4, the exact size.
     size: int
+    #: Position within its submission or message.
+    seq: int = 0
+    #: The exact size, sealed (None on rows from before migration 4).
+    sealed_size: bytes | None = None
+    ad_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -265,6 +340,8 @@ class NewFile:
     sealed_name: bytes
     sealed_file_key: bytes
     size: int
+    sealed_size: bytes
+    seq: int
 
 
 def _day(day: dt.date) -> str:
@@ -293,7 +370,8 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 class Store:
     """The database of one install. Open with `Store.open(path)`; close with `close()`."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path) -> None:
+        self._path = path
         self._writer = writer
         self._reader = reader
         self._lock = asyncio.Lock()
@@ -310,21 +388,28 @@ class Store:
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader)
+        return cls(writer, reader, path)
 
     async def close(self) -> None:
         await self._reader.close()
         await self._writer.close()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
         """Everything inside commits together or not at all.
 
         A disk that refuses the write (full, read-only, failing) raises StorageUnavailable, also
         when it is the COMMIT that fails; the transaction is then rolled back, so the connection
         is ready for the next one once the disk is back.
+
+        `durable=False` (staged upload chunks only) commits with synchronous=NORMAL: no fsync of
+        the WAL at this commit, but still before and after every checkpoint. The chunks become
+        durable with the next durable commit, which fsyncs the same WAL, and nothing refers to
+        them before that commit (the one that stores their file row) anyway.
         """
         async with self._lock:
+            if not durable:
+                await self._writer.execute("PRAGMA synchronous = NORMAL")
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
                 try:
@@ -341,6 +426,10 @@ class Store:
                 if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS:
                     raise StorageUnavailable(e.sqlite_errorname) from e
                 raise
+            finally:
+                if not durable:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._writer.execute("PRAGMA synchronous = FULL")
 
     async def _rollback(self) -> None:
         """Roll back if a transaction is still open (SQLite ends some on its own after an I/O error)."""
@@ -532,14 +621,27 @@ class Store:
             await _update_row(db, "reports", report_id, fields)
 
     async def delete_report(self, report_id: str) -> list[str]:
-        """Delete a report and everything under it; returns its file ids so blobs can go too."""
+        """Delete a report and everything under it, file contents included; returns its file ids."""
         async with self.transaction() as db:
             async with db.execute("SELECT id FROM files WHERE report_id = ?", (report_id,)) as cur:
                 file_ids = [r[0] for r in await cur.fetchall()]
+            await db.executemany("DELETE FROM file_chunks WHERE file_id = ?", [(f,) for f in file_ids])
             cur = await db.execute("DELETE FROM reports WHERE id = ?", (report_id,))
             if cur.rowcount == 0:
                 raise NotFound(f"report {report_id}")
         return file_ids
+
+    async def forget_deleted(self) -> bool:
+        """After a delete: copy the WAL into the database and truncate it to zero bytes.
+
+        With secure_delete on, a deleted row's pages are overwritten with zeros, but the WAL
+        still holds the images of those pages from before the delete until it is checkpointed
+        and truncated. True if the checkpoint completed (False: a reader held it up; the next
+        one finishes it). Blocks other writers for the length of the checkpoint.
+        """
+        async with self._lock, self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            row = await cur.fetchone()
+        return row is not None and int(row[0]) == 0
 
     async def expired_reports(self, *, today: dt.date) -> list[str]:
         rows = await self._all("SELECT id FROM reports WHERE expires_day < ?", (_day(today),))
@@ -547,15 +649,20 @@ class Store:
 
     # messages, notes, files ----------------------------------------------------------------
 
-    async def add_message(self, message: Message, *, files: Sequence[NewFile] = (), activity: dict[str, Any]) -> None:
-        """A message with its files; `activity` updates the report row in the same transaction."""
+    async def add_message(self, message: Message, *, seal_body: Callable[[int], bytes],
+                          files: Sequence[NewFile] = (), activity: dict[str, Any]) -> None:
+        """A message with its files; `activity` updates the report row in the same transaction.
+
+        The body is sealed by `seal_body(seq)` once its sequence number is known inside the
+        transaction, so the number is bound into the body's associated data (ad_version 2).
+        """
         async with self.transaction() as db:
             seq = await _next_seq(db, "messages", message.report_id)
             await db.execute(
-                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read,"
+                " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
                 (message.id, message.report_id, seq, message.author, message.caseworker_id,
-                 message.sealed_body, message.sent_day, int(message.read)),
+                 seal_body(seq), message.sent_day, int(message.read)),
             )
             await _insert_files(db, message.report_id, message.id, files)
             if activity:
@@ -575,8 +682,8 @@ class Store:
         async with self.transaction() as db:
             seq = await _next_seq(db, "notes", note.report_id)
             await db.execute(
-                "INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day, ad_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, 2)",
                 (note.id, note.report_id, seq, note.caseworker_id, note.sealed_body, note.written_day),
             )
 
@@ -585,7 +692,7 @@ class Store:
         return [_row(Note, r) for r in rows]
 
     async def files(self, report_id: str) -> list[StoredFile]:
-        rows = await self._all("SELECT * FROM files WHERE report_id = ? ORDER BY rowid", (report_id,))
+        rows = await self._all("SELECT * FROM files WHERE report_id = ? ORDER BY seq, id", (report_id,))
         return [_row(StoredFile, r) for r in rows]
 
     async def file(self, *, report_id: str, file_id: str) -> StoredFile:
@@ -594,6 +701,62 @@ class Store:
 
     async def all_file_ids(self) -> set[str]:
         return {r[0] for r in await self._all("SELECT id FROM files")}
+
+    # file contents ---------------------------------------------------------------------------
+    # A file's sealed bytes are rows (file id, seq) of file_chunks, WITHOUT ROWID: the order on
+    # disk is that of the random file ids, and no upload has a file (or a timestamp) of its own.
+
+    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
+        transaction that other writers wait for only as long as it takes to write them."""
+        async with self.transaction(durable=False) as db:
+            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)", rows)
+
+    async def delete_chunks(self, file_ids: Sequence[str]) -> None:
+        """Delete the chunks of files no row refers to (a failed or abandoned upload)."""
+        if not file_ids:
+            return
+        async with self.transaction(durable=False) as db:
+            await db.executemany(
+                "DELETE FROM file_chunks WHERE file_id = ? AND NOT EXISTS (SELECT 1 FROM files WHERE id = ?)",
+                [(f, f) for f in file_ids])
+
+    async def unreferenced_chunk_files(self) -> set[str]:
+        """Ids of files with chunks but no file row: staged uploads, or what a crash left."""
+        rows = await self._all("SELECT DISTINCT file_id FROM file_chunks"
+                               " WHERE NOT EXISTS (SELECT 1 FROM files WHERE id = file_id)")
+        return {r[0] for r in rows}
+
+    async def import_file(self, file_id: str, chunks: Iterable[bytes]) -> None:
+        """Move a blob file of an older install in, as one transaction (start-up only, nothing
+        else is writing then). `chunks` is consumed lazily on the database thread, so a file of
+        any size costs one chunk of memory."""
+        async with self.transaction() as db:
+            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)",
+                                 ((file_id, seq, data) for seq, data in enumerate(chunks)))
+
+    async def has_chunks(self, file_id: str) -> bool:
+        return await self._one("SELECT 1 FROM file_chunks WHERE file_id = ? LIMIT 1", (file_id,)) is not None
+
+    def read_chunks(self, file_id: str) -> Iterator[bytes]:
+        """A stored file's sealed bytes, chunk by chunk (blocking: advance it in a worker thread).
+
+        Its own connection, one short query per chunk: no read transaction stays open while a
+        slow client downloads, so checkpoints are never held up for the length of a download.
+        Committed chunks never change, so reading them in separate snapshots is consistent.
+        """
+        db = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+        try:
+            seq = 0
+            while True:
+                row = db.execute("SELECT CAST(data AS BLOB) FROM file_chunks WHERE file_id = ? AND seq = ?",
+                                 (file_id, seq)).fetchone()
+                if row is None:
+                    return
+                yield bytes(row[0])
+                seq += 1
+        finally:
+            db.close()
 
     # audit ---------------------------------------------------------------------------------
 
@@ -798,8 +961,10 @@ def _report(row: aiosqlite.Row | None) -> Report:
 async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: str | None,
                         files: Sequence[NewFile]) -> None:
     await db.executemany(
-        "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size) VALUES (?, ?, ?, ?, ?, ?)",
-        [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size) for f in files],
+        "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size, seq, sealed_size,"
+        " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
+        [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size, f.seq, f.sealed_size)
+         for f in files],
     )
 
 
@@ -816,14 +981,24 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     version = int(row[0]) if row else 0
     if version > SCHEMA_VERSION:
         raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _MIGRATIONS[target].split(";"):
-                if statement.strip():
-                    await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {target}")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        await db.execute("COMMIT")
+    # Off while migrating: a table rebuild drops the old table, which with foreign keys on would
+    # cascade into every row that references it. Each rebuild checks the keys before it commits.
+    await db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            migration = _MIGRATIONS.get(target)  # numbers are reserved per branch; one may be absent
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                if isinstance(migration, str):
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            await db.execute(statement)
+                elif migration is not None:
+                    await migration(db)
+                await db.execute(f"PRAGMA user_version = {target}")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+    finally:
+        await db.execute("PRAGMA foreign_keys = ON")

@@ -17,9 +17,9 @@ from dropbox.reports import (
     FileView,
     MessageView,
     ReportBody,
+    message_sealer,
     open_body,
     seal_body,
-    seal_message,
     sealed_file_rows,
     thread,
 )
@@ -125,7 +125,7 @@ async def submit_report(
             whistleblower_seen_day=None, whistleblower_key=b"",
             sealed_body=seal_body(body, report_key=keys.report_key, report_id=report_id),
         )
-        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id)
+        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id, message_id=None)
         grants = {cw.id: keys.seal_for(cw.public_key) for cw in members}
         for _attempt in range(3):  # a lookup-id clash needs two equal 53-bit receipts; retry anyway
             receipt, receipt_keys = drawn or await draw_receipt(kdf=kdf, install=install)
@@ -142,18 +142,10 @@ async def submit_report(
         else:
             raise SubmissionError("could not allocate a unique receipt")
     except BaseException:
-        staged.discard()
+        await staged.discard()
         raise
-    _promote(staged)
+    staged.promote()
     return receipt
-
-
-def _promote(staged: StagedFiles) -> None:
-    """After commit the report exists; a failed rename is finished by recovery at next start."""
-    try:
-        staged.promote()
-    except OSError as e:
-        log.error("moving committed blobs into place failed (%s); recovery will finish it", type(e).__name__)
 
 
 async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_text: str) -> MailboxAccess:
@@ -195,17 +187,14 @@ async def post_whistleblower_message(
         report = await store.report(access.report_id)
         message_id = new_id()
         day = today()
-        message = Message(
-            id=message_id, report_id=report.id, seq=0, author="whistleblower", caseworker_id=None,
-            sealed_body=seal_message(text, report_key=access.report_key, report_id=report.id,
-                                     message_id=message_id, author="whistleblower"),
-            sent_day=day.isoformat(), read=False,
-        )
-        files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id)
-        await store.add_message(message, files=files, activity={
-            "last_activity_day": day.isoformat(), "expires_day": expiry(day, report.retention_days)})
+        message = Message(id=message_id, report_id=report.id, seq=0, author="whistleblower", caseworker_id=None,
+                          sealed_body=b"", sent_day=day.isoformat(), read=False)
+        files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id, message_id=message_id)
+        await store.add_message(message, files=files, seal_body=message_sealer(
+            text, report_key=access.report_key, report_id=report.id, message_id=message_id, author="whistleblower"),
+            activity={"last_activity_day": day.isoformat(), "expires_day": expiry(day, report.retention_days)})
     except BaseException:
-        staged.discard()
+        await staged.discard()
         raise
-    _promote(staged)
+    staged.promote()
     return message_id

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.robust_checks import Sent, assert_receipts_open, assert_settled, db_snapshot, digest, leftover_parts
+from tests.robust_checks import Sent, assert_receipts_open, assert_settled, db_snapshot, digest, leftover_staged
 from tests.robust_disk import DiskUnavailable, LoopDisk, MiB, loop_disk
 from tests.robust_http import Answer, csrf_token, get, mailbox_login, new_client, open_inbox, reply, submit
 from tests.server_process import ServerProcess, cheap_install
@@ -71,7 +71,7 @@ async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_rec
             _assert_clear_error(big.answer, "upload onto a full disk")
             assert big.receipt is None
             assert db_snapshot(config) == before
-            await _eventually(lambda: leftover_parts(config) == [], what="tmp/ emptied after the failed upload")
+            await _eventually(lambda: leftover_staged(config) == [], what="tmp/ emptied after the failed upload")
             # and the earlier report still opens (the mailbox needs no new space to be read)
             inbox = await open_inbox(client, server.url, earlier.receipt)
             assert "earlier report" in inbox
@@ -87,7 +87,7 @@ async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_rec
                                    files=[("more.bin", os.urandom(MiB))])
             _assert_clear_error(answered, "mailbox reply onto a full disk")
             assert db_snapshot(config) == before
-            await _eventually(lambda: leftover_parts(config) == [], what="tmp/ emptied after the failed reply")
+            await _eventually(lambda: leftover_staged(config) == [], what="tmp/ emptied after the failed reply")
 
             # When space returns, the same running server accepts reports and replies again
             disk.release()
@@ -124,7 +124,7 @@ async def test_disk_turning_read_only_mid_upload_shows_an_error_and_loses_nothin
             # When the disk turns read-only while a file is streaming in
             upload = asyncio.create_task(submit(client, server.url, text="cut off",
                                                 files=[("cut.bin", os.urandom(3 * MiB))], slow=(60, 0.02)))
-            await _eventually(lambda: leftover_parts(config) != [], what="the upload reaching tmp/")
+            await _eventually(lambda: leftover_staged(config) != [], what="the upload reaching tmp/")
             disk.fail_read_only()
             cut = await upload
             # Then a clear error and no receipt

@@ -17,6 +17,8 @@ from aiohttp import ClientResponse, FormData
 from dropbox.questions import MAX_QUESTIONS
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox, read_mailbox
+from tests.conftest import database_full
+from tests.robust_checks import chunk_files
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import (
     KiB,
@@ -47,12 +49,12 @@ async def _page(response: ClientResponse, status: int) -> str:
     return text
 
 
-def _stored(site: Site) -> tuple[int, list[Path]]:
-    """Report rows, and every file in the blob folders: what a failed submission must not leave."""
+def _stored(site: Site) -> tuple[int, list[str]]:
+    """Report rows, and every file with contents stored: what a failed submission must not leave."""
     with sqlite3.connect(site.config.db_path) as db:
         reports = db.execute("SELECT count(*) FROM reports").fetchone()[0]
-    files = [*site.config.blobs_dir.iterdir(), *site.config.tmp_dir.iterdir()]
-    return reports, files
+    db.close()
+    return reports, sorted(chunk_files(site.config))
 
 
 def _nothing_stored(site: Site) -> bool:
@@ -321,8 +323,8 @@ async def test_a_form_naming_an_unknown_channel_is_refused_and_refilled(site: Si
 
 
 async def test_a_full_disk_gets_a_calm_507_and_no_receipt(site: Site, caplog: pytest.LogCaptureFixture) -> None:
-    site.services.blobs.tmp_dir = site.config.data_dir / "unavailable"  # every write fails, as on a full disk
-    page = await _page(await site.client.post("/en/submit", data=report_form("keep me", files={"a": b"1"})), 507)
+    async with database_full(site.services.store):  # every write fails, as on a full disk
+        page = await _page(await site.client.post("/en/submit", data=report_form("keep me", files={"a": b"1"})), 507)
     assert "out of storage space" in page and "no receipt code was made" in page
     assert 'id="receipt"' not in page and "\nkeep me</textarea>" in page
     assert _nothing_stored(site)
