@@ -192,7 +192,7 @@ async def test_kill_9_at_several_points_loses_nothing_confirmed_and_leaves_nothi
     caught_in_window = 0
     for seed, (name, kill_when, in_window) in enumerate(KILL_POINTS):
         # Given 50 whistleblowers submitting and replying with files, streamed slowly
-        state = Round(name=name, kill_when=kill_when, between_commit_and_rename=in_window)
+        state = Round(name=name, kill_when=kill_when, with_staged_chunks=in_window)
         # When the server is killed with SIGKILL at this point, then started again
         await _run_round(server, config, state, seed)
         parts_seen += state.parts_at_kill

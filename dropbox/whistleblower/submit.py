@@ -95,6 +95,8 @@ BUSY = N_("The site is very busy right now, so your report was not saved. Please
           "send it again. What you wrote is still in the form below.")
 MALFORMED_SMALL = N_("Your browser sent the form in a way we could not read. Please go back and try "
                      "again.")
+TRY_LATER = N_("The site is very busy right now, so your report was not read or saved. Please go back with "
+               "your browser's Back button to keep what you wrote, wait a minute and send it again.")
 TOO_SLOW = N_("Your upload arrived too slowly and was stopped, so nothing was saved. Please try again, "
               "perhaps with fewer or smaller files.")
 RECEIPT_MISMATCH = N_("That is not the same code. Please compare it digit by digit with the code "
@@ -281,7 +283,7 @@ def _form_error_problems(request: web.Request, e: FormError) -> tuple[list[FormP
         log.error("out of storage space while receiving a report")
         return [_problem(request, None, NO_SPACE), _problem(request, "files", FILES_AGAIN)], 507
     elif isinstance(e, TryLater):
-        return [_problem(request, None, BUSY)], 503
+        return [_problem(request, None, TRY_LATER)], 503
     elif isinstance(e, TooSlow):
         return [_problem(request, None, TOO_SLOW), _problem(request, "files", FILES_AGAIN)], 408
     return [_problem(request, None, MALFORMED)], 400
