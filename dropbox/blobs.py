@@ -216,9 +216,13 @@ class _ChunkWriter:
         self._seq = 0
 
     async def write(self, data: bytes) -> None:
+        if not self._buffer and len(data) == self._chunk:  # already even (forms.py reads it so): no copy
+            await self._add(await asyncio.to_thread(self._sealer.push, data))
+            return
         self._buffer += data
         while len(self._buffer) >= self._chunk:
-            piece = bytes(self._buffer[: self._chunk])
+            with memoryview(self._buffer) as view:
+                piece = bytes(view[: self._chunk])
             del self._buffer[: self._chunk]
             await self._add(await asyncio.to_thread(self._sealer.push, piece))
 
