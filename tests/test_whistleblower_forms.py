@@ -362,7 +362,7 @@ async def test_a_disk_that_refuses_writes_is_reported_with_the_fields(
     client = await aiohttp_client(site.app)
     form = FormData()
     form.add_field("text", "still here")
-    form.add_field("files", b"data", filename="a.txt")
+    form.add_field("files", b"d" * 39 * KiB, filename="a.txt")  # 64 KiB stored: more than a page has free
     async with database_full(site.store):  # every write fails as on a full disk
         response = await client.post("/form", data=form)
         result = await response.json()

@@ -324,7 +324,8 @@ async def test_a_form_naming_an_unknown_channel_is_refused_and_refilled(site: Si
 
 async def test_a_full_disk_gets_a_calm_507_and_no_receipt(site: Site, caplog: pytest.LogCaptureFixture) -> None:
     async with database_full(site.services.store):  # every write fails, as on a full disk
-        page = await _page(await site.client.post("/en/submit", data=report_form("keep me", files={"a": b"1"})), 507)
+        page = await _page(await site.client.post("/en/submit", data=report_form(
+            "keep me", files={"a": b"1" * 60 * KiB})), 507)
     assert "out of storage space" in page and "no receipt code was made" in page
     assert 'id="receipt"' not in page and "\nkeep me</textarea>" in page
     assert _nothing_stored(site)
