@@ -1,8 +1,8 @@
 """Every SQL statement of the drop box, over aiosqlite.
 
 Only what the server must know is stored in the clear: ids, channel, status, day-precision dates,
-expiry, sizes. Everything a person wrote arrives here already sealed (see sealing.py) and is
-stored as an opaque BLOB.
+expiry, size buckets. Everything a person wrote or sent arrives here already sealed (see
+sealing.py), file contents included (`file_chunks`), and is stored as an opaque BLOB.
 
 One writer connection, serialised by a lock and always inside `BEGIN IMMEDIATE`, and one reader
 connection. WAL lets the reader run beside the writer without seeing half a transaction, and the
@@ -419,8 +419,9 @@ class Store:
         them before that commit (the one that stores their file row) anyway.
         """
         async with self._lock:
-            if not durable:
-                await self._writer.execute("PRAGMA synchronous = NORMAL")
+            # Set for every transaction, not restored afterwards: a restore that failed would
+            # leave later commits silently without their fsync.
+            await self._writer.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
                 try:
@@ -437,10 +438,6 @@ class Store:
                 if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS:
                     raise StorageUnavailable(e.sqlite_errorname) from e
                 raise
-            finally:
-                if not durable:
-                    with contextlib.suppress(sqlite3.Error):
-                        await self._writer.execute("PRAGMA synchronous = FULL")
 
     async def _rollback(self) -> None:
         """Roll back if a transaction is still open (SQLite ends some on its own after an I/O error)."""
@@ -650,8 +647,14 @@ class Store:
         and truncated. True if the checkpoint completed (False: a reader held it up; the next
         one finishes it). Blocks other writers for the length of the checkpoint.
         """
-        async with self._lock, self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
-            row = await cur.fetchone()
+        async with self._lock:
+            try:
+                rows = await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as e:
+                if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS | {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}:
+                    raise StorageUnavailable(e.sqlite_errorname) from e
+                raise
+        row = next(iter(rows), None)
         return row is not None and int(row[0]) == 0
 
     async def expired_reports(self, *, today: dt.date) -> list[str]:
