@@ -139,9 +139,9 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
 }
 
 #: Tables whose rowid order, set against the hourly audit rows, would date what a whistleblower
-#: did to within the hour. Migration 4 rebuilds them WITHOUT ROWID: rows are then ordered by their
-#: random text id only.
-_UNORDERED_TABLES = ("reports", "messages", "notes", "files")
+#: did to within the hour (report_grants: its rows are written with each new report). Migration 4
+#: rebuilds them WITHOUT ROWID: rows are then ordered by their keys (random ids) only.
+_UNORDERED_TABLES = ("reports", "report_grants", "messages", "notes", "files")
 
 
 async def _migration_4(db: aiosqlite.Connection) -> None:
@@ -153,7 +153,7 @@ async def _migration_4(db: aiosqlite.Connection) -> None:
       `sealed_size` (the exact size, sealed; `size` becomes the padded bucket) and `ad_version`;
       messages and notes gain `ad_version`. Rows written before keep version 1 and their old
       associated data; new rows are written as version 2 (dropbox/reports.py).
-    * reports, messages, notes, files are rebuilt WITHOUT ROWID, from their own stored CREATE
+    * reports, report_grants, messages, notes, files are rebuilt WITHOUT ROWID, from their own stored CREATE
       statement, so columns another migration added are carried along, and their indexes too.
 
     The blob files of an existing install are moved in afterwards, file by file, by

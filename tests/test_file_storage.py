@@ -93,7 +93,7 @@ async def test_the_stored_size_is_a_bucket_and_the_stored_bytes_do_not_tell_the_
 async def test_tables_that_could_date_an_action_have_no_rowid_and_keep_their_indexes(site: Site) -> None:
     await submit_report(site.client, files={"a.bin": b"a"})
     sql = dict(_rows(site.config, "SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
-    for table in ("reports", "messages", "notes", "files", "file_chunks"):
+    for table in ("reports", "report_grants", "messages", "notes", "files", "file_chunks"):
         assert str(sql[table]).rstrip().endswith("WITHOUT ROWID"), table
         with pytest.raises(sqlite3.OperationalError):
             _rows(site.config, f"SELECT rowid FROM {table}")  # noqa: S608
