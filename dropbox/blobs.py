@@ -107,7 +107,7 @@ class StagedFiles:
     `discard()` must follow: both release the upload's share of the limits.
     """
 
-    store: BlobStore
+    blobs: BlobStore
     byte_budget: int
     public: bool
     files: list[StagedFile] = field(default_factory=list)
@@ -124,7 +124,7 @@ class StagedFiles:
         end it; the caller then discards, which deletes whatever was written."""
         staged = StagedFile(id=new_id(), name=name, file_key=new_file_key())
         self.files.append(staged)
-        self.store.staging_ids.add(staged.id)
+        self.blobs.staging_ids.add(staged.id)
         writer = _ChunkWriter(self, staged.id, FileSealer(file_key=staged.file_key, file_id=staged.id))
         async for piece in chunks:
             staged.size += len(piece)
@@ -143,9 +143,9 @@ class StagedFiles:
         """Charge `n` staged bytes to the install-wide cap (public uploads only)."""
         if not self.public:
             return
-        if self.store.staged_bytes + n > self.store.max_staged_bytes:
+        if self.blobs.staged_bytes + n > self.blobs.max_staged_bytes:
             raise UploadsBusy("staged bytes")
-        self.store.staged_bytes += n
+        self.blobs.staged_bytes += n
         self._counted_bytes += n
 
     async def _write(self, rows: list[tuple[str, int, bytes]]) -> None:
@@ -153,11 +153,13 @@ class StagedFiles:
         so at most two batches are in memory and their order is kept."""
         await self.settle()
         if self.public:
-            self.store.check_reserve(sum(len(r[2]) for r in rows))
-        self._pending = asyncio.ensure_future(self.store.store.put_chunks(rows))
+            self.blobs.check_reserve(sum(len(r[2]) for r in rows))
+        self._pending = asyncio.ensure_future(self.blobs.store.put_chunks(rows))
 
     async def settle(self) -> None:
-        """Wait for the batch being written; StorageFull if the disk refused it."""
+        """Wait for the batch being written; StorageFull if the disk refused it. The domain
+        functions that commit file rows call it first: a row must never refer to a file whose
+        last batch the disk refused."""
         pending, self._pending = self._pending, None
         if pending is not None:
             try:
@@ -182,18 +184,18 @@ class StagedFiles:
             return
         self._finished = True
         self._release()
-        task = asyncio.ensure_future(self.store.drop([f.id for f in self.files], self._pending))
+        task = asyncio.ensure_future(self.blobs.drop([f.id for f in self.files], self._pending))
         self._pending = None
-        self.store.keep_until_done(task)
+        self.blobs.keep_until_done(task)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
 
     def _release(self) -> None:
         for f in self.files:
-            self.store.staging_ids.discard(f.id)
+            self.blobs.staging_ids.discard(f.id)
         if self.public:
-            self.store.in_flight -= 1
-            self.store.staged_bytes -= self._counted_bytes
+            self.blobs.in_flight -= 1
+            self.blobs.staged_bytes -= self._counted_bytes
             self._counted_bytes = 0
 
 
@@ -209,7 +211,7 @@ class _ChunkWriter:
         self._staged = staged
         self._file_id = file_id
         self._sealer = sealer
-        self._chunk = staged.store.chunk_bytes
+        self._chunk = staged.blobs.chunk_bytes
         self._buffer = bytearray()
         self._rows: list[tuple[str, int, bytes]] = []
         self._row_bytes = 0
@@ -227,8 +229,10 @@ class _ChunkWriter:
             await self._add(await asyncio.to_thread(self._sealer.push, piece))
 
     async def finish(self, padding: int) -> None:
-        """Pad with zeros (in chunks, so memory stays flat), seal the rest and the final frame,
-        and wait until every row is written."""
+        """Pad with zeros (in chunks, so memory stays flat), seal the rest and the final frame.
+        Its last batch may still be on its way: `StagedFiles.settle()` waits for it, and must be
+        awaited before the commit that stores the file rows (so the next file of the same form is
+        read while this one's last batch is written)."""
         while padding > 0:
             n = min(padding, self._chunk)
             await self.write(bytes(n))
@@ -237,7 +241,6 @@ class _ChunkWriter:
             await self._add(await asyncio.to_thread(self._sealer.push, bytes(self._buffer)))
             self._buffer.clear()
         await self._add(self._sealer.finish(), last=True)
-        await self._staged.settle()
 
     async def _add(self, sealed: bytes, *, last: bool = False) -> None:
         self._rows.append((self._file_id, self._seq, sealed))
@@ -285,7 +288,7 @@ class BlobStore:
                 raise UploadsBusy("uploads in flight")
             self.check_reserve()
             self.in_flight += 1
-        return StagedFiles(store=self, byte_budget=byte_budget, public=public)
+        return StagedFiles(blobs=self, byte_budget=byte_budget, public=public)
 
     def keep_until_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)

@@ -407,6 +407,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
         text = text.strip()
         if not text and not staged.files:
             raise EmptyText()
+        await staged.settle()
         report = await _report(store, report_id)
         message_id = new_id()
         day = today()

@@ -116,6 +116,7 @@ async def submit_report(
         members = await store.channel_members(channel.id)
         if not members:
             raise NoRecipients(channel.id)
+        await staged.settle()
         report_id = new_id()
         day = today()
         report = Report(
@@ -184,6 +185,7 @@ async def post_whistleblower_message(
 ) -> str:
     """A reply from the whistleblower, with files; extends the report's retention."""
     try:
+        await staged.settle()
         report = await store.report(access.report_id)
         message_id = new_id()
         day = today()

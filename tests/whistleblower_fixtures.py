@@ -171,6 +171,7 @@ async def caseworker_reply(services: Services, receipt: str, text: str,
     staged = services.blobs.stage(byte_budget=services.config.max_submission_bytes)
     for name, data in (files or {}).items():
         await staged.add(name, _one_chunk(data), max_file_bytes=services.config.max_file_bytes)
+    await staged.settle()
     message_id = new_id()
     day = today().isoformat()
     message = Message(id=message_id, report_id=access.report_id, seq=0, author="caseworker", caseworker_id=None,

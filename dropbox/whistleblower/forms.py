@@ -213,6 +213,7 @@ async def read_form(request: web.Request, *, spec: FormSpec, limits: UploadLimit
         if declared is not None and declared > limits.max_request_bytes(spec):
             raise UploadTooLarge()
         await reader.read(await _guard(request.multipart()))
+        await reader.staged.settle()  # the last file's last batch: a refusal is NoSpace, here
     except FormError as e:
         await reader.staged.discard()
         e.fields = reader.fields
