@@ -113,6 +113,9 @@ class StagedFiles:
     files: list[StagedFile] = field(default_factory=list)
     _finished: bool = False
     _counted_bytes: int = 0
+    #: Sealed rows not yet handed to the database (of this file and of earlier small ones).
+    _rows: list[tuple[str, int, bytes]] = field(default_factory=list)
+    _row_bytes: int = 0
     _pending: asyncio.Task[None] | None = None
 
     @property
@@ -148,18 +151,31 @@ class StagedFiles:
         self.blobs.staged_bytes += n
         self._counted_bytes += n
 
-    async def _write(self, rows: list[tuple[str, int, bytes]]) -> None:
-        """Hand a batch to the database in the background; the previous one must be done first,
-        so at most two batches are in memory and their order is kept."""
-        await self.settle()
-        if self.public:
-            self.blobs.check_reserve(sum(len(r[2]) for r in rows))
-        self._pending = asyncio.ensure_future(self.blobs.store.put_chunks(rows))
+    async def _queue(self, row: tuple[str, int, bytes]) -> None:
+        """Gather sealed rows, several small files' together, into batches of BATCH_BYTES."""
+        self._rows.append(row)
+        self._row_bytes += len(row[2])
+        if self._row_bytes >= BATCH_BYTES:
+            await self._write()
+
+    async def _write(self) -> None:
+        """Hand the gathered rows to the database in the background; the previous batch must be
+        done first, so at most two batches are in memory and their order is kept."""
+        await self._wait()
+        rows, self._rows, self._row_bytes = self._rows, [], 0
+        if rows:
+            if self.public:
+                self.blobs.check_reserve(sum(len(r[2]) for r in rows))
+            self._pending = asyncio.ensure_future(self.blobs.store.put_chunks(rows))
 
     async def settle(self) -> None:
-        """Wait for the batch being written; StorageFull if the disk refused it. The domain
-        functions that commit file rows call it first: a row must never refer to a file whose
-        last batch the disk refused."""
+        """Write what is gathered and wait until it is written; StorageFull if the disk refused
+        it. The domain functions that commit file rows call it first: a row must never refer to
+        a file whose contents the disk refused."""
+        await self._write()
+        await self._wait()
+
+    async def _wait(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             try:
@@ -185,7 +201,7 @@ class StagedFiles:
         self._finished = True
         self._release()
         task = asyncio.ensure_future(self.blobs.drop([f.id for f in self.files], self._pending))
-        self._pending = None
+        self._pending, self._rows, self._row_bytes = None, [], 0
         self.blobs.keep_until_done(task)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
@@ -213,8 +229,6 @@ class _ChunkWriter:
         self._sealer = sealer
         self._chunk = staged.blobs.chunk_bytes
         self._buffer = bytearray()
-        self._rows: list[tuple[str, int, bytes]] = []
-        self._row_bytes = 0
         self._seq = 0
 
     async def write(self, data: bytes) -> None:
@@ -230,9 +244,9 @@ class _ChunkWriter:
 
     async def finish(self, padding: int) -> None:
         """Pad with zeros (in chunks, so memory stays flat), seal the rest and the final frame.
-        Its last batch may still be on its way: `StagedFiles.settle()` waits for it, and must be
-        awaited before the commit that stores the file rows (so the next file of the same form is
-        read while this one's last batch is written)."""
+        Its last rows may still be gathered or on their way: `StagedFiles.settle()` writes and
+        waits for them, and must be awaited before the commit that stores the file rows (so the
+        next file of the same form is read meanwhile, and small files share a transaction)."""
         while padding > 0:
             n = min(padding, self._chunk)
             await self.write(bytes(n))
@@ -240,15 +254,11 @@ class _ChunkWriter:
         if self._buffer:
             await self._add(await asyncio.to_thread(self._sealer.push, bytes(self._buffer)))
             self._buffer.clear()
-        await self._add(self._sealer.finish(), last=True)
+        await self._add(self._sealer.finish())
 
-    async def _add(self, sealed: bytes, *, last: bool = False) -> None:
-        self._rows.append((self._file_id, self._seq, sealed))
+    async def _add(self, sealed: bytes) -> None:
+        await self._staged._queue((self._file_id, self._seq, sealed))
         self._seq += 1
-        self._row_bytes += len(sealed)
-        if last or self._row_bytes >= BATCH_BYTES:
-            rows, self._rows, self._row_bytes = self._rows, [], 0
-            await self._staged._write(rows)
 
 
 class BlobStore:
