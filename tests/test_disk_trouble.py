@@ -134,9 +134,10 @@ async def test_disk_turning_read_only_mid_upload_shows_an_error_and_loses_nothin
             assert earlier.receipt
             before = db_snapshot(config)
 
-            # When the disk turns read-only while a file is streaming in
+            # When the disk turns read-only while a file is streaming in (larger than one batch of
+            # staged chunks, so the first batch is in the database while the rest still arrives)
             upload = asyncio.create_task(submit(client, server.url, text="cut off",
-                                                files=[("cut.bin", os.urandom(3 * MiB))], slow=(60, 0.02)))
+                                                files=[("cut.bin", os.urandom(12 * MiB))], slow=(120, 0.02)))
             await _eventually(lambda: leftover_staged(config) != [], what="the upload reaching the database")
             disk.fail_read_only()
             cut = await upload
