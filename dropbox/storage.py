@@ -759,7 +759,7 @@ class Store:
         slow client downloads, so checkpoints are never held up for the length of a download.
         Committed chunks never change, so reading them in separate snapshots is consistent.
         """
-        db = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+        db = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10)
         try:
             seq = 0
             while True:
