@@ -321,12 +321,12 @@ class BlobStore:
         rows = self.store.read_chunks(file_id)
         try:
             remaining = size
-            for chunk in open_file(_RowReader(rows), file_key=file_key, file_id=file_id):  # type: ignore[arg-type]
+            for chunk in open_file(_RowReader(rows), file_key=file_key, file_id=file_id):
                 if remaining > 0:
                     yield chunk[:remaining]
                     remaining -= len(chunk)
         finally:
-            rows.close()  # type: ignore[attr-defined]
+            rows.close()
 
     async def sweep(self) -> int:
         """Delete chunks no file row refers to and no upload in progress is writing."""

@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -752,7 +752,7 @@ class Store:
     async def has_chunks(self, file_id: str) -> bool:
         return await self._one("SELECT 1 FROM file_chunks WHERE file_id = ? LIMIT 1", (file_id,)) is not None
 
-    def read_chunks(self, file_id: str) -> Iterator[bytes]:
+    def read_chunks(self, file_id: str) -> Generator[bytes, None, None]:
         """A stored file's sealed bytes, chunk by chunk (blocking: advance it in a worker thread).
 
         Its own connection, one short query per chunk: no read transaction stays open while a
