@@ -1,0 +1,261 @@
+"""Files without fingerprints: what identifying metadata a file carries, and a copy without it.
+
+The commonest way a careful whistleblower is still identified is the file itself (the author in a
+Word document, the GPS position and camera serial in a photo, the user name in a PDF). Every file
+sent through the drop box goes through `Cleaner.clean`, which runs mat2 and exiftool in the
+sandbox of dropbox/sandbox.py and says, per file, what it found and what came of it.
+
+The rules that keep that honest:
+
+* a copy is called cleaned only when the sandbox exited cleanly, returned exactly the bytes it
+  announced, and its own second look found nothing identifying left; anything else (unknown
+  format, crash, timeout, limit, too large) is an `Outcome` that says why, and the caller keeps
+  the file as sent, flagged, never lost and never passed off as cleaned;
+* findings carry the values found ("Author: …"), so they are as secret as the file: the caller
+  seals them with the report and shows them only to the person who sent the file;
+* at most `Config.clean_concurrency` sandboxes run at once; the rest wait their turn, so a flood
+  of uploads costs queueing time, not the machine's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dropbox.config import Config, MiB
+from dropbox.i18n import N_
+from dropbox.sandbox import SandboxError, SandboxLimits, run_cleaner
+
+log = logging.getLogger(__name__)
+
+
+class Policy(enum.StrEnum):
+    """What a channel does with the files sent to it (set by an admin)."""
+
+    REMOVE = "remove"
+    """Only the cleaned copy is kept; the original's sealed staging copy is thrown away."""
+    CHOOSE = "choose"
+    """The whistleblower decides with a checkbox on the form (ticked by default)."""
+    KEEP_ORIGINAL = "keep_original"
+    """The original is sealed too, as evidence; caseworkers work on the cleaned copy."""
+
+
+class Outcome(enum.StrEnum):
+    """What came of one file. Only CLEANED means the stored copy is the cleaned one."""
+
+    CLEANED = "cleaned"
+    UNSUPPORTED = "unsupported"
+    FAILED = "failed"
+    TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
+    LIMIT = "limit"
+    UNAVAILABLE = "unavailable"
+    NOT_REQUESTED = "not_requested"
+
+
+#: Why a file was not cleaned, and what the person can do, in words for both sides.
+OUTCOME_TEXT: dict[Outcome, str] = {
+    Outcome.CLEANED: N_("Cleaned: identifying metadata was removed."),
+    Outcome.UNSUPPORTED: N_("Not cleaned: this file type cannot be checked. It was kept as sent. "
+                            "If it may carry your name, send it again as a PDF or a picture."),
+    Outcome.FAILED: N_("Not cleaned: the file could not be read (damaged, encrypted or password "
+                       "protected). It was kept as sent. Remove the protection and send it again."),
+    Outcome.TOO_LARGE: N_("Not cleaned: the file is too large to check. It was kept as sent. "
+                          "Split it or send a smaller copy."),
+    Outcome.TIMEOUT: N_("Not cleaned: checking the file took too long. It was kept as sent. "
+                        "Send a smaller or simpler copy."),
+    Outcome.LIMIT: N_("Not cleaned: the file needs more than the checker may use. It was kept as "
+                      "sent. Send a smaller or simpler copy."),
+    Outcome.UNAVAILABLE: N_("Not cleaned: the checker is not available right now. The file was kept "
+                            "as sent."),
+    Outcome.NOT_REQUESTED: N_("Not cleaned: you asked to send the file as it is."),
+}
+
+
+class Kind(enum.StrEnum):
+    """What a metadata entry tells about the sender."""
+
+    AUTHOR = "author"
+    ORGANISATION = "organisation"
+    GPS = "gps"
+    CAMERA = "camera"
+    SOFTWARE = "software"
+    TEXT = "text"
+    DATE = "date"
+    OTHER = "other"
+
+
+KIND_LABEL: dict[Kind, str] = {
+    Kind.AUTHOR: N_("Author"),
+    Kind.ORGANISATION: N_("Organisation"),
+    Kind.GPS: N_("GPS position"),
+    Kind.CAMERA: N_("Camera"),
+    Kind.SOFTWARE: N_("Software"),
+    Kind.TEXT: N_("Title or comment"),
+    Kind.DATE: N_("Date"),
+    Kind.OTHER: N_("Other metadata"),
+}
+
+#: Lower-cased fragments of a metadata name, first match wins (so "gps" before "date").
+_KIND_RULES: tuple[tuple[Kind, tuple[str, ...]], ...] = (
+    (Kind.GPS, ("gps", "location", "latitude", "longitude")),
+    (Kind.CAMERA, ("serial", "make", "model", "lens", "camera")),
+    (Kind.AUTHOR, ("author", "creator", "artist", "lastmodifiedby", "owner", "copyright", "by-line",
+                   "user", "band", "composer", "tpe", "tcom")),
+    (Kind.ORGANISATION, ("company", "manager", "organi")),
+    (Kind.SOFTWARE, ("producer", "software", "application", "tool", "encoder", "tsse")),
+    (Kind.TEXT, ("comment", "title", "description", "subject", "keyword", "tit2", "comm")),
+    (Kind.DATE, ("date", "time", "created", "modified")),
+)
+
+
+def kind_of(name: str) -> Kind:
+    """The kind of a metadata entry from its name ("docProps/core.xml › dc:creator" → AUTHOR)."""
+    lowered = name.rsplit("›", 1)[-1].lower()
+    for kind, fragments in _KIND_RULES:
+        if any(fragment in lowered for fragment in fragments):
+            return kind
+    return Kind.OTHER
+
+
+#: Kinds whose value is shown; a GPS position is named, not repeated (it is a place, not a word).
+_SHOW_VALUE = {Kind.AUTHOR, Kind.ORGANISATION, Kind.CAMERA, Kind.SOFTWARE, Kind.TEXT}
+#: Entries listed per file at most; the rest are counted ("and 12 more").
+MAX_LISTED = 12
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: Kind
+    value: str | None
+
+    def to_json(self) -> list[str | None]:
+        return [self.kind.value, self.value]
+
+
+def summarise(found: dict[str, str]) -> list[Finding]:
+    """Turn the sandbox's raw name → value entries into distinct findings, most telling first.
+
+    The same author often appears three times (core.xml, app.xml, exiftool's view of both); the
+    person wants to read it once. Dates and tool names matter less than names and places.
+    """
+    seen: set[tuple[Kind, str | None]] = set()
+    findings: list[Finding] = []
+    for name, value in found.items():
+        kind = kind_of(name)
+        shown = value.strip()[:120] if kind in _SHOW_VALUE and value.strip() else None
+        if (kind, shown) in seen:
+            continue
+        seen.add((kind, shown))
+        findings.append(Finding(kind=kind, value=shown))
+    order = list(Kind)
+    return sorted(findings, key=lambda f: order.index(f.kind))
+
+
+@dataclass(frozen=True)
+class FileCleaning:
+    """What came of one file: sealed with the report, shown to the person who sent it."""
+
+    outcome: Outcome
+    found: list[Finding] = field(default_factory=list)
+    remaining: list[Finding] = field(default_factory=list)
+    original_kept: bool = False
+
+    @property
+    def cleaned(self) -> bool:
+        return self.outcome is Outcome.CLEANED
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "found": [f.to_json() for f in self.found],
+                "remaining": [f.to_json() for f in self.remaining], "original_kept": self.original_kept}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> FileCleaning:
+        def findings(rows: list[list[str | None]]) -> list[Finding]:
+            return [Finding(kind=Kind(str(k)), value=v) for k, v in rows]
+        return cls(outcome=Outcome(value["outcome"]), found=findings(value.get("found", [])),
+                   remaining=findings(value.get("remaining", [])),
+                   original_kept=bool(value.get("original_kept", False)))
+
+
+@dataclass(frozen=True)
+class CleaningSettings:
+    """The limits of one install, taken from Config (see its `clean_*` fields)."""
+
+    max_bytes: int
+    concurrency: int
+    limits: SandboxLimits
+
+
+def settings_from(config: Config) -> CleaningSettings:
+    """The sandbox's tmpfs holds the file and its cleaned copy, with room for the tools' scratch."""
+    return CleaningSettings(
+        max_bytes=config.clean_max_bytes, concurrency=config.clean_concurrency,
+        limits=SandboxLimits(memory_bytes=config.clean_memory_bytes, cpu_seconds=config.clean_cpu_seconds,
+                             wall_seconds=config.clean_wall_seconds,
+                             tmpfs_bytes=2 * config.clean_max_bytes + 64 * MiB))
+
+
+class Cleaner:
+    """The install's one gate to the sandbox: bounded concurrency, size cap, typed outcomes."""
+
+    def __init__(self, settings: CleaningSettings) -> None:
+        self.settings = settings
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    async def clean(
+        self,
+        *,
+        name: str,
+        size: int,
+        source: Callable[[], AsyncIterator[bytes]],
+        sink: Callable[[bytes], Awaitable[None]],
+    ) -> FileCleaning:
+        """Clean one file of `size` bytes read from `source()`, cleaned bytes to `sink`.
+
+        Only when the result is CLEANED does the sink hold the whole cleaned file; otherwise the
+        caller throws away what the sink got and keeps the original. Never raises for anything
+        the file or the sandbox does: every such case is an Outcome.
+        """
+        if size > self.settings.max_bytes:
+            return FileCleaning(outcome=Outcome.TOO_LARGE)
+        async with self._slots:
+            try:
+                header = await run_cleaner(source=source(), suffix=suffix_of(name),
+                                           limits=self.settings.limits, sink=sink)
+            except SandboxError as e:
+                log.warning("cleaning gave no answer (%s)", type(e).__name__)
+                return FileCleaning(outcome=Outcome(e.reason))
+        found = summarise(_entries(header.get("found")))
+        remaining = summarise(_entries(header.get("remaining")))
+        status = header.get("status")
+        if status == "unsupported":
+            return FileCleaning(outcome=Outcome.UNSUPPORTED, found=found, remaining=found)
+        if status != "cleaned":
+            detail = str(header.get("detail", ""))
+            outcome = (Outcome.TOO_LARGE if detail == "too-large"
+                       else Outcome.LIMIT if detail.endswith("MemoryError") else Outcome.FAILED)
+            return FileCleaning(outcome=outcome, found=found, remaining=found)
+        identifying = [f for f in remaining if f.kind in (Kind.AUTHOR, Kind.ORGANISATION, Kind.GPS, Kind.CAMERA)]
+        if identifying:
+            # mat2 said done but a second look still finds a name or a place: not cleaned.
+            return FileCleaning(outcome=Outcome.FAILED, found=found, remaining=identifying)
+        return FileCleaning(outcome=Outcome.CLEANED, found=found, remaining=remaining)
+
+
+def _entries(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def suffix_of(name: str) -> str:
+    """The file name's extension as mat2 needs it to pick a parser ("" if none or odd)."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or not ext.isascii() or not ext.isalnum() or len(ext) > 9:
+        return ""
+    return "." + ext.lower()
