@@ -14,7 +14,7 @@ The archive is a plain tar (ciphertext does not compress) with MANIFEST.json las
 the schema, the day, and a SHA-256 per member. `restore` refuses a non-empty data folder,
 unpacks into a staging folder beside it, and only after every member matches the manifest, the
 database passes `PRAGMA integrity_check`, its schema is one this code knows and every file row has
-its contents, renames the staging folder into place. A failed restore leaves nothing behind.
+its contents (chunk rows in the database, or a blob file for an install from before schema 4), renames the staging folder into place. A failed restore leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -273,10 +273,9 @@ def _check(staging: Path, manifest: dict[str, object]) -> None:
     if version != manifest.get("schema"):
         raise RestoreError("the database's schema differs from the manifest's")
     blobs = staging / "blobs"
-    if blobs.is_dir():
-        missing = file_ids - {p.name for p in blobs.iterdir()}
-        if missing:
-            raise RestoreError(f"{len(missing)} file(s) of the database are missing from the archive")
+    missing = file_ids - ({p.name for p in blobs.iterdir()} if blobs.is_dir() else set())
+    if missing:
+        raise RestoreError(f"{len(missing)} file(s) of the database are missing from the archive")
     os.chmod(db, 0o600)
 
 

@@ -17,7 +17,6 @@ number of days, a colleague's id).
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import datetime as dt
 import logging
@@ -38,15 +37,17 @@ from dropbox.reports import (
     FileView,
     MessageView,
     ReportBody,
+    message_sealer,
     open_body,
     open_file_key,
     open_file_name,
+    open_file_size,
     open_note,
-    seal_message,
     seal_note,
     sealed_file_rows,
     thread,
 )
+from dropbox.retention import forget_deleted
 from dropbox.sealing import ReportKeys
 from dropbox.storage import (
     AuditEntry,
@@ -354,7 +355,7 @@ async def read_report(*, store: Store, session: CaseworkerSession, report_id: st
     body = open_body(report.sealed_body, report_key=keys.report_key, report_id=report.id)
     files, messages = await thread(store, report_id=report.id, report_key=keys.report_key)
     notes = [NoteView(id=n.id, author_id=n.caseworker_id, day=n.written_day,
-                      text=open_note(n.sealed_body, staff_key=keys.staff_key, report_id=report.id, note_id=n.id))
+                      text=open_note(n, staff_key=keys.staff_key))
              for n in await store.notes(report.id)]
     channel = await store.channel(report.channel_id)
     if await store.advance_status(report.id, to="opened", only_from=("new",)):
@@ -408,9 +409,10 @@ async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSe
     except NotFound as e:
         raise NotGranted() from e
     name = open_file_name(stored, report_key=keys.report_key)
-    chunks = blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key))
+    size = open_file_size(stored, report_key=keys.report_key)
+    chunks = blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key), size=size)
     await _audit(store, session, FILE_DOWNLOADED, report_id)
-    return Download(name=name, size=stored.size, chunks=chunks)
+    return Download(name=name, size=size, chunks=chunks)
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -434,26 +436,24 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
         text = text.strip()
         if not text and not staged.files:
             raise EmptyText()
+        await staged.settle()
         report = await _report(store, report_id)
         message_id = new_id()
         day = today()
-        message = Message(
-            id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
-            sealed_body=seal_message(text, report_key=keys.report_key, report_id=report.id,
-                                     message_id=message_id, author="caseworker"),
-            sent_day=day.isoformat(), read=False,
-        )
+        message = Message(id=message_id, report_id=report.id, seq=0, author="caseworker",
+                          caseworker_id=session.caseworker.id, sealed_body=b"", sent_day=day.isoformat(), read=False)
         activity = _activity(report, day)
         if report.acknowledged_day is None:
             activity["acknowledged_day"] = day.isoformat()
         if gives_feedback and report.feedback_day is None:
             activity["feedback_day"] = day.isoformat()
-        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report.id)
-        await store.add_message(message, files=files, activity=activity)
+        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report.id, message_id=message_id)
+        await store.add_message(message, files=files, activity=activity, seal_body=message_sealer(
+            text, report_key=keys.report_key, report_id=report.id, message_id=message_id, author="caseworker"))
     except BaseException:
-        staged.discard()
+        await staged.discard()
         raise
-    _promote(staged)
+    staged.promote()
     await _audit(store, session, REPLIED, report.id)
     if "acknowledged_day" in activity:
         await _audit(store, session, ACKNOWLEDGED, report.id)
@@ -462,14 +462,6 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
     if await store.advance_status(report.id, to="in_progress", only_from=("new", "opened")):
         await _audit(store, session, STATUS_CHANGED, report.id, "in_progress")
     return message_id
-
-
-def _promote(staged: StagedFiles) -> None:
-    """After the commit the message exists; a failed rename is finished by recovery at next start."""
-    try:
-        staged.promote()
-    except OSError as e:
-        log.error("moving committed blobs into place failed (%s); recovery will finish it", type(e).__name__)
 
 
 async def add_note(*, store: Store, session: CaseworkerSession, report_id: str, text: str) -> str:
@@ -483,7 +475,7 @@ async def add_note(*, store: Store, session: CaseworkerSession, report_id: str, 
     day = today()
     await store.add_note(Note(id=note_id, report_id=report.id, seq=0, caseworker_id=session.caseworker.id,
                               sealed_body=seal_note(text, staff_key=keys.staff_key, report_id=report.id,
-                                                    note_id=note_id),
+                                                    note_id=note_id, caseworker_id=session.caseworker.id),
                               written_day=day.isoformat()))
     await store.update_report(report.id, **_activity(report, day))
     await _audit(store, session, NOTE_ADDED, report.id)
@@ -549,19 +541,16 @@ async def set_retention(*, store: Store, session: CaseworkerSession, report_id: 
     return expires
 
 
-async def delete_report(*, store: Store, blobs: BlobStore, session: CaseworkerSession, report_id: str) -> None:
-    """Delete the report: every row under it (messages, notes, files, grants), then the blobs."""
+async def delete_report(*, store: Store, session: CaseworkerSession, report_id: str) -> None:
+    """Delete the report: every row under it (messages, notes, files and their contents, grants),
+    then checkpoint and truncate the WAL so the deleted pages' old images go too."""
     await _keys(store, session, report_id)
     try:
-        file_ids = await store.delete_report(report_id)
+        await store.delete_report(report_id)
     except NotFound as e:  # a colleague deleted it a moment ago
         raise NotGranted() from e
-    try:
-        await asyncio.to_thread(blobs.delete, file_ids)
-    except OSError as e:  # the rows, and with them the file keys, are gone: what is left is unreadable
-        log.error("removing a deleted report's blobs failed (%s); recovery removes them at next start",
-                  type(e).__name__)
     await _audit(store, session, DELETED, report_id)
+    await forget_deleted(store)
 
 
 # --- the caseworker's own account --------------------------------------------------------------

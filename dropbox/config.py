@@ -103,6 +103,21 @@ class Config:
                                         "and the file kept as sent.", min=1.0, max=3600.0)
     #: Plaintext bytes per secretstream chunk; upload reads use the same size.
     file_chunk_bytes: int = 1 * MiB
+    max_uploads_in_flight: int = field(default=64, metadata={
+        "section": "uploads",
+        "doc": "Public uploads (submissions, mailbox replies) read at once; more are refused with 503 at once."})
+    max_staged_bytes: int = field(default=4 * GiB, metadata={
+        "section": "uploads",
+        "doc": "Bytes all public uploads in progress may hold staged together; past it, 503."})
+    min_upload_bytes_per_second: int = field(default=1024, metadata={
+        "section": "uploads",
+        "doc": "An upload sending less than this, averaged over the window below, is aborted (stalled or hostile)."})
+    upload_rate_window_seconds: float = field(default=60.0, metadata={
+        "section": "uploads",
+        "doc": "Window over which the minimum upload rate is averaged; also the longest a read may stall."})
+    disk_reserve_bytes: int = field(default=512 * MiB, metadata={
+        "section": "uploads",
+        "doc": "Free space on the data folder public uploads may not use, so the caseworker app keeps working."})
 
     # Sessions (memory only; cookies die with the browser).
     whistleblower_idle_seconds: int = setting(20 * 60, "sessions", "A whistleblower's mailbox closes after this "
@@ -181,12 +196,12 @@ class Config:
 
     @property
     def blobs_dir(self) -> Path:
-        """Sealed file contents, under random names, only after their rows are committed."""
+        """Where installs before schema 4 kept sealed file contents; moved into the database at start."""
         return self.data_dir / "blobs"
 
     @property
     def tmp_dir(self) -> Path:
-        """Sealed uploads in progress; on the same filesystem as blobs_dir so rename is atomic."""
+        """Where installs before schema 4 staged uploads; emptied and removed at start."""
         return self.data_dir / "tmp"
 
     @property
@@ -204,5 +219,7 @@ class Config:
 
 
 def config_for_tests(data_dir: Path, **changes: object) -> Config:
-    """A Config for tests: real files under `data_dir`, the cheapest Argon2id cost."""
-    return Config(data_dir=data_dir, kdf_ops=TEST_KDF_OPS, kdf_mem=TEST_KDF_MEM).replace(**changes)
+    """A Config for tests: real files under `data_dir`, the cheapest Argon2id cost, and no disk
+    reserve (the full-disk tests run on a 48 MiB filesystem; the reserve's own tests set one)."""
+    return Config(data_dir=data_dir, kdf_ops=TEST_KDF_OPS, kdf_mem=TEST_KDF_MEM,
+                  disk_reserve_bytes=0).replace(**changes)

@@ -45,7 +45,7 @@ async def init_install(config: Config) -> None:
     """Create folders (0700), the database, the receipt salt and a default channel."""
     if config.db_path.exists():
         raise AlreadyInitialised(str(config.data_dir))
-    for path in (config.data_dir, config.blobs_dir, config.tmp_dir, config.keys_dir):
+    for path in (config.data_dir, config.keys_dir):
         make_private_dir(path)
     store = await Store.open(config.db_path, create=True)
     try:

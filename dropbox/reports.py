@@ -1,18 +1,19 @@
 """The sealed parts of a report, as both sides read and write them.
 
-Each sealed field is bound to its place (report, row id, and for messages the author), so whoever
-edits the database can delete rows but cannot move, swap or re-attribute what people wrote. This
+Each sealed field is bound to its place (report, row id; for messages the author and sequence
+number, for notes the author, for files the message and the padded size), so whoever edits the
+database can delete rows but cannot move, swap, reorder or re-attribute what people wrote. This
 module is the one place that names those contexts; submissions.py and casework.py use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from dropbox.blobs import StagedFiles
-from dropbox.sealing import open_json, open_sealed, seal, seal_json
-from dropbox.storage import Message, NewFile, Store, StoredFile
+from dropbox.blobs import StagedFile, StagedFiles
+from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
+from dropbox.storage import Message, NewFile, Note, Store, StoredFile
 
 STATUSES = ("new", "opened", "in_progress", "closed")
 
@@ -63,46 +64,106 @@ def open_body(sealed: bytes, *, report_key: bytes, report_id: str) -> ReportBody
     return ReportBody.from_json(open_json(sealed, key=report_key, context=f"report-body:{report_id}"))
 
 
-def seal_message(text: str, *, report_key: bytes, report_id: str, message_id: str, author: str) -> bytes:
-    return seal(text.encode(), key=report_key, context=f"message:{report_id}:{message_id}:{author}")
+# Associated data, by `ad_version` as stored in the row. Version 1 is what rows written before
+# migration 4 carry; new rows are version 2, which binds more of the row. The version is read
+# from the row, never found by trying both: a version-2 value relabelled as version 1 is opened
+# with version 1's associated data, which it was not sealed with, and fails (TamperedData).
+
+
+def _versioned(version: int, v1: str, v2: str) -> str:
+    if version == 1:
+        return v1
+    if version == 2:
+        return v2
+    raise TamperedData(f"unknown associated-data version {version}")
+
+
+def _message_context(*, report_id: str, message_id: str, author: str, seq: int, version: int) -> str:
+    return _versioned(version, f"message:{report_id}:{message_id}:{author}",
+                      f"message/2:{report_id}:{message_id}:{author}:{seq}")
+
+
+def message_sealer(text: str, *, report_key: bytes, report_id: str, message_id: str,
+                   author: str) -> Callable[[int], bytes]:
+    """What Store.add_message calls with the message's sequence number, once it is known."""
+    def seal_at(seq: int) -> bytes:
+        return seal(text.encode(), key=report_key, context=_message_context(
+            report_id=report_id, message_id=message_id, author=author, seq=seq, version=2))
+    return seal_at
 
 
 def open_message(m: Message, *, report_key: bytes) -> str:
-    return open_sealed(m.sealed_body, key=report_key,
-                       context=f"message:{m.report_id}:{m.id}:{m.author}").decode()
+    return open_sealed(m.sealed_body, key=report_key, context=_message_context(
+        report_id=m.report_id, message_id=m.id, author=m.author, seq=m.seq, version=m.ad_version)).decode()
 
 
-def seal_note(text: str, *, staff_key: bytes, report_id: str, note_id: str) -> bytes:
-    return seal(text.encode(), key=staff_key, context=f"note:{report_id}:{note_id}")
+def _note_context(*, report_id: str, note_id: str, caseworker_id: str | None, version: int) -> str:
+    return _versioned(version, f"note:{report_id}:{note_id}", f"note/2:{report_id}:{note_id}:{caseworker_id or ''}")
 
 
-def open_note(sealed: bytes, *, staff_key: bytes, report_id: str, note_id: str) -> str:
-    return open_sealed(sealed, key=staff_key, context=f"note:{report_id}:{note_id}").decode()
+def seal_note(text: str, *, staff_key: bytes, report_id: str, note_id: str, caseworker_id: str) -> bytes:
+    return seal(text.encode(), key=staff_key,
+                context=_note_context(report_id=report_id, note_id=note_id, caseworker_id=caseworker_id, version=2))
 
 
-def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str) -> list[NewFile]:
-    """Rows for staged files: the name and the per-file key sealed under the report key."""
-    return [
-        NewFile(
-            id=f.id,
-            sealed_name=seal(f.name.encode(), key=report_key, context=f"file-name:{report_id}:{f.id}"),
-            sealed_file_key=seal(f.file_key, key=report_key, context=f"file-key:{report_id}:{f.id}"),
-            size=f.size,
-        )
-        for f in staged.files
-    ]
+def open_note(n: Note, *, staff_key: bytes) -> str:
+    return open_sealed(n.sealed_body, key=staff_key, context=_note_context(
+        report_id=n.report_id, note_id=n.id, caseworker_id=n.caseworker_id, version=n.ad_version)).decode()
+
+
+def _file_context(kind: str, *, report_id: str, file_id: str, message_id: str | None, bucket: int,
+                  version: int) -> str:
+    return _versioned(version, f"{kind}:{report_id}:{file_id}",
+                      f"{kind}/2:{report_id}:{file_id}:{message_id or '-'}:{bucket}")
+
+
+def _stored_context(kind: str, f: StoredFile) -> str:
+    return _file_context(kind, report_id=f.report_id, file_id=f.id, message_id=f.message_id, bucket=f.size,
+                         version=f.ad_version)
+
+
+def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
+                     message_id: str | None) -> list[NewFile]:
+    """Rows for staged files: name, per-file key and exact size sealed under the report key,
+    each bound to the report, the file, the message it came with and its padded size."""
+    rows = []
+    for seq, f in enumerate(staged.files):
+        def context(kind: str, f: StagedFile = f) -> str:
+            return _file_context(kind, report_id=report_id, file_id=f.id, message_id=message_id, bucket=f.bucket,
+                                 version=2)
+        rows.append(NewFile(
+            id=f.id, seq=seq, size=f.bucket,
+            sealed_name=seal(f.name.encode(), key=report_key, context=context("file-name")),
+            sealed_file_key=seal(f.file_key, key=report_key, context=context("file-key")),
+            sealed_size=seal(str(f.size).encode(), key=report_key, context=context("file-size")),
+        ))
+    return rows
 
 
 def open_file_name(f: StoredFile, *, report_key: bytes) -> str:
-    return open_sealed(f.sealed_name, key=report_key, context=f"file-name:{f.report_id}:{f.id}").decode()
+    return open_sealed(f.sealed_name, key=report_key, context=_stored_context("file-name", f)).decode()
 
 
 def open_file_key(f: StoredFile, *, report_key: bytes) -> bytes:
-    return open_sealed(f.sealed_file_key, key=report_key, context=f"file-key:{f.report_id}:{f.id}")
+    return open_sealed(f.sealed_file_key, key=report_key, context=_stored_context("file-key", f))
+
+
+def open_file_size(f: StoredFile, *, report_key: bytes) -> int:
+    """The exact size. Rows from before migration 4 stored it in the clear (their stored bytes
+    reveal it anyway: they were not padded)."""
+    if f.ad_version == 1:
+        return f.size
+    if f.sealed_size is None:
+        raise TamperedData("file row has no sealed size")
+    try:
+        return int(open_sealed(f.sealed_size, key=report_key, context=_stored_context("file-size", f)))
+    except ValueError as e:
+        raise TamperedData("file size is not a number") from e
 
 
 def file_views(files: Sequence[StoredFile], *, report_key: bytes) -> list[FileView]:
-    return [FileView(id=f.id, name=open_file_name(f, report_key=report_key), size=f.size, message_id=f.message_id)
+    return [FileView(id=f.id, name=open_file_name(f, report_key=report_key),
+                     size=open_file_size(f, report_key=report_key), message_id=f.message_id)
             for f in files]
 
 

@@ -28,7 +28,7 @@ import secrets
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, NewType
+from typing import NewType, Protocol
 
 import nacl.bindings as sodium
 import nacl.encoding
@@ -406,7 +406,13 @@ def sealed_size(plain_size: int, *, chunk_bytes: int) -> int:
     return len(_FILE_MAGIC) + _STREAM_HEADER_BYTES + frames * (_FRAME_LEN.size + _STREAM_ABYTES) + plain_size
 
 
-def open_file(source: BinaryIO, *, file_key: bytes, file_id: str) -> Iterator[bytes]:
+class Readable(Protocol):
+    """Where a sealed file is read from: a binary file, or the rows of one joined up (blobs.py)."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+def open_file(source: Readable, *, file_key: bytes, file_id: str) -> Iterator[bytes]:
     """Yield plaintext chunks of a sealed blob; raise TamperedData on any damage, even at the end.
 
     A caller streaming to a client must treat TamperedData mid-way as fatal for that response.

@@ -137,7 +137,8 @@ async def _report_onion_status(config: Config, onion: OnionServices) -> None:
 async def _purge_periodically(services: Services) -> None:
     while True:
         try:
-            await purge_expired(store=services.store, blobs=services.blobs)
+            await purge_expired(store=services.store)
+            await services.blobs.sweep()  # chunks of uploads whose clean-up failed
         except Exception as e:  # keep serving; the next round retries
             log.error("retention purge failed: %s", type(e).__name__)
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)

@@ -1,9 +1,9 @@
-"""The long-lived objects both web apps share: the store, the KDF pools, the blob folders.
+"""The long-lived objects both web apps share: the store, the KDF pools, file contents and upload limits.
 
 Each app has its own KDF pool, so no flood on the public app can delay a caseworker login; the
 public one also keeps the receipt stock. Together they hold at most
 (kdf_concurrency + staff_kdf_concurrency) × kdf_mem of Argon2id memory.
-Opening them also settles what a crash left behind (blob recovery) before any request is served.
+Opening them also settles what a crash left behind (file recovery) before any request is served.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ class Services:
                             niceness=STAFF_KDF_NICENESS)
         receipts: ReceiptStock | None = None
         try:
-            blobs = BlobStore(config)
-            blobs.recover(await store.all_file_ids())
+            blobs = BlobStore(store, config)
+            await blobs.recover()
             install = await load_install(store)
             receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock)
             receipts.start()

@@ -1,8 +1,8 @@
 """Every SQL statement of the drop box, over aiosqlite.
 
 Only what the server must know is stored in the clear: ids, channel, status, day-precision dates,
-expiry, sizes. Everything a person wrote arrives here already sealed (see sealing.py) and is
-stored as an opaque BLOB.
+expiry, size buckets. Everything a person wrote or sent arrives here already sealed (see
+sealing.py), file contents included (`file_chunks`), and is stored as an opaque BLOB.
 
 One writer connection, serialised by a lock and always inside `BEGIN IMMEDIATE`, and one reader
 connection. WAL lets the reader run beside the writer without seeing half a transaction, and the
@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import re
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +28,13 @@ import aiosqlite
 
 SCHEMA_VERSION = 5
 
-_MIGRATIONS: dict[int, str] = {
+#: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
+#: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
+#: the checkpoint with its own header and checksum. 64 KiB pages cut that work by 16: writing
+#: 512 MiB of chunks here went from 136 to 350 MiB/s (docs/BENCHMARKS.md).
+PAGE_BYTES = 65536
+
+_MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] = {
     1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     CREATE TABLE channels (
@@ -169,6 +176,70 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
+#: Tables whose rowid order, set against the hourly audit rows, would date what a whistleblower
+#: did to within the hour (report_grants: its rows are written with each new report). Migration 4
+#: rebuilds them WITHOUT ROWID: rows are then ordered by their keys (random ids) only.
+_UNORDERED_TABLES = ("reports", "report_grants", "messages", "notes", "files")
+
+
+async def _migration_4(db: aiosqlite.Connection) -> None:
+    """Sealed file contents move into the database; row order stops telling time (docs/PROTOCOL.md).
+
+    * `file_chunks`: a file's sealed bytes as rows keyed (file id, seq), WITHOUT ROWID, so there
+      is no per-upload file, and so no per-upload mtime, ctime or birth time, and no insert order.
+    * files gain `seq` (order within its submission or message, which used to be rowid order),
+      `sealed_size` (the exact size, sealed; `size` becomes the padded bucket) and `ad_version`;
+      messages and notes gain `ad_version`. Rows written before keep version 1 and their old
+      associated data; new rows are written as version 2 (dropbox/reports.py).
+    * reports, report_grants, messages, notes, files are rebuilt WITHOUT ROWID, from their own stored CREATE
+      statement, so columns another migration added are carried along, and their indexes too.
+
+    The blob files of an existing install are moved in afterwards, file by file, by
+    `blobs.BlobStore.recover` (one short transaction per file; safe to interrupt and rerun).
+    """
+    await db.execute(
+        "CREATE TABLE file_chunks (file_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
+        " PRIMARY KEY (file_id, seq)) WITHOUT ROWID"
+    )
+    await db.execute("ALTER TABLE files ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    await db.execute("ALTER TABLE files ADD COLUMN sealed_size BLOB")
+    for table in ("files", "messages", "notes"):
+        await db.execute(f"ALTER TABLE {table} ADD COLUMN ad_version INTEGER NOT NULL DEFAULT 1")  # noqa: S608
+    # The order files were handed in, within each submission or message, is worth keeping.
+    await db.execute(
+        "UPDATE files SET seq = (SELECT count(*) FROM files f WHERE f.report_id = files.report_id"
+        " AND f.message_id IS files.message_id AND f.rowid < files.rowid)"
+    )
+    for table in _UNORDERED_TABLES:
+        await _rebuild_without_rowid(db, table)
+    async with db.execute("PRAGMA foreign_key_check") as cur:
+        broken = await cur.fetchall()
+    if broken:
+        raise StoreError(f"migration 4 would break {len(broken)} foreign key(s)")
+
+
+async def _rebuild_without_rowid(db: aiosqlite.Connection, table: str) -> None:
+    """SQLite's documented table rebuild (foreign keys are off during migrations)."""
+    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) as cur:
+        row = await cur.fetchone()
+    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+                          " AND sql IS NOT NULL", (table,)) as cur:
+        indexes = [r[0] for r in await cur.fetchall()]
+    if row is None:
+        raise StoreError(f"no table {table}")
+    create, count = re.subn(rf"^CREATE TABLE \"?{table}\"?", f"CREATE TABLE {table}_rebuilt", row[0])
+    if count != 1:
+        raise StoreError(f"cannot read the definition of {table}")
+    await db.execute(create + " WITHOUT ROWID")
+    await db.execute(f"INSERT INTO {table}_rebuilt SELECT * FROM {table}")  # noqa: S608
+    await db.execute(f"DROP TABLE {table}")
+    await db.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
+    for index in indexes:
+        await db.execute(index)
+
+
+_MIGRATIONS[4] = _migration_4
+
 
 class StoreError(Exception):
     """Root of the errors this module raises."""
@@ -304,6 +375,8 @@ class Message:
     sealed_body: bytes
     sent_day: str
     read: bool
+    #: Which associated data the sealed body is bound to (dropbox/reports.py); stored, never guessed.
+    ad_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -314,6 +387,7 @@ class Note:
     caseworker_id: str | None
     sealed_body: bytes
     written_day: str
+    ad_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -323,7 +397,13 @@ class StoredFile:
     message_id: str | None
     sealed_name: bytes
     sealed_file_key: bytes
+    #: The padded size (a bucket, see blobs.size_bucket); before migration 4, the exact size.
     size: int
+    #: Position within its submission or message.
+    seq: int = 0
+    #: The exact size, sealed (None on rows from before migration 4).
+    sealed_size: bytes | None = None
+    ad_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -344,6 +424,8 @@ class NewFile:
     sealed_name: bytes
     sealed_file_key: bytes
     size: int
+    sealed_size: bytes
+    seq: int
 
 
 def _day(day: dt.date) -> str:
@@ -366,13 +448,15 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await db.execute("PRAGMA busy_timeout = 10000")
     await db.execute("PRAGMA synchronous = FULL")
     await db.execute("PRAGMA secure_delete = ON")
+    await db.execute("PRAGMA cache_size = -8192")  # KiB: 128 of the 64 KiB pages
     return db
 
 
 class Store:
     """The database of one install. Open with `Store.open(path)`; close with `close()`."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path) -> None:
+        self._path = path
         self._writer = writer
         self._reader = reader
         self._lock = asyncio.Lock()
@@ -381,31 +465,43 @@ class Store:
     async def open(cls, path: Path, *, create: bool = False, migrate: bool = False) -> Store:
         """Open for use. `create` makes a new database at the latest schema (init); an existing
         one at an older schema raises NeedsMigration unless `migrate` (only `run.py migrate`)."""
-        if not create and not path.exists():
+        existed = path.exists()
+        if not create and not existed:
             raise NotInitialised(str(path))
         writer = await _connect(path)
         try:
-            await writer.execute("PRAGMA journal_mode = WAL")
-            await _migrate(writer, allowed=create or migrate)
+            if not existed:
+                await writer.execute(f"PRAGMA page_size = {PAGE_BYTES}")
+            await writer.execute_fetchall("PRAGMA journal_mode = WAL")  # fetched: no statement left open
+            if await _migrate(writer, allowed=create or migrate) < 4 and existed:
+                await _repage(writer)
             reader = await _connect(path)
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader)
+        return cls(writer, reader, path)
 
     async def close(self) -> None:
         await self._reader.close()
         await self._writer.close()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
         """Everything inside commits together or not at all.
 
         A disk that refuses the write (full, read-only, failing) raises StorageUnavailable, also
         when it is the COMMIT that fails; the transaction is then rolled back, so the connection
         is ready for the next one once the disk is back.
+
+        `durable=False` (staged upload chunks only) commits with synchronous=NORMAL: no fsync of
+        the WAL at this commit, but still before and after every checkpoint. The chunks become
+        durable with the next durable commit, which fsyncs the same WAL, and nothing refers to
+        them before that commit (the one that stores their file row) anyway.
         """
         async with self._lock:
+            # Set for every transaction, not restored afterwards: a restore that failed would
+            # leave later commits silently without their fsync.
+            await self._writer.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
                 try:
@@ -720,14 +816,33 @@ class Store:
             await _update_row(db, "reports", report_id, fields)
 
     async def delete_report(self, report_id: str) -> list[str]:
-        """Delete a report and everything under it; returns its file ids so blobs can go too."""
+        """Delete a report and everything under it, file contents included; returns its file ids."""
         async with self.transaction() as db:
             async with db.execute("SELECT id FROM files WHERE report_id = ?", (report_id,)) as cur:
                 file_ids = [r[0] for r in await cur.fetchall()]
+            await db.executemany("DELETE FROM file_chunks WHERE file_id = ?", [(f,) for f in file_ids])
             cur = await db.execute("DELETE FROM reports WHERE id = ?", (report_id,))
             if cur.rowcount == 0:
                 raise NotFound(f"report {report_id}")
         return file_ids
+
+    async def forget_deleted(self) -> bool:
+        """After a delete: copy the WAL into the database and truncate it to zero bytes.
+
+        With secure_delete on, a deleted row's pages are overwritten with zeros, but the WAL
+        still holds the images of those pages from before the delete until it is checkpointed
+        and truncated. True if the checkpoint completed (False: a reader held it up; the next
+        one finishes it). Blocks other writers for the length of the checkpoint.
+        """
+        async with self._lock:
+            try:
+                rows = await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as e:
+                if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS | {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}:
+                    raise StorageUnavailable(e.sqlite_errorname) from e
+                raise
+        row = next(iter(rows), None)
+        return row is not None and int(row[0]) == 0
 
     async def expired_reports(self, *, today: dt.date) -> list[str]:
         rows = await self._all("SELECT id FROM reports WHERE expires_day < ?", (_day(today),))
@@ -735,15 +850,20 @@ class Store:
 
     # messages, notes, files ----------------------------------------------------------------
 
-    async def add_message(self, message: Message, *, files: Sequence[NewFile] = (), activity: dict[str, Any]) -> None:
-        """A message with its files; `activity` updates the report row in the same transaction."""
+    async def add_message(self, message: Message, *, seal_body: Callable[[int], bytes],
+                          files: Sequence[NewFile] = (), activity: dict[str, Any]) -> None:
+        """A message with its files; `activity` updates the report row in the same transaction.
+
+        The body is sealed by `seal_body(seq)` once its sequence number is known inside the
+        transaction, so the number is bound into the body's associated data (ad_version 2).
+        """
         async with self.transaction() as db:
             seq = await _next_seq(db, "messages", message.report_id)
             await db.execute(
-                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read,"
+                " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
                 (message.id, message.report_id, seq, message.author, message.caseworker_id,
-                 message.sealed_body, message.sent_day, int(message.read)),
+                 seal_body(seq), message.sent_day, int(message.read)),
             )
             await _insert_files(db, message.report_id, message.id, files)
             if activity:
@@ -763,8 +883,8 @@ class Store:
         async with self.transaction() as db:
             seq = await _next_seq(db, "notes", note.report_id)
             await db.execute(
-                "INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day, ad_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, 2)",
                 (note.id, note.report_id, seq, note.caseworker_id, note.sealed_body, note.written_day),
             )
 
@@ -773,7 +893,7 @@ class Store:
         return [_row(Note, r) for r in rows]
 
     async def files(self, report_id: str) -> list[StoredFile]:
-        rows = await self._all("SELECT * FROM files WHERE report_id = ? ORDER BY rowid", (report_id,))
+        rows = await self._all("SELECT * FROM files WHERE report_id = ? ORDER BY seq, id", (report_id,))
         return [_row(StoredFile, r) for r in rows]
 
     async def file(self, *, report_id: str, file_id: str) -> StoredFile:
@@ -782,6 +902,62 @@ class Store:
 
     async def all_file_ids(self) -> set[str]:
         return {r[0] for r in await self._all("SELECT id FROM files")}
+
+    # file contents ---------------------------------------------------------------------------
+    # A file's sealed bytes are rows (file id, seq) of file_chunks, WITHOUT ROWID: the order on
+    # disk is that of the random file ids, and no upload has a file (or a timestamp) of its own.
+
+    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
+        transaction that other writers wait for only as long as it takes to write them."""
+        async with self.transaction(durable=False) as db:
+            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)", rows)
+
+    async def delete_chunks(self, file_ids: Sequence[str]) -> None:
+        """Delete the chunks of files no row refers to (a failed or abandoned upload)."""
+        if not file_ids:
+            return
+        async with self.transaction(durable=False) as db:
+            await db.executemany(
+                "DELETE FROM file_chunks WHERE file_id = ? AND NOT EXISTS (SELECT 1 FROM files WHERE id = ?)",
+                [(f, f) for f in file_ids])
+
+    async def unreferenced_chunk_files(self) -> set[str]:
+        """Ids of files with chunks but no file row: staged uploads, or what a crash left."""
+        rows = await self._all("SELECT DISTINCT file_id FROM file_chunks"
+                               " WHERE NOT EXISTS (SELECT 1 FROM files WHERE id = file_id)")
+        return {r[0] for r in rows}
+
+    async def import_file(self, file_id: str, chunks: Iterable[bytes]) -> None:
+        """Move a blob file of an older install in, as one transaction (start-up only, nothing
+        else is writing then). `chunks` is consumed lazily on the database thread, so a file of
+        any size costs one chunk of memory."""
+        async with self.transaction() as db:
+            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)",
+                                 ((file_id, seq, data) for seq, data in enumerate(chunks)))
+
+    async def has_chunks(self, file_id: str) -> bool:
+        return await self._one("SELECT 1 FROM file_chunks WHERE file_id = ? LIMIT 1", (file_id,)) is not None
+
+    def read_chunks(self, file_id: str) -> Generator[bytes, None, None]:
+        """A stored file's sealed bytes, chunk by chunk (blocking: advance it in a worker thread).
+
+        Its own connection, one short query per chunk: no read transaction stays open while a
+        slow client downloads, so checkpoints are never held up for the length of a download.
+        Committed chunks never change, so reading them in separate snapshots is consistent.
+        """
+        db = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+        try:
+            seq = 0
+            while True:
+                row = db.execute("SELECT CAST(data AS BLOB) FROM file_chunks WHERE file_id = ? AND seq = ?",
+                                 (file_id, seq)).fetchone()
+                if row is None:
+                    return
+                yield bytes(row[0])
+                seq += 1
+        finally:
+            db.close()
 
     # audit ---------------------------------------------------------------------------------
 
@@ -990,8 +1166,10 @@ _RECEIPT_COLUMNS = frozenset({"lookup_id", "locator", "receipt_salt"})
 async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: str | None,
                         files: Sequence[NewFile]) -> None:
     await db.executemany(
-        "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size) VALUES (?, ?, ?, ?, ?, ?)",
-        [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size) for f in files],
+        "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size, seq, sealed_size,"
+        " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
+        [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size, f.seq, f.sealed_size)
+         for f in files],
     )
 
 
@@ -1020,13 +1198,22 @@ def snapshot_database(source: Path, target: Path) -> None:
 
 
 def check_database_file(path: Path) -> tuple[str, int, set[str]]:
-    """(integrity_check result, schema version, ids of the file rows) of a database file that is
-    not in use, read-only: what a restore checks before it puts the file in place."""
+    """(integrity_check result, schema version, ids of the file rows whose contents are not in the
+    database) of a database file that is not in use, read-only: what a restore checks before it
+    puts the file in place. Before schema 4 every file's contents were a blob file beside it; since
+    then they are rows of file_chunks (an install migrated but not yet started still has blob files
+    to move in)."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         integrity = str(db.execute("PRAGMA integrity_check").fetchone()[0])
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        has_files = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'").fetchone()
-        ids = {str(r[0]) for r in db.execute("SELECT id FROM files")} if has_files else set()
+        tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "files" not in tables:
+            ids: set[str] = set()
+        elif "file_chunks" in tables:
+            ids = {str(r[0]) for r in db.execute(
+                "SELECT id FROM files f WHERE NOT EXISTS (SELECT 1 FROM file_chunks c WHERE c.file_id = f.id)")}
+        else:
+            ids = {str(r[0]) for r in db.execute("SELECT id FROM files")}
     return integrity, version, ids
 
 
@@ -1039,7 +1226,18 @@ async def migrate_database(path: Path) -> tuple[int, int]:
     return before, SCHEMA_VERSION
 
 
-async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> None:
+async def _repage(db: aiosqlite.Connection) -> None:
+    """Rewrite an older install's database with PAGE_BYTES pages (VACUUM), right after migration 4
+    and before its blob files move in, so it is still small. VACUUM also writes every table out in
+    key order, so the order in which pages were allocated (docs/PROTOCOL.md) is gone too."""
+    await db.execute_fetchall("PRAGMA journal_mode = DELETE")  # the page size cannot change in WAL mode
+    await db.execute(f"PRAGMA page_size = {PAGE_BYTES}")
+    await db.execute("VACUUM")
+    await db.execute_fetchall("PRAGMA journal_mode = WAL")
+
+
+async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> int:
+    """Bring the schema up to SCHEMA_VERSION when `allowed`; returns the version it started from."""
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
@@ -1049,14 +1247,25 @@ async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> None:
         raise NotInitialised("the database has no schema: was `init` interrupted?")
     if version < SCHEMA_VERSION and not allowed:
         raise NeedsMigration(version, SCHEMA_VERSION)
-    for target in sorted(n for n in _MIGRATIONS if version < n <= SCHEMA_VERSION):
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _MIGRATIONS[target].split(";"):
-                if statement.strip():
-                    await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {target}")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        await db.execute("COMMIT")
+    # Off while migrating: a table rebuild drops the old table, which with foreign keys on would
+    # cascade into every row that references it. Each rebuild checks the keys before it commits.
+    await db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            migration = _MIGRATIONS[target]
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                if isinstance(migration, str):
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            await db.execute(statement)
+                else:
+                    await migration(db)
+                await db.execute(f"PRAGMA user_version = {target}")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+    finally:
+        await db.execute("PRAGMA foreign_keys = ON")
+    return version

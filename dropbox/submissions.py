@@ -18,9 +18,9 @@ from dropbox.reports import (
     FileView,
     MessageView,
     ReportBody,
+    message_sealer,
     open_body,
     seal_body,
-    seal_message,
     sealed_file_rows,
     thread,
 )
@@ -152,6 +152,7 @@ async def submit_report(
         members = await store.channel_members(channel.id)
         if not members:
             raise NoRecipients(channel.id)
+        await staged.settle()
         drawn = await take_receipt() if take_receipt else await draw_receipt(kdf=kdf, install=install)
         report_id = new_id()
         day = today()
@@ -163,7 +164,7 @@ async def submit_report(
             whistleblower_key=wrap_for_whistleblower(keys, receipt_keys=drawn.keys, report_id=report_id),
             sealed_body=seal_body(body, report_key=keys.report_key, report_id=report_id),
         )
-        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id)
+        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id, message_id=None)
         grants = {cw.id: keys.seal_for(cw.public_key) for cw in members}
         for _attempt in range(LOCATOR_ATTEMPTS):
             locator = new_locator()
@@ -177,18 +178,10 @@ async def submit_report(
             raise SubmissionError("could not find a free receipt locator")
         receipt = receipt_code(locator=locator, secret=drawn.secret)
     except BaseException:
-        staged.discard()
+        await staged.discard()
         raise
-    _promote(staged)
+    staged.promote()
     return receipt
-
-
-def _promote(staged: StagedFiles) -> None:
-    """After commit the report exists; a failed rename is finished by recovery at next start."""
-    try:
-        staged.promote()
-    except OSError as e:
-        log.error("moving committed blobs into place failed (%s); recovery will finish it", type(e).__name__)
 
 
 async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_text: str) -> MailboxAccess:
@@ -244,20 +237,18 @@ async def post_whistleblower_message(
 ) -> str:
     """A reply from the whistleblower, with files; extends the report's retention."""
     try:
+        await staged.settle()
         report = await store.report(access.report_id)
         message_id = new_id()
         day = today()
-        message = Message(
-            id=message_id, report_id=report.id, seq=0, author="whistleblower", caseworker_id=None,
-            sealed_body=seal_message(text, report_key=access.report_key, report_id=report.id,
-                                     message_id=message_id, author="whistleblower"),
-            sent_day=day.isoformat(), read=False,
-        )
-        files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id)
-        await store.add_message(message, files=files, activity={
-            "last_activity_day": day.isoformat(), "expires_day": expiry(day, report.retention_days)})
+        message = Message(id=message_id, report_id=report.id, seq=0, author="whistleblower", caseworker_id=None,
+                          sealed_body=b"", sent_day=day.isoformat(), read=False)
+        files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id, message_id=message_id)
+        await store.add_message(message, files=files, seal_body=message_sealer(
+            text, report_key=access.report_key, report_id=report.id, message_id=message_id, author="whistleblower"),
+            activity={"last_activity_day": day.isoformat(), "expires_day": expiry(day, report.retention_days)})
     except BaseException:
-        staged.discard()
+        await staged.discard()
         raise
-    _promote(staged)
+    staged.promote()
     return message_id

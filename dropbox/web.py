@@ -27,7 +27,7 @@ from aiohttp import web, web_response
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
-from dropbox.blobs import StorageFull
+from dropbox.blobs import DiskLow, StorageFull, UploadsBusy
 from dropbox.events import REQUEST_TALLY, install_diversion
 from dropbox.i18n import N_, render, translate
 from dropbox.sessions import CsrfError, SessionLimitReached
@@ -254,6 +254,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_page(request, 403, title=CSRF_TITLE, message=CSRF_MESSAGE)
     except SessionLimitReached:
         return error_page(request, 503)
+    except (UploadsBusy, DiskLow):
+        return error_page(request, 503, headers={"Retry-After": "60"})
     except (StorageFull, StorageUnavailable):
         # The disk refused a write (full, read-only, failing) on a path whose view did not say
         # more itself: nothing was kept, and the person is told so instead of seeing a 500.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -47,7 +48,7 @@ async def install(store: Store) -> Install:
 
 @pytest.fixture
 def blobs(config: Config, store: Store) -> BlobStore:
-    return BlobStore(config)
+    return BlobStore(store, config)
 
 
 @pytest.fixture
@@ -63,3 +64,18 @@ async def login(store: Store, kdf: KdfPool, config: Config, name: str) -> accoun
 def all_bytes_under(folder: Path) -> dict[Path, bytes]:
     """Every file below `folder`, read raw: what someone holding the disk would see."""
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@contextlib.asynccontextmanager
+async def database_full(store: Store) -> AsyncIterator[None]:
+    """The database refuses to grow, as on a full disk: SQLite's own SQLITE_FULL ("database or
+    disk is full"), raised by the real pager, through `PRAGMA max_page_count`. Nothing is mocked."""
+    async with store._lock:  # between two of the store's transactions
+        await store._writer.execute("VACUUM")  # no free pages left inside the file to grow into
+        row = await store._one("PRAGMA page_count")
+        await store._writer.execute(f"PRAGMA max_page_count = {int(row[0]) if row else 1}")
+    try:
+        yield
+    finally:
+        async with store._lock:
+            await store._writer.execute("PRAGMA max_page_count = 4294967294")

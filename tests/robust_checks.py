@@ -1,8 +1,9 @@
 """What "nothing lost, nothing half-written" means, checked on an install's files with the domain functions.
 
-Used after a crash, a full disk or a flood of bad input: the database is sound, blob folders and
-file rows match exactly, nothing is left in tmp/, every report opens completely with a granted
-caseworker's key, and each receipt that was shown opens its own report with everything sent.
+Used after a crash, a full disk or a flood of bad input: the database is sound, stored file
+contents and file rows match exactly, no staged upload is left, no file of its own exists for any
+upload, every report opens completely with a granted caseworker's key, and each receipt that was
+shown opens its own report with everything sent.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropbox import accounts
-from dropbox.blobs import BlobStore
+from dropbox.blobs import BlobStore, size_bucket
 from dropbox.config import Config
 from dropbox.install import load_install
 from dropbox.kdf_pool import KdfPool
-from dropbox.reports import open_body, open_file_key, open_file_name, open_message
+from dropbox.reports import open_body, open_file_key, open_file_name, open_file_size, open_message
 from dropbox.storage import Store, StoredFile
 from dropbox.submissions import open_mailbox, read_mailbox
 
@@ -49,8 +50,32 @@ def db_snapshot(config: Config) -> dict[str, int]:
                 for table in ("reports", "messages", "files", "report_grants")}
 
 
-def leftover_parts(config: Config) -> list[str]:
-    return sorted(p.name for p in config.tmp_dir.iterdir())
+def chunk_files(config: Config) -> set[str]:
+    """Ids of every file with contents in the database (committed or staged)."""
+    with _read_only(config) as db:
+        return {r[0] for r in db.execute("SELECT DISTINCT file_id FROM file_chunks")}
+
+
+def leftover_staged(config: Config) -> list[str]:
+    """Ids of files with chunks but no file row: uploads in progress, or left behind."""
+    with _read_only(config) as db:
+        return sorted(r[0] for r in db.execute("SELECT DISTINCT file_id FROM file_chunks"
+                                               " WHERE NOT EXISTS (SELECT 1 FROM files WHERE id = file_id)"))
+
+
+def stored_lengths(config: Config, file_id: str) -> list[int]:
+    """The lengths of a file's stored rows, in order: everything its bytes on disk can tell."""
+    with _read_only(config) as db:
+        return [int(r[0]) for r in db.execute("SELECT length(data) FROM file_chunks WHERE file_id = ? ORDER BY seq",
+                                              (file_id,))]
+
+
+def files_of_their_own(config: Config) -> list[Path]:
+    """Every file under data/ besides the database (and its WAL and shared memory) and keys/."""
+    ours = {config.db_path.name, config.db_path.name + "-wal", config.db_path.name + "-shm"}
+    return sorted(p for p in config.data_dir.rglob("*")
+                  if p.is_file() and p.name not in ours and config.keys_dir not in p.parents
+                  and config.tor_dir not in p.parents)
 
 
 def integrity(config: Config) -> tuple[str, list[tuple[object, ...]]]:
@@ -66,15 +91,16 @@ def file_ids_in_db(config: Config) -> set[str]:
 
 
 def assert_settled(config: Config) -> None:
-    """After recovery: sound database, blobs ↔ rows exactly, tmp/ empty."""
+    """After recovery: sound database, contents ↔ rows exactly, nothing staged, no upload files."""
     check, foreign = integrity(config)
     assert check == "ok", f"PRAGMA integrity_check: {check}"
     assert foreign == [], f"PRAGMA foreign_key_check: {foreign[:5]}"
-    assert leftover_parts(config) == [], f"left in tmp/: {leftover_parts(config)[:5]}"
-    blobs = {p.name for p in config.blobs_dir.iterdir()}
+    assert leftover_staged(config) == [], f"staged chunks left: {leftover_staged(config)[:5]}"
+    contents = chunk_files(config)
     rows = file_ids_in_db(config)
-    assert blobs == rows, (f"blobs without rows: {sorted(blobs - rows)[:5]}; "
-                           f"rows without blobs: {sorted(rows - blobs)[:5]}")
+    assert contents == rows, (f"contents without rows: {sorted(contents - rows)[:5]}; "
+                              f"rows without contents: {sorted(rows - contents)[:5]}")
+    assert files_of_their_own(config) == [], f"files beside the database: {files_of_their_own(config)[:5]}"
 
 
 async def assert_every_report_opens(config: Config, *, caseworker: str, passphrase: str) -> int:
@@ -87,7 +113,7 @@ async def assert_every_report_opens(config: Config, *, caseworker: str, passphra
     kdf = KdfPool(concurrency=1, queue_limit=4)
     try:
         session = await accounts.login(store=store, kdf=kdf, config=config, name=caseworker, passphrase=passphrase)
-        blobs = BlobStore(config)
+        blobs = BlobStore(store, config)
         grants = dict(await store.grants_of(session.caseworker.id))
         async with store._reader.execute("SELECT id FROM reports") as cur:  # test-only read of every id
             report_ids = [r[0] for r in await cur.fetchall()]
@@ -101,8 +127,9 @@ async def assert_every_report_opens(config: Config, *, caseworker: str, passphra
             for stored in await store.files(report_id):
                 open_file_name(stored, report_key=keys.report_key)
                 file_key = open_file_key(stored, report_key=keys.report_key)
-                size = sum(len(c) for c in blobs.read(stored.id, file_key=file_key))
-                assert size == stored.size, f"file {stored.id}: {size} bytes, row says {stored.size}"
+                exact = open_file_size(stored, report_key=keys.report_key)
+                size = sum(len(c) for c in blobs.read(stored.id, file_key=file_key, size=stored.size))  # padded
+                assert size == stored.size == size_bucket(exact), f"file {stored.id}: {size} bytes, row {stored.size}"
         return len(report_ids)
     finally:
         kdf.close()
@@ -115,7 +142,7 @@ async def assert_receipts_open(config: Config, sent: list[Sent]) -> None:
     kdf = KdfPool(concurrency=2, queue_limit=len(sent) + 4)
     try:
         install = await load_install(store)
-        blobs = BlobStore(config)
+        blobs = BlobStore(store, config)
         seen_reports: set[str] = set()
         for item in sent:
             access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=item.receipt)
@@ -141,7 +168,8 @@ def _contents(blobs: BlobStore, by_id: dict[str, StoredFile], file_ids: list[str
     """{file name: sha256 of its bytes} for the given stored files, opened with the report key."""
     return {
         open_file_name(by_id[i], report_key=key): digest(b"".join(
-            blobs.read(i, file_key=open_file_key(by_id[i], report_key=key))))
+            blobs.read(i, file_key=open_file_key(by_id[i], report_key=key),
+                       size=open_file_size(by_id[i], report_key=key))))
         for i in file_ids
     }
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dropbox.config import Config
-from tests.robust_checks import assert_every_report_opens, assert_settled, db_snapshot, leftover_parts
+from tests.robust_checks import (
+    assert_every_report_opens,
+    assert_settled,
+    db_snapshot,
+    files_of_their_own,
+    leftover_staged,
+)
 from tests.robust_http import multipart, receipt_in, submission_fields
 from tests.robust_raw import RawAnswer, exchange, request
 from tests.robust_routes import Route, app_routes
@@ -257,7 +262,7 @@ def test_file_names_with_traversal_and_control_characters(harness: Harness, name
     # The name never becomes a path: nothing appears next to the data folder or in it but ids.
     data = harness.config.data_dir
     assert {p.name for p in data.parent.iterdir()} <= {"data", "server.log"}
-    assert all(re.fullmatch(r"[0-9a-f]{32}", p.name) for p in harness.config.blobs_dir.iterdir())
+    assert files_of_their_own(harness.config) == []
 
 
 def test_wrong_methods_on_every_route(harness: Harness) -> None:
@@ -350,7 +355,7 @@ def test_nothing_partial_was_stored_and_nothing_was_logged_as_a_crash(harness: H
 
 async def _wait_empty(config: Config) -> bool:
     for _ in range(200):
-        if not leftover_parts(config):
+        if not leftover_staged(config):
             return True
         await asyncio.sleep(0.05)
     return False

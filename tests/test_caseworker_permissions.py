@@ -15,6 +15,7 @@ import pytest
 from dropbox.blobs import new_id
 from dropbox.storage import PendingMembership
 from tests.caseworker_fixtures import Site, only_for, site_fixture, submit  # noqa: F401
+from tests.robust_checks import leftover_staged
 
 REPORT_POSTS = {
     "notes": {"text": "note"}, "status": {"status": "closed"}, "deadline": {"deadline": "acknowledgement"},
@@ -71,7 +72,7 @@ async def test_a_colleague_cannot_open_download_or_act_on_an_ungranted_report(si
     listing = await bob.text("/en/reports")
     assert secret.report_id[:8] not in listing and own.report_id[:8] in listing
     assert await _snapshot(site, secret.report_id) == before
-    assert list(site.config.tmp_dir.iterdir()) == []
+    assert leftover_staged(site.config) == []
 
 
 async def test_malformed_ids_are_plain_404s(site: Site) -> None:

@@ -13,6 +13,7 @@ import aiohttp
 from dropbox.install import today
 from dropbox.submissions import open_mailbox, post_whistleblower_message, read_mailbox
 from tests.caseworker_fixtures import Agent, Site, chunks_of, site_fixture, submit  # noqa: F401
+from tests.robust_checks import chunk_files, leftover_staged
 
 CANARY = "CANARY-3c1d-caseworker"
 
@@ -156,7 +157,7 @@ async def test_reply_refuses_a_token_that_is_not_the_first_part_before_storing_a
     body = _multipart([("files", ("early.bin", b"x" * 100_000)), ("csrf_token", alice.csrf), ("text", "hi")])
     response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
     assert response.status == 403
-    assert list(site.config.tmp_dir.iterdir()) == [] and await site.services.store.messages(report.report_id) == []
+    assert leftover_staged(site.config) == [] and await site.services.store.messages(report.report_id) == []
     urlencoded = await alice.post(f"/en/reports/{report.report_id}/reply", {"text": "hi"})
     assert urlencoded.status == 400
 
@@ -168,7 +169,7 @@ async def test_empty_reply_is_refused_with_a_message(site: Site) -> None:
     response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
     assert response.status == 303
     assert "Write a reply or choose a file" in await alice.text(f"/en/reports/{report.report_id}")
-    assert list(site.config.tmp_dir.iterdir()) == []
+    assert leftover_staged(site.config) == []
 
 
 async def test_too_large_reply_file_is_refused_and_discarded(tmp_path: object) -> None:
@@ -182,7 +183,7 @@ async def test_too_large_reply_file_is_refused_and_discarded(tmp_path: object) -
         response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body,
                                            allow_redirects=False)
         assert response.status == 413
-        assert list(config.tmp_dir.iterdir()) == [] and list(config.blobs_dir.iterdir()) == []
+        assert chunk_files(config) == set()
         assert await served.services.store.messages(report.report_id) == []
 
 
@@ -231,7 +232,7 @@ async def test_grant_offers_colleagues_and_hands_the_report_over(site: Site) -> 
     assert "Choose a colleague from the list." in await alice.text(f"/en/reports/{report.report_id}")
 
 
-async def test_delete_needs_confirmation_then_removes_rows_and_blobs(site: Site) -> None:
+async def test_delete_needs_confirmation_then_removes_rows_and_file_contents(site: Site) -> None:
     report = await submit(site.services, files={"a.txt": b"a"})
     alice = await site.signed_in("alice")
     path = f"/en/reports/{report.report_id}/delete"
@@ -240,12 +241,12 @@ async def test_delete_needs_confirmation_then_removes_rows_and_blobs(site: Site)
 
     unconfirmed = await alice.post(path)
     assert unconfirmed.status == 303 and unconfirmed.headers["Location"] == path
-    assert len(list(site.config.blobs_dir.iterdir())) == 1
+    assert len(chunk_files(site.config)) == 1
 
     done = await alice.post(path, {"confirm": "yes"})
     assert done.status == 303 and done.headers["Location"] == "/en/reports"
     assert "The report was deleted." in await alice.text("/en/reports")
-    assert list(site.config.blobs_dir.iterdir()) == []
+    assert chunk_files(site.config) == set()
     assert (await alice.get(f"/en/reports/{report.report_id}")).status == 404
     assert (await site.services.store._one("SELECT count(*) FROM files"))[0] == 0  # type: ignore[index]
 

@@ -3,8 +3,9 @@
 Once a receipt was shown (or a reply answered 303), what it stands for must survive any crash:
 after a restart every receipt opens its own report with all its files and messages, over HTTP
 and through the domain functions. What was interrupted leaves nothing: the database is sound,
-blob files and file rows match exactly, tmp/ is empty. Several kill points, one install: each
-round also re-checks everything confirmed in the rounds before.
+stored file contents and file rows match exactly, no staged chunk is left, and no upload has a
+file of its own under data/. Several kill points, one install: each round also re-checks
+everything confirmed in the rounds before.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.robust_checks import (
     assert_receipts_open,
     assert_settled,
     digest,
-    leftover_parts,
+    leftover_staged,
 )
 from tests.robust_http import csrf_token, new_client, open_inbox, reply, submit
 from tests.server_process import ALICE, ALL_LOGINS_ADMITTED, ServerProcess, cheap_install
@@ -45,9 +46,9 @@ class Round:
 
     name: str
     kill_when: Callable[[Round], bool]
-    #: Freeze the process (SIGSTOP) now and then and kill it only once a file row is committed
-    #: while its blob is still tmp/<id>.part: the narrow window between commit and rename.
-    between_commit_and_rename: bool = False
+    #: Freeze the process (SIGSTOP) now and then and kill it only once the database holds staged
+    #: chunks, committed but with no file row yet: the upload's bytes are durable, its report not.
+    with_staged_chunks: bool = False
     receipts: int = 0
     replies: int = 0
     confirmed: list[Sent] = field(default_factory=list)
@@ -56,17 +57,12 @@ class Round:
     caught_in_window: bool = False
 
 
-def _committed_but_not_renamed(config: Config) -> bool:
-    """While the server is frozen: is some committed file row's blob still a .part in tmp/?"""
-    parts = {name.removesuffix(".part") for name in leftover_parts(config)}
-    if not parts:
-        return False
+def _staged_chunks_committed(config: Config) -> int:
+    """While the server is frozen: how many uploads have committed chunks but no file row."""
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True, timeout=0.2)) as db:
-            rows = {r[0] for r in db.execute("SELECT id FROM files")}
+        return len(leftover_staged(config))
     except sqlite3.Error:
-        return False
-    return bool(parts & rows)
+        return 0
 
 
 def _payload(rng: random.Random) -> bytes:
@@ -119,15 +115,16 @@ async def _run_round(server: ServerProcess, config: Config, state: Round, seed: 
     async def killer() -> None:
         while not state.kill_when(state):
             await asyncio.sleep(0.005)
-        if state.between_commit_and_rename:
+        os.kill(server.pid, signal.SIGSTOP)
+        if state.with_staged_chunks:
             for _ in range(400):
-                os.kill(server.pid, signal.SIGSTOP)
-                if _committed_but_not_renamed(config):
+                if _staged_chunks_committed(config):
                     state.caught_in_window = True
                     break
                 os.kill(server.pid, signal.SIGCONT)
                 await asyncio.sleep(0.01)
-        state.parts_at_kill = len(leftover_parts(config))
+                os.kill(server.pid, signal.SIGSTOP)
+        state.parts_at_kill = await asyncio.to_thread(_staged_chunks_committed, config)
         server.kill()
         state.killed.set()
 
@@ -183,7 +180,7 @@ KILL_POINTS: list[tuple[str, Callable[[Round], bool], bool]] = [
     ("mid-stream", lambda s: s.receipts >= 25, False),
     ("during-replies", lambda s: s.replies >= 20, False),
     ("late", lambda s: s.receipts >= 60 and s.replies >= 40, False),
-    ("between-commit-and-rename", lambda s: s.receipts >= 5, True),
+    ("staged-chunks-without-row", lambda s: s.receipts >= 5, True),
 ]
 
 
@@ -196,7 +193,7 @@ async def test_kill_9_at_several_points_loses_nothing_confirmed_and_leaves_nothi
     caught_in_window = 0
     for seed, (name, kill_when, in_window) in enumerate(KILL_POINTS):
         # Given 50 whistleblowers submitting and replying with files, streamed slowly
-        state = Round(name=name, kill_when=kill_when, between_commit_and_rename=in_window)
+        state = Round(name=name, kill_when=kill_when, with_staged_chunks=in_window)
         # When the server is killed with SIGKILL at this point, then started again
         await _run_round(server, config, state, seed)
         parts_seen += state.parts_at_kill
@@ -204,21 +201,21 @@ async def test_kill_9_at_several_points_loses_nothing_confirmed_and_leaves_nothi
         everything += state.confirmed
         await asyncio.to_thread(server.start)
 
-        # Then recovery left a sound database, blobs matching rows exactly, and an empty tmp/
+        # Then recovery left a sound database, contents matching rows exactly, nothing staged
         assert_settled(config)
         # and every receipt shown so far (this round and earlier ones) opens its own complete mailbox
         await _check_over_http(server.url, everything)
         assert "Traceback" not in server.log_text()
 
-    # Uploads really were cut mid-stream (so recovery had .part files to settle) ...
-    assert parts_seen > 0, "no kill point caught an upload in flight; the test proved nothing about tmp/"
-    # ... and, when the freeze caught the commit-to-rename window, recovery finished those renames.
-    finished = [int(n) for n in re.findall(r"'finished': (\d+)", server.log_text())]
-    if caught_in_window:
-        assert sum(finished) > 0, "a committed blob was left in tmp/ at the kill but recovery finished none"
+    # Uploads really were cut mid-stream with chunks already committed (so recovery had staged
+    # chunks to settle) ...
+    assert parts_seen > 0, "no kill point caught a staged upload; the test proved nothing about recovery"
+    # ... and recovery deleted them (its log line counts them).
+    discarded = [int(n) for n in re.findall(r"'discarded': (\d+)", server.log_text())]
+    assert sum(discarded) > 0, "staged chunks were in the database at a kill but recovery deleted none"
     print(f"\ncrash: {len(everything)} receipts confirmed over {len(KILL_POINTS)} kills; "
-          f"{parts_seen} uploads cut mid-stream; commit-to-rename window caught: {bool(caught_in_window)}; "
-          f"renames finished by recovery: {sum(finished)}")
+          f"{parts_seen} uploads cut mid-stream with committed chunks; staged window caught: "
+          f"{bool(caught_in_window)}; staged uploads deleted by recovery: {sum(discarded)}")
     server.kill()
     # Through the domain functions: exact file bytes and replies, one report per receipt ...
     await assert_receipts_open(config, everything)

@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.robust_checks import Sent, assert_receipts_open, assert_settled, db_snapshot, digest, leftover_parts
+from tests.robust_checks import Sent, assert_receipts_open, assert_settled, db_snapshot, digest, leftover_staged
 from tests.robust_disk import DiskUnavailable, LoopDisk, MiB, loop_disk
-from tests.robust_http import Answer, csrf_token, get, mailbox_login, new_client, open_inbox, reply, submit
-from tests.server_process import ServerProcess, cheap_install
+from tests.robust_http import (
+    Answer,
+    caseworker_login,
+    csrf_token,
+    get,
+    mailbox_login,
+    multipart,
+    new_client,
+    open_inbox,
+    post_body,
+    reply,
+    submit,
+)
+from tests.server_process import ALICE, ServerProcess, cheap_install
 
 DISK_ERRORS = (503, 507)
 
@@ -71,7 +84,7 @@ async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_rec
             _assert_clear_error(big.answer, "upload onto a full disk")
             assert big.receipt is None
             assert db_snapshot(config) == before
-            await _eventually(lambda: leftover_parts(config) == [], what="tmp/ emptied after the failed upload")
+            await _eventually(lambda: leftover_staged(config) == [], what="no chunk left of the failed upload")
             # and the earlier report still opens (the mailbox needs no new space to be read)
             inbox = await open_inbox(client, server.url, earlier.receipt)
             assert "earlier report" in inbox
@@ -87,7 +100,7 @@ async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_rec
                                    files=[("more.bin", os.urandom(MiB))])
             _assert_clear_error(answered, "mailbox reply onto a full disk")
             assert db_snapshot(config) == before
-            await _eventually(lambda: leftover_parts(config) == [], what="tmp/ emptied after the failed reply")
+            await _eventually(lambda: leftover_staged(config) == [], what="no chunk left of the failed reply")
 
             # When space returns, the same running server accepts reports and replies again
             disk.release()
@@ -121,10 +134,11 @@ async def test_disk_turning_read_only_mid_upload_shows_an_error_and_loses_nothin
             assert earlier.receipt
             before = db_snapshot(config)
 
-            # When the disk turns read-only while a file is streaming in
+            # When the disk turns read-only while a file is streaming in (larger than one batch of
+            # staged chunks, so the first batch is in the database while the rest still arrives)
             upload = asyncio.create_task(submit(client, server.url, text="cut off",
-                                                files=[("cut.bin", os.urandom(3 * MiB))], slow=(60, 0.02)))
-            await _eventually(lambda: leftover_parts(config) != [], what="the upload reaching tmp/")
+                                                files=[("cut.bin", os.urandom(12 * MiB))], slow=(120, 0.02)))
+            await _eventually(lambda: leftover_staged(config) != [], what="the upload reaching the database")
             disk.fail_read_only()
             cut = await upload
             # Then a clear error and no receipt
@@ -165,3 +179,42 @@ async def _mailbox_status(client: aiohttp.ClientSession, base: str, receipt: str
     if login.status != 303:
         return login.status
     return (await get(client, f"{base}/en/mailbox/inbox")).status
+
+
+async def test_below_the_reserve_whistleblowers_get_a_clear_503_and_caseworkers_still_reply(
+    disk: LoopDisk, tmp_path: Path
+) -> None:
+    config = await cheap_install(disk.mountpoint / "data")
+    server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log",
+                           config_changes={"disk_reserve_bytes": 12 * MiB})
+    await asyncio.to_thread(server.start)
+    try:
+        async with new_client() as client, new_client() as staff:
+            # Given a report, and then a disk filled by whistleblowers down to the reserve
+            earlier = await submit(client, server.url, text="earlier report", files=[("a.bin", os.urandom(1000))])
+            assert earlier.receipt
+            disk.fill(leave_bytes=8 * MiB)
+            # When a whistleblower submits: refused at once, clearly, nothing stored
+            before = db_snapshot(config)
+            refused = await submit(client, server.url, text="no room", files=[("b.bin", os.urandom(MiB))])
+            assert refused.answer.status == 503 and refused.answer.headers.get("Retry-After") == "60"
+            _assert_clear_error(refused.answer, "submission below the reserve")
+            assert db_snapshot(config) == before
+            # Then a caseworker still signs in and replies with a file, stored in the reserve
+            login = await caseworker_login(staff, server.admin_url, ALICE.name, ALICE.passphrase)
+            assert login.status == 303
+            listing = await get(staff, f"{server.admin_url}/en/reports")
+            (report_id,) = set(re.findall(r"/en/reports/([0-9a-f]{32})", listing.body))
+            page = await get(staff, f"{server.admin_url}/en/reports/{report_id}")
+            body, content_type = multipart([("csrf_token", csrf_token(page.body) or "", None),
+                                            ("text", "we are on it", None), ("files", os.urandom(MiB), "r.bin")])
+            answered = await post_body(staff, f"{server.admin_url}/en/reports/{report_id}/reply", body, content_type)
+            assert answered.status == 303, answered.status
+            assert db_snapshot(config)["files"] == before["files"] + 1
+            # and the whistleblower reads it
+            inbox = await open_inbox(client, server.url, earlier.receipt)
+            assert "we are on it" in inbox and "r.bin" in inbox
+        assert "Traceback" not in server.log_text()
+    finally:
+        server.kill()
+    assert_settled(config)

@@ -108,7 +108,7 @@ async def test_a_16_digit_receipt_made_at_schema_2_opens_after_migration_and_new
         assert len(counting.calls) == 3
         # And a report made now on the migrated database gets a 24-digit receipt that opens it
         await old.add_caseworker(await store.caseworker_by_name("alice"), channel_ids=["default"])
-        blobs = BlobStore(config)
+        blobs = BlobStore(old, config)
         receipt = await _submit(old, counting, install, blobs, config, "made at schema 3")
         assert len(receipt) == 24 and receipt.isdigit()
         access = await open_mailbox(store=old, kdf=counting, install=install, receipt_text=format_receipt(receipt))

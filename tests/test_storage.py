@@ -13,6 +13,7 @@ from dropbox.install import Install, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.retention import purge_expired
 from dropbox.storage import SCHEMA_VERSION, NotFound, Store, StoreError
+from tests.robust_checks import chunk_files
 from tests.test_submissions import _submit
 
 
@@ -41,18 +42,18 @@ async def test_failed_transaction_leaves_no_rows(store: Store) -> None:
     assert await store.audit_log() == []
 
 
-async def test_purge_deletes_expired_reports_rows_and_blobs(
+async def test_purge_deletes_expired_reports_rows_and_file_contents(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
 ) -> None:
     await _submit(store, kdf, install, blobs, config, files={"a": b"1"})
     keep = await _submit(store, kdf, install, blobs, config, files={"b": b"2"})
-    assert keep and len(list(config.blobs_dir.iterdir())) == 2
-    assert await purge_expired(store=store, blobs=blobs) == 0
-    # Ninety days on, both are past expiry (default retention) and go, blobs included.
+    assert keep and len(chunk_files(config)) == 2
+    assert await purge_expired(store=store) == 0
+    # Ninety days on, both are past expiry (default retention) and go, file contents included.
     later = today() + dt.timedelta(days=config.default_retention_days + 1)
-    assert await purge_expired(store=store, blobs=blobs, on=later) == 2
-    assert list(config.blobs_dir.iterdir()) == []
-    for table in ("reports", "files", "report_grants", "messages"):
+    assert await purge_expired(store=store, on=later) == 2
+    assert chunk_files(config) == set()
+    for table in ("reports", "files", "report_grants", "messages", "file_chunks"):
         row = await store._one(f"SELECT count(*) FROM {table}")
         assert row[0] == 0, table
     assert [e.action for e in await store.audit_log()] == ["purged", "purged"]
@@ -63,18 +64,18 @@ async def test_delete_unknown_report_is_not_found(store: Store) -> None:
         await store.delete_report("0" * 32)
 
 
-async def test_recovery_finishes_committed_renames_and_drops_the_rest(
-    store: Store, blobs: BlobStore, config: Config
+async def test_recovery_deletes_staged_chunks_no_row_refers_to_and_keeps_committed_files(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
 ) -> None:
-    committed, abandoned, orphan = "a" * 32, "b" * 32, "c" * 32
-    blobs.part_path(committed).write_bytes(b"sealed")
-    blobs.part_path(abandoned).write_bytes(b"sealed")
-    blobs.blob_path(orphan).write_bytes(b"sealed")
-    (config.tmp_dir / "junk").write_bytes(b"x")
-    counts = blobs.recover({committed})
-    assert counts == {"finished": 1, "discarded": 2, "orphans": 1}
-    assert [p.name for p in config.blobs_dir.iterdir()] == [committed]
-    assert list(config.tmp_dir.iterdir()) == []
+    # Given a committed file, and the chunks of an upload the process died in the middle of
+    await _submit(store, kdf, install, blobs, config, files={"kept.txt": b"kept"})
+    (kept,) = chunk_files(config)
+    await store.put_chunks([("b" * 32, 0, b"sealed"), ("b" * 32, 1, b"sealed")])
+    # When recovery runs at the next start
+    counts = await BlobStore(store, config).recover()
+    # Then the abandoned chunks are gone and the committed file is untouched
+    assert counts == {"moved_in": 0, "discarded": 1}
+    assert chunk_files(config) == {kept}
 
 
 async def test_updates_touch_only_allow_listed_columns_of_existing_rows(store: Store) -> None:

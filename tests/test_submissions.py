@@ -1,7 +1,9 @@
-"""Submissions and the mailbox, on a real SQLite file and real blob folders."""
+"""Submissions and the mailbox, on a real SQLite file holding the sealed file contents."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -13,7 +15,7 @@ from dropbox.blobs import BlobStore, FileTooLarge, StorageFull
 from dropbox.config import Config
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
-from dropbox.reports import ReportBody, open_body, open_file_key, thread
+from dropbox.reports import ReportBody, open_body, open_file_key, open_file_size, thread
 from dropbox.sealing import KeyWiped, ReportKeys, TamperedData
 from dropbox.storage import Caseworker, NotFound, Store
 from dropbox.submissions import (
@@ -25,7 +27,8 @@ from dropbox.submissions import (
     read_mailbox,
     submit_report,
 )
-from tests.conftest import PASSPHRASES, all_bytes_under, login
+from tests.conftest import PASSPHRASES, all_bytes_under, database_full, login
+from tests.robust_checks import chunk_files, leftover_staged
 
 CANARY = "CANARY-7f3a9e-whistle"
 
@@ -62,7 +65,8 @@ async def test_report_round_trips_for_whistleblower_and_caseworker(
     report = await store.report(access.report_id)
     assert open_body(report.sealed_body, report_key=keys.report_key, report_id=report.id).text == "the account"
     stored = (await store.files(report.id))[0]
-    data = b"".join(blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key)))
+    data = b"".join(blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key),
+                               size=open_file_size(stored, report_key=keys.report_key)))
     assert data == b"hello"
 
 
@@ -167,7 +171,7 @@ async def test_channel_without_caseworkers_refuses_and_leaves_nothing(
     with pytest.raises(UnknownChannel):
         await submit_report(store=store, kdf=kdf, install=install, channel_id="nope",
                             body=ReportBody(text="t", answers={}), keys=ReportKeys.generate(), staged=staged)
-    assert list(config.tmp_dir.iterdir()) == [] and list(config.blobs_dir.iterdir()) == []
+    assert chunk_files(config) == set()
     assert (await store._one("SELECT count(*) FROM reports"))[0] == 0
 
 
@@ -177,26 +181,54 @@ async def test_upload_over_the_limit_leaves_nothing(
     staged = blobs.stage(byte_budget=1000)
     with pytest.raises(FileTooLarge):
         await staged.add("big", chunks_of(b"x" * 5000, 100), max_file_bytes=10_000)
-    staged.discard()
-    assert list(config.tmp_dir.iterdir()) == []
+    await staged.discard()
+    assert chunk_files(config) == set()
 
 
 async def test_write_failure_is_storage_full_and_leaves_nothing(
     store: Store, kdf: KdfPool, blobs: BlobStore, config: Config
 ) -> None:
-    async def failing() -> AsyncIterator[bytes]:
-        yield b"x" * 100
-        config.tmp_dir.chmod(0o500)
-        raise OSError(28, "No space left on device")
+    # Given an upload whose first batch was written
+    staged = blobs.stage(byte_budget=64 * 1024 * 1024)
+    written = asyncio.Event()
 
-    staged = blobs.stage(byte_budget=10_000)
-    try:
-        with pytest.raises(StorageFull):
-            await staged.add("f", failing(), max_file_bytes=10_000)
-    finally:
-        config.tmp_dir.chmod(0o700)
-    staged.discard()
-    assert list(config.tmp_dir.iterdir()) == []
+    async def source() -> AsyncIterator[bytes]:
+        for _ in range(6):
+            yield os.urandom(1024 * 1024)
+        written.set()
+        async with database_full(store):  # SQLite's own "database or disk is full"
+            for _ in range(12):
+                yield os.urandom(1024 * 1024)
+
+    # When the database refuses the next batch
+    with pytest.raises(StorageFull):
+        await staged.add("f", source(), max_file_bytes=64 * 1024 * 1024)
+    assert written.is_set() and chunk_files(config)
+    # Then discarding deletes what was written
+    await staged.discard()
+    assert chunk_files(config) == set()
+
+
+async def test_an_upload_writes_in_short_transactions_other_writers_pass_between(
+    store: Store, kdf: KdfPool, blobs: BlobStore, config: Config
+) -> None:
+    # Given an upload of 16 MiB in progress
+    staged = blobs.stage(byte_budget=32 * 1024 * 1024)
+    seen: list[list[str]] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        for i in range(16):
+            yield os.urandom(1024 * 1024)
+            if i == 12:
+                # When another writer commits in the middle of it (a caseworker's audit entry)
+                await asyncio.wait_for(store.audit(hour="2026-01-01 00:00", actor=None, action="x"), 30)
+                seen.append(leftover_staged(config))
+
+    await staged.add("f", source(), max_file_bytes=32 * 1024 * 1024)
+    # Then that write was not held up until the upload's end, and the chunks were already on disk
+    assert len(seen) == 1 and seen[0] == [staged.files[0].id]
+    await staged.discard()
+    assert chunk_files(config) == set()
 
 
 async def test_canary_appears_in_no_byte_on_disk(
@@ -218,7 +250,8 @@ async def test_canary_appears_in_no_byte_on_disk(
     keys = await accounts.report_keys(store=store, session=session, report_id=access.report_id)
     await store.add_note(Note(id="n" * 32, report_id=access.report_id, seq=0, caseworker_id=alice.id,
                               sealed_body=seal_note(f"note {CANARY}", staff_key=keys.staff_key,
-                                                    report_id=access.report_id, note_id="n" * 32),
+                                                    report_id=access.report_id, note_id="n" * 32,
+                                                    caseworker_id=alice.id),
                               written_day="2026-01-01"))
 
     def assert_clean() -> None:
@@ -256,7 +289,7 @@ async def test_200_mb_file_round_trips_in_constant_memory(
         access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
         stored = (await store.files(access.report_id))[0]
         total = 0
-        for piece in blobs.read(stored.id, file_key=open_file_key(stored, report_key=access.report_key)):
+        for piece in blobs.read(stored.id, file_key=open_file_key(stored, report_key=access.report_key), size=size):
             assert piece == pattern
             total += len(piece)
         _, read_peak = tracemalloc.get_traced_memory()
@@ -265,21 +298,3 @@ async def test_200_mb_file_round_trips_in_constant_memory(
     assert total == size
     assert write_peak < 16 * 1024 * 1024, write_peak
     assert read_peak < 16 * 1024 * 1024, read_peak
-
-
-async def test_large_file_is_written_back_during_the_upload_and_still_opens(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Every 16 MiB the written part is handed to the kernel for writeback; the blob stays whole."""
-    import os
-
-    calls: list[tuple[int, int]] = []
-    real = os.posix_fadvise
-    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, adv: (calls.append((off, n)), real(fd, off, n, adv)))
-    data = os.urandom(40 * 1024 * 1024)
-    receipt = await _submit(store, kdf, install, blobs, config, files={"big.bin": data})
-    assert len(calls) == 2 and calls[0][0] == 0 and calls[1][0] == calls[0][1]
-    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
-    stored = (await store.files(access.report_id))[0]
-    assert b"".join(blobs.read(stored.id, file_key=open_file_key(stored, report_key=access.report_key))) == data

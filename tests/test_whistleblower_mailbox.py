@@ -14,6 +14,8 @@ from aiohttp import ClientResponse, FormData
 
 from dropbox.appkeys import FAILURE_BUDGET, SESSIONS
 from dropbox.storage import Channel
+from dropbox.submissions import open_mailbox
+from tests.robust_checks import chunk_files
 from tests.web_fixtures import AiohttpClient, FakeClock
 from tests.whistleblower_fixtures import (
     Client,
@@ -55,7 +57,7 @@ def _rows(site: Site, table: str) -> int:
 
 
 def _file_count(site: Site) -> int:
-    return len([*site.config.blobs_dir.iterdir(), *site.config.tmp_dir.iterdir()])
+    return len(chunk_files(site.config))
 
 
 def _reply(csrf: str | None, text: str = "", files: dict[str, bytes] | None = None, *,
@@ -238,8 +240,8 @@ async def test_only_caseworker_files_of_this_report_can_be_downloaded(site: Site
     second = await submit_report(site.client)
     await caseworker_reply(site.services, second, "other", {"other.txt": b"not yours"})
     services = site.services
-    others = [f.id for f in await services.store.files((await _report_ids(site))[1])]
-    own = [f.id for f in await services.store.files((await _report_ids(site))[0])]
+    others = [f.id for f in await services.store.files(await _report_of(site, second))]
+    own = [f.id for f in await services.store.files(await _report_of(site, first))]
     # When logged into the first
     await log_in(site.client, first)
     # Then neither its own upload nor the other report's file can be fetched
@@ -273,7 +275,13 @@ async def test_a_file_the_whistleblower_attached_to_a_later_message_cannot_be_do
 
 async def _report_ids(site: Site) -> list[str]:
     with sqlite3.connect(site.config.db_path) as db:
-        return [r[0] for r in db.execute("SELECT id FROM reports ORDER BY rowid")]
+        return [r[0] for r in db.execute("SELECT id FROM reports ORDER BY id")]
+
+
+async def _report_of(site: Site, receipt: str) -> str:
+    services = site.services
+    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install, receipt_text=receipt)
+    return access.report_id
 
 
 async def test_a_damaged_file_gets_an_error_page_not_garbage(site: Site, caplog: pytest.LogCaptureFixture) -> None:
@@ -281,8 +289,10 @@ async def test_a_damaged_file_gets_an_error_page_not_garbage(site: Site, caplog:
     await caseworker_reply(site.services, receipt, "file", {"f.txt": b"content"})
     page = await log_in(site.client, receipt)
     (link,) = re.findall(r'href="(/en/mailbox/files/([0-9a-f]{32}))"', page)
-    blob = site.config.blobs_dir / link[1]
-    blob.write_bytes(blob.read_bytes()[:-1] + b"\0")
+    with sqlite3.connect(site.config.db_path) as db:  # the last byte of its first stored chunk
+        db.execute("UPDATE file_chunks SET data = CAST(substr(data, 1, length(data) - 1) || x'00' AS BLOB)"
+                   " WHERE file_id = ? AND seq = 0", (link[1],))
+    db.close()
     # The only frame is damaged, so this is caught before any byte goes out
     page = await _page(await site.client.get(link[0]), 500)
     assert "This file could not be opened" in page

@@ -18,6 +18,8 @@ from aiohttp import ClientResponse, FormData
 from dropbox.questions import MAX_QUESTIONS
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox, read_mailbox
+from tests.conftest import database_full
+from tests.robust_checks import chunk_files
 from tests.web_fixtures import AiohttpClient, until
 from tests.whistleblower_fixtures import (
     KiB,
@@ -49,12 +51,12 @@ async def _page(response: ClientResponse, status: int) -> str:
     return text
 
 
-def _stored(site: Site) -> tuple[int, list[Path]]:
-    """Report rows, and every file in the blob folders: what a failed submission must not leave."""
+def _stored(site: Site) -> tuple[int, list[str]]:
+    """Report rows, and every file with contents stored: what a failed submission must not leave."""
     with sqlite3.connect(site.config.db_path) as db:
         reports = db.execute("SELECT count(*) FROM reports").fetchone()[0]
-    files = [*site.config.blobs_dir.iterdir(), *site.config.tmp_dir.iterdir()]
-    return reports, files
+    db.close()
+    return reports, sorted(chunk_files(site.config))
 
 
 def _nothing_stored(site: Site) -> bool:
@@ -323,8 +325,9 @@ async def test_a_form_naming_an_unknown_channel_is_refused_and_refilled(site: Si
 
 
 async def test_a_full_disk_gets_a_calm_507_and_no_receipt(site: Site, caplog: pytest.LogCaptureFixture) -> None:
-    site.services.blobs.tmp_dir = site.config.data_dir / "unavailable"  # every write fails, as on a full disk
-    page = await _page(await site.client.post("/en/submit", data=report_form("keep me", files={"a": b"1"})), 507)
+    async with database_full(site.services.store):  # every write fails, as on a full disk
+        page = await _page(await site.client.post("/en/submit", data=report_form(
+            "keep me", files={"a": b"1" * 60 * KiB})), 507)
     assert "out of storage space" in page and "no receipt code was made" in page
     assert 'id="receipt"' not in page and "\nkeep me</textarea>" in page
     assert _nothing_stored(site)
@@ -393,10 +396,10 @@ async def test_a_stalled_upload_holds_no_receipt_and_starts_no_derivation(site: 
         await release.wait()
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    # Given an upload that stalls halfway through its file (the server is sealing it into tmp/)
+    # Given an upload that stalls halfway through its file (the server is sealing and staging it)
     post = asyncio.create_task(site.client.post(
         "/en/submit", data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
-    await until(lambda: any(config.tmp_dir.iterdir()))
+    await until(lambda: services.blobs.staged_bytes > 0)
     # Then it has taken no receipt from the stock and started no Argon2id run
     assert services.receipts.ready == config.receipt_stock and services.public_kdf.started == derivations
     # And once the body arrives, the report gets a receipt, and the stock fills up again

@@ -24,7 +24,7 @@ from dropbox.appkeys import EVENTS
 from dropbox.blobs import new_id
 from dropbox.config import Config
 from dropbox.install import today
-from dropbox.reports import seal_message, sealed_file_rows
+from dropbox.reports import message_sealer, sealed_file_rows
 from dropbox.services import Services
 from dropbox.storage import Channel, Message, Store
 from dropbox.submissions import open_mailbox
@@ -210,14 +210,14 @@ async def caseworker_reply(services: Services, receipt: str, text: str,
     staged = services.blobs.stage(byte_budget=services.config.max_submission_bytes)
     for name, data in (files or {}).items():
         await staged.add(name, _one_chunk(data), max_file_bytes=services.config.max_file_bytes)
+    await staged.settle()
     message_id = new_id()
     day = today().isoformat()
     message = Message(id=message_id, report_id=access.report_id, seq=0, author="caseworker", caseworker_id=None,
-                      sealed_body=seal_message(text, report_key=access.report_key, report_id=access.report_id,
-                                               message_id=message_id, author="caseworker"),
-                      sent_day=day, read=False)
-    rows = sealed_file_rows(staged, report_key=access.report_key, report_id=access.report_id)
-    await services.store.add_message(message, files=rows, activity={"last_activity_day": day})
+                      sealed_body=b"", sent_day=day, read=False)
+    rows = sealed_file_rows(staged, report_key=access.report_key, report_id=access.report_id, message_id=message_id)
+    await services.store.add_message(message, files=rows, activity={"last_activity_day": day}, seal_body=message_sealer(
+        text, report_key=access.report_key, report_id=access.report_id, message_id=message_id, author="caseworker"))
     staged.promote()
     return message_id
 

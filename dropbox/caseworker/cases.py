@@ -131,12 +131,12 @@ async def reply(request: web.Request) -> web.StreamResponse:
         raise UserError(400, forms.BAD_FORM) from e
     await forms.csrf_first(reader, staff.session)
     await casework.check_access(store=svc.store, session=staff.account, report_id=report_id)
-    staged = svc.blobs.stage(byte_budget=svc.config.max_submission_bytes)
+    staged = svc.blobs.stage(byte_budget=svc.config.max_submission_bytes, public=False)
     try:
         try:
             form = await forms.read_reply(reader, staged, svc.config)
         except BaseException:
-            staged.discard()
+            await staged.discard()
             raise
         await casework.post_reply(store=svc.store, session=staff.account, report_id=report_id, text=form.text,
                                   staged=staged, gives_feedback=form.gives_feedback)
@@ -236,6 +236,6 @@ async def delete(request: web.Request) -> web.StreamResponse:
         await casework.check_access(store=svc.store, session=staff.account, report_id=report_id)
         staff.flash("error", N_("Tick the box to confirm that the report should be deleted."))
         raise web.HTTPSeeOther(url_for(request, "delete", report_id=report_id))
-    await casework.delete_report(store=svc.store, blobs=svc.blobs, session=staff.account, report_id=report_id)
+    await casework.delete_report(store=svc.store, session=staff.account, report_id=report_id)
     staff.flash("notice", N_("The report was deleted."))
     raise web.HTTPSeeOther(url_for(request, "reports"))

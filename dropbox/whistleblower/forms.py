@@ -12,7 +12,11 @@ disk. Every limit is enforced while reading, and the first one crossed stops the
 - more than Config.max_files_per_submission files raises TooManyFiles;
 - unknown or repeated field names, a broken body, or a body that is not multipart raise
   MalformedForm (ClientGone when the connection dropped);
-- a disk that refuses the write (blobs.StorageFull) raises NoSpace.
+- a disk that refuses the write (blobs.StorageFull) raises NoSpace;
+- too many uploads in flight or too many bytes staged (blobs.UploadsBusy), or free space down to
+  the reserve (blobs.DiskLow), raises TryLater, before any of the body is read when it can;
+- a body arriving slower than Config.min_upload_bytes_per_second, averaged over
+  Config.upload_rate_window_seconds (or a read that stalls for a whole window), raises TooSlow.
 
 Each error carries `fields`: the text fields read before it, so the page can be filled in again.
 On any error the staged files are discarded before the error leaves `read_form`; on success the
@@ -23,6 +27,8 @@ Nothing here logs: field values and file names are what the person typed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import unicodedata
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,7 +39,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
-from dropbox.blobs import BlobStore, FileTooLarge, StagedFiles, StorageFull
+from dropbox.blobs import BlobStore, DiskLow, FileTooLarge, StagedFiles, StorageFull, UploadsBusy
 from dropbox.config import Config
 
 # aiohttp reports a malformed Content-Disposition as a *warning* whose text quotes the header, and
@@ -96,6 +102,37 @@ class NoSpace(FormError):
     """The disk refused a write (blobs.StorageFull): full, read-only or failing. Nothing was kept."""
 
 
+class TryLater(FormError):
+    """Uploads are at their install-wide limits, or free space is down to the reserve (503)."""
+
+
+class TooSlow(FormError):
+    """The body came in slower than the minimum rate, or stalled: aborted, nothing kept (408)."""
+
+
+class RateGuard:
+    """The minimum upload rate: at least `min_bytes_per_second` on average over every window of
+    `window_seconds`, and no single read stalled for a whole window. Tor is slow, but not 1 KiB/s
+    slow; a client that is holds a connection, a descriptor and staged bytes for nothing."""
+
+    def __init__(self, *, min_bytes_per_second: int, window_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_seconds = window_seconds
+        self._floor = min_bytes_per_second * window_seconds
+        self._clock = clock
+        self._start = clock()
+        self._bytes = 0
+
+    def note(self, n: int) -> None:
+        """`n` more bytes arrived; TooSlow if the window that just closed had too few."""
+        self._bytes += n
+        now = self._clock()
+        if now - self._start >= self.window_seconds:
+            if self._bytes < self._floor:
+                raise TooSlow()
+            self._start, self._bytes = now, 0
+
+
 @dataclass(frozen=True)
 class FormSpec:
     """Which fields a form may carry.
@@ -122,11 +159,19 @@ class UploadLimits:
     max_total_bytes: int
     max_files: int
     chunk_bytes: int
+    min_bytes_per_second: int = 0
+    rate_window_seconds: float = 60.0
 
     @classmethod
     def from_config(cls, config: Config) -> UploadLimits:
         return cls(max_file_bytes=config.max_file_bytes, max_total_bytes=config.max_submission_bytes,
-                   max_files=config.max_files_per_submission, chunk_bytes=config.file_chunk_bytes)
+                   max_files=config.max_files_per_submission, chunk_bytes=config.file_chunk_bytes,
+                   min_bytes_per_second=config.min_upload_bytes_per_second,
+                   rate_window_seconds=config.upload_rate_window_seconds)
+
+    def rate_guard(self, clock: Callable[[], float] = time.monotonic) -> RateGuard:
+        return RateGuard(min_bytes_per_second=self.min_bytes_per_second, window_seconds=self.rate_window_seconds,
+                         clock=clock)
 
     def max_request_bytes(self, spec: FormSpec) -> int:
         """The largest body that could still be within every limit: files, text and framing."""
@@ -153,9 +198,14 @@ class ParsedForm:
     staged: StagedFiles
 
 
-async def read_form(request: web.Request, *, spec: FormSpec, limits: UploadLimits, blobs: BlobStore) -> ParsedForm:
+async def read_form(request: web.Request, *, spec: FormSpec, limits: UploadLimits, blobs: BlobStore,
+                    clock: Callable[[], float] = time.monotonic) -> ParsedForm:
     """Read the whole form as it arrives; see the module docstring for the errors."""
-    reader = _Reader(spec, limits, blobs.stage(byte_budget=limits.max_total_bytes))
+    try:
+        staged = blobs.stage(byte_budget=limits.max_total_bytes)
+    except (UploadsBusy, DiskLow) as e:
+        raise TryLater() from e
+    reader = _Reader(spec, limits, staged, limits.rate_guard(clock))
     try:
         if request.content_type != "multipart/form-data":
             raise MalformedForm()
@@ -163,17 +213,18 @@ async def read_form(request: web.Request, *, spec: FormSpec, limits: UploadLimit
         if declared is not None and declared > limits.max_request_bytes(spec):
             raise UploadTooLarge()
         await reader.read(await _guard(request.multipart()))
+        await reader.staged.settle()  # the last file's last batch: a refusal is NoSpace, here
     except FormError as e:
-        reader.staged.discard()
+        await reader.staged.discard()
         e.fields = reader.fields
         raise
-    except StorageFull as e:
-        reader.staged.discard()
-        error = NoSpace()
+    except (StorageFull, UploadsBusy, DiskLow) as e:
+        await reader.staged.discard()
+        error: FormError = NoSpace() if isinstance(e, StorageFull) else TryLater()
         error.fields = reader.fields
         raise error from e
     except BaseException:
-        reader.staged.discard()
+        await reader.staged.discard()
         raise
     return ParsedForm(fields=reader.fields, staged=reader.staged)
 
@@ -184,16 +235,17 @@ def _max_parts(spec: FormSpec, limits: UploadLimits) -> int:
 
 
 class _Reader:
-    def __init__(self, spec: FormSpec, limits: UploadLimits, staged: StagedFiles) -> None:
+    def __init__(self, spec: FormSpec, limits: UploadLimits, staged: StagedFiles, rate: RateGuard) -> None:
         self.spec = spec
         self.limits = limits
         self.staged = staged
+        self.rate = rate
         self.fields: dict[str, str] = {}
         self.prefixed_count = 0
 
     async def read(self, multipart: MultipartReader) -> None:
         parts = 0
-        while (part := await _guard(multipart.next())) is not None:
+        while (part := await _guard(multipart.next(), self.rate)) is not None:
             parts += 1
             if not isinstance(part, BodyPartReader) or parts > _max_parts(self.spec, self.limits):
                 raise MalformedForm()
@@ -237,7 +289,7 @@ class _Reader:
         """The field's value, reading no more than `limit` characters' worth of bytes."""
         max_bytes = limit * _UTF8_MAX
         data = bytearray()
-        while chunk := await _guard(part.read_chunk(_TEXT_READ_BYTES)):
+        while chunk := await _guard(part.read_chunk(_TEXT_READ_BYTES), self.rate):
             data += chunk
             if len(data) > max_bytes:
                 self.fields[name] = _decode(bytes(data[:max_bytes]), errors="ignore")[:limit]
@@ -252,13 +304,14 @@ class _Reader:
         return text
 
     async def _file(self, part: BodyPartReader, filename: str) -> None:
-        first = await _guard(part.read_chunk(self.limits.chunk_bytes))
+        first = await _guard(part.read_chunk(self.limits.chunk_bytes), self.rate)
         if not first and not filename:
             return  # a file input with nothing chosen: browsers send an empty, nameless part
         if len(self.staged.files) >= self.limits.max_files:
             raise TooManyFiles()
         try:
-            await self.staged.add(clean_filename(_unescape(filename)), _chunks(part, first, self.limits.chunk_bytes),
+            await self.staged.add(clean_filename(_unescape(filename)),
+                                  _chunks(part, first, self.limits.chunk_bytes, self.rate),
                                   max_file_bytes=self.limits.max_file_bytes)
         except FileTooLarge as e:
             raise UploadTooLarge() from e
@@ -274,7 +327,7 @@ def _names(part: BodyPartReader) -> tuple[str, str | None]:
     return name, filename
 
 
-async def _chunks(part: BodyPartReader, first: bytes, size: int) -> AsyncIterator[bytes]:
+async def _chunks(part: BodyPartReader, first: bytes, size: int, rate: RateGuard) -> AsyncIterator[bytes]:
     """The part's bytes in chunks of exactly `size` (the last may be shorter).
 
     Network reads come in arbitrary sizes; evening them out keeps sealed frames uniform, so the
@@ -285,7 +338,7 @@ async def _chunks(part: BodyPartReader, first: bytes, size: int) -> AsyncIterato
         while len(buffer) >= size:
             yield bytes(buffer[:size])
             del buffer[:size]
-        data = await _guard(part.read_chunk(size))
+        data = await _guard(part.read_chunk(size), rate)
         if not data:
             break
         buffer += data
@@ -293,14 +346,22 @@ async def _chunks(part: BodyPartReader, first: bytes, size: int) -> AsyncIterato
         yield bytes(buffer)
 
 
-async def _guard(step: Awaitable[_T]) -> _T:
-    """Await one aiohttp read, turning its parse errors and disconnects into our errors."""
+async def _guard(step: Awaitable[_T], rate: RateGuard | None = None) -> _T:
+    """Await one aiohttp read, turning its parse errors and disconnects into our errors, and
+    (with `rate`) holding it to the minimum upload rate."""
     try:
-        return await step
+        if rate is None:
+            return await step
+        async with asyncio.timeout(rate.window_seconds):
+            result = await step
+    except TimeoutError as e:
+        raise TooSlow() from e
     except ConnectionError as e:
         raise ClientGone() from e
     except _MALFORMED as e:
         raise MalformedForm() from e
+    rate.note(len(result) if isinstance(result, bytes | bytearray) else 0)
+    return result
 
 
 def _decode(data: bytes, *, errors: str) -> str:

@@ -28,7 +28,7 @@ from dropbox.i18n import N_, render, request_language, translate, url_for
 from dropbox.install import today
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import InvalidQuestions, parse_questions
-from dropbox.reports import FileView, MessageView, open_file_key, open_file_name
+from dropbox.reports import FileView, MessageView, open_file_key, open_file_name, open_file_size
 from dropbox.sealing import TamperedData
 from dropbox.sessions import CSRF_FIELD, Session, SessionLimitReached, SessionStore
 from dropbox.storage import NotFound, StorageUnavailable
@@ -58,12 +58,14 @@ from dropbox.whistleblower.forms import (
     MalformedForm,
     NoSpace,
     TooManyFiles,
+    TooSlow,
+    TryLater,
     UploadLimits,
     UploadTooLarge,
     read_form,
     read_small_form,
 )
-from dropbox.whistleblower.submit import FILES_AGAIN, MALFORMED_SMALL
+from dropbox.whistleblower.submit import FILES_AGAIN, MALFORMED_SMALL, TOO_SLOW
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +174,7 @@ async def reply(request: web.Request) -> web.Response:
                                  problem=translate(request, REPLY_NO_SPACE),
                                  files_again=translate(request, FILES_AGAIN) if parsed.staged.files else None)
     finally:
-        parsed.staged.discard()  # a no-op once the message has kept the files
+        await parsed.staged.discard()  # a no-op once the message has kept the files
     raise web.HTTPSeeOther(url_for(request, "mailbox_inbox", query={"sent": "1"}))
 
 
@@ -190,12 +192,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         name = open_file_name(stored, report_key=access.report_key)
         file_key = open_file_key(stored, report_key=access.report_key)
+        size = open_file_size(stored, report_key=access.report_key)
     except TamperedData as e:
         log.error("a stored file's name or key could not be opened (%s)", type(e).__name__)
         raise UserError(500, FILE_UNREADABLE) from e
-    chunks = services.blobs.read(stored.id, file_key=file_key)
+    chunks = services.blobs.read(stored.id, file_key=file_key, size=size)
     try:
-        return await _stream(request, chunks, name=name, size=stored.size)
+        return await _stream(request, chunks, name=name, size=size)
     finally:
         if isinstance(chunks, Generator):
             chunks.close()  # closes the blob file now, also on damage or when the client went away
@@ -315,10 +318,19 @@ async def _reply_failed(request: web.Request, payload: MailboxSession, e: FormEr
         log.error("out of storage space while receiving a reply")
         status = 507
         message = translate(request, REPLY_NO_SPACE)
+    elif isinstance(e, TryLater):
+        status = 503
+        message = translate(request, BUSY)
+    elif isinstance(e, TooSlow):
+        status = 408
+        message = translate(request, TOO_SLOW)
     else:
         message = translate(request, REPLY_MALFORMED)
-    return await _inbox_page(request, payload, reply_text=text, status=status, problem=message,
+    page = await _inbox_page(request, payload, reply_text=text, status=status, problem=message,
                              files_again=translate(request, FILES_AGAIN))
+    if status == 503:
+        page.headers["Retry-After"] = "60"
+    return page
 
 
 def _number(value: int, lang: str) -> str:

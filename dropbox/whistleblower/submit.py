@@ -50,6 +50,8 @@ from dropbox.whistleblower.forms import (
     MalformedForm,
     NoSpace,
     TooManyFiles,
+    TooSlow,
+    TryLater,
     UploadLimits,
     UploadTooLarge,
     read_form,
@@ -92,6 +94,10 @@ BUSY = N_("The site is very busy right now, so your report was not saved. Please
           "send it again. What you wrote is still in the form below.")
 MALFORMED_SMALL = N_("Your browser sent the form in a way we could not read. Please go back and try "
                      "again.")
+TRY_LATER = N_("The site is very busy right now, so your report was not read or saved. Please go back with "
+               "your browser's Back button to keep what you wrote, wait a minute and send it again.")
+TOO_SLOW = N_("Your upload arrived too slowly and was stopped, so nothing was saved. Please try again, "
+              "perhaps with fewer or smaller files.")
 RECEIPT_MISMATCH = N_("That is not the same code. Please compare it digit by digit with the code "
                       "above and type it again.")
 
@@ -153,7 +159,8 @@ async def submit(request: web.Request) -> web.Response:
                                  limits=UploadLimits.from_config(config), blobs=services.blobs)
     except FormError as e:
         problems, status = _form_error_problems(request, e)
-        return await _form_page(request, services, None, e.fields, problems, status)
+        return await _form_page(request, services, None, e.fields, problems, status,
+                                headers={"Retry-After": "60"} if status == 503 else None)
     fields = parsed.fields
     try:
         channels = await services.store.channels()
@@ -187,7 +194,7 @@ async def submit(request: web.Request) -> web.Response:
         return await _form_page(request, services, None, fields, problems, status,
                                 headers={"Retry-After": "60"} if status == 503 else None)
     finally:
-        parsed.staged.discard()  # a no-op once submit_report has kept the files
+        await parsed.staged.discard()  # a no-op once submit_report has kept the files
     tokens = request.config_dict[RECEIPT_TOKENS]
     return _receipt_page(request, format_receipt(receipt), tokens.issue(receipt), mismatch=False)
 
@@ -254,7 +261,11 @@ def _form_error_problems(request: web.Request, e: FormError) -> tuple[list[FormP
         return [_problem(request, "files", TOO_MANY_FILES, count=config.max_files_per_submission)], 413
     elif isinstance(e, NoSpace):
         log.error("out of storage space while receiving a report")
-        return [_problem(request, None, NO_SPACE)], 507
+        return [_problem(request, None, NO_SPACE), _problem(request, "files", FILES_AGAIN)], 507
+    elif isinstance(e, TryLater):
+        return [_problem(request, None, TRY_LATER)], 503
+    elif isinstance(e, TooSlow):
+        return [_problem(request, None, TOO_SLOW), _problem(request, "files", FILES_AGAIN)], 408
     return [_problem(request, None, MALFORMED)], 400
 
 

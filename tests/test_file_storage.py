@@ -1,0 +1,240 @@
+"""What the disk keeps of an upload (issue 10, M1 and I1): no file or timestamp of its own, no exact
+size, no insert order; old installs carried forward; nothing of a deleted report left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import FormData
+
+from dropbox.blobs import MIN_BUCKET, BlobStore, size_bucket
+from dropbox.config import Config, config_for_tests
+from dropbox.install import init_install, make_private_dir
+from dropbox.reports import open_file_key, open_file_name, open_file_size, open_message, open_note
+from dropbox.retention import purge_expired
+from dropbox.sealing import FileSealer, KdfParams, new_file_key, seal
+from dropbox.services import Services
+from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION, Store
+from dropbox.submissions import open_mailbox
+from tests.caseworker_fixtures import Site as CaseworkerSite
+from tests.caseworker_fixtures import new_install, serve_site, submit
+from tests.robust_checks import chunk_files, files_of_their_own, stored_lengths
+from tests.whistleblower_fixtures import (
+    Site,
+    caseworker_reply,
+    csrf_in,
+    log_in,
+    report_form,
+    site_fixture,  # noqa: F401 - the `site` fixture
+    submit_report,
+)
+
+KiB, MiB = 1024, 1024 * 1024
+
+
+def _rows(config: Config, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(config.db_path)) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def test_sizes_are_padded_to_powers_of_two_then_whole_mebibytes() -> None:
+    assert [size_bucket(n) for n in (0, 1, 1000, 1900, 4096, 4097, 700 * KiB, MiB)] == [
+        MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, 8 * KiB, MiB, MiB]
+    assert [size_bucket(n) for n in (MiB + 1, 5 * MiB - 1, 5 * MiB, 1024 * MiB - 3)] == [
+        2 * MiB, 5 * MiB, 5 * MiB, 1024 * MiB]
+
+
+async def test_a_full_flow_leaves_no_upload_file_and_no_timestamp_under_data(site: Site) -> None:
+    # Given a report with files, a reply with a file from each side
+    receipt = await submit_report(site.client, files={"a.pdf": os.urandom(1000), "b.pdf": os.urandom(30 * KiB)})
+    await caseworker_reply(site.services, receipt, "answer", {"c.txt": b"from the caseworker"})
+    inbox = await log_in(site.client, receipt)
+    data = FormData({"csrf_token": csrf_in(inbox), "text": "more"})
+    data.add_field("files", os.urandom(5000), filename="d.bin", content_type="application/octet-stream")
+    assert (await site.client.post("/en/mailbox/reply", data=data, allow_redirects=False)).status == 303
+    # Then every file's contents are in the database, and no file of its own exists under data/
+    assert len(chunk_files(site.config)) == 4
+    assert files_of_their_own(site.config) == []
+    assert not site.config.blobs_dir.exists() and not site.config.tmp_dir.exists()
+    # and what stays is the database (and its WAL), whose times say only when it was last written
+    names = {p.name for p in site.config.data_dir.iterdir()}
+    assert names <= {"dropbox.sqlite3", "dropbox.sqlite3-wal", "dropbox.sqlite3-shm", "keys"}, names
+
+
+async def test_the_stored_size_is_a_bucket_and_the_stored_bytes_do_not_tell_the_exact_size(site: Site) -> None:
+    # Given two files of 1000 and 1900 bytes, and two of 20 and 30 KiB
+    sizes = {"a.bin": 1000, "b.bin": 1900, "c.bin": 20 * KiB}
+    receipt = await submit_report(site.client, files={n: os.urandom(s) for n, s in sizes.items()})
+    other = await submit_report(site.client, files={"d.bin": os.urandom(30 * KiB)})
+    services = site.services
+    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install, receipt_text=receipt)
+    stored = {open_file_name(f, report_key=access.report_key): f for f in await services.store.files(access.report_id)}
+    # Then files.size holds the bucket, and the exact size opens only with the report key
+    assert {n: f.size for n, f in stored.items()} == {"a.bin": 4 * KiB, "b.bin": 4 * KiB, "c.bin": 32 * KiB}
+    assert {n: open_file_size(f, report_key=access.report_key) for n, f in stored.items()} == sizes
+    # and the bytes on disk are the same length, row for row, for sizes in the same bucket
+    assert stored_lengths(site.config, stored["a.bin"].id) == stored_lengths(site.config, stored["b.bin"].id)
+    other_access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
+                                      receipt_text=other)
+    (d,) = await services.store.files(other_access.report_id)
+    assert stored_lengths(site.config, stored["c.bin"].id) == stored_lengths(site.config, d.id)
+    # while people are still shown the exact size, not the bucket
+    page = await log_in(site.client, receipt)
+    assert "(1000\u00a0B)" in page and "(1.9\u00a0kB)" in page and "(4\u00a0kB)" not in page
+
+
+async def test_tables_that_could_date_an_action_have_no_rowid_and_keep_their_indexes(site: Site) -> None:
+    await submit_report(site.client, files={"a.bin": b"a"})
+    sql = dict(_rows(site.config, "SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+    for table in ("reports", "report_grants", "messages", "notes", "files", "file_chunks"):
+        assert str(sql[table]).rstrip().endswith("WITHOUT ROWID"), table
+        with pytest.raises(sqlite3.OperationalError):
+            _rows(site.config, f"SELECT rowid FROM {table}")  # noqa: S608
+    indexes = {r[0] for r in _rows(site.config, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"reports_listing", "reports_by_received", "reports_by_expiry", "files_by_report",
+            "audit_by_report"} <= indexes
+
+
+async def test_a_failed_upload_leaves_no_chunk(site: Site) -> None:
+    # Given a submission whose second file is over the limit, after a first one was stored
+    files = {"ok.bin": os.urandom(60 * KiB), "big.bin": os.urandom(65 * KiB)}
+    response = await site.client.post("/en/submit", data=report_form("x", files=files))
+    # Then it is refused and nothing of either file stays
+    assert response.status == 413
+    assert chunk_files(site.config) == set()
+
+
+# -- migration 4 --------------------------------------------------------------------------------
+
+
+def _old_blob(path: Path, data: bytes, *, file_key: bytes, file_id: str) -> None:
+    """A blob file exactly as installs before schema 4 wrote them (whole file, same format)."""
+    sealer = FileSealer(file_key=file_key, file_id=file_id)
+    path.write_bytes(sealer.push(data) + sealer.finish())
+
+
+async def test_migration_4_moves_old_blob_files_into_the_database_and_old_rows_keep_opening(tmp_path: Path) -> None:
+    # Given an install at schema 2: a report, a message, a note and two files, one of them still
+    # tmp/<id>.part (committed just before a crash), plus an orphan blob and an abandoned .part
+    config = config_for_tests(tmp_path / "data")
+    for folder in (config.data_dir, config.blobs_dir, config.tmp_dir, config.keys_dir):
+        make_private_dir(folder)
+    db = sqlite3.connect(config.db_path)
+    for version in (1, 2):
+        db.executescript(str(_MIGRATIONS[version]))
+    db.execute("PRAGMA user_version = 2")
+    key, staff = os.urandom(32), os.urandom(32)
+    report, message, note, f1, f2 = "r" * 32, "m" * 32, "n" * 32, "1" * 32, "2" * 32
+    db.execute("INSERT INTO meta VALUES ('receipt_salt', ?), ('receipt_kdf', ?)",
+               (KdfParams.fresh(ops=1, mem=8192).salt, json.dumps({"ops": 1, "mem": 8192}).encode()))
+    db.execute("INSERT INTO channels (id, name, retention_days, is_default) VALUES ('default', 'D', 90, 1)")
+    db.execute("INSERT INTO reports (id, lookup_id, channel_id, received_day, last_activity_day, retention_days,"
+               " expires_day, whistleblower_key, sealed_body) VALUES (?, x'00', 'default', '2026-01-01',"
+               " '2026-01-01', 90, '2026-04-01', x'00', x'00')", (report,))
+    db.execute("INSERT INTO messages (id, report_id, seq, author, sealed_body, sent_day) VALUES"
+               " (?, ?, 1, 'whistleblower', ?, '2026-01-02')",
+               (message, report, seal(b"old message", key=key, context=f"message:{report}:{message}:whistleblower")))
+    db.execute("INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day) VALUES"
+               " (?, ?, 1, NULL, ?, '2026-01-02')", (note, report, seal(b"old note", key=staff,
+                                                                        context=f"note:{report}:{note}")))
+    contents = {f1: os.urandom(3 * MiB + 5), f2: b"second file"}
+    for file_id, message_id, folder, suffix in ((f1, None, config.blobs_dir, ""),
+                                                (f2, message, config.tmp_dir, ".part")):
+        file_key = new_file_key()
+        _old_blob(folder / (file_id + suffix), contents[file_id], file_key=file_key, file_id=file_id)
+        db.execute("INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size)"
+                   " VALUES (?, ?, ?, ?, ?, ?)",
+                   (file_id, report, message_id, seal(f"{file_id[0]}.bin".encode(), key=key,
+                                                      context=f"file-name:{report}:{file_id}"),
+                    seal(file_key, key=key, context=f"file-key:{report}:{file_id}"), len(contents[file_id])))
+    (config.blobs_dir / ("o" * 32)).write_bytes(b"orphan")
+    (config.tmp_dir / (("p" * 32) + ".part")).write_bytes(b"abandoned")
+    db.commit()
+    db.close()
+
+    # When the new code opens it (migration 4, then recovery at start-up)
+    store = await Store.open(config.db_path, migrate=True)
+    try:
+        counts = await BlobStore(store, config).recover()
+        # Then both files moved into the database, the rest was dropped, and the folders are gone
+        assert counts == {"moved_in": 2, "discarded": 2}
+        assert not config.blobs_dir.exists() and not config.tmp_dir.exists()
+        assert (await store._one("PRAGMA user_version"))[0] == SCHEMA_VERSION
+        assert await store.integrity_check() == "ok"
+        # and every old row still opens, with the contexts it was sealed with
+        (m,) = await store.messages(report)
+        assert (m.ad_version, open_message(m, report_key=key)) == (1, "old message")
+        (n,) = await store.notes(report)
+        assert open_note(n, staff_key=staff) == "old note"
+        blobs = BlobStore(store, config)
+        for f in await store.files(report):
+            size = open_file_size(f, report_key=key)
+            data = b"".join(blobs.read(f.id, file_key=open_file_key(f, report_key=key), size=size))
+            assert (open_file_name(f, report_key=key), data) == (f"{f.id[0]}.bin", contents[f.id])
+        # and a second start finds nothing left to do
+        assert await BlobStore(store, config).recover() == {"moved_in": 0, "discarded": 0}
+    finally:
+        await store.close()
+
+
+# -- I1: a deleted report leaves no byte behind ---------------------------------------------------
+
+
+def _every_byte(config: Config) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(config.data_dir.rglob("*")) if p.is_file())
+
+
+async def _sealed_canaries(config: Config, report_id: str) -> list[bytes]:
+    """Distinctive ciphertext of the report: its sealed body, the receipt's wrap, a file chunk."""
+    body, wrapped = _rows(config, "SELECT sealed_body, whistleblower_key FROM reports WHERE id = ?", (report_id,))[0]
+    chunks = _rows(config, "SELECT data FROM file_chunks WHERE file_id IN (SELECT id FROM files"
+                           " WHERE report_id = ?)", (report_id,))
+    values = [bytes(v) for v in (body, wrapped, *(c[0] for c in chunks))]  # type: ignore[call-overload]
+    return [v[len(v) // 2 - 16 : len(v) // 2 + 16] for v in values if len(v) >= 64]
+
+
+@contextlib.asynccontextmanager
+async def _caseworker_site(tmp_path: Path) -> AsyncIterator[CaseworkerSite]:
+    config = await new_install(tmp_path / "data")
+    async with serve_site(config) as served:
+        yield served
+
+
+async def test_a_deleted_report_leaves_no_byte_of_it_under_data(tmp_path: Path) -> None:
+    async with _caseworker_site(tmp_path) as site:
+        # Given a report with a file, and one that stays
+        gone = await submit(site.services, text="delete me", files={"f.bin": os.urandom(40 * KiB)})
+        await submit(site.services, text="keep me", files={"k.bin": os.urandom(10 * KiB)})
+        canaries = await _sealed_canaries(site.config, gone.report_id)
+        assert all(c in _every_byte(site.config) for c in canaries)
+        # When a caseworker deletes it (the server keeps running)
+        alice = await site.signed_in("alice")
+        done = await alice.post(f"/en/reports/{gone.report_id}/delete", {"confirm": "yes"})
+        assert done.status == 303
+        # Then no byte of its ciphertext is left in the database, the WAL or anywhere under data/
+        everything = _every_byte(site.config)
+        assert [c for c in canaries if c in everything] == []
+
+
+async def test_a_purged_report_leaves_no_byte_of_it_under_data(tmp_path: Path) -> None:
+    config = await new_install(tmp_path / "data")
+    async with Services.open(config) as services:
+        gone = await submit(services, text="expire me", files={"f.bin": os.urandom(40 * KiB)})
+        canaries = await _sealed_canaries(config, gone.report_id)
+        later = dt.date.today() + dt.timedelta(days=config.default_retention_days + 1)
+        assert await purge_expired(store=services.store, on=later) == 1
+        everything = _every_byte(config)
+        assert [c for c in canaries if c in everything] == []
+
+
+async def test_init_makes_no_blob_folders(tmp_path: Path) -> None:
+    config = config_for_tests(tmp_path / "data")
+    await init_install(config)
+    assert sorted(p.name for p in config.data_dir.iterdir()) == ["dropbox.sqlite3", "keys"]
