@@ -20,12 +20,14 @@ The rules that keep that honest:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dropbox.blobs import BlobError, FileTooLarge, StagedFile, StagedFiles
 from dropbox.config import Config, MiB
 from dropbox.i18n import N_
 from dropbox.sandbox import SandboxError, SandboxLimits, run_cleaner
@@ -169,6 +171,13 @@ class FileCleaning:
     def cleaned(self) -> bool:
         return self.outcome is Outcome.CLEANED
 
+    def stored(self) -> FileCleaning:
+        """What is kept with the file: the kinds found, not the values. The values (the very name
+        or serial number cleaning removed) are shown to the sender once, and never stored where
+        the report key (which caseworkers hold) would open them."""
+        return dataclasses.replace(self, found=[Finding(kind=f.kind, value=None) for f in self.found],
+                                   remaining=[Finding(kind=f.kind, value=None) for f in self.remaining])
+
     def to_json(self) -> dict[str, Any]:
         return {"outcome": self.outcome.value, "found": [f.to_json() for f in self.found],
                 "remaining": [f.to_json() for f in self.remaining], "original_kept": self.original_kept}
@@ -259,3 +268,130 @@ def suffix_of(name: str) -> str:
     if not dot or not stem or not ext.isascii() or not ext.isalnum() or len(ext) > 9:
         return ""
     return "." + ext.lower()
+
+
+# --- an upload's files ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CleanedUpload:
+    """What cleaning did to the files of one upload, in the order they were sent.
+
+    `by_file` maps each staged file that will be stored to its FileCleaning (with values: the
+    caller shows them to the sender right away and stores only `stored()`); `originals` maps a
+    kept original's id to the cleaned copy's id.
+    """
+
+    shown: list[tuple[str, FileCleaning]] = field(default_factory=list)
+    by_file: dict[str, FileCleaning] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)
+
+
+async def clean_upload(
+    *,
+    cleaner: Cleaner,
+    staged: StagedFiles,
+    policy: Policy,
+    wanted: bool,
+    max_file_bytes: int,
+) -> CleanedUpload:
+    """Replace each staged file by its cleaned copy, as `policy` says; never lose one.
+
+    The original was sealed as it arrived (its key only in memory); it is read back, decrypted
+    into the sandbox through a pipe, and the cleaned bytes are sealed into a new staged file as
+    they come out. Then: REMOVE (and CHOOSE when `wanted`) forgets the original, KEEP_ORIGINAL
+    keeps both, and a file that could not be cleaned stays as sent, flagged. Raises only what
+    the staging itself raises (StorageFull, UploadsBusy, DiskLow): the caller discards as usual.
+    """
+    done = CleanedUpload()
+    for original in list(staged.files):
+        if policy is Policy.CHOOSE and not wanted:
+            result = FileCleaning(outcome=Outcome.NOT_REQUESTED)
+            done.by_file[original.id] = result
+            done.shown.append((original.name, result))
+            continue
+        await staged.settle()  # the original's last rows must be written before it is read back
+        result, copy = await _clean_one(cleaner, staged, original, max_file_bytes)
+        if copy is None:
+            done.by_file[original.id] = result
+        elif policy is Policy.KEEP_ORIGINAL:
+            result = dataclasses.replace(result, original_kept=True)
+            done.by_file[copy.id] = result
+            done.by_file[original.id] = result
+            done.originals[original.id] = copy.id
+            _move_after(staged, copy, original)
+        else:
+            await staged.forget(original)
+            done.by_file[copy.id] = result
+            _move_after(staged, copy, None)
+        done.shown.append((original.name, result))
+    return done
+
+
+def _move_after(staged: StagedFiles, copy: StagedFile, original: StagedFile | None) -> None:
+    """Keep the files in the order they were sent: the copy takes the original's place."""
+    staged.files.remove(copy)
+    if original is None:
+        staged.files.insert(len(staged.files), copy)
+        return
+    staged.files.insert(staged.files.index(original), copy)
+
+
+async def _clean_one(cleaner: Cleaner, staged: StagedFiles, original: StagedFile,
+                     max_file_bytes: int) -> tuple[FileCleaning, StagedFile | None]:
+    """Clean one staged file into a new one. The copy is returned only when it is CLEANED;
+    otherwise whatever of it was staged is forgotten, and the original stays."""
+    pipe: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
+    before = {f.id for f in staged.files}
+
+    async def cleaned_chunks() -> AsyncIterator[bytes]:
+        while (chunk := await pipe.get()) is not None:
+            yield chunk
+
+    adding = asyncio.ensure_future(staged.add(original.name, cleaned_chunks(), max_file_bytes=max_file_bytes))
+
+    async def sink(chunk: bytes) -> None:
+        put = asyncio.ensure_future(pipe.put(chunk))
+        await asyncio.wait([put, adding], return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():  # the staging gave up (too large, disk full): stop the cleaning
+            put.cancel()
+            raise _StagingStopped()
+
+    copy: StagedFile | None = None
+    try:
+        try:
+            result = await cleaner.clean(name=original.name, size=original.size,
+                                         source=lambda: _plaintext(staged, original), sink=sink)
+        except _StagingStopped:
+            result = FileCleaning(outcome=Outcome.TOO_LARGE)
+        if not adding.done():
+            await pipe.put(None)
+        try:
+            copy = await adding
+        except BlobError as e:
+            # The copy could not be staged (over the file cap, uploads cap or disk reserve): the
+            # original stays, flagged; the upload itself is not refused for it.
+            outcome = Outcome.TOO_LARGE if isinstance(e, FileTooLarge) else Outcome.LIMIT
+            result = FileCleaning(outcome=outcome, found=result.found, remaining=result.found)
+    finally:
+        if not adding.done():
+            adding.cancel()
+    if copy is not None and result.cleaned:
+        return result, copy
+    for leftover in [f for f in staged.files if f.id not in before]:
+        await staged.forget(leftover)
+    return result, None
+
+
+class _StagingStopped(Exception):
+    """The cleaned copy could not be staged; the sandbox's output is no longer wanted."""
+
+
+async def _plaintext(staged: StagedFiles, original: StagedFile) -> AsyncIterator[bytes]:
+    """The staged original, decrypted chunk by chunk in a worker thread: memory only."""
+    reader = staged.blobs.read(original.id, file_key=original.file_key, size=original.size)
+    try:
+        while (chunk := await asyncio.to_thread(next, reader, None)) is not None:
+            yield chunk
+    finally:
+        await asyncio.to_thread(reader.close)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from dropbox.blobs import BlobStore
+from dropbox.cleaning import Cleaner, settings_from
 from dropbox.config import Config
 from dropbox.install import Install, load_install
 from dropbox.kdf_pool import KdfPool
@@ -38,6 +39,8 @@ class Services:
     receipts: ReceiptStock
     blobs: BlobStore
     install: Install
+    #: The one gate to the metadata cleaning sandbox (bounded concurrency, see cleaning.py).
+    cleaner: Cleaner
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -56,7 +59,7 @@ class Services:
             receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock)
             receipts.start()
             yield cls(config=config, store=store, public_kdf=public_kdf, staff_kdf=staff_kdf, receipts=receipts,
-                      blobs=blobs, install=install)
+                      blobs=blobs, install=install, cleaner=Cleaner(settings_from(config)))
         finally:
             if receipts is not None:
                 await receipts.close()
