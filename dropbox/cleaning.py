@@ -78,6 +78,19 @@ OUTCOME_TEXT: dict[Outcome, str] = {
 }
 
 
+#: The same, as caseworkers read it next to the file.
+STAFF_OUTCOME_TEXT: dict[Outcome, str] = {
+    Outcome.CLEANED: N_("Cleaned"),
+    Outcome.UNSUPPORTED: N_("Not cleaned: unknown file type"),
+    Outcome.FAILED: N_("Not cleaned: damaged, encrypted or unreadable file"),
+    Outcome.TOO_LARGE: N_("Not cleaned: too large to check"),
+    Outcome.TIMEOUT: N_("Not cleaned: checking took too long"),
+    Outcome.LIMIT: N_("Not cleaned: needed more than the checker may use"),
+    Outcome.UNAVAILABLE: N_("Not cleaned: the checker was not available"),
+    Outcome.NOT_REQUESTED: N_("Not cleaned: the sender chose to send it as it was"),
+}
+
+
 class Kind(enum.StrEnum):
     """What a metadata entry tells about the sender."""
 
@@ -198,12 +211,14 @@ class CleaningSettings:
     max_bytes: int
     concurrency: int
     limits: SandboxLimits
+    #: Largest cleaned copy staged (the install's file cap; mat2 rarely makes a file larger).
+    copy_max_bytes: int = 1 << 40
 
 
 def settings_from(config: Config) -> CleaningSettings:
     """The sandbox's tmpfs holds the file and its cleaned copy, with room for the tools' scratch."""
     return CleaningSettings(
-        max_bytes=config.clean_max_bytes, concurrency=config.clean_concurrency,
+        max_bytes=config.clean_max_bytes, concurrency=config.clean_concurrency, copy_max_bytes=config.max_file_bytes,
         limits=SandboxLimits(memory_bytes=config.clean_memory_bytes, cpu_seconds=config.clean_cpu_seconds,
                              wall_seconds=config.clean_wall_seconds,
                              tmpfs_bytes=2 * config.clean_max_bytes + 64 * MiB))
@@ -293,7 +308,6 @@ async def clean_upload(
     staged: StagedFiles,
     policy: Policy,
     wanted: bool,
-    max_file_bytes: int,
 ) -> CleanedUpload:
     """Replace each staged file by its cleaned copy, as `policy` says; never lose one.
 
@@ -311,7 +325,7 @@ async def clean_upload(
             done.shown.append((original.name, result))
             continue
         await staged.settle()  # the original's last rows must be written before it is read back
-        result, copy = await _clean_one(cleaner, staged, original, max_file_bytes)
+        result, copy = await _clean_one(cleaner, staged, original)
         if copy is None:
             done.by_file[original.id] = result
         elif policy is Policy.KEEP_ORIGINAL:
@@ -337,8 +351,8 @@ def _move_after(staged: StagedFiles, copy: StagedFile, original: StagedFile | No
     staged.files.insert(staged.files.index(original), copy)
 
 
-async def _clean_one(cleaner: Cleaner, staged: StagedFiles, original: StagedFile,
-                     max_file_bytes: int) -> tuple[FileCleaning, StagedFile | None]:
+async def _clean_one(cleaner: Cleaner, staged: StagedFiles,
+                     original: StagedFile) -> tuple[FileCleaning, StagedFile | None]:
     """Clean one staged file into a new one. The copy is returned only when it is CLEANED;
     otherwise whatever of it was staged is forgotten, and the original stays."""
     pipe: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
@@ -348,7 +362,8 @@ async def _clean_one(cleaner: Cleaner, staged: StagedFiles, original: StagedFile
         while (chunk := await pipe.get()) is not None:
             yield chunk
 
-    adding = asyncio.ensure_future(staged.add(original.name, cleaned_chunks(), max_file_bytes=max_file_bytes))
+    adding = asyncio.ensure_future(staged.add(original.name, cleaned_chunks(),
+                                              max_file_bytes=cleaner.settings.copy_max_bytes))
 
     async def sink(chunk: bytes) -> None:
         put = asyncio.ensure_future(pipe.put(chunk))

@@ -187,16 +187,20 @@ async def submit_report(
     return receipt
 
 
-async def clean_files(*, cleaner: Cleaner, store: Store, staged: StagedFiles, channel_id: str, wanted: bool,
-                      max_file_bytes: int) -> CleanedUpload:
+async def mailbox_channel(*, store: Store, access: MailboxAccess) -> str:
+    """The channel of the mailbox's report: its cleaning policy applies to files sent later."""
+    return (await store.report(access.report_id)).channel_id
+
+
+async def clean_files(*, cleaner: Cleaner, store: Store, staged: StagedFiles, channel_id: str,
+                      wanted: bool) -> CleanedUpload:
     """Clean a whistleblower's files as the channel's policy says (see cleaning.clean_upload).
     An unknown channel (or one whose policy reads wrong) gets the default, remove."""
     try:
         policy = Policy((await store.channel(channel_id)).cleaning_policy)
     except (NotFound, ValueError):
         policy = Policy.REMOVE
-    return await clean_upload(cleaner=cleaner, staged=staged, policy=policy, wanted=wanted,
-                              max_file_bytes=max_file_bytes)
+    return await clean_upload(cleaner=cleaner, staged=staged, policy=policy, wanted=wanted)
 
 
 async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_text: str) -> MailboxAccess:

@@ -185,8 +185,7 @@ async def submit(request: web.Request) -> web.Response:
             return await _form_page(request, services, channel, fields, problems, 400)
         body = ReportBody(text=text, answers=answers, contact=fields.get("contact", "").strip())
         cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=parsed.staged,
-                                    channel_id=channel.id, wanted=bool(fields.get(CLEAN_FIELD)),
-                                    max_file_bytes=config.max_file_bytes)
+                                    channel_id=channel.id, wanted=bool(fields.get(CLEAN_FIELD)))
         receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
                                       channel_id=channel.id, body=body, keys=ReportKeys.generate(),
                                       staged=parsed.staged, take_receipt=services.receipts.take, cleaned=cleaned)
