@@ -85,7 +85,7 @@ def docx(_tmp: Path) -> tuple[str, bytes, list[str]]:
 
 def pdf(_tmp: Path) -> tuple[str, bytes, list[str]]:
     """Author, Creator, Producer in the Info dictionary, and the author again in an XMP packet."""
-    planted = [f"Author {MARKER}", f"Creator {MARKER}", f"Producer {MARKER}", f"XmpAuthor {MARKER}"]
+    planted = [f"Pdfwriter {MARKER}", f"Pdfmaker {MARKER}", f"Pdftool {MARKER}", f"Xmpwriter {MARKER}"]
     xmp = ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
            'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
            'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator><rdf:Seq><rdf:li>'

@@ -51,9 +51,9 @@ def disk_holding(canary: bytes, *roots: Path) -> list[Path]:
 
 
 def _canary_pdf(tmp_path: Path, canary: str) -> bytes:
+    """The test PDF with the canary for its author (same length, so the PDF's offsets hold)."""
     _, data, planted = BUILDERS["pdf"](tmp_path)
-    assert len(canary) == len(planted[0])
-    return data.replace(planted[0].encode(), canary.encode())
+    return data.replace(planted[0].encode(), canary.encode().ljust(len(planted[0]), b" "))
 
 
 HOST_TEMP = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm")]  # noqa: S108 - scanned, not used
@@ -61,7 +61,7 @@ HOST_TEMP = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm")]  #
 
 async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path: Path) -> None:
     # Given a file carrying a canary that exists nowhere else (its bytes are built in memory only)
-    canary = "CNRY" + secrets.token_hex(5)  # as long as the planted author: the PDF keeps its offsets
+    canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     data = _canary_pdf(tmp_path / "build", canary)
     assert canary.encode() in data
     assert not disk_holding(canary.encode(), *HOST_TEMP)
@@ -86,7 +86,7 @@ async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohtt
                                                                           tmp_path: Path) -> None:
     # Given an install, and a report with files carrying a canary in their content and metadata
     config = await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
-    canary = "CNRY" + secrets.token_hex(5)  # as long as the planted author: the PDF keeps its offsets
+    canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     files = {"budget.pdf": _canary_pdf(tmp_path / "build", canary), "notes.txt": f"body {canary}\n".encode()}
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
         response = await site.client.post("/en/submit", data=report_form("x", files=files))
