@@ -28,6 +28,7 @@ import resource
 import shutil
 import signal
 import struct
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,24 @@ def available() -> bool:
         and Path("/usr/lib/python3/dist-packages/libmat2").is_dir()
 
 
+def probe() -> str | None:
+    """Start one empty sandbox, as the server does at start-up: None if it works, else why not.
+    Under a service manager that forbids namespaces or setrlimit (deploy/dropbox.service must
+    allow them), every file would otherwise be kept as sent, flagged "checker not available"."""
+    if not available():
+        return "bwrap, mat2 or exiftool is missing"
+    argv = bwrap_argv(suffix="", tmpfs_bytes=1024 * 1024)
+    try:
+        done = subprocess.run([*argv[: argv.index("--") + 1], "/usr/bin/true"], capture_output=True,  # noqa: S603
+                              timeout=30, check=False,
+                              preexec_fn=_limiter(SandboxLimits(1 << 30, 10, 30, 1024 * 1024)))  # noqa: PLW1509
+    except (OSError, subprocess.SubprocessError) as e:
+        return type(e).__name__
+    if done.returncode != 0:
+        return done.stderr.decode(errors="replace").strip()[:200] or f"exit {done.returncode}"
+    return None
+
+
 def _limiter(limits: SandboxLimits) -> Callable[[], None]:
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
@@ -138,11 +157,16 @@ async def run_cleaner(
 
 async def _run(*, source: AsyncIterator[bytes], suffix: str, limits: SandboxLimits,
                sink: Callable[[bytes], Awaitable[None]]) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        *bwrap_argv(suffix=suffix, tmpfs_bytes=limits.tmpfs_bytes),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        preexec_fn=_limiter(limits), start_new_session=True, limit=_PIPE_CHUNK,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *bwrap_argv(suffix=suffix, tmpfs_bytes=limits.tmpfs_bytes),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=_limiter(limits), start_new_session=True, limit=_PIPE_CHUNK,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        # No bwrap, or the limits could not be set (a seccomp filter without setrlimit): never
+        # run the parsers unconfined; the file is kept as sent and flagged.
+        raise SandboxUnavailable(type(e).__name__) from e
     assert proc.stdin is not None and proc.stdout is not None  # noqa: S101 - PIPE was asked for
     feeder = asyncio.create_task(_feed(proc.stdin, source))
     try:
