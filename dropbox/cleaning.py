@@ -333,21 +333,19 @@ async def clean_upload(
             done.by_file[copy.id] = result
             done.by_file[original.id] = result
             done.originals[original.id] = copy.id
-            _move_after(staged, copy, original)
+            _put_in_place(staged, copy, original)
         else:
+            _put_in_place(staged, copy, original)
             await staged.forget(original)
             done.by_file[copy.id] = result
-            _move_after(staged, copy, None)
         done.shown.append((original.name, result))
     return done
 
 
-def _move_after(staged: StagedFiles, copy: StagedFile, original: StagedFile | None) -> None:
-    """Keep the files in the order they were sent: the copy takes the original's place."""
+def _put_in_place(staged: StagedFiles, copy: StagedFile, original: StagedFile) -> None:
+    """Keep the files in the order they were sent: the copy goes just before its original (which
+    is then forgotten, or kept unlisted), so it takes the original's place."""
     staged.files.remove(copy)
-    if original is None:
-        staged.files.insert(len(staged.files), copy)
-        return
     staged.files.insert(staged.files.index(original), copy)
 
 
