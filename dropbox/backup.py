@@ -14,7 +14,8 @@ The archive is a plain tar (ciphertext does not compress) with MANIFEST.json las
 the schema, the day, and a SHA-256 per member. `restore` refuses a non-empty data folder,
 unpacks into a staging folder beside it, and only after every member matches the manifest, the
 database passes `PRAGMA integrity_check`, its schema is one this code knows and every file row has
-its contents (chunk rows in the database, or a blob file for an install from before schema 4), renames the staging folder into place. A failed restore leaves nothing behind.
+its contents (chunk rows in the database, or a blob file for an install from before schema 4),
+renames the staging folder into place. A failed restore leaves nothing behind.
 """
 
 from __future__ import annotations

@@ -63,8 +63,8 @@ class Config:
                            "kdf_concurrency times this).", min=_argon2id.MEMLIMIT_MIN, max=_argon2id.MEMLIMIT_MAX)
     #: The whistleblower app's pool; the caseworker app has its own (staff_kdf_concurrency), so both
     #: together hold at most (kdf_concurrency + staff_kdf_concurrency) × kdf_mem.
-    kdf_concurrency: int = setting(2, "kdf", "Argon2id runs the whistleblower app may have in flight at once (each takes kdf_mem of RAM).",
-                                   min=1, max=64)
+    kdf_concurrency: int = setting(2, "kdf", "Argon2id runs the whistleblower app may have in flight at once "
+                                   "(each takes kdf_mem of RAM).", min=1, max=64)
     #: How many more may queue behind them before new logins are told to come back later.
     kdf_queue_limit: int = setting(64, "kdf", "Logins that may wait behind those before new ones are told to "
                                    "come back later.", min=0, max=10_000)

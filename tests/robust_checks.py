@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dropbox import accounts
+from dropbox import accounts, datalock, health, settings
 from dropbox.blobs import BlobStore, size_bucket
 from dropbox.config import Config
 from dropbox.install import load_install
@@ -71,8 +71,11 @@ def stored_lengths(config: Config, file_id: str) -> list[int]:
 
 
 def files_of_their_own(config: Config) -> list[Path]:
-    """Every file under data/ besides the database (and its WAL and shared memory) and keys/."""
-    ours = {config.db_path.name, config.db_path.name + "-wal", config.db_path.name + "-shm"}
+    """Every file under data/ besides the database (and its WAL and shared memory), keys/ and the
+    install's own files (settings, the lock `serve` holds, its status file): none of these is made
+    or touched by what a whistleblower does."""
+    ours = {config.db_path.name, config.db_path.name + "-wal", config.db_path.name + "-shm",
+            settings.FILE_NAME, datalock.LOCK_NAME, health.STATUS_NAME}
     return sorted(p for p in config.data_dir.rglob("*")
                   if p.is_file() and p.name not in ours and config.keys_dir not in p.parents
                   and config.tor_dir not in p.parents)

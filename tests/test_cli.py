@@ -115,8 +115,8 @@ def test_every_command_has_help(data: Path) -> None:
 
 def test_channel_list_shows_the_default_channel_and_its_caseworkers(data: Path) -> None:
     assert run("init", data=data).returncode == 0
-    assert run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="ochre tram kettle ferry basalt lantern\n"
-               ).returncode == 0
+    assert run("caseworker", "add", "alice", "--passphrase-stdin", data=data,
+               stdin="ochre tram kettle ferry basalt lantern\n").returncode == 0
     listed = run("channel", "list", data=data)
     assert listed.returncode == 0, listed.stderr
     (line,) = listed.stdout.splitlines()

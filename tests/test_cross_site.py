@@ -13,6 +13,7 @@ from contextlib import closing
 
 from aiohttp import FormData
 
+from tests.robust_checks import files_of_their_own
 from tests.robust_routes import app_routes
 from tests.whistleblower_fixtures import (
     Site,
@@ -53,8 +54,7 @@ def test_every_post_route_is_tried() -> None:
 def _dump(site: Site) -> tuple[list[str], list[str]]:
     with closing(sqlite3.connect(site.config.db_path)) as db:
         rows = list(db.iterdump())
-    files = sorted(p.name for d in (site.config.blobs_dir, site.config.tmp_dir) for p in d.iterdir())
-    return rows, files
+    return rows, [str(p) for p in files_of_their_own(site.config)]
 
 
 async def test_every_post_refuses_a_cross_site_request_and_changes_nothing(site: Site) -> None:

@@ -45,8 +45,8 @@ async def test_a_second_serve_is_refused_and_the_first_keeps_every_upload(tmp_pa
             # Then it is refused with one line naming the first process, exit 2
             assert status == 2, err
             assert f"process {server.pid}" in err and "in use" in err, err
-            status, err = await run_cli("caseworker", "add", "mallory", "--passphrase-stdin",
-                                        "--data", str(config.data_dir), stdin=b"ochre tram kettle ferry basalt lantern\n")
+            status, err = await run_cli("caseworker", "add", "mallory", "--passphrase-stdin", "--data",
+                                        str(config.data_dir), stdin=b"ochre tram kettle ferry basalt lantern\n")
             assert status == 2 and f"process {server.pid}" in err, err
             # while a reading command works beside the server
             status, err = await run_cli("caseworker", "list", "--data", str(config.data_dir))

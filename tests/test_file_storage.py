@@ -74,7 +74,8 @@ async def test_the_stored_size_is_a_bucket_and_the_stored_bytes_do_not_tell_the_
     receipt = await submit_report(site.client, files={n: os.urandom(s) for n, s in sizes.items()})
     other = await submit_report(site.client, files={"d.bin": os.urandom(30 * KiB)})
     services = site.services
-    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install, receipt_text=receipt)
+    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
+                                receipt_text=receipt)
     stored = {open_file_name(f, report_key=access.report_key): f for f in await services.store.files(access.report_id)}
     # Then files.size holds the bucket, and the exact size opens only with the report key
     assert {n: f.size for n, f in stored.items()} == {"a.bin": 4 * KiB, "b.bin": 4 * KiB, "c.bin": 32 * KiB}

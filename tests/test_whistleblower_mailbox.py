@@ -280,7 +280,8 @@ async def _report_ids(site: Site) -> list[str]:
 
 async def _report_of(site: Site, receipt: str) -> str:
     services = site.services
-    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install, receipt_text=receipt)
+    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
+                                receipt_text=receipt)
     return access.report_id
 
 
