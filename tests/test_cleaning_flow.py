@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import FormData
 
 from dropbox.cleaning import Policy
 from dropbox.config import Config, MiB
@@ -191,3 +192,49 @@ async def test_whistleblower_chooses_unticked_sends_the_file_as_it_is(
     assert "you asked to send the file as it is" in visible_text(await response.text())
     got = await downloads(staff, await only_report_url(staff))
     assert got[name] == data
+
+
+async def test_a_caseworkers_reply_file_reaches_the_whistleblower_cleaned(
+        sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
+    # Given a report, and a caseworker replying with a PDF that carries their name
+    site, staff = sites
+    response = await site.client.post("/en/submit", data=report_form("x"))
+    receipt = receipt_in(await response.text())
+    report_url = await only_report_url(staff)
+    name, pdf, _ = BUILDERS["pdf"](tmp_path)
+    agent = await staff.signed_in("alice")
+    await agent.text(report_url)
+    form = FormData(default_to_multipart=True)
+    form.add_field("csrf_token", agent.csrf)
+    form.add_field("text", "see attached")
+    form.add_field("files", pdf, filename=name, content_type="application/octet-stream")
+    sent = await agent.client.post(f"{report_url}/reply", data=form, allow_redirects=False)
+    assert sent.status == 303
+    # When the whistleblower downloads it from the mailbox
+    inbox = await log_in(site.client, receipt)
+    (link,) = re.findall(r'href="(/en/mailbox/files/[0-9a-f]{32})"', inbox)
+    download = await site.client.get(link)
+    assert download.status == 200
+    # Then it carries none of the planted values
+    copy = tmp_path / "reply.pdf"
+    copy.write_bytes(await download.read())
+    assert MARKER.encode() not in copy.read_bytes() and MARKER not in exiftool_values(copy)
+
+
+async def test_a_file_sent_later_from_the_mailbox_is_cleaned(sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
+    site, staff = sites
+    response = await site.client.post("/en/submit", data=report_form("x"))
+    receipt = receipt_in(await response.text())
+    inbox = await log_in(site.client, receipt)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', inbox)
+    assert csrf
+    name, data, _ = BUILDERS["docx"](tmp_path)
+    form = FormData(default_to_multipart=True)
+    form.add_field("csrf_token", csrf.group(1))
+    form.add_field("text", "one more")
+    form.add_field("files", data, filename=name, content_type="application/octet-stream")
+    sent = await site.client.post("/en/mailbox/reply", data=form)
+    assert sent.status == 200
+    assert "Cleaned: identifying metadata was removed." in visible_text(await sent.text())
+    got = await downloads(staff, await only_report_url(staff))
+    assert MARKER.encode() not in unpacked(got[name])
