@@ -238,3 +238,24 @@ async def test_a_file_sent_later_from_the_mailbox_is_cleaned(sites: tuple[Site, 
     assert "Cleaned: identifying metadata was removed." in visible_text(await sent.text())
     got = await downloads(staff, await only_report_url(staff))
     assert MARKER.encode() not in unpacked(got[name])
+
+
+async def test_an_admin_sets_the_policy_of_a_channel(sites: tuple[Site, StaffSite]) -> None:
+    # Given the default channel (remove, the default for every channel)
+    _, staff = sites
+    store = staff.services.store
+    assert (await store.channel("default")).cleaning_policy == "remove"
+    alice = await staff.signed_in("alice")
+    edit = await alice.text("/en/admin/channels/default")
+    assert '<option value="remove" selected>' in edit
+    current = await store.channel("default")
+    form = {"name": current.name, "description": current.description, "questions": "",
+            "retention_days": str(current.retention_days), "cleaning_policy": "keep_original"}
+    # When the admin chooses "keep original", Then it is stored and shown
+    assert (await alice.post("/en/admin/channels/default", form)).status == 303
+    assert (await store.channel("default")).cleaning_policy == "keep_original"
+    assert '<option value="keep_original" selected>' in await alice.text("/en/admin/channels/default")
+    # And a policy that does not exist is refused with a message, changing nothing
+    assert (await alice.post("/en/admin/channels/default", {**form, "cleaning_policy": "none"})).status == 303
+    assert 'class="error-message flash"' in await alice.text("/en/admin/channels/default")
+    assert (await store.channel("default")).cleaning_policy == "keep_original"
