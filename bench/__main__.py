@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench                 # the full run (~10 min on 2 cores)
     .venv/bin/python -m bench --quick         # small sizes, to check the harness works
-    .venv/bin/python -m bench --parts upload  # one part: upload, submissions, logins, list, flood
+    .venv/bin/python -m bench --parts upload  # one part: upload, submissions, logins, list, flood, cleaning
 
 Each part starts its own fresh install (`run.py init`, production Argon2id cost; one caseworker)
 served by `run.py serve --no-tor` on free loopback ports. The JSON holds every run, the machine,
@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import flood, listing, load, upload
+from bench import cleaning, flood, listing, load, upload
 from bench.measure import CpuAccount, cpu_busy_fraction, ensure_data_file, machine
 from bench.report import evaluate, table
 from bench.servers import REPO, dropbox_running, install_dropbox
 from dropbox.config import Config, MiB
 
-PARTS = ("upload", "submissions", "logins", "list", "flood")
+PARTS = ("upload", "submissions", "logins", "list", "flood", "cleaning")
 QUIET_BUSY_SHARE = 0.25
 log = logging.getLogger("bench")
 
@@ -67,6 +67,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         (3, 6, 20, 5) if quick else (10, 50, 100, 30)
     args.list_repeat = 5 if quick else 30
     args.flood_loops, args.flood_rounds = (20, 3) if quick else (100, 10)
+    args.clean_mib = 1 if quick else 4
     return args
 
 
@@ -170,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             cpu = CpuAccount()
             results["flood"] = _part_flood(args, workdir)
             report["cpu"]["flood"] = cpu.done()
+        if "cleaning" in args.parts:
+            report["busy_at_start"]["cleaning"] = _wait_quiet(args.wait_quiet)
+            cpu = CpuAccount()
+            results["cleaning"] = cleaning.run(workdir / "cleaning", repeat=args.repeat, size_mib=args.clean_mib)
+            report["cpu"]["cleaning"] = cpu.done()
     report["cpu_busy_after"] = cpu_busy_fraction(2.0)
     report["machine"]["loadavg_after"] = machine()["loadavg"]
     report["targets"] = evaluate(results)

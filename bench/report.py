@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.cleaning import rows as cleaning_rows
 from bench.measure import percentile
 
 #: (key, what, limit, direction): a figure must be >= ("min") or <= ("max") its limit.
@@ -170,6 +171,7 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"  caseworker logins:  {_latency(flooded['caseworker_logins'])}")
         else:
             lines.append(f"Flood: {flooded.get('error')}")
+    lines += cleaning_rows(results.get("cleaning") or {})
     lines += ["", "Targets:"]
     for row in report.get("targets", []):
         verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]

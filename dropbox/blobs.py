@@ -183,6 +183,21 @@ class StagedFiles:
             except StorageUnavailable as e:
                 raise StorageFull(str(e)) from e
 
+    async def forget(self, staged: StagedFile) -> None:
+        """Drop one staged file of this upload now (its chunks are deleted; its key, held only
+        here, goes with it). The cleaning step uses it for the original a cleaned copy replaces,
+        and for a cleaned copy that did not come out whole. A refused delete is left to the
+        sweep (nothing refers to those chunks, and their key is gone); a refused write of this
+        upload's own rows raises StorageFull from settle(), as it would at the commit."""
+        await self.settle()
+        self.files.remove(staged)
+        try:
+            await self.blobs.store.delete_chunks([staged.id])
+        except StorageUnavailable as e:
+            log.error("could not delete a replaced upload (%s); the next sweep will", type(e).__name__)
+        finally:
+            self.blobs.staging_ids.discard(staged.id)
+
     def promote(self) -> None:
         """After the commit that stored their rows: the files are kept; release the limits."""
         if not self._finished:

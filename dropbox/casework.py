@@ -28,6 +28,7 @@ from dropbox import accounts, totp
 from dropbox.accounts import CaseworkerSession, LoginFailed
 from dropbox.blobs import BlobStore, StagedFiles, new_id
 from dropbox.channels import questions_of
+from dropbox.cleaning import Cleaner, Policy, clean_upload
 from dropbox.config import Config
 from dropbox.install import this_hour, today
 from dropbox.kdf_pool import KdfPool
@@ -112,6 +113,7 @@ GRANTED = "granted"
 RETENTION_CHANGED = "retention_changed"
 DELETED = "deleted"
 FILE_DOWNLOADED = "file_downloaded"
+ORIGINAL_OPENED = "original_opened"
 
 
 async def _audit(store: Store, actor: CaseworkerSession, action: str, report_id: str | None = None,
@@ -401,17 +403,22 @@ class Download:
 
 
 async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSession, report_id: str,
-                        file_id: str) -> Download:
-    """A file of a granted report; NotGranted for a file of any other report, even a real one."""
+                        file_id: str, original: bool = False) -> Download:
+    """A file of a granted report; NotGranted for a file of any other report, even a real one.
+
+    An original kept as evidence (see cleaning.Policy.KEEP_ORIGINAL) opens only with `original`,
+    which is audited as its own action; `original` on any other file is NotGranted too."""
     keys = await _keys(store, session, report_id)
     try:
         stored = await store.file(report_id=report_id, file_id=file_id)
     except NotFound as e:
         raise NotGranted() from e
+    if bool(stored.original_of) != original:
+        raise NotGranted()
     name = open_file_name(stored, report_key=keys.report_key)
     size = open_file_size(stored, report_key=keys.report_key)
     chunks = blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key), size=size)
-    await _audit(store, session, FILE_DOWNLOADED, report_id)
+    await _audit(store, session, ORIGINAL_OPENED if original else FILE_DOWNLOADED, report_id)
     return Download(name=name, size=size, chunks=chunks)
 
 
@@ -428,14 +435,19 @@ def _activity(report: Report, day: dt.date) -> dict[str, str]:
 
 
 async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str, text: str,
-                     staged: StagedFiles, gives_feedback: bool = False) -> str:
+                     staged: StagedFiles, gives_feedback: bool = False, cleaner: Cleaner | None = None) -> str:
     """A reply to the whistleblower, with files. The first reply records the acknowledgement;
-    `gives_feedback` records the feedback deadline as met. On any failure the files are discarded."""
+    `gives_feedback` records the feedback deadline as met. On any failure the files are discarded.
+
+    With `cleaner`, the files are cleaned first, always with the policy *remove*: a caseworker's
+    name in a reply's PDF identifies them to whoever reads the mailbox."""
     try:
         keys = await _keys(store, session, report_id)
         text = text.strip()
         if not text and not staged.files:
             raise EmptyText()
+        cleaned = None if cleaner is None else await clean_upload(cleaner=cleaner, staged=staged,
+                                                                   policy=Policy.REMOVE, wanted=True)
         await staged.settle()
         report = await _report(store, report_id)
         message_id = new_id()
@@ -447,7 +459,8 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
             activity["acknowledged_day"] = day.isoformat()
         if gives_feedback and report.feedback_day is None:
             activity["feedback_day"] = day.isoformat()
-        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report.id, message_id=message_id)
+        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report.id, message_id=message_id,
+                                 cleaned=cleaned)
         await store.add_message(message, files=files, activity=activity, seal_body=message_sealer(
             text, report_key=keys.report_key, report_id=report.id, message_id=message_id, author="caseworker"))
     except BaseException:

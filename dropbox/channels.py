@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from dropbox import accounts
 from dropbox.blobs import new_id
+from dropbox.cleaning import Policy
 from dropbox.config import Config
 from dropbox.install import this_hour, today
 from dropbox.kdf_pool import KdfPool
@@ -192,6 +193,8 @@ class ChannelForm:
     retention_days: int
     make_default: bool
     member_ids: frozenset[str]
+    #: A cleaning.Policy value: what happens to the metadata of files sent to the channel.
+    cleaning_policy: str = Policy.REMOVE.value
 
 
 def _checked(channel_id: str, form: ChannelForm, existing: Sequence[Question], is_default: bool) -> Channel:
@@ -200,9 +203,11 @@ def _checked(channel_id: str, form: ChannelForm, existing: Sequence[Question], i
         raise InvalidChannel("name or description")
     if not 1 <= form.retention_days <= MAX_RETENTION_DAYS:
         raise InvalidChannel("retention")
+    if form.cleaning_policy not in set(Policy):
+        raise InvalidChannel("cleaning policy")
     return Channel(id=channel_id, name=name, description=description,
                    questions=questions_json(form.questions, existing=existing),
-                   retention_days=form.retention_days, is_default=is_default)
+                   retention_days=form.retention_days, is_default=is_default, cleaning_policy=form.cleaning_policy)
 
 
 async def _change_member(store: Store, *, actor_id: str | None, channel_id: str, caseworker_id: str,

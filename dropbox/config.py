@@ -91,6 +91,16 @@ class Config:
                                   min=1_000, max=10_000_000)
     max_field_chars: int = setting(2_000, "uploads", "Longest answer to a short question, in characters.",
                                    min=100, max=100_000)
+    clean_max_bytes: int = setting(256 * MiB, "uploads", "Largest file whose metadata is cleaned; a larger one is "
+                                   "stored as sent and flagged to both sides.", min=1 * MiB, max=4 * GiB)
+    clean_concurrency: int = setting(2, "uploads", "Files cleaned at once (each in its own sandbox); more wait "
+                                     "their turn, so a flood cannot exhaust memory or CPU.", min=1, max=64)
+    clean_memory_bytes: int = setting(1 * GiB, "uploads", "Address space one cleaning sandbox may use (RLIMIT_AS).",
+                                      min=256 * MiB, max=64 * GiB)
+    clean_cpu_seconds: int = setting(120, "uploads", "CPU seconds one cleaning may use before it is killed.",
+                                     min=1, max=3600)
+    clean_wall_seconds: float = setting(300.0, "uploads", "Seconds one cleaning may take before it is killed "
+                                        "and the file kept as sent.", min=1.0, max=3600.0)
     #: Plaintext bytes per secretstream chunk; upload reads use the same size.
     file_chunk_bytes: int = 1 * MiB
     max_uploads_in_flight: int = field(default=64, metadata={

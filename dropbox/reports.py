@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dropbox.blobs import StagedFile, StagedFiles
+from dropbox.cleaning import CleanedUpload, FileCleaning
 from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
 from dropbox.storage import Message, NewFile, Note, Store, StoredFile
 
@@ -44,6 +45,10 @@ class FileView:
     name: str
     size: int
     message_id: str | None
+    #: What cleaning did (values left out: see FileCleaning.stored); None before migration 6.
+    cleaning: FileCleaning | None = None
+    #: The id of the original kept as evidence, on the cleaned copy made from it.
+    original_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,21 +128,37 @@ def _stored_context(kind: str, f: StoredFile) -> str:
 
 
 def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
-                     message_id: str | None) -> list[NewFile]:
+                     message_id: str | None, cleaned: CleanedUpload | None = None) -> list[NewFile]:
     """Rows for staged files: name, per-file key and exact size sealed under the report key,
-    each bound to the report, the file, the message it came with and its padded size."""
+    each bound to the report, the file, the message it came with and its padded size; with
+    `cleaned`, also what cleaning did (without the values found) and which copy an original is of."""
     rows = []
     for seq, f in enumerate(staged.files):
         def context(kind: str, f: StagedFile = f) -> str:
             return _file_context(kind, report_id=report_id, file_id=f.id, message_id=message_id, bucket=f.bucket,
                                  version=2)
+        cleaning = cleaned.by_file.get(f.id) if cleaned else None
         rows.append(NewFile(
             id=f.id, seq=seq, size=f.bucket,
             sealed_name=seal(f.name.encode(), key=report_key, context=context("file-name")),
             sealed_file_key=seal(f.file_key, key=report_key, context=context("file-key")),
             sealed_size=seal(str(f.size).encode(), key=report_key, context=context("file-size")),
+            sealed_cleaning=None if cleaning is None else seal_json(
+                cleaning.stored().to_json(), key=report_key, context=context("file-cleaning")),
+            original_of=cleaned.originals.get(f.id) if cleaned else None,
         ))
     return rows
+
+
+def open_file_cleaning(f: StoredFile, *, report_key: bytes) -> FileCleaning | None:
+    """What cleaning did to a stored file; None for a file stored before cleaning existed."""
+    if f.sealed_cleaning is None:
+        return None
+    value = open_json(f.sealed_cleaning, key=report_key, context=_stored_context("file-cleaning", f))
+    try:
+        return FileCleaning.from_json(value)  # type: ignore[arg-type]
+    except (KeyError, ValueError, TypeError) as e:
+        raise TamperedData("file cleaning record is malformed") from e
 
 
 def open_file_name(f: StoredFile, *, report_key: bytes) -> str:
@@ -162,9 +183,13 @@ def open_file_size(f: StoredFile, *, report_key: bytes) -> int:
 
 
 def file_views(files: Sequence[StoredFile], *, report_key: bytes) -> list[FileView]:
+    """The files people work with: a kept original is not listed on its own but named on the
+    cleaned copy (`original_id`), so opening it is always a separate, deliberate step."""
+    originals = {f.original_of: f.id for f in files if f.original_of}
     return [FileView(id=f.id, name=open_file_name(f, report_key=report_key),
-                     size=open_file_size(f, report_key=report_key), message_id=f.message_id)
-            for f in files]
+                     size=open_file_size(f, report_key=report_key), message_id=f.message_id,
+                     cleaning=open_file_cleaning(f, report_key=report_key), original_id=originals.get(f.id))
+            for f in files if not f.original_of]
 
 
 async def thread(store: Store, *, report_id: str, report_key: bytes) -> tuple[list[FileView], list[MessageView]]:

@@ -8,16 +8,19 @@ Opening them also settles what a crash left behind (file recovery) before any re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from dropbox.blobs import BlobStore
+from dropbox.cleaning import Cleaner, settings_from
 from dropbox.config import Config
 from dropbox.install import Install, load_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.receipt_stock import ReceiptStock
+from dropbox.sandbox import probe as sandbox_probe
 from dropbox.storage import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ class Services:
     receipts: ReceiptStock
     blobs: BlobStore
     install: Install
+    #: The one gate to the metadata cleaning sandbox (bounded concurrency, see cleaning.py).
+    cleaner: Cleaner
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -55,8 +60,12 @@ class Services:
             install = await load_install(store)
             receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock)
             receipts.start()
+            unusable = await asyncio.to_thread(sandbox_probe)
+            if unusable:
+                log.error("the metadata cleaning sandbox cannot start (%s): files will be kept as sent, "
+                          "flagged as not cleaned", unusable)
             yield cls(config=config, store=store, public_kdf=public_kdf, staff_kdf=staff_kdf, receipts=receipts,
-                      blobs=blobs, install=install)
+                      blobs=blobs, install=install, cleaner=Cleaner(settings_from(config)))
         finally:
             if receipts is not None:
                 await receipts.close()

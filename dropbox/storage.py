@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
 #: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
@@ -174,6 +174,16 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
         UNIQUE (channel_id, caseworker_id)
     );
     """,
+    # 6 (cleaning). Each channel says what happens to the metadata of files sent to it
+    # (dropbox/cleaning.py Policy; existing channels get the default, remove). Each file row may
+    # carry what cleaning found and did, sealed under the report key like its name; a kept
+    # original names the cleaned copy it is the original of, so lists show the copy and the
+    # original is opened only on purpose. Rows from before have neither: they were not cleaned.
+    6: """
+    ALTER TABLE channels ADD COLUMN cleaning_policy TEXT NOT NULL DEFAULT 'remove';
+    ALTER TABLE files ADD COLUMN sealed_cleaning BLOB;
+    ALTER TABLE files ADD COLUMN original_of TEXT;
+    """,
 }
 
 #: Tables whose rowid order, set against the hourly audit rows, would date what a whistleblower
@@ -287,6 +297,8 @@ class Channel:
     questions: str
     retention_days: int
     is_default: bool
+    #: What happens to the metadata of files sent to it: a dropbox.cleaning.Policy value.
+    cleaning_policy: str = "remove"
 
 
 @dataclass(frozen=True)
@@ -404,6 +416,10 @@ class StoredFile:
     #: The exact size, sealed (None on rows from before migration 4).
     sealed_size: bytes | None = None
     ad_version: int = 2
+    #: What cleaning found and did, sealed (None on rows from before migration 6).
+    sealed_cleaning: bytes | None = None
+    #: For a kept original: the id of the cleaned copy made from it.
+    original_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -426,6 +442,8 @@ class NewFile:
     size: int
     sealed_size: bytes
     seq: int
+    sealed_cleaning: bytes | None = None
+    original_of: str | None = None
 
 
 def _day(day: dt.date) -> str:
@@ -560,10 +578,10 @@ class Store:
                 await db.execute("UPDATE channels SET is_default = 0")
             try:
                 await db.execute(
-                    "INSERT INTO channels (id, name, description, questions, retention_days, is_default)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO channels (id, name, description, questions, retention_days, is_default,"
+                    " cleaning_policy) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (channel.id, channel.name, channel.description, channel.questions,
-                     channel.retention_days, int(channel.is_default)),
+                     channel.retention_days, int(channel.is_default), channel.cleaning_policy),
                 )
             except aiosqlite.IntegrityError as e:
                 raise Conflict(f"channel {channel.id}") from e
@@ -574,9 +592,9 @@ class Store:
                 await db.execute("UPDATE channels SET is_default = 0")
             cur = await db.execute(
                 "UPDATE channels SET name = ?, description = ?, questions = ?, retention_days = ?,"
-                " is_default = ? WHERE id = ?",
+                " is_default = ?, cleaning_policy = ? WHERE id = ?",
                 (channel.name, channel.description, channel.questions, channel.retention_days,
-                 int(channel.is_default), channel.id),
+                 int(channel.is_default), channel.cleaning_policy, channel.id),
             )
             if cur.rowcount == 0:
                 raise NotFound(f"channel {channel.id}")
@@ -1167,9 +1185,9 @@ async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: st
                         files: Sequence[NewFile]) -> None:
     await db.executemany(
         "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size, seq, sealed_size,"
-        " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
-        [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size, f.seq, f.sealed_size)
-         for f in files],
+        " ad_version, sealed_cleaning, original_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?)",
+        [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size, f.seq, f.sealed_size,
+          f.sealed_cleaning, f.original_of) for f in files],
     )
 
 

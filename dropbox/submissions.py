@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from dropbox.blobs import StagedFiles, new_id
+from dropbox.cleaning import CleanedUpload, Cleaner, Policy, clean_upload
 from dropbox.install import Install, today
 from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
@@ -137,6 +138,7 @@ async def submit_report(
     keys: ReportKeys,
     staged: StagedFiles,
     take_receipt: Callable[[], Awaitable[ReceiptSecret]] | None = None,
+    cleaned: CleanedUpload | None = None,
 ) -> ReceiptCode:
     """Seal and store a report with its staged files; the receipt is returned only once it is durable.
 
@@ -164,7 +166,8 @@ async def submit_report(
             whistleblower_key=wrap_for_whistleblower(keys, receipt_keys=drawn.keys, report_id=report_id),
             sealed_body=seal_body(body, report_key=keys.report_key, report_id=report_id),
         )
-        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id, message_id=None)
+        files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id, message_id=None,
+                                 cleaned=cleaned)
         grants = {cw.id: keys.seal_for(cw.public_key) for cw in members}
         for _attempt in range(LOCATOR_ATTEMPTS):
             locator = new_locator()
@@ -182,6 +185,22 @@ async def submit_report(
         raise
     staged.promote()
     return receipt
+
+
+async def mailbox_channel(*, store: Store, access: MailboxAccess) -> str:
+    """The channel of the mailbox's report: its cleaning policy applies to files sent later."""
+    return (await store.report(access.report_id)).channel_id
+
+
+async def clean_files(*, cleaner: Cleaner, store: Store, staged: StagedFiles, channel_id: str,
+                      wanted: bool) -> CleanedUpload:
+    """Clean a whistleblower's files as the channel's policy says (see cleaning.clean_upload).
+    An unknown channel (or one whose policy reads wrong) gets the default, remove."""
+    try:
+        policy = Policy((await store.channel(channel_id)).cleaning_policy)
+    except (NotFound, ValueError):
+        policy = Policy.REMOVE
+    return await clean_upload(cleaner=cleaner, staged=staged, policy=policy, wanted=wanted)
 
 
 async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_text: str) -> MailboxAccess:
@@ -233,7 +252,7 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
 
 
 async def post_whistleblower_message(
-    *, store: Store, access: MailboxAccess, text: str, staged: StagedFiles
+    *, store: Store, access: MailboxAccess, text: str, staged: StagedFiles, cleaned: CleanedUpload | None = None
 ) -> str:
     """A reply from the whistleblower, with files; extends the report's retention."""
     try:
@@ -243,7 +262,8 @@ async def post_whistleblower_message(
         day = today()
         message = Message(id=message_id, report_id=report.id, seq=0, author="whistleblower", caseworker_id=None,
                           sealed_body=b"", sent_day=day.isoformat(), read=False)
-        files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id, message_id=message_id)
+        files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id, message_id=message_id,
+                                 cleaned=cleaned)
         await store.add_message(message, files=files, seal_body=message_sealer(
             text, report_key=access.report_key, report_id=report.id, message_id=message_id, author="whistleblower"),
             activity={"last_activity_day": day.isoformat(), "expires_day": expiry(day, report.retention_days)})

@@ -86,6 +86,10 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/{lang}/reports"): Expect(SELF),
     ("GET", "/{lang}/reports/{report_id}"): Expect(REPORT),
     ("GET", "/{lang}/reports/{report_id}/files/{file_id}"): Expect(REPORT),
+    # The world's file is not a kept original, so this link opens it for nobody, the granted
+    # caseworker included (tests/test_cleaning_flow.py opens a real original).
+    ("GET", "/{lang}/reports/{report_id}/files/{file_id}/original"): Expect(
+        {ANON: "login", DISABLED: "login", OTHER: "hidden", ADMIN: "hidden", GRANTED: "hidden"}),
     ("POST", "/{lang}/reports/{report_id}/reply"): Expect(REPORT, form={"text": "matrix reply"}, multipart=True),
     ("POST", "/{lang}/reports/{report_id}/notes"): Expect(REPORT, form={"text": "matrix note"}),
     ("POST", "/{lang}/reports/{report_id}/status"): Expect(REPORT, form={"status": "in_progress"}),

@@ -30,6 +30,7 @@ def _channel_form(form: Mapping[str, object], member_ids: set[str]) -> channels.
         retention_days=forms.integer(form, "retention_days") or 0,
         make_default=forms.checkbox(form, "default"),
         member_ids=frozenset(member_ids),
+        cleaning_policy=forms.text(form, "cleaning_policy", max_chars=32) or "remove",
     )
 
 

@@ -18,7 +18,9 @@ from dropbox import casework
 from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
-from dropbox.i18n import N_, request_language, url_for
+from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
+from dropbox.i18n import N_, request_language, translate, url_for
+from dropbox.reports import FileView
 from dropbox.web import UserError
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,18 @@ def filesize(request: web.Request, size: int) -> str:
         if size >= scale:
             return f"{format_decimal(size / scale, format='#,##0.#', locale=lang)} {unit}"
     return f"{size} B"
+
+
+def cleaning_note(request: web.Request, file: FileView) -> str | None:
+    """What cleaning did to a file, for the caseworker: the outcome and the kinds removed (never
+    the values: those are what the whistleblower asked to keep from them)."""
+    if file.cleaning is None:
+        return None
+    kinds = list(dict.fromkeys(translate(request, KIND_LABEL[f.kind]) for f in file.cleaning.found))
+    note = translate(request, STAFF_OUTCOME_TEXT[file.cleaning.outcome])
+    if kinds and file.cleaning.cleaned:
+        note += " (" + translate(request, N_("removed: %(kinds)s"), kinds=", ".join(kinds)) + ")"
+    return note
 
 
 # --- the list ----------------------------------------------------------------------------------
@@ -78,13 +92,19 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "status_label": labels.status(request, view.report.status),
         "status_options": labels.statuses(request, casework.SETTABLE_STATUSES),
         "filesize": lambda size: filesize(request, size),
+        "cleaning_note": lambda file: cleaning_note(request, file),
         "max_retention": casework.MAX_RETENTION_DAYS,
         "max_files": services(request).config.max_files_per_submission,
         "default_lang": services(request).config.default_language,
     }, section="reports")
 
 
-async def download(request: web.Request) -> web.StreamResponse:
+async def download_original(request: web.Request) -> web.StreamResponse:
+    """The original of a cleaned file, kept as evidence: a separate link and audit action."""
+    return await download(request, original=True)
+
+
+async def download(request: web.Request, *, original: bool = False) -> web.StreamResponse:
     """Decrypt and stream a file chunk by chunk (each chunk opened in a worker thread).
 
     Chunked transfer, no Content-Length: should a later chunk fail authentication, the
@@ -96,7 +116,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     file_id = forms.hex_id(request.match_info["file_id"])
     svc = services(request)
     opened = await casework.open_download(store=svc.store, blobs=svc.blobs, session=staff.account,
-                                          report_id=report_id, file_id=file_id)
+                                          report_id=report_id, file_id=file_id, original=original)
     chunks: Iterator[bytes] = opened.chunks
     try:
         chunk = await asyncio.to_thread(next, chunks, None)  # a missing or damaged blob fails here, before headers
@@ -139,7 +159,7 @@ async def reply(request: web.Request) -> web.StreamResponse:
             await staged.discard()
             raise
         await casework.post_reply(store=svc.store, session=staff.account, report_id=report_id, text=form.text,
-                                  staged=staged, gives_feedback=form.gives_feedback)
+                                  staged=staged, gives_feedback=form.gives_feedback, cleaner=svc.cleaner)
     except casework.EmptyText:
         staff.flash("error", N_("Write a reply or choose a file before sending."))
         raise web.HTTPSeeOther(_report_url(request, report_id, "reply")) from None

@@ -42,6 +42,7 @@ AUDIT_LABELS: Mapping[str, str] = {
     casework.RETENTION_CHANGED: N_("Set the retention to %(value)s days"),
     casework.DELETED: N_("Deleted the report"),
     casework.FILE_DOWNLOADED: N_("Downloaded a file"),
+    casework.ORIGINAL_OPENED: N_("Opened the original of a file, with its hidden information"),
     casework.PASSPHRASE_CHANGED: N_("Changed their passphrase"),
     casework.TOTP_ENABLED: N_("Turned on two-step login"),
     casework.TOTP_DISABLED: N_("Turned off two-step login"),

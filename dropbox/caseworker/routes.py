@@ -88,6 +88,8 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_get(localized("/reports/{report_id}"), cases.report_page, name="report")
     # No HEAD: it would decrypt (and audit) a download whose body aiohttp then sends anyway.
     r.add_get(localized("/reports/{report_id}/files/{file_id}"), cases.download, name="file", allow_head=False)
+    r.add_get(localized("/reports/{report_id}/files/{file_id}/original"), cases.download_original,
+              name="file_original", allow_head=False)
     r.add_post(localized("/reports/{report_id}/reply"), cases.reply, name="reply")
     r.add_post(localized("/reports/{report_id}/notes"), cases.add_note, name="note")
     r.add_post(localized("/reports/{report_id}/status"), cases.change_status, name="status")

@@ -6,12 +6,14 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import web
 from babel.dates import format_date
 from babel.numbers import format_decimal
 
+from dropbox.cleaning import KIND_LABEL, MAX_LISTED, OUTCOME_TEXT, FileCleaning
 from dropbox.i18n import N_, translate
 from dropbox.whistleblower.forms import clean_filename
 
@@ -81,3 +83,30 @@ def content_disposition(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", cleaned.translate(_LETTERS)).encode("ascii", "ignore").decode("ascii")
     ascii_name = re.sub(r"[^A-Za-z0-9._ ()-]+", "_", ascii_name).strip(" ._") or "file"
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+
+
+@dataclass(frozen=True)
+class CleaningLine:
+    """One file's cleaning, in the reader's language: what was found, and what came of it."""
+
+    name: str
+    cleaned: bool
+    outcome: str
+    found: list[str]
+    more: int
+
+
+def cleaning_line(request: web.Request, name: str, result: FileCleaning) -> CleaningLine:
+    """"Author: Jane Doe", "GPS position", "Camera: Pixel 7"; each distinct finding once."""
+    seen: list[str] = []
+    for finding in result.found:
+        label = translate(request, KIND_LABEL[finding.kind])
+        text = f"{label}: {finding.value}" if finding.value else label
+        if text not in seen:
+            seen.append(text)
+    return CleaningLine(name=name, cleaned=result.cleaned, outcome=translate(request, OUTCOME_TEXT[result.outcome]),
+                        found=seen[:MAX_LISTED], more=max(0, len(seen) - MAX_LISTED))
+
+
+def cleaning_lines(request: web.Request, shown: list[tuple[str, FileCleaning]]) -> list[CleaningLine]:
+    return [cleaning_line(request, name, result) for name, result in shown]

@@ -37,6 +37,8 @@ from dropbox.submissions import (
     MailboxView,
     MalformedReceipt,
     WrongReceipt,
+    clean_files,
+    mailbox_channel,
     open_mailbox,
     post_whistleblower_message,
     read_mailbox,
@@ -44,8 +46,10 @@ from dropbox.submissions import (
 from dropbox.throttle import SLOWED_NOTICE
 from dropbox.web import UserError
 from dropbox.whistleblower.display import (
+    CleaningLine,
     babel_locale,
     channel_name,
+    cleaning_line,
     content_disposition,
     format_day,
     format_size,
@@ -166,8 +170,11 @@ async def reply(request: web.Request) -> web.Response:
         if not text.strip() and not parsed.staged.files:
             return await _inbox_page(request, session.payload, reply_text=text, status=400,
                                      problem=translate(request, EMPTY_REPLY))
+        cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=parsed.staged,
+                                    channel_id=await mailbox_channel(store=services.store, access=session.payload),
+                                    wanted=True)
         await post_whistleblower_message(store=services.store, access=session.payload, text=text,
-                                         staged=parsed.staged)
+                                         staged=parsed.staged, cleaned=cleaned)
     except StorageUnavailable as e:
         log.error("the database refused to store a reply (%s)", type(e).__name__)
         return await _inbox_page(request, session.payload, reply_text=text, status=507,
@@ -395,11 +402,13 @@ class _FileLine:
     name: str
     size: str
     url: str | None
+    cleaning: CleaningLine | None = None
 
 
 def _file_lines(request: web.Request, files: list[FileView], lang: str, *, downloadable: bool) -> list[_FileLine]:
     return [_FileLine(name=f.name, size=format_size(f.size, lang),
-                      url=url_for(request, "mailbox_file", file_id=f.id) if downloadable else None)
+                      url=url_for(request, "mailbox_file", file_id=f.id) if downloadable else None,
+                      cleaning=cleaning_line(request, f.name, f.cleaning) if f.cleaning else None)
             for f in files]
 
 

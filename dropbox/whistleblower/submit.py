@@ -39,10 +39,10 @@ from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys, format_receipt
 from dropbox.services import Services
 from dropbox.storage import Channel, StorageUnavailable
-from dropbox.submissions import NoRecipients, UnknownChannel, submit_report
+from dropbox.submissions import NoRecipients, UnknownChannel, clean_files, submit_report
 from dropbox.web import UserError
 from dropbox.whistleblower.confirm import ReceiptTokens, TokenUnusable, typed_matches
-from dropbox.whistleblower.display import babel_locale, channel_name, format_size
+from dropbox.whistleblower.display import CleaningLine, babel_locale, channel_name, cleaning_lines, format_size
 from dropbox.whistleblower.forms import (
     FieldTooLong,
     FormError,
@@ -61,6 +61,10 @@ from dropbox.whistleblower.forms import (
 log = logging.getLogger(__name__)
 
 RECEIPT_TOKENS: web.AppKey[ReceiptTokens] = web.AppKey("whistleblower_receipt_tokens", ReceiptTokens)
+
+#: The checkbox "remove hidden information from my files" (read only where the channel lets the
+#: whistleblower choose; ticked by default).
+CLEAN_FIELD = "clean"
 
 #: Longest channel id accepted from a form or query.
 MAX_CHANNEL_ID_CHARS = 64
@@ -113,7 +117,8 @@ _REFUSED: Mapping[type[Exception], tuple[str, int]] = {
 def submit_spec(config_max_text: int, config_max_field: int) -> FormSpec:
     """The fields of the submission form; answers are `answer_<question id>`."""
     return FormSpec(
-        fields={"channel": MAX_CHANNEL_ID_CHARS, "text": config_max_text, "contact": config_max_field},
+        fields={"channel": MAX_CHANNEL_ID_CHARS, "text": config_max_text, "contact": config_max_field,
+                CLEAN_FIELD: 8},
         prefixed={ANSWER_PREFIX: config_max_field},
         max_prefixed=MAX_QUESTIONS,
     )
@@ -179,9 +184,11 @@ async def submit(request: web.Request) -> web.Response:
                 problems.append(_problem(request, "files", FILES_AGAIN))
             return await _form_page(request, services, channel, fields, problems, 400)
         body = ReportBody(text=text, answers=answers, contact=fields.get("contact", "").strip())
+        cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=parsed.staged,
+                                    channel_id=channel.id, wanted=bool(fields.get(CLEAN_FIELD)))
         receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
                                       channel_id=channel.id, body=body, keys=ReportKeys.generate(),
-                                      staged=parsed.staged, take_receipt=services.receipts.take)
+                                      staged=parsed.staged, take_receipt=services.receipts.take, cleaned=cleaned)
     except (UnknownChannel, NoRecipients, KdfBusy, StorageUnavailable) as e:
         if isinstance(e, NoRecipients):
             log.error("a report was refused: channel %r has no active caseworker", e.args[0])
@@ -196,7 +203,8 @@ async def submit(request: web.Request) -> web.Response:
     finally:
         await parsed.staged.discard()  # a no-op once submit_report has kept the files
     tokens = request.config_dict[RECEIPT_TOKENS]
-    return _receipt_page(request, format_receipt(receipt), tokens.issue(receipt), mismatch=False)
+    return _receipt_page(request, format_receipt(receipt), tokens.issue(receipt), mismatch=False,
+                         cleaning=cleaning_lines(request, cleaned.shown))
 
 
 async def confirm(request: web.Request) -> web.Response:
@@ -218,8 +226,9 @@ async def confirm(request: web.Request) -> web.Response:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _receipt_page(request: web.Request, receipt: str, token: str, *, mismatch: bool) -> web.Response:
-    context = {"receipt": receipt, "token": token,
+def _receipt_page(request: web.Request, receipt: str, token: str, *, mismatch: bool,
+                  cleaning: list[CleaningLine] | None = None) -> web.Response:
+    context = {"receipt": receipt, "token": token, "cleaning": cleaning or [],
                "error": translate(request, RECEIPT_MISMATCH) if mismatch else None}
     return render(request, "whistleblower/receipt.html", context, 400 if mismatch else 200)
 

@@ -1,0 +1,124 @@
+"""What cleaning leaves on disk: no plaintext anywhere (a canary scan), and migration 6 carrying an
+existing install forward."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiosqlite
+
+from dropbox.cleaning import Cleaner, CleaningSettings, Outcome
+from dropbox.config import MiB
+from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION, Store
+from tests.caseworker_fixtures import new_install, serve_site
+from tests.metadata_files import BUILDERS
+from tests.test_cleaning import LIMITS
+from tests.test_cleaning_flow import downloads, only_report_url
+from tests.web_fixtures import AiohttpClient
+from tests.whistleblower_fixtures import open_site, report_form
+
+#: Files larger than this are skipped by the scan: a leaked copy of the small test files would not be.
+SCAN_MAX_BYTES = 64 * MiB
+
+
+def _files_under(*roots: Path) -> Iterator[Path]:
+    for root in roots:
+        for folder, _dirs, names in os.walk(root, onerror=lambda _e: None):
+            for name in names:
+                path = Path(folder) / name
+                try:
+                    if path.is_file() and not path.is_symlink() and path.stat().st_size <= SCAN_MAX_BYTES:
+                        yield path
+                except OSError:
+                    continue
+
+
+def disk_holding(canary: bytes, *roots: Path) -> list[Path]:
+    """Every regular file under `roots` whose bytes contain `canary`."""
+    found = []
+    for path in _files_under(*roots):
+        try:
+            if canary in path.read_bytes():
+                found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+def _canary_pdf(tmp_path: Path, canary: str) -> bytes:
+    """The test PDF with the canary for its author (same length, so the PDF's offsets hold)."""
+    _, data, planted = BUILDERS["pdf"](tmp_path)
+    return data.replace(planted[0].encode(), canary.encode().ljust(len(planted[0]), b" "))
+
+
+HOST_TEMP = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm")]  # noqa: S108 - scanned, not used
+
+
+async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path: Path) -> None:
+    # Given a file carrying a canary that exists nowhere else (its bytes are built in memory only)
+    canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
+    data = _canary_pdf(tmp_path / "build", canary)
+    assert canary.encode() in data
+    assert not disk_holding(canary.encode(), *HOST_TEMP)
+    cleaner = Cleaner(CleaningSettings(max_bytes=32 * MiB, concurrency=1, limits=LIMITS))
+    seen_during: list[list[Path]] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        yield data
+
+    async def sink(_chunk: bytes) -> None:
+        # When the sandbox is streaming the cleaned copy back (input and output still on its tmpfs),
+        # Then no file on the host's temporary folders holds the plaintext
+        if not seen_during:
+            seen_during.append(disk_holding(canary.encode(), *HOST_TEMP))
+
+    result = await cleaner.clean(name="budget.pdf", size=len(data), source=source, sink=sink)
+    assert result.outcome is Outcome.CLEANED
+    assert seen_during == [[]]
+
+
+async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohttp_client: AiohttpClient,
+                                                                          tmp_path: Path) -> None:
+    # Given an install, and a report with files carrying a canary in their content and metadata
+    config = await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
+    canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
+    files = {"budget.pdf": _canary_pdf(tmp_path / "build", canary), "notes.txt": f"body {canary}\n".encode()}
+    async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
+        response = await site.client.post("/en/submit", data=report_form("x", files=files))
+        assert response.status == 200
+        # When the caseworker downloads them (the text file's content is the canary: it must arrive)
+        got = await downloads(staff, await only_report_url(staff))
+        assert canary.encode() in got["notes.txt"]
+        # Then neither the data folder (database, WAL) nor the host's temporary folders hold it
+        assert disk_holding(canary.encode(), config.data_dir, *HOST_TEMP) == []
+
+
+async def test_migration_6_gives_existing_channels_the_default_policy(tmp_path: Path) -> None:
+    # Given a database at schema 5 with a channel
+    db_path = tmp_path / "old.sqlite3"
+    async with aiosqlite.connect(db_path, isolation_level=None) as db:
+        for n in range(1, 6):
+            migration = _MIGRATIONS[n]
+            if isinstance(migration, str):
+                await db.executescript(migration)
+            else:
+                await migration(db)
+        await db.execute("PRAGMA user_version = 5")
+        await db.execute("INSERT INTO channels (id, name, retention_days, is_default) VALUES ('c', 'C', 30, 1)")
+    # When it is opened with migration allowed
+    store = await Store.open(db_path, migrate=True)
+    try:
+        channel = await store.channel("c")
+        # Then the channel keeps its data and gets the default policy
+        assert channel.name == "C" and channel.cleaning_policy == "remove"
+    finally:
+        await store.close()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+        assert {"sealed_cleaning", "original_of"} <= columns
