@@ -47,9 +47,10 @@ class Check:
     text: str
 
 
-def write_server_status(config: Config, *, onions: OnionStatus | None) -> None:
-    """Atomically replace DATA/status.json (0600); `onions` None: serving without tor."""
-    state: dict[str, Any] = {"pid": os.getpid(), "onions": None}
+def write_server_status(config: Config, *, onions: OnionStatus | None, cleaning_problem: str | None = None) -> None:
+    """Atomically replace DATA/status.json (0600); `onions` None: serving without tor.
+    `cleaning_problem`: why the metadata cleaning sandbox cannot start in the serving process."""
+    state: dict[str, Any] = {"pid": os.getpid(), "onions": None, "cleaning_problem": cleaning_problem}
     if onions is not None:
         state["onions"] = {"state": onions.state, "detail": onions.detail,
                            "bootstrap_percent": onions.bootstrap_percent,
@@ -75,6 +76,8 @@ def check_all(config: Config, *, settings_problems: list[str]) -> list[Check]:
     checks.append(serving)
     checks.append(_onions(config) if serving.level is Level.OK else
                   Check("onions", Level.FAIL, "not serving, so not published"))
+    if serving.level is Level.OK:
+        checks.append(_cleaning(config))
     checks += [_disk(config), _swap(), _clock()]
     return checks
 
@@ -144,6 +147,19 @@ def _onions(config: Config) -> Check:
         return Check("onions", Level.FAIL, f"not published by tor: {', '.join(missing)} onion ({detail})")
     return Check("onions", Level.OK, f"both descriptors uploaded by tor; {onions.get('authorized_clients')} "
                  "authorized caseworker client(s)")
+
+
+def _cleaning(config: Config) -> Check:
+    """Whether the serving process can start the metadata cleaning sandbox. Asked of the server
+    itself: a service manager's restrictions (namespaces, system calls) apply there, not here."""
+    state = _read_status(config)
+    if state is None:
+        return Check("cleaning", Level.FAIL, "the serving process reports no status")
+    problem = state.get("cleaning_problem")
+    if problem:
+        return Check("cleaning", Level.FAIL, f"the metadata cleaning sandbox cannot start ({problem}): files are "
+                     "kept as sent and flagged as not cleaned; see docs/OPERATIONS.md")
+    return Check("cleaning", Level.OK, "the metadata cleaning sandbox starts")
 
 
 def _disk(config: Config) -> Check:

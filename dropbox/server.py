@@ -101,10 +101,10 @@ async def _serve(services: Services, *, tor: bool, tor_control: str | None) -> N
         background = [asyncio.create_task(_purge_periodically(services))]
         if tor:
             onion = await _start_onion(config, tor_control)
-            background.append(asyncio.create_task(_report_onion_status(config, onion)))
+            background.append(asyncio.create_task(_report_onion_status(config, onion, services.cleaning_problem)))
         else:
             log.info("--no-tor: not publishing onion services")
-            write_server_status(config, onions=None)
+            write_server_status(config, onions=None, cleaning_problem=services.cleaning_problem)
         await _wait_for_stop_signal()
         for task in background:
             task.cancel()
@@ -125,11 +125,11 @@ async def _start_onion(config: Config, tor_control: str | None) -> OnionServices
     return services
 
 
-async def _report_onion_status(config: Config, onion: OnionServices) -> None:
+async def _report_onion_status(config: Config, onion: OnionServices, cleaning_problem: str | None) -> None:
     """Keep DATA/status.json (read by `run.py status`) in step with every onion status change."""
     while True:
         seen = onion.status
-        write_server_status(config, onions=seen)
+        write_server_status(config, onions=seen, cleaning_problem=cleaning_problem)
         with contextlib.suppress(TimeoutError):
             await onion.wait_for(lambda status, seen=seen: status is not seen, timeout=3600)  # type: ignore[misc]
 

@@ -43,6 +43,9 @@ class Services:
     install: Install
     #: The one gate to the metadata cleaning sandbox (bounded concurrency, see cleaning.py).
     cleaner: Cleaner
+    #: Why the cleaning sandbox could not start in this process (None: it starts). `serve` puts it
+    #: in DATA/status.json, so `run.py status` reports it from inside the service's restrictions.
+    cleaning_problem: str | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -65,7 +68,8 @@ class Services:
                 log.error("the metadata cleaning sandbox cannot start (%s): files will be kept as sent, "
                           "flagged as not cleaned", unusable)
             yield cls(config=config, store=store, public_kdf=public_kdf, staff_kdf=staff_kdf, receipts=receipts,
-                      blobs=blobs, install=install, cleaner=Cleaner(settings_from(config)))
+                      blobs=blobs, install=install, cleaner=Cleaner(settings_from(config)),
+                      cleaning_problem=unusable)
         finally:
             if receipts is not None:
                 await receipts.close()

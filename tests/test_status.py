@@ -46,9 +46,26 @@ async def test_serving_healthy_install_exits_0(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert line(done, "serving").startswith("ok") and line(done, "database").startswith("ok")
     assert line(done, "onions").startswith("warn")  # tor_mode off: said, not hidden
+    assert line(done, "cleaning").startswith("ok")
     # and once stopped, it is not serving
     stopped = status(config.data_dir)
     assert stopped.returncode == 1 and line(stopped, "serving").startswith("FAIL")
+
+
+async def test_a_server_that_cannot_start_the_cleaning_sandbox_exits_1(tmp_path: Path) -> None:
+    # Given a server whose environment has no bwrap (as under a service manager that forbids it,
+    # the server itself finds out at start-up; `status`, run by the operator, could not)
+    config, server = await install(tmp_path, tor_mode="off")
+    server.env_changes = {"PATH": str(tmp_path / "no-tools-here")}
+    server.start()
+    try:
+        done = status(config.data_dir)
+    finally:
+        server.stop()
+    # Then status fails on the cleaning line and says what happens to files meanwhile
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert line(done, "serving").startswith("ok")
+    assert line(done, "cleaning").startswith("FAIL") and "kept as sent" in line(done, "cleaning")
 
 
 @dataclass
