@@ -228,6 +228,8 @@ class StagedFiles:
             self.blobs.in_flight -= 1
             self.blobs.staged_bytes -= self._counted_bytes
             self._counted_bytes = 0
+            if self.blobs.in_flight == 0:
+                self.blobs.no_uploads.set()
 
 
 class _ChunkWriter:
@@ -291,6 +293,9 @@ class BlobStore:
         #: Public uploads in flight, and the bytes they have staged.
         self.in_flight = 0
         self.staged_bytes = 0
+        #: Set while no public upload is in flight (the receipt stock refills only then).
+        self.no_uploads = asyncio.Event()
+        self.no_uploads.set()
         #: Ids of files being staged now: `sweep` must leave their chunks alone.
         self.staging_ids: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -313,6 +318,7 @@ class BlobStore:
                 raise UploadsBusy("uploads in flight")
             self.check_reserve()
             self.in_flight += 1
+            self.no_uploads.clear()
         return StagedFiles(blobs=self, byte_budget=byte_budget, public=public)
 
     def keep_until_done(self, task: asyncio.Task[None]) -> None:

@@ -61,7 +61,8 @@ class Services:
             blobs = BlobStore(store, config)
             await blobs.recover()
             install = await load_install(store)
-            receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock)
+            receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock,
+                                    quiet=blobs.no_uploads.wait)
             receipts.start()
             unusable = await asyncio.to_thread(sandbox_probe)
             if unusable:

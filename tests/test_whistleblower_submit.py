@@ -406,3 +406,34 @@ async def test_a_stalled_upload_holds_no_receipt_and_starts_no_derivation(site: 
     release.set()
     assert RECEIPT_SHAPE.fullmatch(receipt_in(await _page(await post, 200)))
     await until(lambda: services.receipts.ready == config.receipt_stock)
+
+
+async def test_the_receipt_stock_refills_only_once_no_upload_is_in_flight(site: Site) -> None:
+    """No Argon2id working set (256 MiB at production cost) is added while a body streams."""
+    services, config = site.services, site.config
+    await until(lambda: services.receipts.ready == config.receipt_stock)
+    boundary = "slow-upload-boundary"
+    release = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="channel"\r\n\r\ndefault\r\n'
+               f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.bin"\r\n'
+               "Content-Type: application/octet-stream\r\n\r\n").encode() + b"x" * (20 * KiB)
+        await release.wait()
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    # Given an upload whose body is still streaming
+    slow = asyncio.create_task(site.client.post(
+        "/en/submit", data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+    await until(lambda: services.blobs.staged_bytes > 0)
+    derivations = services.public_kdf.started
+    # When another report is handed in meanwhile (it takes a receipt from the stock)
+    assert RECEIPT_SHAPE.fullmatch(receipt_in(await _page(await site.client.post(
+        "/en/submit", data=report_form(text="quick one")), 200)))
+    # Then the stock waits for the streaming body instead of deriving beside it
+    await until(lambda: services.receipts.held_back)
+    assert services.receipts.ready == config.receipt_stock - 1 and services.public_kdf.started == derivations
+    # And once the body has arrived and the upload is over, it fills up again
+    release.set()
+    assert RECEIPT_SHAPE.fullmatch(receipt_in(await _page(await slow, 200)))
+    await until(lambda: services.receipts.ready == config.receipt_stock)
