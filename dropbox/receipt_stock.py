@@ -6,7 +6,8 @@ memory: nothing unissued touches the disk, and a restart simply derives new ones
 takes one after its form is read, never while the body streams, so a stalled upload holds
 nothing of the pool. The stock also waits to refill until no upload is in flight (`quiet`), so
 no Argon2id working set (kdf_mem, 256 MiB) is added to the server's memory while bodies stream;
-under a steady stream of uploads the stock runs down and submissions derive their own. When the stock is empty (a flood keeps the pool busy), the submission
+under a steady stream of uploads the stock runs down and submissions derive their own. When the
+stock is empty (a flood keeps the pool busy, or uploads keep it from refilling), the submission
 derives its own at URGENT priority, ahead of every queued login: it waits for at most the runs
 already under way, not for the queue.
 """

@@ -65,11 +65,6 @@ class CsrfError(SessionError):
     """A POST carried no CSRF token, or not the one of its session (forged, or a stale form)."""
 
 
-class SessionLimitReached(SessionError):
-    """Not raised by this store any more (a full store evicts its least recently used session);
-    kept because the error middleware and the login views of other branches still name it."""
-
-
 @dataclass(eq=False)
 class Session(Generic[P]):
     """One live session. Secrets are kept out of repr so they never reach a log line."""

@@ -30,7 +30,7 @@ from aiohttp.typedefs import Handler
 from dropbox.blobs import DiskLow, StorageFull, UploadsBusy
 from dropbox.events import REQUEST_TALLY, install_diversion
 from dropbox.i18n import N_, render, translate
-from dropbox.sessions import CsrfError, SessionLimitReached
+from dropbox.sessions import CsrfError
 from dropbox.storage import StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -252,8 +252,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_page(request, exc.status, message=exc.message, headers=exc.headers)
     except CsrfError:
         return error_page(request, 403, title=CSRF_TITLE, message=CSRF_MESSAGE)
-    except SessionLimitReached:
-        return error_page(request, 503)
     except (UploadsBusy, DiskLow):
         return error_page(request, 503, headers={"Retry-After": "60"})
     except (StorageFull, StorageUnavailable):

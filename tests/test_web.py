@@ -13,8 +13,8 @@ import pytest
 from aiohttp import ClientPayloadError, web
 
 from dropbox.appkeys import EVENTS, LANDING_PAGES, AppKind
+from dropbox.blobs import UploadsBusy
 from dropbox.i18n import LOCALE_DIR, PACKAGE_DIR, TEMPLATE_DIR, localized
-from dropbox.sessions import SessionLimitReached
 from dropbox.web import (
     SESSION_CACHE_CONTROL,
     ClientDataFilter,
@@ -64,7 +64,7 @@ async def _see_other(request: web.Request) -> web.Response:
 
 
 async def _store_full(request: web.Request) -> web.Response:
-    raise SessionLimitReached("full")
+    raise UploadsBusy("full")
 
 
 async def _streamed(request: web.Request) -> web.StreamResponse:

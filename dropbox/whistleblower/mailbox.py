@@ -30,7 +30,7 @@ from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import InvalidQuestions, parse_questions
 from dropbox.reports import FileView, MessageView, open_file_key, open_file_name, open_file_size
 from dropbox.sealing import TamperedData
-from dropbox.sessions import CSRF_FIELD, Session, SessionLimitReached, SessionStore
+from dropbox.sessions import CSRF_FIELD, Session, SessionStore
 from dropbox.storage import NotFound, StorageUnavailable
 from dropbox.submissions import (
     MailboxAccess,
@@ -132,11 +132,7 @@ async def login(request: web.Request) -> web.Response:
         raise UserError(503, BUSY, headers={"Retry-After": "60"}) from None
     payload = MailboxSession(report_id=access.report_id, key=bytearray(access.key))
     access.wipe()
-    try:
-        _sessions(request).create(request, payload, group=payload.report_id)
-    except SessionLimitReached:
-        payload.wipe()
-        raise
+    _sessions(request).create(request, payload, group=payload.report_id)
     raise web.HTTPSeeOther(url_for(request, "mailbox_inbox"))
 
 
