@@ -49,7 +49,9 @@ _COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Wipeable(Protocol):
-    """A session payload. `wipe()` zeroes key material best-effort before the payload is dropped."""
+    """A session payload. `wipe()` runs when the session ends: it zeroes key material the payload
+    holds in a buffer of its own (the mailbox's report key) and drops references to the rest
+    (a caseworker's PyNaCl key, which Python cannot zero; see docs/SECURITY.md)."""
 
     def wipe(self) -> None: ...
 
