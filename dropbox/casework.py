@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dropbox import accounts, totp
+from dropbox import accounts, retention, totp
 from dropbox.accounts import CaseworkerSession, LoginFailed
 from dropbox.blobs import BlobStore, StagedFiles, new_id
 from dropbox.channels import questions_of
@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 ACK_DAYS = 7
 FEEDBACK_MONTHS = 3
-#: Longest retention a caseworker may set on one report (ten years).
+#: Longest retention a caseworker may set on one report (ten years; a country profile may cap it lower).
 MAX_RETENTION_DAYS = 3650
 PAGE_SIZE = 50
 #: Statuses a caseworker may set; "new" is only ever the state of a report nobody has opened.
@@ -110,6 +110,8 @@ ACKNOWLEDGED = "acknowledged"
 FEEDBACK_GIVEN = "feedback_given"
 GRANTED = "granted"
 RETENTION_CHANGED = "retention_changed"
+LEGAL_HOLD_SET = "legal_hold_set"
+LEGAL_HOLD_LIFTED = "legal_hold_lifted"
 DELETED = "deleted"
 FILE_DOWNLOADED = "file_downloaded"
 
@@ -272,6 +274,8 @@ class ReportFilter:
 class ListedReport:
     summary: ReportSummary
     deadlines: Deadlines
+    #: Closed, not held, and deleted within retention.DUE_SOON_DAYS.
+    deletion_due: bool
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,8 @@ class ReportPage:
     pages: int
     ack_overdue: int
     feedback_overdue: int
+    #: Of all the caseworker's reports, how many are deleted within retention.DUE_SOON_DAYS.
+    deletion_due: int
 
 
 async def list_reports(*, store: Store, session: CaseworkerSession, filters: ReportFilter,
@@ -290,18 +296,20 @@ async def list_reports(*, store: Store, session: CaseworkerSession, filters: Rep
     if filters.status is not None and filters.status not in STATUSES or filters.sort not in SORTS:
         raise InvalidChoice()
     day = on or today()
-    cuts = {"ack_cut": ack_cut(day).isoformat(), "feedback_cut": feedback_cut(day).isoformat()}
+    cuts = {"ack_cut": ack_cut(day).isoformat(), "feedback_cut": feedback_cut(day).isoformat(),
+            "deletion_cut": retention.deletion_cut(day)}
     page = max(1, filters.page)
-    summaries, total, ack_overdue, feedback_overdue = await store.caseworker_report_page(
+    summaries, total, ack_overdue, feedback_overdue, deletion_due = await store.caseworker_report_page(
         caseworker_id=session.caseworker.id, status=filters.status, channel_id=filters.channel_id,
         overdue_only=filters.overdue_only, sort=filters.sort, limit=page_size, offset=(page - 1) * page_size,
         **cuts,
     )
     rows = [ListedReport(summary=s, deadlines=deadlines(received=s.received_day, acknowledged=s.acknowledged_day,
-                                                        feedback=s.feedback_day, status=s.status, on=day))
+                                                        feedback=s.feedback_day, status=s.status, on=day),
+                        deletion_due=retention.due_soon(s.status, s.legal_hold, s.expires_day, on=day))
             for s in summaries]
     return ReportPage(rows=rows, total=total, page=page, pages=max(1, -(-total // page_size)),
-                      ack_overdue=ack_overdue, feedback_overdue=feedback_overdue)
+                      ack_overdue=ack_overdue, feedback_overdue=feedback_overdue, deletion_due=deletion_due)
 
 
 # --- reading a report --------------------------------------------------------------------------
@@ -418,13 +426,10 @@ async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSe
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _expiry(day: dt.date, retention_days: int) -> str:
-    return (day + dt.timedelta(days=retention_days)).isoformat()
-
-
-def _activity(report: Report, day: dt.date) -> dict[str, str]:
-    """A caseworker's action is activity: retention counts again from today."""
-    return {"last_activity_day": day.isoformat(), "expires_day": _expiry(day, report.retention_days)}
+def _activity(day: dt.date) -> dict[str, str]:
+    """A caseworker's action is activity. It no longer moves the deletion day: retention counts
+    from closing (retention.py), so activity neither deletes an open case nor keeps a closed one."""
+    return {"last_activity_day": day.isoformat()}
 
 
 async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str, text: str,
@@ -442,7 +447,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
         day = today()
         message = Message(id=message_id, report_id=report.id, seq=0, author="caseworker",
                           caseworker_id=session.caseworker.id, sealed_body=b"", sent_day=day.isoformat(), read=False)
-        activity = _activity(report, day)
+        activity = _activity(day)
         if report.acknowledged_day is None:
             activity["acknowledged_day"] = day.isoformat()
         if gives_feedback and report.feedback_day is None:
@@ -477,20 +482,25 @@ async def add_note(*, store: Store, session: CaseworkerSession, report_id: str, 
                               sealed_body=seal_note(text, staff_key=keys.staff_key, report_id=report.id,
                                                     note_id=note_id, caseworker_id=session.caseworker.id),
                               written_day=day.isoformat()))
-    await store.update_report(report.id, **_activity(report, day))
+    await store.update_report(report.id, **_activity(day))
     await _audit(store, session, NOTE_ADDED, report.id)
     return note_id
 
 
-async def set_status(*, store: Store, session: CaseworkerSession, report_id: str, status: str) -> bool:
-    """Move a report to opened, in progress or closed. True if it changed."""
+async def set_status(*, store: Store, session: CaseworkerSession, report_id: str, status: str,
+                     max_retention_days: int = MAX_RETENTION_DAYS) -> bool:
+    """Move a report to opened, in progress or closed. True if it changed. Closing starts the
+    deletion clock (capped by the country profile's `max_retention_days`); reopening stops it."""
     await _keys(store, session, report_id)
     if status not in SETTABLE_STATUSES:
         raise InvalidChoice()
     report = await _report(store, report_id)
     if report.status == status:
         return False
-    await store.update_report(report.id, status=status, **_activity(report, today()))
+    day = today()
+    clock = (retention.on_close(report, day, max_days=max_retention_days) if status == "closed"
+             else retention.on_reopen() if report.status == "closed" else {})
+    await store.update_report(report.id, status=status, **_activity(day), **clock)
     await _audit(store, session, STATUS_CHANGED, report.id, status)
     return True
 
@@ -525,20 +535,37 @@ async def grant(*, store: Store, session: CaseworkerSession, report_id: str, gra
     return added
 
 
-async def set_retention(*, store: Store, session: CaseworkerSession, report_id: str, days: int) -> str:
-    """Keep the report `days` after its last activity (from today on). Returns the new expiry day.
+async def set_retention(*, store: Store, session: CaseworkerSession, report_id: str, days: int,
+                        max_retention_days: int = MAX_RETENTION_DAYS) -> str | None:
+    """Keep the report `days` after it is closed (at most the country profile's cap). Returns the
+    deletion day of a closed report, None for an open one (it is kept while open).
 
-    A shorter period may put the expiry in the past; the next retention purge then deletes it.
+    A shorter period may put a closed report's deletion day in the past; the next purge deletes it.
     """
     await _keys(store, session, report_id)
-    if not 1 <= days <= MAX_RETENTION_DAYS:
+    if not 1 <= days <= min(MAX_RETENTION_DAYS, max_retention_days):
         raise InvalidChoice()
-    day = today()
-    expires = _expiry(day, days)
-    await store.update_report(report_id, retention_days=days, expires_day=expires,
-                              last_activity_day=day.isoformat())
+    report = await _report(store, report_id)
+    changes: dict[str, str | int | None] = {"retention_days": days, **_activity(today())}
+    expires = None
+    if report.status == "closed" and report.closed_day:
+        expires = retention.deletion_day(dt.date.fromisoformat(report.closed_day), days, max_days=max_retention_days)
+        changes["expires_day"] = expires
+    await store.update_report(report_id, **changes)
     await _audit(store, session, RETENTION_CHANGED, report_id, str(days))
     return expires
+
+
+async def set_legal_hold(*, store: Store, session: CaseworkerSession, report_id: str, hold: bool) -> bool:
+    """Put a legal hold on a report (no automatic deletion, whatever its state) or lift it.
+    True if it changed. A caseworker can still delete a held report by hand, deliberately."""
+    await _keys(store, session, report_id)
+    report = await _report(store, report_id)
+    if report.legal_hold == hold:
+        return False
+    await store.update_report(report_id, legal_hold=int(hold))
+    await _audit(store, session, LEGAL_HOLD_SET if hold else LEGAL_HOLD_LIFTED, report_id)
+    return True
 
 
 async def delete_report(*, store: Store, session: CaseworkerSession, report_id: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
 #: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
@@ -173,6 +173,23 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
         requested_day TEXT NOT NULL,
         UNIQUE (channel_id, caseworker_id)
     );
+    """,
+    # 6 is reserved for the metadata helper's migration (an empty placeholder on this branch).
+    6: "",
+    # 7 (legal). Retention by state (docs/LEGAL.md): open reports are never deleted
+    # automatically; a closed one is deleted `retention_days` after `closed_day` (that day is
+    # `expires_day`), unless a caseworker put a legal hold on it. Closed reports of an existing
+    # install count as closed on their last activity, the day the old rule counted from, and are
+    # kept at least 14 days past the upgrade, so the upgrade itself deletes nothing and each shows
+    # on the list as due for deletion first. Open ones simply stop expiring.
+    7: """
+    ALTER TABLE reports ADD COLUMN closed_day TEXT;
+    ALTER TABLE reports ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1));
+    UPDATE reports SET closed_day = last_activity_day, expires_day = max(expires_day, date('now', '+14 days'))
+        WHERE status = 'closed';
+    DROP INDEX reports_listing;
+    CREATE INDEX reports_listing ON reports
+        (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day, legal_hold);
     """,
 }
 
@@ -349,6 +366,11 @@ class Report:
     whistleblower_seen_day: str | None
     whistleblower_key: bytes
     sealed_body: bytes
+    #: The day it was last closed (None while open): a closed report is deleted `retention_days`
+    #: later (expires_day), an open one never automatically.
+    closed_day: str | None = None
+    #: A legal hold blocks every automatic deletion, whatever the state.
+    legal_hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -362,6 +384,7 @@ class ReportSummary:
     acknowledged_day: str | None
     feedback_day: str | None
     expires_day: str
+    legal_hold: bool
     unread: int
 
 
@@ -845,7 +868,9 @@ class Store:
         return row is not None and int(row[0]) == 0
 
     async def expired_reports(self, *, today: dt.date) -> list[str]:
-        rows = await self._all("SELECT id FROM reports WHERE expires_day < ?", (_day(today),))
+        """Closed reports without a legal hold whose deletion day is before `today`."""
+        rows = await self._all("SELECT id FROM reports WHERE status = 'closed' AND legal_hold = 0"
+                               " AND expires_day < ?", (_day(today),))
         return [r[0] for r in rows]
 
     # messages, notes, files ----------------------------------------------------------------
@@ -979,6 +1004,8 @@ class Store:
     #: Overdue conditions (parameter: the cut-off day from casework.ack_cut / feedback_cut).
     _ACK_OVERDUE = "(r.status != 'closed' AND r.acknowledged_day IS NULL AND r.received_day < ?)"
     _FEEDBACK_OVERDUE = "(r.status != 'closed' AND r.feedback_day IS NULL AND r.received_day < ?)"
+    #: Closed, not held, and deleted before the given day (retention.py: due for deletion soon).
+    _DELETION_DUE = "(r.status = 'closed' AND r.legal_hold = 0 AND r.expires_day < ?)"
     #: ORDER BY per sort, for the table alias `{t}`.
     _REPORT_SORTS: ClassVar[dict[str, str]] = {
         "newest": "{t}.received_day DESC, {t}.id DESC",
@@ -995,12 +1022,13 @@ class Store:
     }
 
     async def caseworker_report_page(
-        self, *, caseworker_id: str, ack_cut: str, feedback_cut: str, status: str | None = None,
-        channel_id: str | None = None, overdue_only: bool = False, sort: str = "newest",
-        limit: int = 50, offset: int = 0,
-    ) -> tuple[list[ReportSummary], int, int, int]:
-        """One page of the reports granted to a caseworker; how many match the filters; and how
-        many of all their reports are past the acknowledgement and the feedback deadline.
+        self, *, caseworker_id: str, ack_cut: str, feedback_cut: str, deletion_cut: str,
+        status: str | None = None, channel_id: str | None = None, overdue_only: bool = False,
+        sort: str = "newest", limit: int = 50, offset: int = 0,
+    ) -> tuple[list[ReportSummary], int, int, int, int]:
+        """One page of the reports granted to a caseworker; how many match the filters; how
+        many of all their reports are past the acknowledgement and the feedback deadline; and how
+        many are due for deletion before `deletion_cut`.
 
         `ack_cut` / `feedback_cut`: reports received before these days and not yet acknowledged /
         given feedback are overdue (casework.py computes them). `sort` is "newest", "oldest" or
@@ -1026,10 +1054,11 @@ class Store:
         matches = " AND ".join(conditions) or "1"
         counts = await self._one(
             f"SELECT coalesce(sum(CASE WHEN {matches} THEN 1 ELSE 0 END), 0),"  # noqa: S608
-            f" coalesce(sum({self._ACK_OVERDUE}), 0), coalesce(sum({self._FEEDBACK_OVERDUE}), 0)"
+            f" coalesce(sum({self._ACK_OVERDUE}), 0), coalesce(sum({self._FEEDBACK_OVERDUE}), 0),"
+            f" coalesce(sum({self._DELETION_DUE}), 0)"
             " FROM reports r INDEXED BY reports_listing JOIN report_grants g ON g.report_id = r.id"
             " WHERE g.caseworker_id = ?",
-            (*params, ack_cut, feedback_cut, caseworker_id),
+            (*params, ack_cut, feedback_cut, deletion_cut, caseworker_id),
         )
         # The page is chosen first and only its rows get the unread count: counting for every
         # granted report before sorting would run the subquery 10,000 times for 50 rows.
@@ -1039,15 +1068,15 @@ class Store:
             "SELECT p.*, (SELECT count(*) FROM messages m WHERE m.report_id = p.id"  # noqa: S608
             "   AND m.author = 'whistleblower' AND m.read = 0) AS unread FROM ("
             "SELECT r.id, r.channel_id, r.status, r.received_day, r.acknowledged_day, r.feedback_day,"
-            " r.expires_day"
+            " r.expires_day, r.legal_hold"
             " FROM reports r INDEXED BY reports_listing JOIN report_grants g ON g.report_id = r.id"
             f" WHERE g.caseworker_id = ? AND {matches}"
             f" ORDER BY {inner_order} LIMIT ? OFFSET ?) p"
             f" ORDER BY {outer_order}"
         )
         rows = await self._all(query, (caseworker_id, *params, *order_params, limit, offset, *order_params))
-        total, ack_overdue, feedback_overdue = (int(v) for v in counts) if counts else (0, 0, 0)
-        return [_row(ReportSummary, r) for r in rows], total, ack_overdue, feedback_overdue
+        total, ack_overdue, feedback_overdue, deletion_due = (int(v) for v in counts) if counts else (0, 0, 0, 0)
+        return [_row(ReportSummary, r) for r in rows], total, ack_overdue, feedback_overdue, deletion_due
 
     async def advance_status(self, report_id: str, *, to: str, only_from: Sequence[str]) -> bool:
         """Set the status only if it is one of `only_from` (atomic); True if it changed."""
@@ -1112,9 +1141,10 @@ class Store:
             members.setdefault(row[0], set()).add(row[1])
         return members
 
-    async def notice_tokens(self) -> list[tuple[str, str, str]]:
+    async def notice_tokens(self, *, deletion_cut: str) -> list[tuple[str, str, str]]:
         """(caseworker id, e-mail, token) for everything waiting for an active caseworker with an
-        address: a token per new report and per unread whistleblower message."""
+        address: a token per new report, per unread whistleblower message, and per closed report
+        without a legal hold that is deleted before `deletion_cut`."""
         rows = await self._all(
             "SELECT c.id, c.email, 'report:' || r.id FROM caseworkers c"
             " JOIN report_grants g ON g.caseworker_id = c.id JOIN reports r ON r.id = g.report_id"
@@ -1124,6 +1154,12 @@ class Store:
             " JOIN report_grants g ON g.caseworker_id = c.id"
             " JOIN messages m ON m.report_id = g.report_id"
             " WHERE c.disabled = 0 AND coalesce(c.email, '') != '' AND m.author = 'whistleblower' AND m.read = 0"
+            " UNION ALL"
+            " SELECT c.id, c.email, 'deletion:' || r.id FROM caseworkers c"
+            " JOIN report_grants g ON g.caseworker_id = c.id JOIN reports r ON r.id = g.report_id"
+            " WHERE c.disabled = 0 AND coalesce(c.email, '') != '' AND r.status = 'closed' AND r.legal_hold = 0"
+            " AND r.expires_day < ?",
+            (deletion_cut,),
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
@@ -1133,7 +1169,7 @@ _CASEWORKER_FIELDS = frozenset(
 )
 _REPORT_FIELDS = frozenset(
     {"status", "acknowledged_day", "feedback_day", "whistleblower_seen_day", "retention_days", "expires_day",
-     "last_activity_day"}
+     "last_activity_day", "closed_day", "legal_hold"}
 )
 
 
@@ -1156,7 +1192,9 @@ async def _update_row(db: aiosqlite.Connection, table: str, row_id: str, fields:
 def _report(row: aiosqlite.Row | None) -> Report:
     if row is None:
         raise NotFound("report")
-    return Report(**{k: row[k] for k in row.keys() if k not in _RECEIPT_COLUMNS})  # noqa: SIM118 (a Row iterates values)
+    fields = {k: row[k] for k in row.keys() if k not in _RECEIPT_COLUMNS}  # noqa: SIM118 (a Row iterates values)
+    fields["legal_hold"] = bool(fields.get("legal_hold", 0))
+    return Report(**fields)  # noqa: SIM118 (a Row iterates values)
 
 
 #: How a receipt finds its report; only the receipt login reads them, never a Report.

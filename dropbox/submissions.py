@@ -112,6 +112,8 @@ class MailboxView:
 
 
 def expiry(day: dt.date, retention_days: int) -> str:
+    """A new report's deletion day as if it were closed on `day`: the column is never empty, but it
+    only counts once the report is closed (retention.py recomputes it then from the closing day)."""
     return (day + dt.timedelta(days=retention_days)).isoformat()
 
 
@@ -235,7 +237,8 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
 async def post_whistleblower_message(
     *, store: Store, access: MailboxAccess, text: str, staged: StagedFiles
 ) -> str:
-    """A reply from the whistleblower, with files; extends the report's retention."""
+    """A reply from the whistleblower, with files. It is activity, but it does not move the deletion
+    day: retention counts from the report's closing (retention.py)."""
     try:
         await staged.settle()
         report = await store.report(access.report_id)
@@ -246,7 +249,7 @@ async def post_whistleblower_message(
         files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id, message_id=message_id)
         await store.add_message(message, files=files, seal_body=message_sealer(
             text, report_key=access.report_key, report_id=report.id, message_id=message_id, author="whistleblower"),
-            activity={"last_activity_day": day.isoformat(), "expires_day": expiry(day, report.retention_days)})
+            activity={"last_activity_day": day.isoformat()})
     except BaseException:
         await staged.discard()
         raise

@@ -15,7 +15,6 @@ from typing import TextIO
 
 from dropbox import accounts
 from dropbox.backup import BackupError, RestoreError, create_backup, needs_migration_after_restore, restore_backup
-from dropbox.blobs import BlobStore
 from dropbox.channels import join_channels
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
@@ -231,7 +230,7 @@ async def caseworker_grant(config: Config, *, name: str, by: str, passphrase_std
 
 async def purge(config: Config) -> int:
     async with _opened(config) as (store, _):
-        count = await purge_expired(store=store, blobs=BlobStore(config))
+        count = await purge_expired(store=store)
     print(f"Purged {count} expired report(s).")
     return OK
 

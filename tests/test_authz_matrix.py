@@ -92,6 +92,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/{lang}/reports/{report_id}/deadline"): Expect(REPORT, form={"deadline": "acknowledgement"}),
     ("POST", "/{lang}/reports/{report_id}/grant"): Expect(REPORT, form={"caseworker": "{other_id}"}),
     ("POST", "/{lang}/reports/{report_id}/retention"): Expect(REPORT, form={"days": "30"}),
+    ("POST", "/{lang}/reports/{report_id}/hold"): Expect(REPORT, form={"hold": "1"}),
     ("GET", "/{lang}/reports/{report_id}/delete"): Expect(REPORT),
     ("POST", "/{lang}/reports/{report_id}/delete"): Expect(REPORT, form={"confirm": "on"}),
     ("GET", "/{lang}/settings"): Expect(SELF),

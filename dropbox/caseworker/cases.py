@@ -19,6 +19,7 @@ from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.i18n import N_, request_language, url_for
+from dropbox.retention import max_retention_days
 from dropbox.web import UserError
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "status_label": labels.status(request, view.report.status),
         "status_options": labels.statuses(request, casework.SETTABLE_STATUSES),
         "filesize": lambda size: filesize(request, size),
-        "max_retention": casework.MAX_RETENTION_DAYS,
+        "max_retention": max_retention_days(services(request).config),
         "max_files": services(request).config.max_files_per_submission,
         "default_lang": services(request).config.default_language,
     }, section="reports")
@@ -174,7 +175,8 @@ async def change_status(request: web.Request) -> web.StreamResponse:
     status = forms.text(form, "status", max_chars=20)
     try:
         changed = await casework.set_status(store=services(request).store, session=staff.account,
-                                            report_id=report_id, status=status)
+                                            report_id=report_id, status=status,
+                                            max_retention_days=max_retention_days(services(request).config))
     except casework.InvalidChoice as e:
         raise UserError(400, forms.BAD_FORM) from e
     if changed:
@@ -211,14 +213,31 @@ async def grant(request: web.Request) -> web.StreamResponse:
 async def set_retention(request: web.Request) -> web.StreamResponse:
     staff, form, report_id = await _action(request)
     days = forms.integer(form, "days")
+    most = max_retention_days(services(request).config)
     try:
         expires = await casework.set_retention(store=services(request).store, session=staff.account,
-                                               report_id=report_id, days=days or 0)
+                                               report_id=report_id, days=days or 0, max_retention_days=most)
     except casework.InvalidChoice:
-        staff.flash("error", N_("Enter a number of days between 1 and 3650."))
+        staff.flash("error", N_("Enter a number of days between 1 and %(most)s."), most=str(most))
     else:
-        staff.flash("notice", N_("The report will be deleted on %(day)s unless there is new activity."),
-                    day=expires)
+        if expires is None:
+            staff.flash("notice", N_("The report is kept while it is open, and %(days)s days after it is closed."),
+                        days=str(days))
+        else:
+            staff.flash("notice", N_("The report will be deleted on %(day)s."), day=expires)
+    raise web.HTTPSeeOther(_report_url(request, report_id, "retention"))
+
+
+async def legal_hold(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    hold = forms.text(form, "hold", max_chars=1)
+    if hold not in ("0", "1"):
+        raise UserError(400, forms.BAD_FORM)
+    changed = await casework.set_legal_hold(store=services(request).store, session=staff.account,
+                                            report_id=report_id, hold=hold == "1")
+    if changed:
+        staff.flash("notice", N_("The legal hold is on: the report is not deleted automatically.") if hold == "1"
+                    else N_("The legal hold is lifted."))
     raise web.HTTPSeeOther(_report_url(request, report_id, "retention"))
 
 

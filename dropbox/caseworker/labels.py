@@ -40,6 +40,8 @@ AUDIT_LABELS: Mapping[str, str] = {
     casework.FEEDBACK_GIVEN: N_("Gave feedback"),
     casework.GRANTED: N_("Gave access to %(value)s"),
     casework.RETENTION_CHANGED: N_("Set the retention to %(value)s days"),
+    casework.LEGAL_HOLD_SET: N_("Put a legal hold on the report"),
+    casework.LEGAL_HOLD_LIFTED: N_("Lifted the legal hold"),
     casework.DELETED: N_("Deleted the report"),
     casework.FILE_DOWNLOADED: N_("Downloaded a file"),
     casework.PASSPHRASE_CHANGED: N_("Changed their passphrase"),
