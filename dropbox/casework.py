@@ -17,18 +17,18 @@ number of days, a colleague's id).
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dropbox import accounts, retention, totp
+from dropbox import accounts, retention, statistics, totp
 from dropbox.accounts import CaseworkerSession, LoginFailed
 from dropbox.blobs import BlobStore, StagedFiles, new_id
 from dropbox.channels import questions_of
 from dropbox.config import Config
+from dropbox.deadlines import ACK_DAYS, FEEDBACK_MONTHS, ack_due, add_months, feedback_due
 from dropbox.install import this_hour, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.questions import Question
@@ -64,8 +64,6 @@ from dropbox.storage import (
 
 log = logging.getLogger(__name__)
 
-ACK_DAYS = 7
-FEEDBACK_MONTHS = 3
 #: Longest retention a caseworker may set on one report (ten years; a country profile may cap it lower).
 MAX_RETENTION_DAYS = 3650
 PAGE_SIZE = 50
@@ -123,21 +121,6 @@ async def _audit(store: Store, actor: CaseworkerSession, action: str, report_id:
 
 
 # --- deadlines ---------------------------------------------------------------------------------
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """The same day `months` later, clamped to the month's end (30 Nov + 3 months = 28/29 Feb)."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def ack_due(received: dt.date) -> dt.date:
-    return received + dt.timedelta(days=ACK_DAYS)
-
-
-def feedback_due(received: dt.date) -> dt.date:
-    return add_months(received, FEEDBACK_MONTHS)
 
 
 def ack_cut(on: dt.date) -> dt.date:
@@ -573,7 +556,7 @@ async def delete_report(*, store: Store, session: CaseworkerSession, report_id: 
     then checkpoint and truncate the WAL so the deleted pages' old images go too."""
     await _keys(store, session, report_id)
     try:
-        await store.delete_report(report_id)
+        await store.delete_report(report_id, record=statistics.recorder())
     except NotFound as e:  # a colleague deleted it a moment ago
         raise NotGranted() from e
     await _audit(store, session, DELETED, report_id)

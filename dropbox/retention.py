@@ -18,6 +18,7 @@ import logging
 
 from dropbox.config import Config
 from dropbox.install import this_hour, today
+from dropbox.statistics import recorder
 from dropbox.storage import NotFound, Report, StorageUnavailable, Store
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ async def purge_expired(*, store: Store, on: dt.date | None = None) -> int:
     purged = 0
     for report_id in await store.expired_reports(today=day):
         try:
-            await store.delete_report(report_id)
+            await store.delete_report(report_id, record=recorder(day))
         except NotFound:
             continue  # deleted meanwhile by a caseworker
         await store.audit(hour=this_hour(), actor=None, action="purged", report_id=report_id)

@@ -176,7 +176,10 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
     """,
     # 6 is reserved for the metadata helper's migration (an empty placeholder on this branch).
     6: "",
-    # 7 (legal). Retention by state (docs/LEGAL.md): open reports are never deleted
+    # 7 (legal). `report_stats`: the content-free record a deleted report leaves for the yearly
+    # figures (dropbox/statistics.py): months, yes/no and an outcome category, no text, no name,
+    # no report id (a random id, WITHOUT ROWID, so neither the id nor the row order ties it to the
+    # audit log or to when it was deleted). Retention by state (docs/LEGAL.md): open reports are never deleted
     # automatically; a closed one is deleted `retention_days` after `closed_day` (that day is
     # `expires_day`), unless a caseworker put a legal hold on it. Closed reports of an existing
     # install count as closed on their last activity, the day the old rule counted from, and are
@@ -190,6 +193,18 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
     DROP INDEX reports_listing;
     CREATE INDEX reports_listing ON reports
         (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day, legal_hold);
+    CREATE TABLE report_stats (
+        id TEXT PRIMARY KEY,
+        channel_id TEXT NOT NULL,
+        received_month TEXT NOT NULL CHECK (length(received_month) = 7),
+        acknowledged_on_time INTEGER CHECK (acknowledged_on_time IN (0, 1)),
+        feedback_on_time INTEGER CHECK (feedback_on_time IN (0, 1)),
+        extended INTEGER NOT NULL DEFAULT 0 CHECK (extended IN (0, 1)),
+        outcome TEXT NOT NULL DEFAULT '',
+        closed_month TEXT CHECK (closed_month IS NULL OR length(closed_month) = 7),
+        oral INTEGER NOT NULL DEFAULT 0 CHECK (oral IN (0, 1))
+    ) WITHOUT ROWID;
+    CREATE INDEX report_stats_by_month ON report_stats (received_month);
     """,
 }
 
@@ -371,6 +386,35 @@ class Report:
     closed_day: str | None = None
     #: A legal hold blocks every automatic deletion, whatever the state.
     legal_hold: bool = False
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    """The plaintext dates and state of a report: what its statistics record is made from."""
+
+    channel_id: str
+    status: str
+    received_day: str
+    acknowledged_day: str | None
+    feedback_day: str | None
+    closed_day: str | None
+
+
+@dataclass(frozen=True)
+class StatRecord:
+    """One report in the yearly figures (dropbox/statistics.py). None: not yet known."""
+
+    channel_id: str
+    received_month: str
+    acknowledged_on_time: bool | None
+    feedback_on_time: bool | None
+    extended: bool
+    outcome: str
+    closed_month: str | None
+    oral: bool
+
+
+_FACT_COLUMNS = "channel_id, status, received_day, acknowledged_day, feedback_day, closed_day"
 
 
 @dataclass(frozen=True)
@@ -838,9 +882,25 @@ class Store:
         async with self.transaction() as db:
             await _update_row(db, "reports", report_id, fields)
 
-    async def delete_report(self, report_id: str) -> list[str]:
-        """Delete a report and everything under it, file contents included; returns its file ids."""
+    async def delete_report(self, report_id: str, *, record: Callable[[ReportFacts], StatRecord]) -> list[str]:
+        """Delete a report and everything under it, file contents included; returns its file ids.
+
+        In the same transaction, `record(facts)` makes the content-free statistics record the
+        report leaves behind (report_stats), so no deletion can skip the yearly figures.
+        """
         async with self.transaction() as db:
+            async with db.execute(f"SELECT {_FACT_COLUMNS} FROM reports WHERE id = ?",  # noqa: S608
+                                  (report_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise NotFound(f"report {report_id}")
+            kept = record(ReportFacts(*row))
+            await db.execute(
+                "INSERT INTO report_stats (id, channel_id, received_month, acknowledged_on_time, feedback_on_time,"
+                " extended, outcome, closed_month, oral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (secrets.token_hex(16), kept.channel_id, kept.received_month, _flag(kept.acknowledged_on_time),
+                 _flag(kept.feedback_on_time), int(kept.extended), kept.outcome, kept.closed_month, int(kept.oral)),
+            )
             async with db.execute("SELECT id FROM files WHERE report_id = ?", (report_id,)) as cur:
                 file_ids = [r[0] for r in await cur.fetchall()]
             await db.executemany("DELETE FROM file_chunks WHERE file_id = ?", [(f,) for f in file_ids])
@@ -866,6 +926,25 @@ class Store:
                 raise
         row = next(iter(rows), None)
         return row is not None and int(row[0]) == 0
+
+    async def report_facts(self, *, year: int, channel_id: str | None = None) -> list[ReportFacts]:
+        """The facts of every report received in `year` (optionally in one channel)."""
+        rows = await self._all(
+            f"SELECT {_FACT_COLUMNS} FROM reports WHERE received_day >= ? AND received_day < ?"  # noqa: S608
+            " AND (? IS NULL OR channel_id = ?)",
+            (f"{year:04d}-01-01", f"{year + 1:04d}-01-01", channel_id, channel_id))
+        return [ReportFacts(*r) for r in rows]
+
+    async def stat_records(self, *, year: int, channel_id: str | None = None) -> list[StatRecord]:
+        """The records deleted reports left, received in `year` (optionally in one channel)."""
+        rows = await self._all(
+            "SELECT channel_id, received_month, acknowledged_on_time, feedback_on_time, extended, outcome,"
+            " closed_month, oral FROM report_stats WHERE received_month >= ? AND received_month < ?"
+            " AND (? IS NULL OR channel_id = ?)",
+            (f"{year:04d}-01", f"{year + 1:04d}-01", channel_id, channel_id))
+        return [StatRecord(channel_id=r[0], received_month=r[1], acknowledged_on_time=_unflag(r[2]),
+                           feedback_on_time=_unflag(r[3]), extended=bool(r[4]), outcome=r[5], closed_month=r[6],
+                           oral=bool(r[7])) for r in rows]
 
     async def expired_reports(self, *, today: dt.date) -> list[str]:
         """Closed reports without a legal hold whose deletion day is before `today`."""
@@ -1187,6 +1266,14 @@ async def _update_row(db: aiosqlite.Connection, table: str, row_id: str, fields:
                            (*fields.values(), row_id))
     if cur.rowcount == 0:
         raise NotFound(f"{table} {row_id}")
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _unflag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _report(row: aiosqlite.Row | None) -> Report:

@@ -106,6 +106,8 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/{lang}/settings/totp/confirm"): Expect(SELF, form={"code": "000000"}),
     ("POST", "/{lang}/settings/totp/disable"): Expect(SELF, form={"code": "000000"}),
     ("GET", "/{lang}/admin/channels"): Expect(ADMIN_ONLY),
+    ("GET", "/{lang}/admin/statistics"): Expect(ADMIN_ONLY),
+    ("GET", "/{lang}/admin/statistics.csv"): Expect(ADMIN_ONLY),
     ("POST", "/{lang}/admin/channels"): Expect(ADMIN_ONLY, form={
         "id": "matrix", "name": "Matrix", "description": "", "questions": "[]", "retention_days": "30"}),
     ("GET", "/{lang}/admin/channels/{channel_id}"): Expect(ADMIN_ONLY),

@@ -12,6 +12,7 @@ from dropbox.config import Config
 from dropbox.install import Install, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.retention import purge_expired
+from dropbox.statistics import recorder
 from dropbox.storage import SCHEMA_VERSION, NotFound, Store, StoreError
 from tests.robust_checks import chunk_files
 from tests.test_submissions import _submit
@@ -66,7 +67,7 @@ async def test_purge_deletes_expired_reports_rows_and_file_contents(
 
 async def test_delete_unknown_report_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
-        await store.delete_report("0" * 32)
+        await store.delete_report("0" * 32, record=recorder())
 
 
 async def test_recovery_deletes_staged_chunks_no_row_refers_to_and_keeps_committed_files(

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import ClientResponse, FormData
 
 from dropbox.appkeys import FAILURE_BUDGET, SESSIONS
+from dropbox.statistics import recorder
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox
 from tests.robust_checks import chunk_files
@@ -498,7 +499,7 @@ async def test_logout_expiry_and_shutdown_zero_the_report_key_the_session_held(s
 async def test_a_report_deleted_while_its_mailbox_is_open_ends_the_session(site: Site) -> None:
     receipt = await submit_report(site.client)
     await log_in(site.client, receipt)
-    await site.services.store.delete_report(await _report_id(site))
+    await site.services.store.delete_report(await _report_id(site), record=recorder())
     response = await site.client.get("/en/mailbox/inbox", allow_redirects=False)
     assert _location(response) == "/en/mailbox?ended=1"
     assert len(site.app[SESSIONS]) == 0

@@ -16,6 +16,7 @@
     POST /{lang}/admin/memberships/{pid}  approve or reject an admin's own membership change (admin role)
     GET  /{lang}/admin/caseworkers, POST; POST /{lang}/admin/caseworkers/{cwid}   (admin role)
     GET  /{lang}/admin/audit              the audit log (admin role)
+    GET  /{lang}/admin/statistics, statistics.csv   yearly figures: ?year= &channel= (admin role)
 
 The QR code is an ordinary same-origin PNG, so the base Content-Security-Policy (img-src 'self')
 covers it and CSP_EXTRA adds nothing. There is no JavaScript.
@@ -32,7 +33,7 @@ from aiohttp.typedefs import Handler
 
 from dropbox import casework
 from dropbox.appkeys import CONFIG, SERVICES
-from dropbox.caseworker import admin, cases, login, settings
+from dropbox.caseworker import admin, cases, login, settings, statistics
 from dropbox.caseworker.staff import sessions, to_login
 from dropbox.i18n import N_, localized
 from dropbox.kdf_pool import KdfBusy
@@ -116,3 +117,5 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_post(localized("/admin/caseworkers"), admin.caseworker_add)
     r.add_post(localized("/admin/caseworkers/{caseworker_id}"), admin.caseworker_change, name="admin_caseworker")
     r.add_get(localized("/admin/audit"), admin.audit_page, name="audit")
+    r.add_get(localized("/admin/statistics"), statistics.statistics_page, name="admin_statistics")
+    r.add_get(localized("/admin/statistics.csv"), statistics.statistics_csv, name="admin_statistics_csv")
