@@ -67,8 +67,9 @@ log = logging.getLogger(__name__)
 #: Longest retention a caseworker may set on one report (ten years; a country profile may cap it lower).
 MAX_RETENTION_DAYS = 3650
 PAGE_SIZE = 50
-#: Statuses a caseworker may set; "new" is only ever the state of a report nobody has opened.
-SETTABLE_STATUSES = tuple(s for s in STATUSES if s != "new")
+#: Statuses a caseworker may set; "new" is only ever the state of a report nobody has opened, and
+#: "closed" is reached only through `close_report`, which needs an outcome category.
+SETTABLE_STATUSES = tuple(s for s in STATUSES if s not in ("new", "closed"))
 SORTS = ("newest", "oldest", "urgent")
 
 
@@ -108,6 +109,7 @@ ACKNOWLEDGED = "acknowledged"
 FEEDBACK_GIVEN = "feedback_given"
 GRANTED = "granted"
 RETENTION_CHANGED = "retention_changed"
+CLOSED = "closed"
 LEGAL_HOLD_SET = "legal_hold_set"
 LEGAL_HOLD_LIFTED = "legal_hold_lifted"
 DELETED = "deleted"
@@ -470,10 +472,9 @@ async def add_note(*, store: Store, session: CaseworkerSession, report_id: str, 
     return note_id
 
 
-async def set_status(*, store: Store, session: CaseworkerSession, report_id: str, status: str,
-                     max_retention_days: int = MAX_RETENTION_DAYS) -> bool:
-    """Move a report to opened, in progress or closed. True if it changed. Closing starts the
-    deletion clock (capped by the country profile's `max_retention_days`); reopening stops it."""
+async def set_status(*, store: Store, session: CaseworkerSession, report_id: str, status: str) -> bool:
+    """Move a report to opened or in progress (reopening a closed one stops its deletion clock).
+    True if it changed. Closing is `close_report`."""
     await _keys(store, session, report_id)
     if status not in SETTABLE_STATUSES:
         raise InvalidChoice()
@@ -481,14 +482,53 @@ async def set_status(*, store: Store, session: CaseworkerSession, report_id: str
     if report.status == status:
         return False
     day = today()
-    clock = (retention.on_close(report, day, max_days=max_retention_days) if status == "closed"
-             else retention.on_reopen() if report.status == "closed" else {})
+    clock = retention.on_reopen() if report.status == "closed" else {}
     await store.update_report(report.id, status=status, **_activity(day), **clock)
     await _audit(store, session, STATUS_CHANGED, report.id, status)
     return True
 
 
 DEADLINE_FIELDS = {"acknowledgement": ("acknowledged_day", ACKNOWLEDGED), "feedback": ("feedback_day", FEEDBACK_GIVEN)}
+
+
+async def close_report(*, store: Store, session: CaseworkerSession, report_id: str, outcome: str,
+                       categories: list[str], message: str = "",
+                       max_retention_days: int = MAX_RETENTION_DAYS) -> bool:
+    """Close a report with an outcome category (one of `categories`; InvalidChoice otherwise) and,
+    if `message` is not blank, a closing message to the whistleblower's mailbox (art. 11(2)(e):
+    the final outcome), sealed under the report key like every reply and written in the same
+    transaction as the closing. The deletion clock starts (retention.py). False if already closed."""
+    keys = await _keys(store, session, report_id)
+    if outcome not in categories:
+        raise InvalidChoice()
+    report = await _report(store, report_id)
+    if report.status == "closed":
+        return False
+    day = today()
+    closing: dict[str, str | None] = {"status": "closed", "outcome": outcome, **_activity(day),
+                                      **retention.on_close(report, day, max_days=max_retention_days)}
+    text = message.strip()
+    if text:
+        message_id = new_id()
+        if report.acknowledged_day is None:
+            closing["acknowledged_day"] = day.isoformat()
+        if report.feedback_day is None:
+            closing["feedback_day"] = day.isoformat()
+        await store.add_message(
+            Message(id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
+                    sealed_body=b"", sent_day=day.isoformat(), read=False),
+            activity=closing, seal_body=message_sealer(text, report_key=keys.report_key, report_id=report.id,
+                                                       message_id=message_id, author="caseworker"))
+    else:
+        await store.update_report(report.id, **closing)
+    await _audit(store, session, CLOSED, report.id)
+    if text:
+        await _audit(store, session, REPLIED, report.id)
+    if "acknowledged_day" in closing:
+        await _audit(store, session, ACKNOWLEDGED, report.id)
+    if "feedback_day" in closing:
+        await _audit(store, session, FEEDBACK_GIVEN, report.id)
+    return True
 
 
 async def record_deadline(*, store: Store, session: CaseworkerSession, report_id: str, which: str) -> bool:

@@ -188,6 +188,7 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
     7: """
     ALTER TABLE reports ADD COLUMN closed_day TEXT;
     ALTER TABLE reports ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1));
+    ALTER TABLE reports ADD COLUMN outcome TEXT;
     UPDATE reports SET closed_day = last_activity_day, expires_day = max(expires_day, date('now', '+14 days'))
         WHERE status = 'closed';
     DROP INDEX reports_listing;
@@ -386,6 +387,8 @@ class Report:
     closed_day: str | None = None
     #: A legal hold blocks every automatic deletion, whatever the state.
     legal_hold: bool = False
+    #: The outcome category it was last closed with (dropbox/outcomes.py); an admin's label.
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -398,6 +401,7 @@ class ReportFacts:
     acknowledged_day: str | None
     feedback_day: str | None
     closed_day: str | None
+    outcome: str | None
 
 
 @dataclass(frozen=True)
@@ -414,7 +418,7 @@ class StatRecord:
     oral: bool
 
 
-_FACT_COLUMNS = "channel_id, status, received_day, acknowledged_day, feedback_day, closed_day"
+_FACT_COLUMNS = "channel_id, status, received_day, acknowledged_day, feedback_day, closed_day, outcome"
 
 
 @dataclass(frozen=True)
@@ -1248,7 +1252,7 @@ _CASEWORKER_FIELDS = frozenset(
 )
 _REPORT_FIELDS = frozenset(
     {"status", "acknowledged_day", "feedback_day", "whistleblower_seen_day", "retention_days", "expires_day",
-     "last_activity_day", "closed_day", "legal_hold"}
+     "last_activity_day", "closed_day", "legal_hold", "outcome"}
 )
 
 

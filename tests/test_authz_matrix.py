@@ -93,6 +93,8 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/{lang}/reports/{report_id}/grant"): Expect(REPORT, form={"caseworker": "{other_id}"}),
     ("POST", "/{lang}/reports/{report_id}/retention"): Expect(REPORT, form={"days": "30"}),
     ("POST", "/{lang}/reports/{report_id}/hold"): Expect(REPORT, form={"hold": "1"}),
+    ("POST", "/{lang}/reports/{report_id}/close"): Expect(REPORT, form={"outcome": "No grounds",
+                                                                        "message": "matrix closing"}),
     ("GET", "/{lang}/reports/{report_id}/delete"): Expect(REPORT),
     ("POST", "/{lang}/reports/{report_id}/delete"): Expect(REPORT, form={"confirm": "on"}),
     ("GET", "/{lang}/settings"): Expect(SELF),
@@ -106,6 +108,8 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/{lang}/settings/totp/confirm"): Expect(SELF, form={"code": "000000"}),
     ("POST", "/{lang}/settings/totp/disable"): Expect(SELF, form={"code": "000000"}),
     ("GET", "/{lang}/admin/channels"): Expect(ADMIN_ONLY),
+    ("GET", "/{lang}/admin/outcomes"): Expect(ADMIN_ONLY),
+    ("POST", "/{lang}/admin/outcomes"): Expect(ADMIN_ONLY, form={"categories": "No grounds\nOther"}),
     ("GET", "/{lang}/admin/statistics"): Expect(ADMIN_ONLY),
     ("GET", "/{lang}/admin/statistics.csv"): Expect(ADMIN_ONLY),
     ("POST", "/{lang}/admin/channels"): Expect(ADMIN_ONLY, form={

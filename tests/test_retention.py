@@ -32,7 +32,7 @@ async def swedish_site(tmp_path: Path) -> AsyncIterator[Site]:
 
 
 async def close(agent: Agent, report_id: str) -> None:
-    assert (await agent.post(f"/en/reports/{report_id}/status", {"status": "closed"})).status == 303
+    assert (await agent.post(f"/en/reports/{report_id}/close", {"outcome": "No grounds"})).status == 303
 
 
 async def exists(site: Site, report_id: str) -> bool:

@@ -19,13 +19,15 @@ D = dt.date
 
 def test_a_record_holds_months_and_yes_no_only() -> None:
     facts = ReportFacts(channel_id="default", status="closed", received_day="2026-01-30",
-                        acknowledged_day="2026-02-07", feedback_day="2026-05-01", closed_day="2026-05-02")
+                        acknowledged_day="2026-02-07", feedback_day="2026-05-01", closed_day="2026-05-02",
+                        outcome="No grounds")
     record = record_of(facts, on=D(2026, 6, 1))
     assert (record.received_month, record.closed_month) == ("2026-01", "2026-05")
     # 30 Jan + 7 days = 6 Feb: the 7th is late; 30 Jan + 3 months = 30 Apr: 1 May is late
     assert (record.acknowledged_on_time, record.feedback_on_time) == (False, False)
     pending = record_of(ReportFacts(channel_id="default", status="new", received_day="2026-05-30",
-                                    acknowledged_day=None, feedback_day=None, closed_day=None), on=D(2026, 6, 1))
+                                    acknowledged_day=None, feedback_day=None, closed_day=None, outcome=None),
+                         on=D(2026, 6, 1))
     assert (pending.acknowledged_on_time, pending.feedback_on_time, pending.closed_month) == (None, None, None)
 
 
@@ -36,11 +38,11 @@ async def test_statistics_count_a_deleted_report_on_the_page_in_the_csv_and_from
     alice = await site.signed_in("alice")
     path = f"/en/reports/{deleted.report_id}"
     assert (await alice.post(f"{path}/deadline", {"deadline": "acknowledgement"})).status == 303
-    assert (await alice.post(f"{path}/status", {"status": "closed"})).status == 303
+    assert (await alice.post(f"{path}/close", {"outcome": "No grounds"})).status == 303
     assert (await alice.post(f"{path}/delete", {"confirm": "yes"})).status == 303
     for form in ({"deadline": "acknowledgement"}, {"deadline": "feedback"}):
         assert (await alice.post(f"/en/reports/{purged.report_id}/deadline", form)).status == 303
-    assert (await alice.post(f"/en/reports/{purged.report_id}/status", {"status": "closed"})).status == 303
+    assert (await alice.post(f"/en/reports/{purged.report_id}/close", {"outcome": "No grounds"})).status == 303
     assert await purge_expired(store=site.services.store, on=today() + dt.timedelta(days=91)) == 1
     year, month = today().year, today().isoformat()[:7]
     # Then the CSV download still has a record of each of the three
@@ -50,8 +52,8 @@ async def test_statistics_count_a_deleted_report_on_the_page_in_the_csv_and_from
     lines = csv.splitlines()
     assert lines[0] == "channel,month_received,acknowledged_on_time,feedback_on_time,extended,outcome,month_closed,oral"
     assert sorted(lines[1:]) == sorted([
-        f"default,{month},yes,,no,,{month},no",   # acknowledged today, closed, deleted
-        f"default,{month},yes,yes,no,,{month},no",  # acknowledged, feedback given, closed, purged
+        f"default,{month},yes,,no,No grounds,{month},no",   # acknowledged today, closed, deleted
+        f"default,{month},yes,yes,no,No grounds,{month},no",  # acknowledged, feedback given, closed, purged
         f"default,{month},,,no,,,no",             # still open, nothing due yet
     ])
     # The page shows the counts; the CLI prints the very same CSV

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from aiohttp import web
 from babel.numbers import format_decimal
 
-from dropbox import casework
+from dropbox import casework, outcomes
 from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
@@ -80,6 +80,7 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "status_options": labels.statuses(request, casework.SETTABLE_STATUSES),
         "filesize": lambda size: filesize(request, size),
         "max_retention": max_retention_days(services(request).config),
+        "outcomes": await outcomes.categories(store=store, config=services(request).config),
         "max_files": services(request).config.max_files_per_submission,
         "default_lang": services(request).config.default_language,
     }, section="reports")
@@ -175,12 +176,29 @@ async def change_status(request: web.Request) -> web.StreamResponse:
     status = forms.text(form, "status", max_chars=20)
     try:
         changed = await casework.set_status(store=services(request).store, session=staff.account,
-                                            report_id=report_id, status=status,
-                                            max_retention_days=max_retention_days(services(request).config))
+                                            report_id=report_id, status=status)
     except casework.InvalidChoice as e:
         raise UserError(400, forms.BAD_FORM) from e
     if changed:
         staff.flash("notice", N_("The status is now: %(status)s"), status=labels.status(request, status))
+    raise web.HTTPSeeOther(_report_url(request, report_id))
+
+
+async def close_report(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    svc = services(request)
+    outcome = forms.text(form, "outcome", max_chars=outcomes.MAX_LABEL_CHARS)
+    message = forms.text(form, "message", max_chars=svc.config.max_text_chars)
+    try:
+        closed = await casework.close_report(
+            store=svc.store, session=staff.account, report_id=report_id, outcome=outcome, message=message,
+            categories=await outcomes.categories(store=svc.store, config=svc.config),
+            max_retention_days=max_retention_days(svc.config))
+    except casework.InvalidChoice:
+        staff.flash("error", N_("Choose the outcome to close the report with."))
+        raise web.HTTPSeeOther(_report_url(request, report_id, "close")) from None
+    if closed:
+        staff.flash("notice", N_("The report is closed with the outcome: %(outcome)s"), outcome=outcome)
     raise web.HTTPSeeOther(_report_url(request, report_id))
 
 
