@@ -28,7 +28,7 @@ from dropbox.accounts import CaseworkerSession, LoginFailed
 from dropbox.blobs import BlobStore, StagedFiles, new_id
 from dropbox.channels import questions_of
 from dropbox.config import Config
-from dropbox.deadlines import ACK_DAYS, FEEDBACK_MONTHS, ack_due, add_months, feedback_due
+from dropbox.deadlines import ACK_DAYS, EXTENDED_FEEDBACK_MONTHS, FEEDBACK_MONTHS, ack_due, add_months, feedback_due
 from dropbox.install import this_hour, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.questions import Question
@@ -43,7 +43,9 @@ from dropbox.reports import (
     open_file_name,
     open_file_size,
     open_note,
+    open_reason,
     seal_note,
+    seal_reason,
     sealed_file_rows,
     thread,
 )
@@ -57,6 +59,7 @@ from dropbox.storage import (
     Message,
     Note,
     NotFound,
+    Reason,
     Report,
     ReportSummary,
     Store,
@@ -110,6 +113,8 @@ FEEDBACK_GIVEN = "feedback_given"
 GRANTED = "granted"
 RETENTION_CHANGED = "retention_changed"
 CLOSED = "closed"
+NO_ACK_RECORDED = "no_acknowledgement"
+FEEDBACK_EXTENDED = "feedback_extended"
 LEGAL_HOLD_SET = "legal_hold_set"
 LEGAL_HOLD_LIFTED = "legal_hold_lifted"
 DELETED = "deleted"
@@ -130,16 +135,17 @@ def ack_cut(on: dt.date) -> dt.date:
     return on - dt.timedelta(days=ACK_DAYS)
 
 
-def feedback_cut(on: dt.date) -> dt.date:
-    """Reports received before this day are past their feedback deadline on `on`.
+def feedback_cut(on: dt.date, *, extended: bool = False) -> dt.date:
+    """Reports received before this day are past their feedback deadline on `on` (the 6-month one
+    when `extended`).
 
     The first receipt day whose deadline is not yet passed; feedback_due is monotonic, so a
     short walk from the naive guess finds it exactly despite month-end clamping.
     """
-    day = add_months(on, -FEEDBACK_MONTHS)
-    while feedback_due(day) >= on:
+    day = add_months(on, -(EXTENDED_FEEDBACK_MONTHS if extended else FEEDBACK_MONTHS))
+    while feedback_due(day, extended=extended) >= on:
         day -= dt.timedelta(days=1)
-    while feedback_due(day) < on:
+    while feedback_due(day, extended=extended) < on:
         day += dt.timedelta(days=1)
     return day
 
@@ -151,6 +157,10 @@ class Deadline:
     overdue: bool
     #: Days until due (negative when past); only meaningful while not done.
     days_left: int
+    #: No acknowledgement is sent, for a recorded reason (the alarm is off).
+    waived: bool = False
+    #: The feedback deadline was extended to 6 months, for a recorded reason.
+    extended: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,17 +171,20 @@ class Deadlines:
 
 
 def deadlines(*, received: str, acknowledged: str | None, feedback: str | None, status: str,
-              on: dt.date) -> Deadlines:
-    """Where a report stands against both deadlines on day `on`. A closed report is never overdue."""
+              on: dt.date, no_ack: bool = False, extended: bool = False) -> Deadlines:
+    """Where a report stands against both deadlines on day `on`. A closed report is never overdue,
+    nor an acknowledgement waived for a recorded reason; an extended feedback deadline is 6 months."""
     received_day = dt.date.fromisoformat(received)
 
-    def one(due: dt.date, done: str | None) -> Deadline:
+    def one(due: dt.date, done: str | None, *, waived: bool = False, longer: bool = False) -> Deadline:
         done_day = dt.date.fromisoformat(done) if done else None
-        return Deadline(due=due, done=done_day, overdue=done_day is None and status != "closed" and on > due,
-                        days_left=(due - on).days)
+        return Deadline(due=due, done=done_day,
+                        overdue=done_day is None and not waived and status != "closed" and on > due,
+                        days_left=(due - on).days, waived=waived, extended=longer)
 
-    return Deadlines(days_since=(on - received_day).days, acknowledgement=one(ack_due(received_day), acknowledged),
-                     feedback=one(feedback_due(received_day), feedback))
+    return Deadlines(days_since=(on - received_day).days,
+                     acknowledgement=one(ack_due(received_day), acknowledged, waived=no_ack),
+                     feedback=one(feedback_due(received_day, extended=extended), feedback, longer=extended))
 
 
 # --- signing in --------------------------------------------------------------------------------
@@ -282,6 +295,7 @@ async def list_reports(*, store: Store, session: CaseworkerSession, filters: Rep
         raise InvalidChoice()
     day = on or today()
     cuts = {"ack_cut": ack_cut(day).isoformat(), "feedback_cut": feedback_cut(day).isoformat(),
+            "extended_cut": feedback_cut(day, extended=True).isoformat(),
             "deletion_cut": retention.deletion_cut(day)}
     page = max(1, filters.page)
     summaries, total, ack_overdue, feedback_overdue, deletion_due = await store.caseworker_report_page(
@@ -290,7 +304,9 @@ async def list_reports(*, store: Store, session: CaseworkerSession, filters: Rep
         **cuts,
     )
     rows = [ListedReport(summary=s, deadlines=deadlines(received=s.received_day, acknowledged=s.acknowledged_day,
-                                                        feedback=s.feedback_day, status=s.status, on=day),
+                                                        feedback=s.feedback_day, status=s.status, on=day,
+                                                        no_ack=s.no_ack_day is not None,
+                                                        extended=s.extended_day is not None),
                         deletion_due=retention.due_soon(s.status, s.legal_hold, s.expires_day, on=day))
             for s in summaries]
     return ReportPage(rows=rows, total=total, page=page, pages=max(1, -(-total // page_size)),
@@ -306,6 +322,14 @@ class NoteView:
     author_id: str | None
     text: str
     day: str
+
+
+@dataclass(frozen=True)
+class ReasonView:
+    kind: str
+    author_id: str | None
+    day: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -334,6 +358,8 @@ class CaseView:
     message_authors: dict[str, str | None]
     notes: list[NoteView]
     deadlines: Deadlines
+    #: Reasons recorded for no acknowledgement or an extension, opened with the staff key.
+    reasons: list[ReasonView]
     granted: list[Caseworker]
     #: Active caseworkers not yet granted: whom the report can be handed to.
     colleagues: list[Caseworker]
@@ -366,7 +392,10 @@ async def read_report(*, store: Store, session: CaseworkerSession, report_id: st
         messages=messages, message_authors={m.id: m.caseworker_id for m in await store.messages(report.id)},
         notes=notes,
         deadlines=deadlines(received=report.received_day, acknowledged=report.acknowledged_day,
-                            feedback=report.feedback_day, status=report.status, on=today()),
+                            feedback=report.feedback_day, status=report.status, on=today(),
+                            no_ack=report.no_ack_day is not None, extended=report.extended_day is not None),
+        reasons=[ReasonView(kind=r.kind, author_id=r.caseworker_id, day=r.written_day,
+                            text=open_reason(r, staff_key=keys.staff_key)) for r in await store.reasons(report.id)],
         granted=[c for c in everyone if c.id in granted_ids],
         colleagues=[c for c in everyone if c.id not in granted_ids and not c.disabled],
         history=await store.report_audit(report.id),
@@ -529,6 +558,37 @@ async def close_report(*, store: Store, session: CaseworkerSession, report_id: s
     if "feedback_day" in closing:
         await _audit(store, session, FEEDBACK_GIVEN, report.id)
     return True
+
+
+#: Longest reason accepted (a paragraph or two; it is shown on the report page).
+MAX_REASON_CHARS = 4000
+REASON_KINDS = {"no_acknowledgement": NO_ACK_RECORDED, "extension": FEEDBACK_EXTENDED}
+
+
+async def record_reason(*, store: Store, session: CaseworkerSession, report_id: str, kind: str, text: str) -> bool:
+    """Record, with a written reason sealed under the staff key, that no acknowledgement is sent
+    (art. 9(1)(b); SE: where it would reveal the reporter or they declined; the 7-day alarm stops)
+    or that the feedback deadline is extended to 6 months (art. 11(2)(d), "duly justified cases").
+    Once per kind: False if already recorded, or if the acknowledgement or feedback was already
+    given. The reason shows on the report page; the audit log records that it was given."""
+    keys = await _keys(store, session, report_id)
+    if kind not in REASON_KINDS:
+        raise InvalidChoice()
+    text = text.strip()
+    if not text:
+        raise EmptyText()
+    report = await _report(store, report_id)
+    if (report.acknowledged_day if kind == "no_acknowledgement" else report.feedback_day) is not None:
+        return False
+    reason_id = new_id()
+    recorded = await store.add_reason(Reason(
+        id=reason_id, report_id=report.id, kind=kind, caseworker_id=session.caseworker.id,
+        sealed_body=seal_reason(text, staff_key=keys.staff_key, report_id=report.id, reason_id=reason_id, kind=kind,
+                                caseworker_id=session.caseworker.id),
+        written_day=today().isoformat()))
+    if recorded:
+        await _audit(store, session, REASON_KINDS[kind], report.id)
+    return recorded
 
 
 async def record_deadline(*, store: Store, session: CaseworkerSession, report_id: str, which: str) -> bool:

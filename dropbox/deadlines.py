@@ -1,6 +1,7 @@
 """The Directive's two clocks (2019/1937 art. 9(1)(b) and (f)): acknowledge within 7 days, give
-feedback within 3 months. Plain date arithmetic, shared by casework (the list's alarms) and
-statistics (on time or not), so both count the same way."""
+feedback within 3 months (6 when a caseworker extended it, with a written reason). Plain date
+arithmetic, shared by casework (the list's alarms) and statistics (on time or not), so both count
+the same way."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import datetime as dt
 
 ACK_DAYS = 7
 FEEDBACK_MONTHS = 3
+#: External channels may take up to 6 months "in duly justified cases" (art. 11(2)(d)).
+EXTENDED_FEEDBACK_MONTHS = 6
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -22,5 +25,5 @@ def ack_due(received: dt.date) -> dt.date:
     return received + dt.timedelta(days=ACK_DAYS)
 
 
-def feedback_due(received: dt.date) -> dt.date:
-    return add_months(received, FEEDBACK_MONTHS)
+def feedback_due(received: dt.date, *, extended: bool = False) -> dt.date:
+    return add_months(received, EXTENDED_FEEDBACK_MONTHS if extended else FEEDBACK_MONTHS)

@@ -7,8 +7,8 @@ id and no day finer than a month. A live report's record is computed from its pl
 when asked; a deleted report's is written in the deletion's own transaction (Store.delete_report),
 so the figures for a year do not shrink when retention deletes its reports.
 
-Not yet recorded by this version: deadline extensions and oral reports (the columns exist and
-read "no" until those features write them).
+Not yet recorded by this version: oral reports (the column exists and reads "no" until that
+feature writes it).
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ def record_of(facts: ReportFacts, *, on: dt.date) -> StatRecord:
     """The content-free record of a report as it stands on day `on`."""
     received = dt.date.fromisoformat(facts.received_day)
     closed = facts.closed_day if facts.status == "closed" else None
+    extended = facts.extended_day is not None
     return StatRecord(
         channel_id=facts.channel_id, received_month=facts.received_day[:7],
-        acknowledged_on_time=_on_time(facts.acknowledged_day, ack_due(received), on),
-        feedback_on_time=_on_time(facts.feedback_day, feedback_due(received), on),
-        extended=False, outcome=(facts.outcome or "") if closed else "", closed_month=closed[:7] if closed else None,
+        # Not acknowledged for a recorded reason: neither on time nor late.
+        acknowledged_on_time=(None if facts.no_ack_day and not facts.acknowledged_day
+                              else _on_time(facts.acknowledged_day, ack_due(received), on)),
+        feedback_on_time=_on_time(facts.feedback_day, feedback_due(received, extended=extended), on),
+        extended=extended, outcome=(facts.outcome or "") if closed else "", closed_month=closed[:7] if closed else None,
         oral=False,
     )
 

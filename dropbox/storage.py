@@ -189,11 +189,23 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
     ALTER TABLE reports ADD COLUMN closed_day TEXT;
     ALTER TABLE reports ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1));
     ALTER TABLE reports ADD COLUMN outcome TEXT;
+    ALTER TABLE reports ADD COLUMN no_ack_day TEXT;
+    ALTER TABLE reports ADD COLUMN extended_day TEXT;
+    CREATE TABLE report_reasons (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('no_acknowledgement', 'extension')),
+        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
+        sealed_body BLOB NOT NULL,
+        written_day TEXT NOT NULL,
+        UNIQUE (report_id, kind)
+    ) WITHOUT ROWID;
     UPDATE reports SET closed_day = last_activity_day, expires_day = max(expires_day, date('now', '+14 days'))
         WHERE status = 'closed';
     DROP INDEX reports_listing;
     CREATE INDEX reports_listing ON reports
-        (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day, legal_hold);
+        (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day, legal_hold, no_ack_day,
+         extended_day);
     CREATE TABLE report_stats (
         id TEXT PRIMARY KEY,
         channel_id TEXT NOT NULL,
@@ -389,6 +401,23 @@ class Report:
     legal_hold: bool = False
     #: The outcome category it was last closed with (dropbox/outcomes.py); an admin's label.
     outcome: str | None = None
+    #: The day a caseworker recorded that no acknowledgement is sent (reason in report_reasons).
+    no_ack_day: str | None = None
+    #: The day the feedback deadline was extended to 6 months (reason in report_reasons).
+    extended_day: str | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A caseworker's written reason for not acknowledging or for extending the feedback
+    deadline, sealed under the staff key (dropbox/reports.py)."""
+
+    id: str
+    report_id: str
+    kind: str
+    caseworker_id: str | None
+    sealed_body: bytes
+    written_day: str
 
 
 @dataclass(frozen=True)
@@ -402,6 +431,8 @@ class ReportFacts:
     feedback_day: str | None
     closed_day: str | None
     outcome: str | None
+    no_ack_day: str | None
+    extended_day: str | None
 
 
 @dataclass(frozen=True)
@@ -418,7 +449,8 @@ class StatRecord:
     oral: bool
 
 
-_FACT_COLUMNS = "channel_id, status, received_day, acknowledged_day, feedback_day, closed_day, outcome"
+_FACT_COLUMNS = ("channel_id, status, received_day, acknowledged_day, feedback_day, closed_day, outcome, no_ack_day,"
+                 " extended_day")
 
 
 @dataclass(frozen=True)
@@ -433,6 +465,8 @@ class ReportSummary:
     feedback_day: str | None
     expires_day: str
     legal_hold: bool
+    no_ack_day: str | None
+    extended_day: str | None
     unread: int
 
 
@@ -1085,8 +1119,11 @@ class Store:
     # What dropbox/casework.py, channels.py, totp.py and notify.py need beyond the core above.
 
     #: Overdue conditions (parameter: the cut-off day from casework.ack_cut / feedback_cut).
-    _ACK_OVERDUE = "(r.status != 'closed' AND r.acknowledged_day IS NULL AND r.received_day < ?)"
-    _FEEDBACK_OVERDUE = "(r.status != 'closed' AND r.feedback_day IS NULL AND r.received_day < ?)"
+    _ACK_OVERDUE = ("(r.status != 'closed' AND r.acknowledged_day IS NULL AND r.no_ack_day IS NULL"
+                    " AND r.received_day < ?)")
+    #: Parameters: the feedback cut, then the cut for a deadline extended to 6 months.
+    _FEEDBACK_OVERDUE = ("(r.status != 'closed' AND r.feedback_day IS NULL"
+                         " AND r.received_day < (CASE WHEN r.extended_day IS NULL THEN ? ELSE ? END))")
     #: Closed, not held, and deleted before the given day (retention.py: due for deletion soon).
     _DELETION_DUE = "(r.status = 'closed' AND r.legal_hold = 0 AND r.expires_day < ?)"
     #: ORDER BY per sort, for the table alias `{t}`.
@@ -1097,15 +1134,16 @@ class Store:
         # within each, the oldest (nearest deadline) first. Parameters: ack cut, feedback cut.
         "urgent": (
             "({t}.status = 'closed'),"
-            " CASE WHEN {t}.acknowledged_day IS NULL AND {t}.received_day < ? THEN 0"
-            " WHEN {t}.feedback_day IS NULL AND {t}.received_day < ? THEN 1"
+            " CASE WHEN {t}.acknowledged_day IS NULL AND {t}.no_ack_day IS NULL AND {t}.received_day < ? THEN 0"
+            " WHEN {t}.feedback_day IS NULL"
+            " AND {t}.received_day < (CASE WHEN {t}.extended_day IS NULL THEN ? ELSE ? END) THEN 1"
             " WHEN {t}.acknowledged_day IS NULL THEN 2 WHEN {t}.feedback_day IS NULL THEN 3 ELSE 4 END,"
             " {t}.received_day ASC, {t}.id ASC"
         ),
     }
 
     async def caseworker_report_page(
-        self, *, caseworker_id: str, ack_cut: str, feedback_cut: str, deletion_cut: str,
+        self, *, caseworker_id: str, ack_cut: str, feedback_cut: str, extended_cut: str, deletion_cut: str,
         status: str | None = None, channel_id: str | None = None, overdue_only: bool = False,
         sort: str = "newest", limit: int = 50, offset: int = 0,
     ) -> tuple[list[ReportSummary], int, int, int, int]:
@@ -1132,7 +1170,7 @@ class Store:
             params.append(channel_id)
         if overdue_only:
             conditions.append(f"({self._ACK_OVERDUE} OR {self._FEEDBACK_OVERDUE})")
-            params.extend((ack_cut, feedback_cut))
+            params.extend((ack_cut, feedback_cut, extended_cut))
         # Every piece of SQL below comes from the constants of this class, never from input.
         matches = " AND ".join(conditions) or "1"
         counts = await self._one(
@@ -1141,17 +1179,17 @@ class Store:
             f" coalesce(sum({self._DELETION_DUE}), 0)"
             " FROM reports r INDEXED BY reports_listing JOIN report_grants g ON g.report_id = r.id"
             " WHERE g.caseworker_id = ?",
-            (*params, ack_cut, feedback_cut, deletion_cut, caseworker_id),
+            (*params, ack_cut, feedback_cut, extended_cut, deletion_cut, caseworker_id),
         )
         # The page is chosen first and only its rows get the unread count: counting for every
         # granted report before sorting would run the subquery 10,000 times for 50 rows.
         inner_order, outer_order = (self._REPORT_SORTS[sort].format(t=t) for t in ("r", "p"))
-        order_params: list[Any] = [ack_cut, feedback_cut] if sort == "urgent" else []
+        order_params: list[Any] = [ack_cut, feedback_cut, extended_cut] if sort == "urgent" else []
         query = (
             "SELECT p.*, (SELECT count(*) FROM messages m WHERE m.report_id = p.id"  # noqa: S608
             "   AND m.author = 'whistleblower' AND m.read = 0) AS unread FROM ("
             "SELECT r.id, r.channel_id, r.status, r.received_day, r.acknowledged_day, r.feedback_day,"
-            " r.expires_day, r.legal_hold"
+            " r.expires_day, r.legal_hold, r.no_ack_day, r.extended_day"
             " FROM reports r INDEXED BY reports_listing JOIN report_grants g ON g.report_id = r.id"
             f" WHERE g.caseworker_id = ? AND {matches}"
             f" ORDER BY {inner_order} LIMIT ? OFFSET ?) p"
@@ -1223,6 +1261,31 @@ class Store:
         for row in await self._all("SELECT channel_id, caseworker_id FROM channel_members"):
             members.setdefault(row[0], set()).add(row[1])
         return members
+
+    async def add_reason(self, reason: Reason) -> bool:
+        """Record a reason and stamp its day on the report (no_ack_day or extended_day), once:
+        False if one of this kind was recorded before (the first stands, like the audit log)."""
+        field = {"no_acknowledgement": "no_ack_day", "extension": "extended_day"}[reason.kind]
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE reports SET {field} = ? WHERE id = ? AND {field} IS NULL",  # noqa: S608
+                (reason.written_day, reason.report_id))
+            if cur.rowcount == 0:
+                async with db.execute("SELECT 1 FROM reports WHERE id = ?", (reason.report_id,)) as found:
+                    if await found.fetchone() is None:
+                        raise NotFound(f"report {reason.report_id}")
+                return False
+            await db.execute(
+                "INSERT INTO report_reasons (id, report_id, kind, caseworker_id, sealed_body, written_day)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (reason.id, reason.report_id, reason.kind, reason.caseworker_id, reason.sealed_body,
+                 reason.written_day))
+            return True
+
+    async def reasons(self, report_id: str) -> list[Reason]:
+        rows = await self._all("SELECT * FROM report_reasons WHERE report_id = ? ORDER BY written_day, kind",
+                               (report_id,))
+        return [_row(Reason, r) for r in rows]
 
     async def notice_tokens(self, *, deletion_cut: str) -> list[tuple[str, str, str]]:
         """(caseworker id, e-mail, token) for everything waiting for an active caseworker with an

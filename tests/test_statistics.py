@@ -20,15 +20,22 @@ D = dt.date
 def test_a_record_holds_months_and_yes_no_only() -> None:
     facts = ReportFacts(channel_id="default", status="closed", received_day="2026-01-30",
                         acknowledged_day="2026-02-07", feedback_day="2026-05-01", closed_day="2026-05-02",
-                        outcome="No grounds")
+                        outcome="No grounds", no_ack_day=None, extended_day=None)
     record = record_of(facts, on=D(2026, 6, 1))
     assert (record.received_month, record.closed_month) == ("2026-01", "2026-05")
     # 30 Jan + 7 days = 6 Feb: the 7th is late; 30 Jan + 3 months = 30 Apr: 1 May is late
     assert (record.acknowledged_on_time, record.feedback_on_time) == (False, False)
     pending = record_of(ReportFacts(channel_id="default", status="new", received_day="2026-05-30",
-                                    acknowledged_day=None, feedback_day=None, closed_day=None, outcome=None),
+                                    acknowledged_day=None, feedback_day=None, closed_day=None, outcome=None,
+                                    no_ack_day="2026-05-31", extended_day="2026-05-31"),
                          on=D(2026, 6, 1))
     assert (pending.acknowledged_on_time, pending.feedback_on_time, pending.closed_month) == (None, None, None)
+    # Not acknowledged for a recorded reason counts as neither on time nor late, even when long past
+    # the 7 days; an extended deadline is 6 months and says "extended"
+    waived = record_of(ReportFacts(channel_id="default", status="in_progress", received_day="2026-01-10",
+                                   acknowledged_day=None, feedback_day="2026-06-01", closed_day=None, outcome=None,
+                                   no_ack_day="2026-01-12", extended_day="2026-04-01"), on=D(2026, 8, 1))
+    assert (waived.acknowledged_on_time, waived.feedback_on_time, waived.extended) == (None, True, True)
 
 
 async def test_statistics_count_a_deleted_report_on_the_page_in_the_csv_and_from_the_cli(site: Site) -> None:

@@ -202,6 +202,23 @@ async def close_report(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(_report_url(request, report_id))
 
 
+async def record_reason(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    kind = forms.text(form, "kind", max_chars=20)
+    text = forms.text(form, "reason", max_chars=casework.MAX_REASON_CHARS)
+    try:
+        recorded = await casework.record_reason(store=services(request).store, session=staff.account,
+                                                report_id=report_id, kind=kind, text=text)
+    except casework.InvalidChoice as e:
+        raise UserError(400, forms.BAD_FORM) from e
+    except casework.EmptyText:
+        staff.flash("error", N_("Write the reason."))
+    else:
+        if recorded:
+            staff.flash("notice", N_("The reason was recorded. Only caseworkers can read it."))
+    raise web.HTTPSeeOther(_report_url(request, report_id, "reasons"))
+
+
 async def record_deadline(request: web.Request) -> web.StreamResponse:
     staff, form, report_id = await _action(request)
     which = forms.text(form, "deadline", max_chars=20)

@@ -41,6 +41,8 @@ AUDIT_LABELS: Mapping[str, str] = {
     casework.GRANTED: N_("Gave access to %(value)s"),
     casework.RETENTION_CHANGED: N_("Set the retention to %(value)s days"),
     casework.CLOSED: N_("Closed the report with an outcome"),
+    casework.NO_ACK_RECORDED: N_("Recorded that no acknowledgement is sent, with a reason"),
+    casework.FEEDBACK_EXTENDED: N_("Extended the feedback deadline to 6 months, with a reason"),
     outcomes.OUTCOMES_CHANGED: N_("Changed the outcome categories"),
     casework.LEGAL_HOLD_SET: N_("Put a legal hold on the report"),
     casework.LEGAL_HOLD_LIFTED: N_("Lifted the legal hold"),
