@@ -113,6 +113,7 @@ FEEDBACK_GIVEN = "feedback_given"
 GRANTED = "granted"
 RETENTION_CHANGED = "retention_changed"
 CLOSED = "closed"
+DISCLOSURE_NOTICE_SENT = "disclosure_notice_sent"
 NO_ACK_RECORDED = "no_acknowledgement"
 FEEDBACK_EXTENDED = "feedback_extended"
 LEGAL_HOLD_SET = "legal_hold_set"
@@ -558,6 +559,27 @@ async def close_report(*, store: Store, session: CaseworkerSession, report_id: s
     if "feedback_day" in closing:
         await _audit(store, session, FEEDBACK_GIVEN, report.id)
     return True
+
+
+async def send_disclosure_notice(*, store: Store, session: CaseworkerSession, report_id: str, text: str) -> str:
+    """The written notice to the reporter before their identity is disclosed (art. 16(3); DK § 26):
+    it goes to the mailbox as a message sealed under the report key, in the same transaction that
+    records the day on the report. Returns the message id."""
+    keys = await _keys(store, session, report_id)
+    text = text.strip()
+    if not text:
+        raise EmptyText()
+    report = await _report(store, report_id)
+    message_id = new_id()
+    day = today()
+    await store.add_message(
+        Message(id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
+                sealed_body=b"", sent_day=day.isoformat(), read=False),
+        activity={"disclosure_notice_day": day.isoformat(), **_activity(day)},
+        seal_body=message_sealer(text, report_key=keys.report_key, report_id=report.id, message_id=message_id,
+                                 author="caseworker"))
+    await _audit(store, session, DISCLOSURE_NOTICE_SENT, report.id)
+    return message_id
 
 
 #: Longest reason accepted (a paragraph or two; it is shown on the report page).

@@ -191,6 +191,9 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
     ALTER TABLE reports ADD COLUMN outcome TEXT;
     ALTER TABLE reports ADD COLUMN no_ack_day TEXT;
     ALTER TABLE reports ADD COLUMN extended_day TEXT;
+    ALTER TABLE reports ADD COLUMN disclosure_notice_day TEXT;
+    ALTER TABLE reports ADD COLUMN meeting_request TEXT CHECK (meeting_request IN ('meeting', 'call'));
+    ALTER TABLE reports ADD COLUMN meeting_request_day TEXT;
     CREATE TABLE report_reasons (
         id TEXT PRIMARY KEY,
         report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
@@ -405,6 +408,11 @@ class Report:
     no_ack_day: str | None = None
     #: The day the feedback deadline was extended to 6 months (reason in report_reasons).
     extended_day: str | None = None
+    #: The day the last written notice before disclosing the reporter's identity was sent.
+    disclosure_notice_day: str | None = None
+    #: The whistleblower asked for a physical meeting or a call (art. 9(2)), and the day.
+    meeting_request: str | None = None
+    meeting_request_day: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1315,7 +1323,8 @@ _CASEWORKER_FIELDS = frozenset(
 )
 _REPORT_FIELDS = frozenset(
     {"status", "acknowledged_day", "feedback_day", "whistleblower_seen_day", "retention_days", "expires_day",
-     "last_activity_day", "closed_day", "legal_hold", "outcome"}
+     "last_activity_day", "closed_day", "legal_hold", "outcome", "disclosure_notice_day", "meeting_request",
+     "meeting_request_day"}
 )
 
 

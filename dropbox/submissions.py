@@ -109,6 +109,9 @@ class MailboxView:
     previous_visit_day: str | None
     files: list[FileView]
     messages: list[MessageView]
+    #: A meeting or call the whistleblower asked for ("meeting" / "call"), and the day.
+    meeting_request: str | None = None
+    meeting_request_day: str | None = None
 
 
 def expiry(day: dt.date, retention_days: int) -> str:
@@ -231,7 +234,25 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
         await store.mark_read(report.id, author="caseworker")
     return MailboxView(body=body, channel_name=channel.name, status=report.status,
                        received_day=report.received_day, previous_visit_day=report.whistleblower_seen_day,
-                       files=files, messages=messages)
+                       files=files, messages=messages, meeting_request=report.meeting_request,
+                       meeting_request_day=report.meeting_request_day)
+
+
+MEETING_KINDS = ("meeting", "call")
+
+
+class InvalidMeetingRequest(ValueError):
+    """Neither a meeting nor a call."""
+
+
+async def request_meeting(*, store: Store, access: MailboxAccess, kind: str) -> None:
+    """The whistleblower asks for a physical meeting or a call (art. 9(2)); the report is flagged
+    with the kind and the day, which the caseworker sees. Asking again replaces the request."""
+    if kind not in MEETING_KINDS:
+        raise InvalidMeetingRequest(kind)
+    day = today().isoformat()
+    await store.update_report(access.report_id, meeting_request=kind, meeting_request_day=day,
+                              last_activity_day=day)
 
 
 async def post_whistleblower_message(

@@ -93,6 +93,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/{lang}/reports/{report_id}/grant"): Expect(REPORT, form={"caseworker": "{other_id}"}),
     ("POST", "/{lang}/reports/{report_id}/retention"): Expect(REPORT, form={"days": "30"}),
     ("POST", "/{lang}/reports/{report_id}/hold"): Expect(REPORT, form={"hold": "1"}),
+    ("POST", "/{lang}/reports/{report_id}/disclosure"): Expect(REPORT, form={"text": "matrix notice"}),
     ("POST", "/{lang}/reports/{report_id}/reason"): Expect(REPORT, form={"kind": "extension",
                                                                          "reason": "matrix reason"}),
     ("POST", "/{lang}/reports/{report_id}/close"): Expect(REPORT, form={"outcome": "No grounds",

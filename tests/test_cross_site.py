@@ -42,6 +42,7 @@ FORMS: Mapping[str, Callable[[str, str, str], object]] = {
     "/{lang}/submit/confirm": lambda receipt, token, csrf: {"receipt_token": token, "receipt": receipt},
     "/{lang}/mailbox/login": lambda receipt, token, csrf: {"receipt": receipt},
     "/{lang}/mailbox/reply": lambda receipt, token, csrf: _reply(csrf),
+    "/{lang}/mailbox/meeting": lambda receipt, token, csrf: {"csrf_token": csrf, "kind": "meeting"},
     "/{lang}/mailbox/logout": lambda receipt, token, csrf: {"csrf_token": csrf},
 }
 
@@ -53,7 +54,7 @@ def test_every_post_route_is_tried() -> None:
 def _dump(site: Site) -> tuple[list[str], list[str]]:
     with closing(sqlite3.connect(site.config.db_path)) as db:
         rows = list(db.iterdump())
-    files = sorted(p.name for d in (site.config.blobs_dir, site.config.tmp_dir) for p in d.iterdir())
+    files = sorted(p.name for d in (site.config.blobs_dir, site.config.tmp_dir) if d.exists() for p in d.iterdir())
     return rows, files
 
 

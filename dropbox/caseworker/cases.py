@@ -202,6 +202,19 @@ async def close_report(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(_report_url(request, report_id))
 
 
+async def disclosure_notice(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    text = forms.text(form, "text", max_chars=services(request).config.max_text_chars)
+    try:
+        await casework.send_disclosure_notice(store=services(request).store, session=staff.account,
+                                              report_id=report_id, text=text)
+    except casework.EmptyText:
+        staff.flash("error", N_("Write the notice."))
+        raise web.HTTPSeeOther(_report_url(request, report_id, "disclosure")) from None
+    staff.flash("notice", N_("The notice was sent to the whistleblower's mailbox, and today's date recorded."))
+    raise web.HTTPSeeOther(_report_url(request, report_id, "disclosure"))
+
+
 async def record_reason(request: web.Request) -> web.StreamResponse:
     staff, form, report_id = await _action(request)
     kind = forms.text(form, "kind", max_chars=20)

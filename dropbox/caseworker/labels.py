@@ -41,6 +41,7 @@ AUDIT_LABELS: Mapping[str, str] = {
     casework.GRANTED: N_("Gave access to %(value)s"),
     casework.RETENTION_CHANGED: N_("Set the retention to %(value)s days"),
     casework.CLOSED: N_("Closed the report with an outcome"),
+    casework.DISCLOSURE_NOTICE_SENT: N_("Sent a notice before disclosing the reporter's identity"),
     casework.NO_ACK_RECORDED: N_("Recorded that no acknowledgement is sent, with a reason"),
     casework.FEEDBACK_EXTENDED: N_("Extended the feedback deadline to 6 months, with a reason"),
     outcomes.OUTCOMES_CHANGED: N_("Changed the outcome categories"),

@@ -7,7 +7,7 @@
     GET  /{lang}/reports/{id}             the report page (opens a new report)
     GET  /{lang}/reports/{id}/files/{fid} a file, decrypted as a stream, as an attachment
     POST /{lang}/reports/{id}/reply       multipart: CSRF token first, text, feedback, files
-    POST /{lang}/reports/{id}/notes | status | deadline | grant | reason | close | retention | hold
+    POST /{lang}/reports/{id}/notes | status | deadline | grant | reason | disclosure | close | retention | hold
     GET  /{lang}/reports/{id}/delete, POST    confirmation page, then deletion
     GET  /{lang}/settings                 passphrase, two-step login, notice address
     POST /{lang}/settings/passphrase | email | totp/start | totp/confirm | totp/disable
@@ -96,6 +96,7 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_post(localized("/reports/{report_id}/close"), cases.close_report, name="close")
     r.add_post(localized("/reports/{report_id}/deadline"), cases.record_deadline, name="deadline")
     r.add_post(localized("/reports/{report_id}/reason"), cases.record_reason, name="reason")
+    r.add_post(localized("/reports/{report_id}/disclosure"), cases.disclosure_notice, name="disclosure")
     r.add_post(localized("/reports/{report_id}/grant"), cases.grant, name="grant")
     r.add_post(localized("/reports/{report_id}/retention"), cases.set_retention, name="retention")
     r.add_post(localized("/reports/{report_id}/hold"), cases.legal_hold, name="legal_hold")
