@@ -1,10 +1,11 @@
 """Outcome categories a report is closed with (Directive 2019/1937 art. 11(2)(e): the reporter is
 told the final outcome), an admin-editable list kept in the database's meta table.
 
-Until an admin edits it, the list is the four usual outcomes in the install's default language.
-A category is a short label the admin chose, never anything a whistleblower wrote; it is stored
-in the clear on the report and in its statistics record (dropbox/statistics.py), so the yearly
-figures can count outcomes after the report is deleted.
+Until an admin edits it, the list is the four usual outcomes, stored by their English msgid and
+shown in each page's language (views pass every label through the catalogue; an admin's own label
+has no entry and shows as typed). A category is a short label the admin chose, never anything a
+whistleblower wrote; it is stored in the clear on the report and in its statistics record
+(dropbox/statistics.py), so the yearly figures can count outcomes after the report is deleted.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import json
 
 from dropbox.channels import NotAdmin, _require_admin
-from dropbox.config import Config
-from dropbox.i18n import LOCALE_DIR, N_, load_translations
+from dropbox.i18n import N_
 from dropbox.install import this_hour
 from dropbox.storage import NotFound, Store
 
@@ -31,13 +31,12 @@ class InvalidCategories(ValueError):
     """No category, too many, or one too long."""
 
 
-async def categories(*, store: Store, config: Config) -> list[str]:
-    """The current list, in the admin's order."""
+async def categories(*, store: Store) -> list[str]:
+    """The current list, in the admin's order (the DEFAULTS' msgids until an admin edits it)."""
     try:
         stored = json.loads(await store.get_meta(META_KEY))
     except NotFound:
-        translations = load_translations(LOCALE_DIR, config.default_language)
-        return [translations.gettext(label) for label in DEFAULTS]
+        return list(DEFAULTS)
     return [str(label) for label in stored]
 
 

@@ -18,7 +18,7 @@ from dropbox import casework, outcomes
 from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
-from dropbox.i18n import N_, request_language, url_for
+from dropbox.i18n import N_, request_language, translate, url_for
 from dropbox.retention import max_retention_days
 from dropbox.web import UserError
 
@@ -80,7 +80,8 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "status_options": labels.statuses(request, casework.SETTABLE_STATUSES),
         "filesize": lambda size: filesize(request, size),
         "max_retention": max_retention_days(services(request).config),
-        "outcomes": await outcomes.categories(store=store, config=services(request).config),
+        "outcomes": [(label, translate(request, label)) for label in await outcomes.categories(store=store)],
+        "outcome_shown": translate(request, view.report.outcome) if view.report.outcome else "",
         "max_files": services(request).config.max_files_per_submission,
         "default_lang": services(request).config.default_language,
     }, section="reports")
@@ -192,13 +193,14 @@ async def close_report(request: web.Request) -> web.StreamResponse:
     try:
         closed = await casework.close_report(
             store=svc.store, session=staff.account, report_id=report_id, outcome=outcome, message=message,
-            categories=await outcomes.categories(store=svc.store, config=svc.config),
+            categories=await outcomes.categories(store=svc.store),
             max_retention_days=max_retention_days(svc.config))
     except casework.InvalidChoice:
         staff.flash("error", N_("Choose the outcome to close the report with."))
         raise web.HTTPSeeOther(_report_url(request, report_id, "close")) from None
     if closed:
-        staff.flash("notice", N_("The report is closed with the outcome: %(outcome)s"), outcome=outcome)
+        staff.flash("notice", N_("The report is closed with the outcome: %(outcome)s"),
+                    outcome=translate(request, outcome))
     raise web.HTTPSeeOther(_report_url(request, report_id))
 
 

@@ -7,14 +7,14 @@ from aiohttp import web
 from dropbox import outcomes
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import page, require, require_form, services
-from dropbox.i18n import N_, url_for
+from dropbox.i18n import N_, translate, url_for
 
 
 async def outcomes_page(request: web.Request) -> web.StreamResponse:
     staff = await require(request, admin=True)
     svc = services(request)
     return page(request, staff, "caseworker/admin_outcomes.html", {
-        "categories": await outcomes.categories(store=svc.store, config=svc.config),
+        "categories": [translate(request, label) for label in await outcomes.categories(store=svc.store)],
         "max_categories": outcomes.MAX_CATEGORIES, "max_chars": outcomes.MAX_LABEL_CHARS,
     }, section="outcomes")
 
