@@ -17,6 +17,8 @@ from pathlib import Path
 from dropbox import accounts
 from dropbox.blobs import BlobStore, size_bucket
 from dropbox.config import Config
+from dropbox.datalock import LOCK_NAME
+from dropbox.health import STATUS_NAME
 from dropbox.install import load_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.reports import open_body, open_file_key, open_file_name, open_file_size, open_message
@@ -71,8 +73,9 @@ def stored_lengths(config: Config, file_id: str) -> list[int]:
 
 
 def files_of_their_own(config: Config) -> list[Path]:
-    """Every file under data/ besides the database (and its WAL and shared memory) and keys/."""
-    ours = {config.db_path.name, config.db_path.name + "-wal", config.db_path.name + "-shm"}
+    """Every file under data/ besides the database (and its WAL and shared memory), keys/, and the
+    serve process's own content-free files: its lock (datalock.py) and its onion status (health.py)."""
+    ours = {config.db_path.name, config.db_path.name + "-wal", config.db_path.name + "-shm", LOCK_NAME, STATUS_NAME}
     return sorted(p for p in config.data_dir.rglob("*")
                   if p.is_file() and p.name not in ours and config.keys_dir not in p.parents
                   and config.tor_dir not in p.parents)
