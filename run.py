@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     _data_option(commands.add_parser("purge", help="delete reports past their retention"))
     _data_option(commands.add_parser("status", help="health checks for an operator or a monitor; exit 1 if any "
                                       "fails"))
+    stats = commands.add_parser("statistics", help="the year's content-free figures as CSV (deleted reports "
+                                "included)")
+    stats.add_argument("--year", type=int, required=True, metavar="YYYY", help="reports received in this year")
+    stats.add_argument("--channel", metavar="ID", help="only this channel")
+    _data_option(stats)
     channel = commands.add_parser("channel", help="whistleblower channels (managed in the caseworker web admin)")
     channel_commands = channel.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
     _data_option(channel_commands.add_parser("list", help="list channels with retention and caseworker count"))
@@ -105,6 +110,8 @@ def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[
         return k.status(config, settings_problems=settings_problems)
     if args.command == "channel":
         return k.channel_list(config)
+    if args.command == "statistics":
+        return k.statistics_csv(config, year=args.year, channel_id=args.channel)
 
     if args.command == "init":
         return k.init(config)

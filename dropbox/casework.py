@@ -17,19 +17,19 @@ number of days, a colleague's id).
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dropbox import accounts, totp
+from dropbox import accounts, retention, statistics, totp
 from dropbox.accounts import CaseworkerSession, LoginFailed
 from dropbox.blobs import BlobStore, StagedFiles, new_id
 from dropbox.channels import questions_of
 from dropbox.cleaning import Cleaner, Policy, clean_upload
 from dropbox.config import Config
+from dropbox.deadlines import ACK_DAYS, EXTENDED_FEEDBACK_MONTHS, FEEDBACK_MONTHS, ack_due, add_months, feedback_due
 from dropbox.install import this_hour, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.questions import Question
@@ -44,7 +44,9 @@ from dropbox.reports import (
     open_file_name,
     open_file_size,
     open_note,
+    open_reason,
     seal_note,
+    seal_reason,
     sealed_file_rows,
     thread,
 )
@@ -58,6 +60,7 @@ from dropbox.storage import (
     Message,
     Note,
     NotFound,
+    Reason,
     Report,
     ReportSummary,
     Store,
@@ -65,13 +68,12 @@ from dropbox.storage import (
 
 log = logging.getLogger(__name__)
 
-ACK_DAYS = 7
-FEEDBACK_MONTHS = 3
-#: Longest retention a caseworker may set on one report (ten years).
+#: Longest retention a caseworker may set on one report (ten years; a country profile may cap it lower).
 MAX_RETENTION_DAYS = 3650
 PAGE_SIZE = 50
-#: Statuses a caseworker may set; "new" is only ever the state of a report nobody has opened.
-SETTABLE_STATUSES = tuple(s for s in STATUSES if s != "new")
+#: Statuses a caseworker may set; "new" is only ever the state of a report nobody has opened, and
+#: "closed" is reached only through `close_report`, which needs an outcome category.
+SETTABLE_STATUSES = tuple(s for s in STATUSES if s not in ("new", "closed"))
 SORTS = ("newest", "oldest", "urgent")
 
 
@@ -111,6 +113,12 @@ ACKNOWLEDGED = "acknowledged"
 FEEDBACK_GIVEN = "feedback_given"
 GRANTED = "granted"
 RETENTION_CHANGED = "retention_changed"
+CLOSED = "closed"
+DISCLOSURE_NOTICE_SENT = "disclosure_notice_sent"
+NO_ACK_RECORDED = "no_acknowledgement"
+FEEDBACK_EXTENDED = "feedback_extended"
+LEGAL_HOLD_SET = "legal_hold_set"
+LEGAL_HOLD_LIFTED = "legal_hold_lifted"
 DELETED = "deleted"
 FILE_DOWNLOADED = "file_downloaded"
 ORIGINAL_OPENED = "original_opened"
@@ -125,36 +133,22 @@ async def _audit(store: Store, actor: CaseworkerSession, action: str, report_id:
 # --- deadlines ---------------------------------------------------------------------------------
 
 
-def add_months(day: dt.date, months: int) -> dt.date:
-    """The same day `months` later, clamped to the month's end (30 Nov + 3 months = 28/29 Feb)."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def ack_due(received: dt.date) -> dt.date:
-    return received + dt.timedelta(days=ACK_DAYS)
-
-
-def feedback_due(received: dt.date) -> dt.date:
-    return add_months(received, FEEDBACK_MONTHS)
-
-
 def ack_cut(on: dt.date) -> dt.date:
     """Reports received before this day are past their acknowledgement deadline on `on`."""
     return on - dt.timedelta(days=ACK_DAYS)
 
 
-def feedback_cut(on: dt.date) -> dt.date:
-    """Reports received before this day are past their feedback deadline on `on`.
+def feedback_cut(on: dt.date, *, extended: bool = False) -> dt.date:
+    """Reports received before this day are past their feedback deadline on `on` (the 6-month one
+    when `extended`).
 
     The first receipt day whose deadline is not yet passed; feedback_due is monotonic, so a
     short walk from the naive guess finds it exactly despite month-end clamping.
     """
-    day = add_months(on, -FEEDBACK_MONTHS)
-    while feedback_due(day) >= on:
+    day = add_months(on, -(EXTENDED_FEEDBACK_MONTHS if extended else FEEDBACK_MONTHS))
+    while feedback_due(day, extended=extended) >= on:
         day -= dt.timedelta(days=1)
-    while feedback_due(day) < on:
+    while feedback_due(day, extended=extended) < on:
         day += dt.timedelta(days=1)
     return day
 
@@ -166,6 +160,10 @@ class Deadline:
     overdue: bool
     #: Days until due (negative when past); only meaningful while not done.
     days_left: int
+    #: No acknowledgement is sent, for a recorded reason (the alarm is off).
+    waived: bool = False
+    #: The feedback deadline was extended to 6 months, for a recorded reason.
+    extended: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,17 +174,20 @@ class Deadlines:
 
 
 def deadlines(*, received: str, acknowledged: str | None, feedback: str | None, status: str,
-              on: dt.date) -> Deadlines:
-    """Where a report stands against both deadlines on day `on`. A closed report is never overdue."""
+              on: dt.date, no_ack: bool = False, extended: bool = False) -> Deadlines:
+    """Where a report stands against both deadlines on day `on`. A closed report is never overdue,
+    nor an acknowledgement waived for a recorded reason; an extended feedback deadline is 6 months."""
     received_day = dt.date.fromisoformat(received)
 
-    def one(due: dt.date, done: str | None) -> Deadline:
+    def one(due: dt.date, done: str | None, *, waived: bool = False, longer: bool = False) -> Deadline:
         done_day = dt.date.fromisoformat(done) if done else None
-        return Deadline(due=due, done=done_day, overdue=done_day is None and status != "closed" and on > due,
-                        days_left=(due - on).days)
+        return Deadline(due=due, done=done_day,
+                        overdue=done_day is None and not waived and status != "closed" and on > due,
+                        days_left=(due - on).days, waived=waived, extended=longer)
 
-    return Deadlines(days_since=(on - received_day).days, acknowledgement=one(ack_due(received_day), acknowledged),
-                     feedback=one(feedback_due(received_day), feedback))
+    return Deadlines(days_since=(on - received_day).days,
+                     acknowledgement=one(ack_due(received_day), acknowledged, waived=no_ack),
+                     feedback=one(feedback_due(received_day, extended=extended), feedback, longer=extended))
 
 
 # --- signing in --------------------------------------------------------------------------------
@@ -274,6 +275,8 @@ class ReportFilter:
 class ListedReport:
     summary: ReportSummary
     deadlines: Deadlines
+    #: Closed, not held, and deleted within retention.DUE_SOON_DAYS.
+    deletion_due: bool
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,8 @@ class ReportPage:
     pages: int
     ack_overdue: int
     feedback_overdue: int
+    #: Of all the caseworker's reports, how many are deleted within retention.DUE_SOON_DAYS.
+    deletion_due: int
 
 
 async def list_reports(*, store: Store, session: CaseworkerSession, filters: ReportFilter,
@@ -292,18 +297,23 @@ async def list_reports(*, store: Store, session: CaseworkerSession, filters: Rep
     if filters.status is not None and filters.status not in STATUSES or filters.sort not in SORTS:
         raise InvalidChoice()
     day = on or today()
-    cuts = {"ack_cut": ack_cut(day).isoformat(), "feedback_cut": feedback_cut(day).isoformat()}
+    cuts = {"ack_cut": ack_cut(day).isoformat(), "feedback_cut": feedback_cut(day).isoformat(),
+            "extended_cut": feedback_cut(day, extended=True).isoformat(),
+            "deletion_cut": retention.deletion_cut(day)}
     page = max(1, filters.page)
-    summaries, total, ack_overdue, feedback_overdue = await store.caseworker_report_page(
+    summaries, total, ack_overdue, feedback_overdue, deletion_due = await store.caseworker_report_page(
         caseworker_id=session.caseworker.id, status=filters.status, channel_id=filters.channel_id,
         overdue_only=filters.overdue_only, sort=filters.sort, limit=page_size, offset=(page - 1) * page_size,
         **cuts,
     )
     rows = [ListedReport(summary=s, deadlines=deadlines(received=s.received_day, acknowledged=s.acknowledged_day,
-                                                        feedback=s.feedback_day, status=s.status, on=day))
+                                                        feedback=s.feedback_day, status=s.status, on=day,
+                                                        no_ack=s.no_ack_day is not None,
+                                                        extended=s.extended_day is not None),
+                        deletion_due=retention.due_soon(s.status, s.legal_hold, s.expires_day, on=day))
             for s in summaries]
     return ReportPage(rows=rows, total=total, page=page, pages=max(1, -(-total // page_size)),
-                      ack_overdue=ack_overdue, feedback_overdue=feedback_overdue)
+                      ack_overdue=ack_overdue, feedback_overdue=feedback_overdue, deletion_due=deletion_due)
 
 
 # --- reading a report --------------------------------------------------------------------------
@@ -315,6 +325,14 @@ class NoteView:
     author_id: str | None
     text: str
     day: str
+
+
+@dataclass(frozen=True)
+class ReasonView:
+    kind: str
+    author_id: str | None
+    day: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -343,6 +361,8 @@ class CaseView:
     message_authors: dict[str, str | None]
     notes: list[NoteView]
     deadlines: Deadlines
+    #: Reasons recorded for no acknowledgement or an extension, opened with the staff key.
+    reasons: list[ReasonView]
     granted: list[Caseworker]
     #: Active caseworkers not yet granted: whom the report can be handed to.
     colleagues: list[Caseworker]
@@ -375,7 +395,10 @@ async def read_report(*, store: Store, session: CaseworkerSession, report_id: st
         messages=messages, message_authors={m.id: m.caseworker_id for m in await store.messages(report.id)},
         notes=notes,
         deadlines=deadlines(received=report.received_day, acknowledged=report.acknowledged_day,
-                            feedback=report.feedback_day, status=report.status, on=today()),
+                            feedback=report.feedback_day, status=report.status, on=today(),
+                            no_ack=report.no_ack_day is not None, extended=report.extended_day is not None),
+        reasons=[ReasonView(kind=r.kind, author_id=r.caseworker_id, day=r.written_day,
+                            text=open_reason(r, staff_key=keys.staff_key)) for r in await store.reasons(report.id)],
         granted=[c for c in everyone if c.id in granted_ids],
         colleagues=[c for c in everyone if c.id not in granted_ids and not c.disabled],
         history=await store.report_audit(report.id),
@@ -425,13 +448,10 @@ async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSe
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _expiry(day: dt.date, retention_days: int) -> str:
-    return (day + dt.timedelta(days=retention_days)).isoformat()
-
-
-def _activity(report: Report, day: dt.date) -> dict[str, str]:
-    """A caseworker's action is activity: retention counts again from today."""
-    return {"last_activity_day": day.isoformat(), "expires_day": _expiry(day, report.retention_days)}
+def _activity(day: dt.date) -> dict[str, str]:
+    """A caseworker's action is activity. It no longer moves the deletion day: retention counts
+    from closing (retention.py), so activity neither deletes an open case nor keeps a closed one."""
+    return {"last_activity_day": day.isoformat()}
 
 
 async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str, text: str,
@@ -454,7 +474,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
         day = today()
         message = Message(id=message_id, report_id=report.id, seq=0, author="caseworker",
                           caseworker_id=session.caseworker.id, sealed_body=b"", sent_day=day.isoformat(), read=False)
-        activity = _activity(report, day)
+        activity = _activity(day)
         if report.acknowledged_day is None:
             activity["acknowledged_day"] = day.isoformat()
         if gives_feedback and report.feedback_day is None:
@@ -490,25 +510,120 @@ async def add_note(*, store: Store, session: CaseworkerSession, report_id: str, 
                               sealed_body=seal_note(text, staff_key=keys.staff_key, report_id=report.id,
                                                     note_id=note_id, caseworker_id=session.caseworker.id),
                               written_day=day.isoformat()))
-    await store.update_report(report.id, **_activity(report, day))
+    await store.update_report(report.id, **_activity(day))
     await _audit(store, session, NOTE_ADDED, report.id)
     return note_id
 
 
 async def set_status(*, store: Store, session: CaseworkerSession, report_id: str, status: str) -> bool:
-    """Move a report to opened, in progress or closed. True if it changed."""
+    """Move a report to opened or in progress (reopening a closed one stops its deletion clock).
+    True if it changed. Closing is `close_report`."""
     await _keys(store, session, report_id)
     if status not in SETTABLE_STATUSES:
         raise InvalidChoice()
     report = await _report(store, report_id)
     if report.status == status:
         return False
-    await store.update_report(report.id, status=status, **_activity(report, today()))
+    day = today()
+    clock = retention.on_reopen() if report.status == "closed" else {}
+    await store.update_report(report.id, status=status, **_activity(day), **clock)
     await _audit(store, session, STATUS_CHANGED, report.id, status)
     return True
 
 
 DEADLINE_FIELDS = {"acknowledgement": ("acknowledged_day", ACKNOWLEDGED), "feedback": ("feedback_day", FEEDBACK_GIVEN)}
+
+
+async def close_report(*, store: Store, session: CaseworkerSession, report_id: str, outcome: str,
+                       categories: list[str], message: str = "",
+                       max_retention_days: int = MAX_RETENTION_DAYS) -> bool:
+    """Close a report with an outcome category (one of `categories`; InvalidChoice otherwise) and,
+    if `message` is not blank, a closing message to the whistleblower's mailbox (art. 11(2)(e):
+    the final outcome), sealed under the report key like every reply and written in the same
+    transaction as the closing. The deletion clock starts (retention.py). False if already closed."""
+    keys = await _keys(store, session, report_id)
+    if outcome not in categories:
+        raise InvalidChoice()
+    report = await _report(store, report_id)
+    if report.status == "closed":
+        return False
+    day = today()
+    closing: dict[str, str | None] = {"status": "closed", "outcome": outcome, **_activity(day),
+                                      **retention.on_close(report, day, max_days=max_retention_days)}
+    text = message.strip()
+    if text:
+        message_id = new_id()
+        if report.acknowledged_day is None:
+            closing["acknowledged_day"] = day.isoformat()
+        if report.feedback_day is None:
+            closing["feedback_day"] = day.isoformat()
+        await store.add_message(
+            Message(id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
+                    sealed_body=b"", sent_day=day.isoformat(), read=False),
+            activity=closing, seal_body=message_sealer(text, report_key=keys.report_key, report_id=report.id,
+                                                       message_id=message_id, author="caseworker"))
+    else:
+        await store.update_report(report.id, **closing)
+    await _audit(store, session, CLOSED, report.id)
+    if text:
+        await _audit(store, session, REPLIED, report.id)
+    if "acknowledged_day" in closing:
+        await _audit(store, session, ACKNOWLEDGED, report.id)
+    if "feedback_day" in closing:
+        await _audit(store, session, FEEDBACK_GIVEN, report.id)
+    return True
+
+
+async def send_disclosure_notice(*, store: Store, session: CaseworkerSession, report_id: str, text: str) -> str:
+    """The written notice to the reporter before their identity is disclosed (art. 16(3); DK § 26):
+    it goes to the mailbox as a message sealed under the report key, in the same transaction that
+    records the day on the report. Returns the message id."""
+    keys = await _keys(store, session, report_id)
+    text = text.strip()
+    if not text:
+        raise EmptyText()
+    report = await _report(store, report_id)
+    message_id = new_id()
+    day = today()
+    await store.add_message(
+        Message(id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
+                sealed_body=b"", sent_day=day.isoformat(), read=False),
+        activity={"disclosure_notice_day": day.isoformat(), **_activity(day)},
+        seal_body=message_sealer(text, report_key=keys.report_key, report_id=report.id, message_id=message_id,
+                                 author="caseworker"))
+    await _audit(store, session, DISCLOSURE_NOTICE_SENT, report.id)
+    return message_id
+
+
+#: Longest reason accepted (a paragraph or two; it is shown on the report page).
+MAX_REASON_CHARS = 4000
+REASON_KINDS = {"no_acknowledgement": NO_ACK_RECORDED, "extension": FEEDBACK_EXTENDED}
+
+
+async def record_reason(*, store: Store, session: CaseworkerSession, report_id: str, kind: str, text: str) -> bool:
+    """Record, with a written reason sealed under the staff key, that no acknowledgement is sent
+    (art. 9(1)(b); SE: where it would reveal the reporter or they declined; the 7-day alarm stops)
+    or that the feedback deadline is extended to 6 months (art. 11(2)(d), "duly justified cases").
+    Once per kind: False if already recorded, or if the acknowledgement or feedback was already
+    given. The reason shows on the report page; the audit log records that it was given."""
+    keys = await _keys(store, session, report_id)
+    if kind not in REASON_KINDS:
+        raise InvalidChoice()
+    text = text.strip()
+    if not text:
+        raise EmptyText()
+    report = await _report(store, report_id)
+    if (report.acknowledged_day if kind == "no_acknowledgement" else report.feedback_day) is not None:
+        return False
+    reason_id = new_id()
+    recorded = await store.add_reason(Reason(
+        id=reason_id, report_id=report.id, kind=kind, caseworker_id=session.caseworker.id,
+        sealed_body=seal_reason(text, staff_key=keys.staff_key, report_id=report.id, reason_id=reason_id, kind=kind,
+                                caseworker_id=session.caseworker.id),
+        written_day=today().isoformat()))
+    if recorded:
+        await _audit(store, session, REASON_KINDS[kind], report.id)
+    return recorded
 
 
 async def record_deadline(*, store: Store, session: CaseworkerSession, report_id: str, which: str) -> bool:
@@ -538,20 +653,37 @@ async def grant(*, store: Store, session: CaseworkerSession, report_id: str, gra
     return added
 
 
-async def set_retention(*, store: Store, session: CaseworkerSession, report_id: str, days: int) -> str:
-    """Keep the report `days` after its last activity (from today on). Returns the new expiry day.
+async def set_retention(*, store: Store, session: CaseworkerSession, report_id: str, days: int,
+                        max_retention_days: int = MAX_RETENTION_DAYS) -> str | None:
+    """Keep the report `days` after it is closed (at most the country profile's cap). Returns the
+    deletion day of a closed report, None for an open one (it is kept while open).
 
-    A shorter period may put the expiry in the past; the next retention purge then deletes it.
+    A shorter period may put a closed report's deletion day in the past; the next purge deletes it.
     """
     await _keys(store, session, report_id)
-    if not 1 <= days <= MAX_RETENTION_DAYS:
+    if not 1 <= days <= min(MAX_RETENTION_DAYS, max_retention_days):
         raise InvalidChoice()
-    day = today()
-    expires = _expiry(day, days)
-    await store.update_report(report_id, retention_days=days, expires_day=expires,
-                              last_activity_day=day.isoformat())
+    report = await _report(store, report_id)
+    changes: dict[str, str | int | None] = {"retention_days": days, **_activity(today())}
+    expires = None
+    if report.status == "closed" and report.closed_day:
+        expires = retention.deletion_day(dt.date.fromisoformat(report.closed_day), days, max_days=max_retention_days)
+        changes["expires_day"] = expires
+    await store.update_report(report_id, **changes)
     await _audit(store, session, RETENTION_CHANGED, report_id, str(days))
     return expires
+
+
+async def set_legal_hold(*, store: Store, session: CaseworkerSession, report_id: str, hold: bool) -> bool:
+    """Put a legal hold on a report (no automatic deletion, whatever its state) or lift it.
+    True if it changed. A caseworker can still delete a held report by hand, deliberately."""
+    await _keys(store, session, report_id)
+    report = await _report(store, report_id)
+    if report.legal_hold == hold:
+        return False
+    await store.update_report(report_id, legal_hold=int(hold))
+    await _audit(store, session, LEGAL_HOLD_SET if hold else LEGAL_HOLD_LIFTED, report_id)
+    return True
 
 
 async def delete_report(*, store: Store, session: CaseworkerSession, report_id: str) -> None:
@@ -559,7 +691,7 @@ async def delete_report(*, store: Store, session: CaseworkerSession, report_id: 
     then checkpoint and truncate the WAL so the deleted pages' old images go too."""
     await _keys(store, session, report_id)
     try:
-        await store.delete_report(report_id)
+        await store.delete_report(report_id, record=statistics.recorder())
     except NotFound as e:  # a colleague deleted it a moment ago
         raise NotGranted() from e
     await _audit(store, session, DELETED, report_id)

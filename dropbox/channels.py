@@ -197,11 +197,12 @@ class ChannelForm:
     cleaning_policy: str = Policy.REMOVE.value
 
 
-def _checked(channel_id: str, form: ChannelForm, existing: Sequence[Question], is_default: bool) -> Channel:
+def _checked(channel_id: str, form: ChannelForm, existing: Sequence[Question], is_default: bool,
+             max_retention_days: int) -> Channel:
     name, description = form.name.strip(), form.description.strip()
     if not name or len(name) > MAX_NAME_CHARS or len(description) > MAX_DESCRIPTION_CHARS:
         raise InvalidChannel("name or description")
-    if not 1 <= form.retention_days <= MAX_RETENTION_DAYS:
+    if not 1 <= form.retention_days <= min(MAX_RETENTION_DAYS, max_retention_days):
         raise InvalidChannel("retention")
     if form.cleaning_policy not in set(Policy):
         raise InvalidChannel("cleaning policy")
@@ -262,11 +263,13 @@ class Saved:
     awaiting_approval: bool
 
 
-async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Saved:
+async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm,
+                      max_retention_days: int = MAX_RETENTION_DAYS) -> Saved:
+    """A new channel; its retention may not exceed the country profile's cap (retention.py)."""
     actor = await _require_admin(store, actor_id)
     if not CHANNEL_ID.match(channel_id):
         raise InvalidChannel("id")
-    channel = _checked(channel_id, form, (), form.make_default)
+    channel = _checked(channel_id, form, (), form.make_default, max_retention_days)
     try:
         await store.add_channel(channel)
     except Conflict as e:
@@ -275,14 +278,16 @@ async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: Cha
     return Saved(channel, await _set_members(store, actor, channel.id, form.member_ids))
 
 
-async def update_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm) -> Saved:
+async def update_channel(*, store: Store, actor_id: str, channel_id: str, form: ChannelForm,
+                         max_retention_days: int = MAX_RETENTION_DAYS) -> Saved:
     """Change a channel. The default channel stays default until another one is made default."""
     actor = await _require_admin(store, actor_id)
     try:
         current = await store.channel(channel_id)
     except NotFound as e:
         raise UnknownChannel() from e
-    channel = _checked(channel_id, form, questions_of(current), current.is_default or form.make_default)
+    channel = _checked(channel_id, form, questions_of(current), current.is_default or form.make_default,
+                       max_retention_days)
     await store.update_channel(channel)
     await _audit(store, actor, CHANNEL_CHANGED, channel.id)
     return Saved(channel, await _set_members(store, actor, channel.id, form.member_ids))

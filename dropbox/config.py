@@ -27,6 +27,11 @@ TEST_KDF_MEM = _argon2id.MEMLIMIT_MIN
 
 LANGUAGES = ("en", "da", "sv")
 
+#: Country profiles: the longest a closed report may be kept (dropbox/retention.py). Sweden: at
+#: most two years after the follow-up case is closed (2021:890 7 kap. 4 §). Denmark: no fixed
+#: period (lov 1436/2021 § 22), so only the ten-year ceiling every channel has.
+COUNTRY_MAX_RETENTION_DAYS = {"dk": 3650, "se": 730}
+
 
 def setting(default: Any, section: str, doc: str, **limits: Any) -> Any:
     """A Config field that is an operator setting: it appears in DATA/config.toml under `section`
@@ -156,9 +161,14 @@ class Config:
 
     default_language: str = setting("en", "organisation", "Language of a page when the browser asks for none "
                                      "we have, and of e-mail notices.", choices=LANGUAGES)
-    default_retention_days: int = setting(90, "retention", "Days a report is kept after its last activity, for the "
-                                          "channel made at init and as the form's default for new channels. "
-                                          "Retention set per channel in the web admin wins.", min=1, max=36_500)
+    default_retention_days: int = setting(90, "retention", "Days a closed report is kept after it was closed (open "
+                                          "reports are never deleted automatically), for the channel made at init "
+                                          "and as the form's default for new channels; capped by the country "
+                                          "profile. Retention set per channel in the web admin wins.",
+                                          min=1, max=36_500)
+    country: str = setting("dk", "retention", "Country profile for keeping closed reports: dk (no fixed period; "
+                           "the retention above) or se (at most 730 days after closing, enforced).",
+                           choices=tuple(COUNTRY_MAX_RETENTION_DAYS))
 
     # Optional e-mail notices to caseworkers ("something new arrived", no content).
     smtp_host: str | None = setting(None, "smtp", "Mail server for the content-free \"something new\" notices; "
@@ -189,6 +199,11 @@ class Config:
                                           "HiddenServiceDir of the public (whistleblower) onion.")
     tor_caseworker_dir: Path = setting(Path("/var/lib/tor/dropbox-caseworker"), "tor", "The torrc's "
                                        "HiddenServiceDir of the caseworker onion (client authorization).")
+
+    @property
+    def max_retention_days(self) -> int:
+        """The country profile's cap on keeping a closed report, in days."""
+        return COUNTRY_MAX_RETENTION_DAYS[self.country]
 
     @property
     def db_path(self) -> Path:

@@ -56,7 +56,7 @@ async def init_install(config: Config) -> None:
         })
         await store.add_channel(Channel(
             id=DEFAULT_CHANNEL_ID, name="Whistleblower channel", description="", questions="[]",
-            retention_days=config.default_retention_days, is_default=True,
+            retention_days=min(config.default_retention_days, config.max_retention_days), is_default=True,
         ))
     finally:
         await store.close()

@@ -11,7 +11,8 @@ logs learn arrival times to the hour at best, which is also the precision of the
 
 What was notified is remembered across restarts (so a restart does not mail everyone again), in
 the database's meta table, content-free: per caseworker id, short hashes of the tokens
-("report:<id>", "message:<id>") they were told about; no address, time, count or text.
+("report:<id>", "message:<id>", "deletion:<id>": a closed report deleted within 14 days, see
+retention.py) they were told about; no address, time, count or text.
 
 Transport: `smtp_security` "starttls" or "tls" (implicit) with the server's certificate checked
 (against `smtp_ca_file` or the system's CAs); a login (`smtp_user`) reads its password from
@@ -22,6 +23,7 @@ needs no restart.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -32,6 +34,8 @@ import aiosmtplib
 
 from dropbox.config import Config
 from dropbox.i18n import LOCALE_DIR, N_, load_translations
+from dropbox.install import today
+from dropbox.retention import deletion_cut
 from dropbox.storage import NotFound, Store
 
 log = logging.getLogger(__name__)
@@ -64,12 +68,13 @@ class Notifier:
         #: None until read back from the database on the first round.
         self._told: dict[str, frozenset[str]] | None = None
 
-    async def check_once(self) -> int:
-        """Send the notices due now; returns how many went out."""
+    async def check_once(self, *, on: dt.date | None = None) -> int:
+        """Send the notices due on day `on` (default today); returns how many went out."""
         if self._told is None:
             self._told = await _load_told(self._store)
         waiting: dict[str, tuple[str, set[str]]] = {}
-        for caseworker_id, address, token in await self._store.notice_tokens():
+        for caseworker_id, address, token in await self._store.notice_tokens(
+                deletion_cut=deletion_cut(on or today())):
             waiting.setdefault(caseworker_id, (address, set()))[1].add(_token_hash(token))
         told: dict[str, frozenset[str]] = {}
         sent = 0

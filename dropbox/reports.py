@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from dropbox.blobs import StagedFile, StagedFiles
 from dropbox.cleaning import CleanedUpload, FileCleaning
 from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
-from dropbox.storage import Message, NewFile, Note, Store, StoredFile
+from dropbox.storage import Message, NewFile, Note, Reason, Store, StoredFile
 
 STATUSES = ("new", "opened", "in_progress", "closed")
 
@@ -104,6 +104,23 @@ def open_message(m: Message, *, report_key: bytes) -> str:
 
 def _note_context(*, report_id: str, note_id: str, caseworker_id: str | None, version: int) -> str:
     return _versioned(version, f"note:{report_id}:{note_id}", f"note/2:{report_id}:{note_id}:{caseworker_id or ''}")
+
+
+def _reason_context(*, report_id: str, reason_id: str, kind: str, caseworker_id: str | None) -> str:
+    return f"reason/1:{report_id}:{reason_id}:{kind}:{caseworker_id or ''}"
+
+
+def seal_reason(text: str, *, staff_key: bytes, report_id: str, reason_id: str, kind: str,
+                caseworker_id: str) -> bytes:
+    """A caseworker's reason (no acknowledgement, extension), under the staff key like a note:
+    the whistleblower's receipt never opens it. Bound to its report, id, kind and author."""
+    return seal(text.encode(), key=staff_key, context=_reason_context(
+        report_id=report_id, reason_id=reason_id, kind=kind, caseworker_id=caseworker_id))
+
+
+def open_reason(r: Reason, *, staff_key: bytes) -> str:
+    return open_sealed(r.sealed_body, key=staff_key, context=_reason_context(
+        report_id=r.report_id, reason_id=r.id, kind=r.kind, caseworker_id=r.caseworker_id)).decode()
 
 
 def seal_note(text: str, *, staff_key: bytes, report_id: str, note_id: str, caseworker_id: str) -> bytes:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
 #: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
@@ -183,6 +183,52 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
     ALTER TABLE channels ADD COLUMN cleaning_policy TEXT NOT NULL DEFAULT 'remove';
     ALTER TABLE files ADD COLUMN sealed_cleaning BLOB;
     ALTER TABLE files ADD COLUMN original_of TEXT;
+    """,
+    # 7 (legal). `report_stats`: the content-free record a deleted report leaves for the yearly
+    # figures (dropbox/statistics.py): months, yes/no and an outcome category, no text, no name,
+    # no report id (a random id, WITHOUT ROWID, so neither the id nor the row order ties it to the
+    # audit log or to when it was deleted). Retention by state (docs/LEGAL.md): open reports are never deleted
+    # automatically; a closed one is deleted `retention_days` after `closed_day` (that day is
+    # `expires_day`), unless a caseworker put a legal hold on it. Closed reports of an existing
+    # install count as closed on their last activity, the day the old rule counted from, and are
+    # kept at least 14 days past the upgrade, so the upgrade itself deletes nothing and each shows
+    # on the list as due for deletion first. Open ones simply stop expiring.
+    7: """
+    ALTER TABLE reports ADD COLUMN closed_day TEXT;
+    ALTER TABLE reports ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1));
+    ALTER TABLE reports ADD COLUMN outcome TEXT;
+    ALTER TABLE reports ADD COLUMN no_ack_day TEXT;
+    ALTER TABLE reports ADD COLUMN extended_day TEXT;
+    ALTER TABLE reports ADD COLUMN disclosure_notice_day TEXT;
+    ALTER TABLE reports ADD COLUMN meeting_request TEXT CHECK (meeting_request IN ('meeting', 'call'));
+    ALTER TABLE reports ADD COLUMN meeting_request_day TEXT;
+    CREATE TABLE report_reasons (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('no_acknowledgement', 'extension')),
+        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
+        sealed_body BLOB NOT NULL,
+        written_day TEXT NOT NULL,
+        UNIQUE (report_id, kind)
+    ) WITHOUT ROWID;
+    UPDATE reports SET closed_day = last_activity_day, expires_day = max(expires_day, date('now', '+14 days'))
+        WHERE status = 'closed';
+    DROP INDEX reports_listing;
+    CREATE INDEX reports_listing ON reports
+        (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day, legal_hold, no_ack_day,
+         extended_day);
+    CREATE TABLE report_stats (
+        id TEXT PRIMARY KEY,
+        channel_id TEXT NOT NULL,
+        received_month TEXT NOT NULL CHECK (length(received_month) = 7),
+        acknowledged_on_time INTEGER CHECK (acknowledged_on_time IN (0, 1)),
+        feedback_on_time INTEGER CHECK (feedback_on_time IN (0, 1)),
+        extended INTEGER NOT NULL DEFAULT 0 CHECK (extended IN (0, 1)),
+        outcome TEXT NOT NULL DEFAULT '',
+        closed_month TEXT CHECK (closed_month IS NULL OR length(closed_month) = 7),
+        oral INTEGER NOT NULL DEFAULT 0 CHECK (oral IN (0, 1))
+    ) WITHOUT ROWID;
+    CREATE INDEX report_stats_by_month ON report_stats (received_month);
     """,
 }
 
@@ -361,6 +407,68 @@ class Report:
     whistleblower_seen_day: str | None
     whistleblower_key: bytes
     sealed_body: bytes
+    #: The day it was last closed (None while open): a closed report is deleted `retention_days`
+    #: later (expires_day), an open one never automatically.
+    closed_day: str | None = None
+    #: A legal hold blocks every automatic deletion, whatever the state.
+    legal_hold: bool = False
+    #: The outcome category it was last closed with (dropbox/outcomes.py); an admin's label.
+    outcome: str | None = None
+    #: The day a caseworker recorded that no acknowledgement is sent (reason in report_reasons).
+    no_ack_day: str | None = None
+    #: The day the feedback deadline was extended to 6 months (reason in report_reasons).
+    extended_day: str | None = None
+    #: The day the last written notice before disclosing the reporter's identity was sent.
+    disclosure_notice_day: str | None = None
+    #: The whistleblower asked for a physical meeting or a call (art. 9(2)), and the day.
+    meeting_request: str | None = None
+    meeting_request_day: str | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A caseworker's written reason for not acknowledging or for extending the feedback
+    deadline, sealed under the staff key (dropbox/reports.py)."""
+
+    id: str
+    report_id: str
+    kind: str
+    caseworker_id: str | None
+    sealed_body: bytes
+    written_day: str
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    """The plaintext dates and state of a report: what its statistics record is made from."""
+
+    channel_id: str
+    status: str
+    received_day: str
+    acknowledged_day: str | None
+    feedback_day: str | None
+    closed_day: str | None
+    outcome: str | None
+    no_ack_day: str | None
+    extended_day: str | None
+
+
+@dataclass(frozen=True)
+class StatRecord:
+    """One report in the yearly figures (dropbox/statistics.py). None: not yet known."""
+
+    channel_id: str
+    received_month: str
+    acknowledged_on_time: bool | None
+    feedback_on_time: bool | None
+    extended: bool
+    outcome: str
+    closed_month: str | None
+    oral: bool
+
+
+_FACT_COLUMNS = ("channel_id, status, received_day, acknowledged_day, feedback_day, closed_day, outcome, no_ack_day,"
+                 " extended_day")
 
 
 @dataclass(frozen=True)
@@ -374,6 +482,9 @@ class ReportSummary:
     acknowledged_day: str | None
     feedback_day: str | None
     expires_day: str
+    legal_hold: bool
+    no_ack_day: str | None
+    extended_day: str | None
     unread: int
 
 
@@ -833,9 +944,25 @@ class Store:
         async with self.transaction() as db:
             await _update_row(db, "reports", report_id, fields)
 
-    async def delete_report(self, report_id: str) -> list[str]:
-        """Delete a report and everything under it, file contents included; returns its file ids."""
+    async def delete_report(self, report_id: str, *, record: Callable[[ReportFacts], StatRecord]) -> list[str]:
+        """Delete a report and everything under it, file contents included; returns its file ids.
+
+        In the same transaction, `record(facts)` makes the content-free statistics record the
+        report leaves behind (report_stats), so no deletion can skip the yearly figures.
+        """
         async with self.transaction() as db:
+            async with db.execute(f"SELECT {_FACT_COLUMNS} FROM reports WHERE id = ?",  # noqa: S608
+                                  (report_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise NotFound(f"report {report_id}")
+            kept = record(ReportFacts(*row))
+            await db.execute(
+                "INSERT INTO report_stats (id, channel_id, received_month, acknowledged_on_time, feedback_on_time,"
+                " extended, outcome, closed_month, oral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (secrets.token_hex(16), kept.channel_id, kept.received_month, _flag(kept.acknowledged_on_time),
+                 _flag(kept.feedback_on_time), int(kept.extended), kept.outcome, kept.closed_month, int(kept.oral)),
+            )
             async with db.execute("SELECT id FROM files WHERE report_id = ?", (report_id,)) as cur:
                 file_ids = [r[0] for r in await cur.fetchall()]
             await db.executemany("DELETE FROM file_chunks WHERE file_id = ?", [(f,) for f in file_ids])
@@ -862,8 +989,29 @@ class Store:
         row = next(iter(rows), None)
         return row is not None and int(row[0]) == 0
 
+    async def report_facts(self, *, year: int, channel_id: str | None = None) -> list[ReportFacts]:
+        """The facts of every report received in `year` (optionally in one channel)."""
+        rows = await self._all(
+            f"SELECT {_FACT_COLUMNS} FROM reports WHERE received_day >= ? AND received_day < ?"  # noqa: S608
+            " AND (? IS NULL OR channel_id = ?)",
+            (f"{year:04d}-01-01", f"{year + 1:04d}-01-01", channel_id, channel_id))
+        return [ReportFacts(*r) for r in rows]
+
+    async def stat_records(self, *, year: int, channel_id: str | None = None) -> list[StatRecord]:
+        """The records deleted reports left, received in `year` (optionally in one channel)."""
+        rows = await self._all(
+            "SELECT channel_id, received_month, acknowledged_on_time, feedback_on_time, extended, outcome,"
+            " closed_month, oral FROM report_stats WHERE received_month >= ? AND received_month < ?"
+            " AND (? IS NULL OR channel_id = ?)",
+            (f"{year:04d}-01", f"{year + 1:04d}-01", channel_id, channel_id))
+        return [StatRecord(channel_id=r[0], received_month=r[1], acknowledged_on_time=_unflag(r[2]),
+                           feedback_on_time=_unflag(r[3]), extended=bool(r[4]), outcome=r[5], closed_month=r[6],
+                           oral=bool(r[7])) for r in rows]
+
     async def expired_reports(self, *, today: dt.date) -> list[str]:
-        rows = await self._all("SELECT id FROM reports WHERE expires_day < ?", (_day(today),))
+        """Closed reports without a legal hold whose deletion day is before `today`."""
+        rows = await self._all("SELECT id FROM reports WHERE status = 'closed' AND legal_hold = 0"
+                               " AND expires_day < ?", (_day(today),))
         return [r[0] for r in rows]
 
     # messages, notes, files ----------------------------------------------------------------
@@ -995,8 +1143,13 @@ class Store:
     # What dropbox/casework.py, channels.py, totp.py and notify.py need beyond the core above.
 
     #: Overdue conditions (parameter: the cut-off day from casework.ack_cut / feedback_cut).
-    _ACK_OVERDUE = "(r.status != 'closed' AND r.acknowledged_day IS NULL AND r.received_day < ?)"
-    _FEEDBACK_OVERDUE = "(r.status != 'closed' AND r.feedback_day IS NULL AND r.received_day < ?)"
+    _ACK_OVERDUE = ("(r.status != 'closed' AND r.acknowledged_day IS NULL AND r.no_ack_day IS NULL"
+                    " AND r.received_day < ?)")
+    #: Parameters: the feedback cut, then the cut for a deadline extended to 6 months.
+    _FEEDBACK_OVERDUE = ("(r.status != 'closed' AND r.feedback_day IS NULL"
+                         " AND r.received_day < (CASE WHEN r.extended_day IS NULL THEN ? ELSE ? END))")
+    #: Closed, not held, and deleted before the given day (retention.py: due for deletion soon).
+    _DELETION_DUE = "(r.status = 'closed' AND r.legal_hold = 0 AND r.expires_day < ?)"
     #: ORDER BY per sort, for the table alias `{t}`.
     _REPORT_SORTS: ClassVar[dict[str, str]] = {
         "newest": "{t}.received_day DESC, {t}.id DESC",
@@ -1005,20 +1158,22 @@ class Store:
         # within each, the oldest (nearest deadline) first. Parameters: ack cut, feedback cut.
         "urgent": (
             "({t}.status = 'closed'),"
-            " CASE WHEN {t}.acknowledged_day IS NULL AND {t}.received_day < ? THEN 0"
-            " WHEN {t}.feedback_day IS NULL AND {t}.received_day < ? THEN 1"
+            " CASE WHEN {t}.acknowledged_day IS NULL AND {t}.no_ack_day IS NULL AND {t}.received_day < ? THEN 0"
+            " WHEN {t}.feedback_day IS NULL"
+            " AND {t}.received_day < (CASE WHEN {t}.extended_day IS NULL THEN ? ELSE ? END) THEN 1"
             " WHEN {t}.acknowledged_day IS NULL THEN 2 WHEN {t}.feedback_day IS NULL THEN 3 ELSE 4 END,"
             " {t}.received_day ASC, {t}.id ASC"
         ),
     }
 
     async def caseworker_report_page(
-        self, *, caseworker_id: str, ack_cut: str, feedback_cut: str, status: str | None = None,
-        channel_id: str | None = None, overdue_only: bool = False, sort: str = "newest",
-        limit: int = 50, offset: int = 0,
-    ) -> tuple[list[ReportSummary], int, int, int]:
-        """One page of the reports granted to a caseworker; how many match the filters; and how
-        many of all their reports are past the acknowledgement and the feedback deadline.
+        self, *, caseworker_id: str, ack_cut: str, feedback_cut: str, extended_cut: str, deletion_cut: str,
+        status: str | None = None, channel_id: str | None = None, overdue_only: bool = False,
+        sort: str = "newest", limit: int = 50, offset: int = 0,
+    ) -> tuple[list[ReportSummary], int, int, int, int]:
+        """One page of the reports granted to a caseworker; how many match the filters; how
+        many of all their reports are past the acknowledgement and the feedback deadline; and how
+        many are due for deletion before `deletion_cut`.
 
         `ack_cut` / `feedback_cut`: reports received before these days and not yet acknowledged /
         given feedback are overdue (casework.py computes them). `sort` is "newest", "oldest" or
@@ -1039,33 +1194,34 @@ class Store:
             params.append(channel_id)
         if overdue_only:
             conditions.append(f"({self._ACK_OVERDUE} OR {self._FEEDBACK_OVERDUE})")
-            params.extend((ack_cut, feedback_cut))
+            params.extend((ack_cut, feedback_cut, extended_cut))
         # Every piece of SQL below comes from the constants of this class, never from input.
         matches = " AND ".join(conditions) or "1"
         counts = await self._one(
             f"SELECT coalesce(sum(CASE WHEN {matches} THEN 1 ELSE 0 END), 0),"  # noqa: S608
-            f" coalesce(sum({self._ACK_OVERDUE}), 0), coalesce(sum({self._FEEDBACK_OVERDUE}), 0)"
+            f" coalesce(sum({self._ACK_OVERDUE}), 0), coalesce(sum({self._FEEDBACK_OVERDUE}), 0),"
+            f" coalesce(sum({self._DELETION_DUE}), 0)"
             " FROM reports r INDEXED BY reports_listing JOIN report_grants g ON g.report_id = r.id"
             " WHERE g.caseworker_id = ?",
-            (*params, ack_cut, feedback_cut, caseworker_id),
+            (*params, ack_cut, feedback_cut, extended_cut, deletion_cut, caseworker_id),
         )
         # The page is chosen first and only its rows get the unread count: counting for every
         # granted report before sorting would run the subquery 10,000 times for 50 rows.
         inner_order, outer_order = (self._REPORT_SORTS[sort].format(t=t) for t in ("r", "p"))
-        order_params: list[Any] = [ack_cut, feedback_cut] if sort == "urgent" else []
+        order_params: list[Any] = [ack_cut, feedback_cut, extended_cut] if sort == "urgent" else []
         query = (
             "SELECT p.*, (SELECT count(*) FROM messages m WHERE m.report_id = p.id"  # noqa: S608
             "   AND m.author = 'whistleblower' AND m.read = 0) AS unread FROM ("
             "SELECT r.id, r.channel_id, r.status, r.received_day, r.acknowledged_day, r.feedback_day,"
-            " r.expires_day"
+            " r.expires_day, r.legal_hold, r.no_ack_day, r.extended_day"
             " FROM reports r INDEXED BY reports_listing JOIN report_grants g ON g.report_id = r.id"
             f" WHERE g.caseworker_id = ? AND {matches}"
             f" ORDER BY {inner_order} LIMIT ? OFFSET ?) p"
             f" ORDER BY {outer_order}"
         )
         rows = await self._all(query, (caseworker_id, *params, *order_params, limit, offset, *order_params))
-        total, ack_overdue, feedback_overdue = (int(v) for v in counts) if counts else (0, 0, 0)
-        return [_row(ReportSummary, r) for r in rows], total, ack_overdue, feedback_overdue
+        total, ack_overdue, feedback_overdue, deletion_due = (int(v) for v in counts) if counts else (0, 0, 0, 0)
+        return [_row(ReportSummary, r) for r in rows], total, ack_overdue, feedback_overdue, deletion_due
 
     async def advance_status(self, report_id: str, *, to: str, only_from: Sequence[str]) -> bool:
         """Set the status only if it is one of `only_from` (atomic); True if it changed."""
@@ -1130,9 +1286,35 @@ class Store:
             members.setdefault(row[0], set()).add(row[1])
         return members
 
-    async def notice_tokens(self) -> list[tuple[str, str, str]]:
+    async def add_reason(self, reason: Reason) -> bool:
+        """Record a reason and stamp its day on the report (no_ack_day or extended_day), once:
+        False if one of this kind was recorded before (the first stands, like the audit log)."""
+        field = {"no_acknowledgement": "no_ack_day", "extension": "extended_day"}[reason.kind]
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE reports SET {field} = ? WHERE id = ? AND {field} IS NULL",  # noqa: S608
+                (reason.written_day, reason.report_id))
+            if cur.rowcount == 0:
+                async with db.execute("SELECT 1 FROM reports WHERE id = ?", (reason.report_id,)) as found:
+                    if await found.fetchone() is None:
+                        raise NotFound(f"report {reason.report_id}")
+                return False
+            await db.execute(
+                "INSERT INTO report_reasons (id, report_id, kind, caseworker_id, sealed_body, written_day)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (reason.id, reason.report_id, reason.kind, reason.caseworker_id, reason.sealed_body,
+                 reason.written_day))
+            return True
+
+    async def reasons(self, report_id: str) -> list[Reason]:
+        rows = await self._all("SELECT * FROM report_reasons WHERE report_id = ? ORDER BY written_day, kind",
+                               (report_id,))
+        return [_row(Reason, r) for r in rows]
+
+    async def notice_tokens(self, *, deletion_cut: str) -> list[tuple[str, str, str]]:
         """(caseworker id, e-mail, token) for everything waiting for an active caseworker with an
-        address: a token per new report and per unread whistleblower message."""
+        address: a token per new report, per unread whistleblower message, and per closed report
+        without a legal hold that is deleted before `deletion_cut`."""
         rows = await self._all(
             "SELECT c.id, c.email, 'report:' || r.id FROM caseworkers c"
             " JOIN report_grants g ON g.caseworker_id = c.id JOIN reports r ON r.id = g.report_id"
@@ -1142,6 +1324,12 @@ class Store:
             " JOIN report_grants g ON g.caseworker_id = c.id"
             " JOIN messages m ON m.report_id = g.report_id"
             " WHERE c.disabled = 0 AND coalesce(c.email, '') != '' AND m.author = 'whistleblower' AND m.read = 0"
+            " UNION ALL"
+            " SELECT c.id, c.email, 'deletion:' || r.id FROM caseworkers c"
+            " JOIN report_grants g ON g.caseworker_id = c.id JOIN reports r ON r.id = g.report_id"
+            " WHERE c.disabled = 0 AND coalesce(c.email, '') != '' AND r.status = 'closed' AND r.legal_hold = 0"
+            " AND r.expires_day < ?",
+            (deletion_cut,),
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
@@ -1151,7 +1339,8 @@ _CASEWORKER_FIELDS = frozenset(
 )
 _REPORT_FIELDS = frozenset(
     {"status", "acknowledged_day", "feedback_day", "whistleblower_seen_day", "retention_days", "expires_day",
-     "last_activity_day"}
+     "last_activity_day", "closed_day", "legal_hold", "outcome", "disclosure_notice_day", "meeting_request",
+     "meeting_request_day"}
 )
 
 
@@ -1171,10 +1360,20 @@ async def _update_row(db: aiosqlite.Connection, table: str, row_id: str, fields:
         raise NotFound(f"{table} {row_id}")
 
 
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _unflag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
 def _report(row: aiosqlite.Row | None) -> Report:
     if row is None:
         raise NotFound("report")
-    return Report(**{k: row[k] for k in row.keys() if k not in _RECEIPT_COLUMNS})  # noqa: SIM118 (a Row iterates values)
+    fields = {k: row[k] for k in row.keys() if k not in _RECEIPT_COLUMNS}  # noqa: SIM118 (a Row iterates values)
+    fields["legal_hold"] = bool(fields.get("legal_hold", 0))
+    return Report(**fields)  # noqa: SIM118 (a Row iterates values)
 
 
 #: How a receipt finds its report; only the receipt login reads them, never a Report.

@@ -110,9 +110,14 @@ class MailboxView:
     previous_visit_day: str | None
     files: list[FileView]
     messages: list[MessageView]
+    #: A meeting or call the whistleblower asked for ("meeting" / "call"), and the day.
+    meeting_request: str | None = None
+    meeting_request_day: str | None = None
 
 
 def expiry(day: dt.date, retention_days: int) -> str:
+    """A new report's deletion day as if it were closed on `day`: the column is never empty, but it
+    only counts once the report is closed (retention.py recomputes it then from the closing day)."""
     return (day + dt.timedelta(days=retention_days)).isoformat()
 
 
@@ -248,13 +253,32 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
         await store.mark_read(report.id, author="caseworker")
     return MailboxView(body=body, channel_name=channel.name, status=report.status,
                        received_day=report.received_day, previous_visit_day=report.whistleblower_seen_day,
-                       files=files, messages=messages)
+                       files=files, messages=messages, meeting_request=report.meeting_request,
+                       meeting_request_day=report.meeting_request_day)
+
+
+MEETING_KINDS = ("meeting", "call")
+
+
+class InvalidMeetingRequest(ValueError):
+    """Neither a meeting nor a call."""
+
+
+async def request_meeting(*, store: Store, access: MailboxAccess, kind: str) -> None:
+    """The whistleblower asks for a physical meeting or a call (art. 9(2)); the report is flagged
+    with the kind and the day, which the caseworker sees. Asking again replaces the request."""
+    if kind not in MEETING_KINDS:
+        raise InvalidMeetingRequest(kind)
+    day = today().isoformat()
+    await store.update_report(access.report_id, meeting_request=kind, meeting_request_day=day,
+                              last_activity_day=day)
 
 
 async def post_whistleblower_message(
     *, store: Store, access: MailboxAccess, text: str, staged: StagedFiles, cleaned: CleanedUpload | None = None
 ) -> str:
-    """A reply from the whistleblower, with files; extends the report's retention."""
+    """A reply from the whistleblower, with files. It is activity, but it does not move the deletion
+    day: retention counts from the report's closing (retention.py)."""
     try:
         await staged.settle()
         report = await store.report(access.report_id)
@@ -266,7 +290,7 @@ async def post_whistleblower_message(
                                  cleaned=cleaned)
         await store.add_message(message, files=files, seal_body=message_sealer(
             text, report_key=access.report_key, report_id=report.id, message_id=message_id, author="whistleblower"),
-            activity={"last_activity_day": day.isoformat(), "expires_day": expiry(day, report.retention_days)})
+            activity={"last_activity_day": day.isoformat()})
     except BaseException:
         await staged.discard()
         raise

@@ -1,4 +1,4 @@
-"""The operator's provisioning commands behind `python run.py init | caseworker ... | purge`.
+"""The operator's provisioning commands behind `python run.py init | caseworker ... | purge | statistics`.
 
 Each command returns an exit status. Operator mistakes (no install, unknown name, weak
 passphrase) end in one clear line on stderr and status 1; nothing here prints a traceback for them.
@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from dropbox import accounts
+from dropbox import accounts, statistics
 from dropbox.backup import BackupError, RestoreError, create_backup, needs_migration_after_restore, restore_backup
-from dropbox.blobs import BlobStore
 from dropbox.channels import join_channels
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
@@ -231,7 +230,7 @@ async def caseworker_grant(config: Config, *, name: str, by: str, passphrase_std
 
 async def purge(config: Config) -> int:
     async with _opened(config) as (store, _):
-        count = await purge_expired(store=store, blobs=BlobStore(config))
+        count = await purge_expired(store=store)
     print(f"Purged {count} expired report(s).")
     return OK
 
@@ -298,6 +297,21 @@ def status(config: Config, *, settings_problems: list[str]) -> int:
     for check in checks:
         print(f"{check.level:<4} {check.name:<9} {check.text}")
     return 1 if any(c.level is Level.FAIL for c in checks) else OK
+
+
+async def statistics_csv(config: Config, *, year: int, channel_id: str | None) -> int:
+    """Print the year's statistics records as CSV (the admin page's download). Read-only: no lock."""
+    try:
+        statistics.check_year(year)
+    except statistics.InvalidYear as e:
+        raise CommandError(f"--year {year}: give a year from {statistics.FIRST_YEAR} to "
+                           f"{statistics.LAST_YEAR}") from e
+    async with _opened(config, write=False) as (store, _):
+        if channel_id is not None and channel_id not in {c.id for c in await store.channels()}:
+            raise CommandError(f"--channel {channel_id}: no such channel (see `run.py channel list`)")
+        rows = await statistics.records(store=store, year=year, channel_id=channel_id)
+    sys.stdout.write(statistics.to_csv(rows))
+    return OK
 
 
 async def channel_list(config: Config) -> int:

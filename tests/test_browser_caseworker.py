@@ -143,8 +143,8 @@ async def test_caseworker_opens_downloads_and_answers_a_fresh_report(
     await wb_context.close()  # type: ignore[attr-defined]
 
 
-PAGES = ("login", "reports", "report", "delete", "settings", "totp", "channels", "channel", "caseworkers",
-         "caseworker_added", "audit")
+PAGES = ("login", "reports", "report", "delete", "closed", "settings", "totp", "channels", "channel", "caseworkers",
+         "caseworker_added", "audit", "outcomes", "statistics")
 
 
 async def test_every_caseworker_page_works_without_javascript_in_each_language(
@@ -154,7 +154,7 @@ async def test_every_caseworker_page_works_without_javascript_in_each_language(
     evidence.write_bytes(b"%PDF-1.4 draft")
     wb_context = await new_context(browser)
     wb = await wb_context.new_page()  # type: ignore[attr-defined]
-    for _ in range(3):
+    for _ in range(5):
         await _whistleblower_submits(wb, live, evidence)
     await wb_context.close()  # type: ignore[attr-defined]
     # Two of them arrived a while ago, so the list has deadlines to flag.
@@ -163,6 +163,10 @@ async def test_every_caseworker_page_works_without_javascript_in_each_language(
             await db.execute("UPDATE reports SET received_day = ? WHERE id = (SELECT id FROM reports"
                              " WHERE received_day = ? ORDER BY id LIMIT 1)",
                              ((today() - dt.timedelta(days=days)).isoformat(), today().isoformat()))
+        # Three that stay fresh, one for each language to close
+        async with db.execute("SELECT id FROM reports WHERE received_day = ? ORDER BY id LIMIT 3",
+                              (today().isoformat(),)) as cur:
+            to_close = [row[0] for row in await cur.fetchall()]
     taken: list[Path] = []
 
     for lang in ("en", "da", "sv"):
@@ -197,6 +201,17 @@ async def test_every_caseworker_page_works_without_javascript_in_each_language(
         await page.goto(f"{report_url}/delete")
         await camera("delete")
 
+        # Closing (art. 11(2)(e)): an outcome from the admin's list and a message to the mailbox;
+        # each language closes another report
+        await page.goto(f"{live.caseworker_url}/{lang}/reports/{to_close[('en', 'da', 'sv').index(lang)]}")
+        await page.select_option("#outcome", index=1)
+        await page.fill("#closing-message", f"Closing message ({lang}): the matter was referred.")
+        await page.click("#close button[type=submit]")
+        await expect(page.locator(".flash")).to_be_visible()
+        await expect(page.locator("#close")).to_have_count(0)
+        await expect(page.locator("article.from-caseworker").last).to_contain_text(f"Closing message ({lang})")
+        await camera("closed")
+
         await page.goto(f"{live.caseworker_url}/{lang}/settings")
         await camera("settings")
         await page.click("form[action$='/settings/totp/start'] button[type=submit]")
@@ -221,6 +236,11 @@ async def test_every_caseworker_page_works_without_javascript_in_each_language(
         await camera("caseworkers")
         await page.goto(f"{live.caseworker_url}/{lang}/admin/audit")
         await camera("audit")
+        await page.goto(f"{live.caseworker_url}/{lang}/admin/outcomes")
+        await camera("outcomes")
+        await page.goto(f"{live.caseworker_url}/{lang}/admin/statistics")
+        await expect(page.locator("main table td.num").first).to_have_text("5")
+        await camera("statistics")
         taken.extend(camera.taken)
         await context.close()  # type: ignore[attr-defined]
 

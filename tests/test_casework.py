@@ -169,7 +169,10 @@ async def test_ungranted_and_unknown_reports_and_foreign_files_are_the_same_erro
         with pytest.raises(NotGranted):
             await casework.read_report(store=store, session=bob_session, report_id=report_id)
         with pytest.raises(NotGranted):
-            await casework.set_status(store=store, session=bob_session, report_id=report_id, status="closed")
+            await casework.set_status(store=store, session=bob_session, report_id=report_id, status="in_progress")
+        with pytest.raises(NotGranted):
+            await casework.close_report(store=store, session=bob_session, report_id=report_id, outcome="x",
+                                        categories=["x"])
     # A file id of another report, asked for under a report bob may read.
     with pytest.raises(NotGranted):
         await casework.open_download(store=store, blobs=blobs, session=bob_session, report_id=mine,
@@ -214,10 +217,14 @@ async def test_status_deadlines_and_retention(
 ) -> None:
     report_id = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
     session = await login(store, kdf, config, "alice")
-    assert await casework.set_status(store=store, session=session, report_id=report_id, status="closed")
-    assert not await casework.set_status(store=store, session=session, report_id=report_id, status="closed")
-    with pytest.raises(casework.InvalidChoice):
-        await casework.set_status(store=store, session=session, report_id=report_id, status="new")
+    close = {"store": store, "session": session, "report_id": report_id, "categories": ["No grounds"]}
+    with pytest.raises(casework.InvalidChoice):  # closing needs one of the outcome categories
+        await casework.close_report(**close, outcome="Something else")
+    assert await casework.close_report(**close, outcome="No grounds")
+    assert not await casework.close_report(**close, outcome="No grounds")
+    for status in ("new", "closed"):
+        with pytest.raises(casework.InvalidChoice):
+            await casework.set_status(store=store, session=session, report_id=report_id, status=status)
     assert await casework.record_deadline(store=store, session=session, report_id=report_id, which="feedback")
     assert not await casework.record_deadline(store=store, session=session, report_id=report_id, which="feedback")
     with pytest.raises(casework.InvalidChoice):

@@ -200,9 +200,12 @@ async def test_status_deadline_and_retention_forms(site: Site) -> None:
     report = await submit(site.services)
     alice = await site.signed_in("alice")
     path = f"/en/reports/{report.report_id}"
-    assert (await alice.post(f"{path}/status", {"status": "closed"})).status == 303
-    assert "The status is now: Closed" in await alice.text(path)
+    assert (await alice.post(f"{path}/status", {"status": "in_progress"})).status == 303
+    assert "The status is now: In progress" in await alice.text(path)
+    assert (await alice.post(f"{path}/close", {"outcome": "No grounds"})).status == 303
+    assert "The report is closed with the outcome: No grounds" in await alice.text(path)
     assert (await alice.post(f"{path}/status", {"status": "bogus"})).status == 400
+    assert (await alice.post(f"{path}/status", {"status": "closed"})).status == 400
     assert (await alice.post(f"{path}/deadline", {"deadline": "acknowledgement"})).status == 303
     assert (await alice.post(f"{path}/retention", {"days": "10"})).status == 303
     page = await alice.text(path)

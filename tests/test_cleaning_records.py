@@ -119,6 +119,6 @@ async def test_migration_6_gives_existing_channels_the_default_policy(tmp_path: 
     finally:
         await store.close()
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
         assert {"sealed_cleaning", "original_of"} <= columns

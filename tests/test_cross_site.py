@@ -43,6 +43,7 @@ FORMS: Mapping[str, Callable[[str, str, str], object]] = {
     "/{lang}/submit/confirm": lambda receipt, token, csrf: {"receipt_token": token, "receipt": receipt},
     "/{lang}/mailbox/login": lambda receipt, token, csrf: {"receipt": receipt},
     "/{lang}/mailbox/reply": lambda receipt, token, csrf: _reply(csrf),
+    "/{lang}/mailbox/meeting": lambda receipt, token, csrf: {"csrf_token": csrf, "kind": "meeting"},
     "/{lang}/mailbox/logout": lambda receipt, token, csrf: {"csrf_token": csrf},
 }
 

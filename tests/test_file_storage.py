@@ -230,6 +230,8 @@ async def test_a_purged_report_leaves_no_byte_of_it_under_data(tmp_path: Path) -
         gone = await submit(services, text="expire me", files={"f.bin": os.urandom(40 * KiB)})
         canaries = await _sealed_canaries(config, gone.report_id)
         later = dt.date.today() + dt.timedelta(days=config.default_retention_days + 1)
+        await services.store.update_report(gone.report_id, status="closed", closed_day=dt.date.today().isoformat(),
+                                           expires_day=(later - dt.timedelta(days=1)).isoformat())
         assert await purge_expired(store=services.store, on=later) == 1
         everything = _every_byte(config)
         assert [c for c in canaries if c in everything] == []

@@ -3,7 +3,8 @@
 The main test runs the operator's own commands (`run.py init`, `caseworker add`, `run.py serve
 --no-tor`, production Argon2id cost) and drives a full flow with a distinct canary in every field
 a person can fill in: report text, contact, an answer, file names and contents, the
-whistleblower's reply and its file, the caseworker's reply, file and internal note, plus the URL,
+whistleblower's reply and its file, the caseworker's reply, file and internal note, the reasons for
+no acknowledgement and for an extension, a disclosure notice and a closing message, plus the URL,
 the User-Agent and the client's address (the client connects from 127.0.0.77, so that address in
 a log can only be the client's). Afterwards no canary, receipt or passphrase is in any file under
 the data folder, in anything the server printed, in the server's TMPDIR or in new files in the
@@ -71,7 +72,8 @@ QUESTIONS = '[{"id": "where", "label": "Where did it happen?"}]'
 def _canaries() -> dict[str, str]:
     tag = secrets.token_hex(5)
     fields = ("text", "contact", "answer", "filename", "content", "reply", "replyfile", "replycontent",
-              "cwreply", "cwfile", "cwcontent", "note", "query", "path", "useragent", "toolong", "malformed")
+              "cwreply", "cwfile", "cwcontent", "note", "noack", "extension", "notice", "closing", "query", "path",
+              "useragent", "toolong", "malformed")
     return {f: f"Canary{f.capitalize()}{tag}" for f in fields}
 
 
@@ -158,6 +160,14 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             for file_id in set(file_ids):
                 assert (await get(cw, f"{server.admin_url}/en/reports/{report_id}/files/{file_id}")).status == 200
             token = csrf_token(page.body) or ""
+            # reasons for no acknowledgement and for an extension (before the reply acknowledges)
+            for form in ({"kind": "no_acknowledgement", "reason": c["noack"]},
+                         {"kind": "extension", "reason": c["extension"]}):
+                async with cw.post(f"{server.admin_url}/en/reports/{report_id}/reason",
+                                   data={"csrf_token": token, **form}, allow_redirects=False) as done:
+                    assert done.status == 303
+            shown = (await get(cw, f"{server.admin_url}/en/reports/{report_id}")).body
+            assert c["noack"] in shown and c["extension"] in shown  # stored (sealed), shown to caseworkers
             body, ctype = multipart([("csrf_token", token, None), ("text", c["cwreply"], None),
                                      ("files", c["cwcontent"].encode(), f"{c['cwfile']}.txt")])
             cw_reply = await post_body(cw, f"{server.admin_url}/en/reports/{report_id}/reply", body, ctype)
@@ -165,10 +175,17 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             async with cw.post(f"{server.admin_url}/en/reports/{report_id}/notes",
                                data={"csrf_token": token, "text": c["note"]}, allow_redirects=False) as noted:
                 assert noted.status == 303
+            # the law's records (docs/LEGAL.md): a disclosure notice and a closing message
+            for action, form in (("disclosure", {"text": c["notice"]}),
+                                 ("close", {"outcome": "No grounds", "message": c["closing"]})):
+                async with cw.post(f"{server.admin_url}/en/reports/{report_id}/{action}",
+                                   data={"csrf_token": token, **form}, allow_redirects=False) as done:
+                    assert done.status == 303, action
 
             # and the whistleblower reads the answer and downloads the caseworker's file
             inbox = await open_inbox(wb, server.url, receipt)
             assert c["cwreply"] in inbox and c["note"] not in inbox
+            assert c["notice"] in inbox and c["closing"] in inbox and c["noack"] not in inbox
             [download] = re.findall(r'href="(/en/mailbox/files/[0-9a-f]{32})"', inbox)
             got = await get(wb, server.url + download)
             assert got.status == 200 and got.body == c["cwcontent"]

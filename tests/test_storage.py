@@ -12,6 +12,7 @@ from dropbox.config import Config
 from dropbox.install import Install, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.retention import purge_expired
+from dropbox.statistics import recorder
 from dropbox.storage import SCHEMA_VERSION, NotFound, Store, StoreError
 from tests.robust_checks import chunk_files
 from tests.test_submissions import _submit
@@ -49,8 +50,13 @@ async def test_purge_deletes_expired_reports_rows_and_file_contents(
     keep = await _submit(store, kdf, install, blobs, config, files={"b": b"2"})
     assert keep and len(chunk_files(config)) == 2
     assert await purge_expired(store=store) == 0
-    # Ninety days on, both are past expiry (default retention) and go, file contents included.
+    # Open reports never expire; closed today, both go ninety days on (default retention),
+    # file contents included.
     later = today() + dt.timedelta(days=config.default_retention_days + 1)
+    assert await purge_expired(store=store, on=later) == 0
+    async with store.transaction() as db:
+        await db.execute("UPDATE reports SET status = 'closed', closed_day = ?, expires_day = ?",
+                         (today().isoformat(), (later - dt.timedelta(days=1)).isoformat()))
     assert await purge_expired(store=store, on=later) == 2
     assert chunk_files(config) == set()
     for table in ("reports", "files", "report_grants", "messages", "file_chunks"):
@@ -61,7 +67,7 @@ async def test_purge_deletes_expired_reports_rows_and_file_contents(
 
 async def test_delete_unknown_report_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
-        await store.delete_report("0" * 32)
+        await store.delete_report("0" * 32, record=recorder())
 
 
 async def test_recovery_deletes_staged_chunks_no_row_refers_to_and_keeps_committed_files(

@@ -106,8 +106,9 @@ async def test_whistleblower_message_with_file_reaches_caseworker(
     files, messages = await thread(store, report_id=access.report_id, report_key=keys.report_key)
     assert files == [] and [m.text for m in messages] == ["one more thing"]
     assert [f.name for f in messages[0].files] == ["more.pdf"]
-    summaries, total, _, _ = await store.caseworker_report_page(caseworker_id=alice.id, ack_cut="0000-01-01",
-                                                                feedback_cut="0000-01-01")
+    summaries, total, *_ = await store.caseworker_report_page(caseworker_id=alice.id, ack_cut="0000-01-01",
+                                                              feedback_cut="0000-01-01", extended_cut="0000-01-01",
+                                                              deletion_cut="0000-01-01")
     assert total == 1 and summaries[0].unread == 1
 
 

@@ -17,6 +17,7 @@ from dropbox import channels
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.i18n import N_, url_for
+from dropbox.retention import default_retention_days, max_retention_days
 from dropbox.web import UserError
 
 AUDIT_PAGE_SIZE = 100
@@ -44,7 +45,7 @@ async def _channels_context(request: web.Request) -> dict[str, object]:
     return {"channels": await store.channels(), "caseworkers": everyone,
             "memberships": await store.channel_memberships(), "pending": await store.pending_memberships(),
             "names": {c.id: c.name for c in everyone},
-            "default_retention": services(request).config.default_retention_days}
+            "default_retention": default_retention_days(services(request).config)}
 
 
 AWAITING = N_("Your own membership change waits for another admin's approval. The other changes were saved.")
@@ -61,7 +62,8 @@ async def channel_add(request: web.Request) -> web.StreamResponse:
     channel_id = forms.text(form, "id", max_chars=40).strip()
     try:
         saved = await channels.add_channel(store=services(request).store, actor_id=staff.caseworker.id,
-                                           channel_id=channel_id, form=_channel_form(form, _members(form)))
+                                           channel_id=channel_id, form=_channel_form(form, _members(form)),
+                                           max_retention_days=max_retention_days(services(request).config))
     except channels.InvalidChannel:
         staff.flash("error", N_("Check the fields: the id is lowercase letters, digits and dashes, a name is "
                                 "required, and retention is 1 to 3650 days."))
@@ -93,7 +95,8 @@ async def channel_update(request: web.Request) -> web.StreamResponse:
     channel_id = forms.channel_id(request.match_info["channel_id"])
     try:
         saved = await channels.update_channel(store=services(request).store, actor_id=staff.caseworker.id,
-                                              channel_id=channel_id, form=_channel_form(form, _members(form)))
+                                              channel_id=channel_id, form=_channel_form(form, _members(form)),
+                                              max_retention_days=max_retention_days(services(request).config))
     except channels.UnknownChannel as e:
         raise web.HTTPNotFound() from e
     except channels.InvalidChannel:

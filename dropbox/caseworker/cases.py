@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from aiohttp import web
 from babel.numbers import format_decimal
 
-from dropbox import casework
+from dropbox import casework, outcomes
 from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
 from dropbox.i18n import N_, request_language, translate, url_for
 from dropbox.reports import FileView
+from dropbox.retention import max_retention_days
 from dropbox.web import UserError
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,9 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "status_options": labels.statuses(request, casework.SETTABLE_STATUSES),
         "filesize": lambda size: filesize(request, size),
         "cleaning_note": lambda file: cleaning_note(request, file),
-        "max_retention": casework.MAX_RETENTION_DAYS,
+        "max_retention": max_retention_days(services(request).config),
+        "outcomes": [(label, translate(request, label)) for label in await outcomes.categories(store=store)],
+        "outcome_shown": translate(request, view.report.outcome) if view.report.outcome else "",
         "max_files": services(request).config.max_files_per_submission,
         "default_lang": services(request).config.default_language,
     }, section="reports")
@@ -202,6 +205,55 @@ async def change_status(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(_report_url(request, report_id))
 
 
+async def close_report(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    svc = services(request)
+    outcome = forms.text(form, "outcome", max_chars=outcomes.MAX_LABEL_CHARS)
+    message = forms.text(form, "message", max_chars=svc.config.max_text_chars)
+    try:
+        closed = await casework.close_report(
+            store=svc.store, session=staff.account, report_id=report_id, outcome=outcome, message=message,
+            categories=await outcomes.categories(store=svc.store),
+            max_retention_days=max_retention_days(svc.config))
+    except casework.InvalidChoice:
+        staff.flash("error", N_("Choose the outcome to close the report with."))
+        raise web.HTTPSeeOther(_report_url(request, report_id, "close")) from None
+    if closed:
+        staff.flash("notice", N_("The report is closed with the outcome: %(outcome)s"),
+                    outcome=translate(request, outcome))
+    raise web.HTTPSeeOther(_report_url(request, report_id))
+
+
+async def disclosure_notice(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    text = forms.text(form, "text", max_chars=services(request).config.max_text_chars)
+    try:
+        await casework.send_disclosure_notice(store=services(request).store, session=staff.account,
+                                              report_id=report_id, text=text)
+    except casework.EmptyText:
+        staff.flash("error", N_("Write the notice."))
+        raise web.HTTPSeeOther(_report_url(request, report_id, "disclosure")) from None
+    staff.flash("notice", N_("The notice was sent to the whistleblower's mailbox, and today's date recorded."))
+    raise web.HTTPSeeOther(_report_url(request, report_id, "disclosure"))
+
+
+async def record_reason(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    kind = forms.text(form, "kind", max_chars=20)
+    text = forms.text(form, "reason", max_chars=casework.MAX_REASON_CHARS)
+    try:
+        recorded = await casework.record_reason(store=services(request).store, session=staff.account,
+                                                report_id=report_id, kind=kind, text=text)
+    except casework.InvalidChoice as e:
+        raise UserError(400, forms.BAD_FORM) from e
+    except casework.EmptyText:
+        staff.flash("error", N_("Write the reason."))
+    else:
+        if recorded:
+            staff.flash("notice", N_("The reason was recorded. Only caseworkers can read it."))
+    raise web.HTTPSeeOther(_report_url(request, report_id, "reasons"))
+
+
 async def record_deadline(request: web.Request) -> web.StreamResponse:
     staff, form, report_id = await _action(request)
     which = forms.text(form, "deadline", max_chars=20)
@@ -231,14 +283,31 @@ async def grant(request: web.Request) -> web.StreamResponse:
 async def set_retention(request: web.Request) -> web.StreamResponse:
     staff, form, report_id = await _action(request)
     days = forms.integer(form, "days")
+    most = max_retention_days(services(request).config)
     try:
         expires = await casework.set_retention(store=services(request).store, session=staff.account,
-                                               report_id=report_id, days=days or 0)
+                                               report_id=report_id, days=days or 0, max_retention_days=most)
     except casework.InvalidChoice:
-        staff.flash("error", N_("Enter a number of days between 1 and 3650."))
+        staff.flash("error", N_("Enter a number of days between 1 and %(most)s."), most=str(most))
     else:
-        staff.flash("notice", N_("The report will be deleted on %(day)s unless there is new activity."),
-                    day=expires)
+        if expires is None:
+            staff.flash("notice", N_("The report is kept while it is open, and %(days)s days after it is closed."),
+                        days=str(days))
+        else:
+            staff.flash("notice", N_("The report will be deleted on %(day)s."), day=expires)
+    raise web.HTTPSeeOther(_report_url(request, report_id, "retention"))
+
+
+async def legal_hold(request: web.Request) -> web.StreamResponse:
+    staff, form, report_id = await _action(request)
+    hold = forms.text(form, "hold", max_chars=1)
+    if hold not in ("0", "1"):
+        raise UserError(400, forms.BAD_FORM)
+    changed = await casework.set_legal_hold(store=services(request).store, session=staff.account,
+                                            report_id=report_id, hold=hold == "1")
+    if changed:
+        staff.flash("notice", N_("The legal hold is on: the report is not deleted automatically.") if hold == "1"
+                    else N_("The legal hold is lifted."))
     raise web.HTTPSeeOther(_report_url(request, report_id, "retention"))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from dropbox import casework, channels
+from dropbox import casework, channels, outcomes
 from dropbox.i18n import N_, translate
 from dropbox.storage import AuditEntry
 
@@ -40,6 +40,13 @@ AUDIT_LABELS: Mapping[str, str] = {
     casework.FEEDBACK_GIVEN: N_("Gave feedback"),
     casework.GRANTED: N_("Gave access to %(value)s"),
     casework.RETENTION_CHANGED: N_("Set the retention to %(value)s days"),
+    casework.CLOSED: N_("Closed the report with an outcome"),
+    casework.DISCLOSURE_NOTICE_SENT: N_("Sent a notice before disclosing the reporter's identity"),
+    casework.NO_ACK_RECORDED: N_("Recorded that no acknowledgement is sent, with a reason"),
+    casework.FEEDBACK_EXTENDED: N_("Extended the feedback deadline to 6 months, with a reason"),
+    outcomes.OUTCOMES_CHANGED: N_("Changed the outcome categories"),
+    casework.LEGAL_HOLD_SET: N_("Put a legal hold on the report"),
+    casework.LEGAL_HOLD_LIFTED: N_("Lifted the legal hold"),
     casework.DELETED: N_("Deleted the report"),
     casework.FILE_DOWNLOADED: N_("Downloaded a file"),
     casework.ORIGINAL_OPENED: N_("Opened the original of a file, with its hidden information"),

@@ -7,7 +7,7 @@
     GET  /{lang}/reports/{id}             the report page (opens a new report)
     GET  /{lang}/reports/{id}/files/{fid} a file, decrypted as a stream, as an attachment
     POST /{lang}/reports/{id}/reply       multipart: CSRF token first, text, feedback, files
-    POST /{lang}/reports/{id}/notes | status | deadline | grant | retention
+    POST /{lang}/reports/{id}/notes | status | deadline | grant | reason | disclosure | close | retention | hold
     GET  /{lang}/reports/{id}/delete, POST    confirmation page, then deletion
     GET  /{lang}/settings                 passphrase, two-step login, notice address
     POST /{lang}/settings/passphrase | email | totp/start | totp/confirm | totp/disable
@@ -16,6 +16,8 @@
     POST /{lang}/admin/memberships/{pid}  approve or reject an admin's own membership change (admin role)
     GET  /{lang}/admin/caseworkers, POST; POST /{lang}/admin/caseworkers/{cwid}   (admin role)
     GET  /{lang}/admin/audit              the audit log (admin role)
+    GET  /{lang}/admin/outcomes, POST     the outcome categories reports are closed with (admin role)
+    GET  /{lang}/admin/statistics, statistics.csv   yearly figures: ?year= &channel= (admin role)
 
 The QR code is an ordinary same-origin PNG, so the base Content-Security-Policy (img-src 'self')
 covers it and CSP_EXTRA adds nothing. There is no JavaScript.
@@ -32,7 +34,7 @@ from aiohttp.typedefs import Handler
 
 from dropbox import casework
 from dropbox.appkeys import CONFIG, SERVICES
-from dropbox.caseworker import admin, cases, login, settings
+from dropbox.caseworker import admin, cases, closing, login, settings, statistics
 from dropbox.caseworker.staff import sessions, to_login
 from dropbox.i18n import N_, localized
 from dropbox.kdf_pool import KdfBusy
@@ -93,9 +95,13 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_post(localized("/reports/{report_id}/reply"), cases.reply, name="reply")
     r.add_post(localized("/reports/{report_id}/notes"), cases.add_note, name="note")
     r.add_post(localized("/reports/{report_id}/status"), cases.change_status, name="status")
+    r.add_post(localized("/reports/{report_id}/close"), cases.close_report, name="close")
     r.add_post(localized("/reports/{report_id}/deadline"), cases.record_deadline, name="deadline")
+    r.add_post(localized("/reports/{report_id}/reason"), cases.record_reason, name="reason")
+    r.add_post(localized("/reports/{report_id}/disclosure"), cases.disclosure_notice, name="disclosure")
     r.add_post(localized("/reports/{report_id}/grant"), cases.grant, name="grant")
     r.add_post(localized("/reports/{report_id}/retention"), cases.set_retention, name="retention")
+    r.add_post(localized("/reports/{report_id}/hold"), cases.legal_hold, name="legal_hold")
     r.add_get(localized("/reports/{report_id}/delete"), cases.delete_form, name="delete")
     r.add_post(localized("/reports/{report_id}/delete"), cases.delete)
 
@@ -117,3 +123,7 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_post(localized("/admin/caseworkers"), admin.caseworker_add)
     r.add_post(localized("/admin/caseworkers/{caseworker_id}"), admin.caseworker_change, name="admin_caseworker")
     r.add_get(localized("/admin/audit"), admin.audit_page, name="audit")
+    r.add_get(localized("/admin/outcomes"), closing.outcomes_page, name="admin_outcomes")
+    r.add_post(localized("/admin/outcomes"), closing.outcomes_save)
+    r.add_get(localized("/admin/statistics"), statistics.statistics_page, name="admin_statistics")
+    r.add_get(localized("/admin/statistics.csv"), statistics.statistics_csv, name="admin_statistics_csv")

@@ -33,6 +33,7 @@ from dropbox.sealing import TamperedData
 from dropbox.sessions import CSRF_FIELD, Session, SessionStore
 from dropbox.storage import NotFound, StorageUnavailable
 from dropbox.submissions import (
+    InvalidMeetingRequest,
     MailboxAccess,
     MailboxView,
     MalformedReceipt,
@@ -42,6 +43,7 @@ from dropbox.submissions import (
     open_mailbox,
     post_whistleblower_message,
     read_mailbox,
+    request_meeting,
 )
 from dropbox.throttle import SLOWED_NOTICE
 from dropbox.web import UserError
@@ -229,6 +231,21 @@ async def _stream(request: web.Request, chunks: Iterator[bytes], *, name: str, s
     return response
 
 
+async def meeting(request: web.Request) -> web.StreamResponse:
+    """POST with the CSRF token: ask for a meeting or a call (flagged on the report)."""
+    session = _require_session(request)
+    form = await _small_form(request)
+    _sessions(request).verify_csrf(session, form.get(CSRF_FIELD))
+    try:
+        await request_meeting(store=request.config_dict[SERVICES].store, access=session.payload,
+                              kind=form.get("kind", ""))
+    except InvalidMeetingRequest as e:
+        raise UserError(400, MALFORMED_SMALL) from e
+    except NotFound:
+        raise _to_login(request) from None
+    raise web.HTTPSeeOther(url_for(request, "mailbox_inbox", query={"meeting": "1"}))
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST with the CSRF token: forget the session and the cookie, back to the start page."""
     form = await _small_form(request)
@@ -380,6 +397,9 @@ async def _inbox_page(
                           lang),
         "messages": [_message(request, m, lang) for m in view.messages],
         "sent": sent,
+        "meeting_request": view.meeting_request,
+        "meeting_request_day": format_day(view.meeting_request_day, lang) if view.meeting_request_day else None,
+        "meeting_asked": "meeting" in request.query,
         "problem": problem,
         "files_again": files_again,
         "reply_text": reply_text,

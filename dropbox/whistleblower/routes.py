@@ -8,6 +8,7 @@
     GET  /{lang}/mailbox/inbox           mailbox_inbox    the report, the thread, the reply form
     POST /{lang}/mailbox/reply           mailbox_reply    multipart, CSRF token first → 303 inbox
     GET  /{lang}/mailbox/files/{file_id} mailbox_file     a caseworker's file, as an attachment
+    POST /{lang}/mailbox/meeting         mailbox_meeting  CSRF, kind=meeting|call → flagged on the report, 303 inbox
     POST /{lang}/mailbox/logout          mailbox_logout   CSRF → session ended, 303 to the landing page
 
 The landing page (GET /{lang}/) comes with make_base_app.
@@ -37,4 +38,5 @@ def add_whistleblower_routes(app: web.Application) -> None:
     router.add_post(localized("/mailbox/reply"), mailbox.reply, name="mailbox_reply")
     # No HEAD: aiohttp would send the streamed (decrypted) body after the headers anyway.
     router.add_get(localized("/mailbox/files/" + _FILE_ID), mailbox.download, name="mailbox_file", allow_head=False)
+    router.add_post(localized("/mailbox/meeting"), mailbox.meeting, name="mailbox_meeting")
     router.add_post(localized("/mailbox/logout"), mailbox.logout, name="mailbox_logout")
