@@ -381,12 +381,10 @@ async def test_a_database_that_refuses_writes_gets_the_calm_507_and_no_receipt(s
     assert _nothing_stored(site)
 
 
-async def test_a_stalled_upload_holds_no_receipt_and_starts_no_derivation(site: Site) -> None:
-    services, config = site.services, site.config
-    await until(lambda: services.receipts.ready == config.receipt_stock)
-    derivations = services.public_kdf.started
+def _stalled_upload(site: Site, release: asyncio.Event) -> asyncio.Task[ClientResponse]:
+    """A submission whose file part stops after 20 KiB until `release` is set (the server is then
+    sealing and staging it); the task ends with the server's answer."""
     boundary = "stalled-upload-boundary"
-    release = asyncio.Event()
 
     async def body() -> AsyncIterator[bytes]:
         yield (f'--{boundary}\r\nContent-Disposition: form-data; name="channel"\r\n\r\ndefault\r\n'
@@ -396,9 +394,17 @@ async def test_a_stalled_upload_holds_no_receipt_and_starts_no_derivation(site: 
         await release.wait()
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    # Given an upload that stalls halfway through its file (the server is sealing and staging it)
-    post = asyncio.create_task(site.client.post(
+    return asyncio.create_task(site.client.post(
         "/en/submit", data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+
+
+async def test_a_stalled_upload_holds_no_receipt_and_starts_no_derivation(site: Site) -> None:
+    services, config = site.services, site.config
+    await until(lambda: services.receipts.ready == config.receipt_stock)
+    derivations = services.public_kdf.started
+    release = asyncio.Event()
+    # Given an upload that stalls halfway through its file (the server is sealing and staging it)
+    post = _stalled_upload(site, release)
     await until(lambda: services.blobs.staged_bytes > 0)
     # Then it has taken no receipt from the stock and started no Argon2id run
     assert services.receipts.ready == config.receipt_stock and services.public_kdf.started == derivations
@@ -412,19 +418,9 @@ async def test_the_receipt_stock_refills_only_once_no_upload_is_in_flight(site: 
     """No Argon2id working set (256 MiB at production cost) is added while a body streams."""
     services, config = site.services, site.config
     await until(lambda: services.receipts.ready == config.receipt_stock)
-    boundary = "slow-upload-boundary"
     release = asyncio.Event()
-
-    async def body() -> AsyncIterator[bytes]:
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="channel"\r\n\r\ndefault\r\n'
-               f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.bin"\r\n'
-               "Content-Type: application/octet-stream\r\n\r\n").encode() + b"x" * (20 * KiB)
-        await release.wait()
-        yield f"\r\n--{boundary}--\r\n".encode()
-
     # Given an upload whose body is still streaming
-    slow = asyncio.create_task(site.client.post(
-        "/en/submit", data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+    slow = _stalled_upload(site, release)
     await until(lambda: services.blobs.staged_bytes > 0)
     derivations = services.public_kdf.started
     # When another report is handed in meanwhile (it takes a receipt from the stock)
