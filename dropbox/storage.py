@@ -577,6 +577,9 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await db.execute("PRAGMA busy_timeout = 10000")
     await db.execute("PRAGMA synchronous = FULL")
     await db.execute("PRAGMA secure_delete = ON")
+    # SQLite's own temporary files (statement journals, sorts, transient indices) would otherwise
+    # go to TMPDIR, outside the data folder (seen in test_leaks as an open etilqs_* file).
+    await db.execute("PRAGMA temp_store = MEMORY")
     await db.execute("PRAGMA cache_size = -8192")  # KiB: 128 of the 64 KiB pages
     return db
 
