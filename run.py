@@ -124,7 +124,7 @@ def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[
     if args.command == "restore":
         return k.restore(config, archive=args.file)
     if args.command == "serve":
-        from dropbox.server import serve
+        from dropbox.web.server import serve
 
         return serve(config, tor=config.tor_mode != "off" and not args.no_tor,
                      tor_control=args.tor_control or config.tor_control)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dropbox.blobs import BlobError, FileTooLarge, StagedFile, StagedFiles
+from dropbox.catalogues import N_
 from dropbox.config import Config, MiB
-from dropbox.i18n import N_
 from dropbox.sandbox import SandboxError, SandboxLimits, run_cleaner
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from typing import Any
 
 import aiosmtplib
 
+from dropbox.catalogues import LOCALE_DIR, N_, load_translations
 from dropbox.config import Config
-from dropbox.i18n import LOCALE_DIR, N_, load_translations
 from dropbox.install import today
 from dropbox.retention import deletion_cut
 from dropbox.storage import NotFound, Store

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
+from dropbox.catalogues import N_
 from dropbox.channels import NotAdmin, _require_admin
-from dropbox.i18n import N_
 from dropbox.install import this_hour
 from dropbox.storage import NotFound, Store
 

@@ -20,8 +20,8 @@ import pytest
 from dropbox import accounts
 from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install
-from dropbox.server import start_apps, stop_apps
 from dropbox.services import Services
+from dropbox.web.server import start_apps, stop_apps
 from tests.conftest import PASSPHRASES
 
 SCREENSHOT_DIR = Path(__file__).resolve().parent.parent / "screenshots"
@@ -46,7 +46,7 @@ class LiveApps:
 
 @contextlib.asynccontextmanager
 async def serve_apps(config: Config) -> AsyncIterator[LiveApps]:
-    """Start both apps as `serve` does (dropbox.server.start_apps) on free loopback ports."""
+    """Start both apps as `serve` does (dropbox.web.server.start_apps) on free loopback ports."""
     async with Services.open(config) as services:
         runners = await start_apps(services, ports=(0, 0))
         try:

@@ -19,7 +19,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dropbox import accounts
-from dropbox.app import create_caseworker_app
 from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install
 from dropbox.reports import ReportBody
@@ -27,7 +26,8 @@ from dropbox.sealing import ReportKeys
 from dropbox.services import Services
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox, submit_report
-from dropbox.web import run_kwargs
+from dropbox.web.apps import create_caseworker_app
+from dropbox.web.middleware import run_kwargs
 from tests.conftest import PASSPHRASES
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -40,7 +40,7 @@ class Route:
 
 def app_routes(kind: str) -> list[Route]:
     """Every (method, pattern) the app answers, HEAD included, without starting it."""
-    from dropbox.app import create_caseworker_app, create_whistleblower_app
+    from dropbox.web.apps import create_caseworker_app, create_whistleblower_app
 
     config = config_for_tests(Path(tempfile.gettempdir()) / "robust-routes-never-opened")
     app = (create_whistleblower_app if kind == "whistleblower" else create_caseworker_app)(config)

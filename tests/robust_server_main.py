@@ -1,6 +1,6 @@
 """Test-only launcher: `python -m tests.robust_server_main --data D --port P --admin-port Q [--config JSON]`.
 
-It does what `python run.py serve --no-tor` does (same logging set-up, same `dropbox.server.serve`),
+It does what `python run.py serve --no-tor` does (same logging set-up, same `dropbox.web.server.serve`),
 but builds the Config with `config_for_tests`, so the crash and load tests can run thousands of
 receipt derivations at libsodium's minimum Argon2id cost. Production code has deliberately no
 switch for that; this module lives under tests/ and is never imported by the server.
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from dropbox.config import config_for_tests
-from dropbox.server import serve
+from dropbox.web.server import serve
 
 
 def main() -> int:

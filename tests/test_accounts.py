@@ -10,11 +10,11 @@ import pytest
 
 from dropbox import accounts, totp
 from dropbox.accounts import CaseworkerSession
-from dropbox.appkeys import SESSIONS
 from dropbox.config import Config
 from dropbox.passphrases import new_passphrase
 from dropbox.sealing import KdfParams, Passphrase, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
 from dropbox.storage import SCHEMA_VERSION, Caseworker, Conflict, Store
+from dropbox.web.sessions import SESSIONS
 from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
 from tests.conftest import PASSPHRASES
 from tests.web_fixtures import FakeClock

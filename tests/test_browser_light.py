@@ -2,7 +2,7 @@
 
 Counted where it matters, at the server: browsers ask for /favicon.ico on their own, which a
 page's network events do not show. The caseworker app's access log names each request (method,
-route, status); the whistleblower app logs no line per request (dropbox/events.py), so there the
+route, status); the whistleblower app logs no line per request (dropbox/web/events.py), so there the
 server's own request counter is compared with the responses the page saw. The pages link an
 empty icon (`data:,`), so no browser asks, and nothing answers 404. The Firefox side of the same
 checks, with the byte budget, is in tests/test_browser_gecko.py.

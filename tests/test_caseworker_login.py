@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dropbox.appkeys import FAILURE_BUDGET, SESSIONS
 from dropbox.casework import key_usable
 from dropbox.caseworker.staff import StaffSession
-from dropbox.sessions import Session
+from dropbox.web.sessions import SESSIONS, Session
+from dropbox.web.throttle import FAILURE_BUDGET
 from tests.caseworker_fixtures import Agent, Site, csrf_of, new_install, serve_site, site_fixture, submit  # noqa: F401
 from tests.conftest import PASSPHRASES
 

@@ -18,8 +18,15 @@ from pathlib import Path
 import pytest
 
 import dropbox
-from dropbox.appkeys import EVENTS
-from dropbox.events import MAX_KINDS, OTHER_KINDS, TICK_SECONDS, DivertToTally, EventTally, install_diversion
+from dropbox.web.events import (
+    EVENTS,
+    MAX_KINDS,
+    OTHER_KINDS,
+    TICK_SECONDS,
+    DivertToTally,
+    EventTally,
+    install_diversion,
+)
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import (
     Site,
@@ -36,7 +43,7 @@ CANARY = "CANARY-events-41c7"
 
 
 def _daily(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "dropbox.events"]
+    return [r.getMessage() for r in caplog.records if r.name == "dropbox.web.events"]
 
 
 async def test_failing_whistleblower_requests_log_nothing_at_the_time_and_counts_the_next_day(
@@ -65,7 +72,7 @@ async def test_failing_whistleblower_requests_log_nothing_at_the_time_and_counts
         (line,) = logged_at_the_next_day(site, caplog).splitlines()
         assert line.startswith("whistleblower side, 2026-03-01 (counted, logged once a day): ")
         assert "2 x access: POST /{lang}/submit (submit) 503" in line
-        assert "1 x WARNING dropbox.throttle: failure budget of 2 per minute spent; slowing attempts" in line
+        assert "1 x WARNING dropbox.web.throttle: failure budget of 2 per minute spent; slowing attempts" in line
         assert CANARY not in line and "1111" not in line and "127.0.0.1" not in line
         # And once logged, the counts are gone: the next tick adds nothing
         tally.tick()

@@ -13,12 +13,10 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
 from dropbox.config import LANGUAGES
-from dropbox.i18n import (
-    LOCALE_DIR,
+from dropbox.catalogues import LOCALE_DIR, load_translations, read_catalog
+from dropbox.web.i18n import (
     UnknownRoute,
-    load_translations,
     localized,
-    read_catalog,
     render,
     template_context,
     translate,

@@ -36,7 +36,7 @@ from yarl import URL
 
 from dropbox.install import DEFAULT_CHANNEL_ID
 from dropbox.storage import Store
-from dropbox.web import SESSION_CACHE_CONTROL, content_security_policy
+from dropbox.web.middleware import SESSION_CACHE_CONTROL, content_security_policy
 from tests.browser_fixtures import LiveApps, serve_apps
 from tests.robust_checks import db_snapshot, files_containing
 from tests.robust_http import (

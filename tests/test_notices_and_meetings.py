@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropbox.app import create_whistleblower_app
 from dropbox.install import today
-from dropbox.web import run_kwargs
+from dropbox.web.apps import create_whistleblower_app
+from dropbox.web.middleware import run_kwargs
 from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
 from tests.conftest import all_bytes_under
 from tests.whistleblower_fixtures import csrf_in, log_in

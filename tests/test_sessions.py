@@ -10,10 +10,10 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import make_mocked_request
 
-from dropbox.appkeys import SESSIONS
-from dropbox.i18n import localized, template_context
-from dropbox.sessions import (
+from dropbox.web.i18n import localized, template_context
+from dropbox.web.sessions import (
     CSRF_FIELD,
+    SESSIONS,
     CsrfError,
     SessionStore,
 )

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from dropbox.throttle import FailureBudget
+from dropbox.web.throttle import FailureBudget
 from tests.web_fixtures import FakeClock
 
 
@@ -69,7 +69,7 @@ async def test_window_slides_with_the_oldest_failure() -> None:
 
 
 async def test_spent_budget_is_logged_once_per_episode(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="dropbox.throttle")
+    caplog.set_level(logging.WARNING, logger="dropbox.web.throttle")
     budget, clock, _sleep = _budget(per_minute=2)
     for _episode in range(2):
         budget.record_failure()
@@ -78,7 +78,7 @@ async def test_spent_budget_is_logged_once_per_episode(caplog: pytest.LogCapture
             await budget.before_attempt()
         clock.advance(61)
         await budget.before_attempt()
-    assert len([r for r in caplog.records if r.name == "dropbox.throttle"]) == 2
+    assert len([r for r in caplog.records if r.name == "dropbox.web.throttle"]) == 2
 
 
 @pytest.mark.parametrize(("per_minute", "slowdown"), [(0, 1.0), (-1, 1.0), (5, -0.5)])

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientPayloadError, web
 
-from dropbox.appkeys import EVENTS, LANDING_PAGES, AppKind
 from dropbox.blobs import UploadsBusy
-from dropbox.i18n import LOCALE_DIR, PACKAGE_DIR, TEMPLATE_DIR, localized
-from dropbox.web import (
+from dropbox.web.appkeys import LANDING_PAGES, AppKind
+from dropbox.web.events import EVENTS
+from dropbox.web.i18n import LOCALE_DIR, PACKAGE_DIR, TEMPLATE_DIR, localized
+from dropbox.web.middleware import (
     SESSION_CACHE_CONTROL,
     ClientDataFilter,
     RouteAccessLogger,
@@ -206,9 +207,9 @@ async def test_500_page_has_no_traceback_and_log_has_type_and_route_only(
     if kind == "whistleblower":
         assert not [r for r in caplog.records if r.name.startswith("dropbox")]
         app[EVENTS].flush_all()
-        errors = [r for r in caplog.records if r.name == "dropbox.events"]
+        errors = [r for r in caplog.records if r.name == "dropbox.web.events"]
     else:
-        errors = [r for r in caplog.records if r.name == "dropbox.web" and r.levelno >= logging.ERROR]
+        errors = [r for r in caplog.records if r.name == "dropbox.web.middleware" and r.levelno >= logging.ERROR]
     assert len(errors) == 1
     message = errors[0].getMessage()
     assert "RuntimeError" in message and "/{lang}/boom/{report_id}" in message
@@ -356,7 +357,7 @@ async def test_logs_never_contain_client_data(
     assert access == ["OTHER - 400"]
     # And only the server fault is counted, method, route pattern and status only
     client.app[EVENTS].flush_all()
-    (daily,) = [r.getMessage() for r in caplog.records if r.name == "dropbox.events"]
+    (daily,) = [r.getMessage() for r in caplog.records if r.name == "dropbox.web.events"]
     assert "1 x access: GET /{lang}/boom/{report_id} (boom) 500" in daily and " 404" not in daily
     # And no record anywhere carries the client's data
     for leak in (DISTINCTIVE_UA, "Zebra", DISTINCTIVE_XFF, "127.0.0.1", "canary", "FROBNICATE"):

@@ -18,7 +18,7 @@ from dropbox.config import config_for_tests
 from dropbox.install import make_private_dir
 from dropbox.sealing import sealed_size
 from dropbox.storage import Store
-from dropbox.web import run_kwargs
+from dropbox.web.middleware import run_kwargs
 from dropbox.whistleblower.forms import (
     MAX_FILENAME_CHARS,
     FormError,

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientResponse, FormData
 
-from dropbox.appkeys import FAILURE_BUDGET, SESSIONS
 from dropbox.statistics import recorder
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox
+from dropbox.web.sessions import SESSIONS
+from dropbox.web.throttle import FAILURE_BUDGET
 from tests.robust_checks import chunk_files
 from tests.web_fixtures import AiohttpClient, FakeClock
 from tests.whistleblower_fixtures import (

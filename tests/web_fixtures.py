@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropbox.appkeys import AppKind
-from dropbox.base_app import make_base_app
 from dropbox.config import config_for_tests
-from dropbox.i18n import localized
-from dropbox.web import run_kwargs
+from dropbox.web.appkeys import AppKind
+from dropbox.web.base import make_base_app
+from dropbox.web.i18n import localized
+from dropbox.web.middleware import run_kwargs
 
 #: Client data that must never reach a log line.
 DISTINCTIVE_UA = "Zebra-Unicorn-UA/9.9 (leak-canary)"

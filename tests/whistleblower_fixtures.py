@@ -19,8 +19,6 @@ import pytest
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropbox.app import create_whistleblower_app
-from dropbox.appkeys import EVENTS
 from dropbox.blobs import new_id
 from dropbox.config import Config
 from dropbox.install import today
@@ -28,7 +26,9 @@ from dropbox.reports import message_sealer, sealed_file_rows
 from dropbox.services import Services
 from dropbox.storage import Channel, Message, Store
 from dropbox.submissions import open_mailbox
-from dropbox.web import run_kwargs
+from dropbox.web.apps import create_whistleblower_app
+from dropbox.web.events import EVENTS
+from dropbox.web.middleware import run_kwargs
 from tests.browser_fixtures import fresh_install
 from tests.web_fixtures import AiohttpClient
 
@@ -46,7 +46,7 @@ LIMITS: Mapping[str, Any] = {
     "slowdown_seconds": 0.0,
 }
 
-#: Every response must carry these (see dropbox/web.py).
+#: Every response must carry these (see dropbox/web/middleware.py).
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -119,7 +119,7 @@ def logged_at_the_next_day(site: Site, caplog: pytest.LogCaptureFixture) -> str:
     day = tally.clock()
     tally.clock = lambda: day + dt.timedelta(days=1)
     tally.tick()
-    return "\n".join(r.getMessage() for r in caplog.records if r.name == "dropbox.events")
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "dropbox.web.events")
 
 
 def report_form(text: str = "", *, files: Mapping[str, bytes] | None = None, channel: str | None = "default",

@@ -16,9 +16,9 @@ from multidict import MultiDictProxy
 from dropbox import channels
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
-from dropbox.i18n import N_, url_for
 from dropbox.retention import default_retention_days, max_retention_days
-from dropbox.web import UserError
+from dropbox.web.i18n import N_, url_for
+from dropbox.web.middleware import UserError
 
 AUDIT_PAGE_SIZE = 100
 

@@ -19,10 +19,10 @@ from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
-from dropbox.i18n import N_, request_language, translate, url_for
 from dropbox.reports import FileView
 from dropbox.retention import max_retention_days
-from dropbox.web import UserError
+from dropbox.web.i18n import N_, request_language, translate, url_for
+from dropbox.web.middleware import UserError
 
 log = logging.getLogger(__name__)
 

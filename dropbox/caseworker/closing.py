@@ -7,7 +7,7 @@ from aiohttp import web
 from dropbox import outcomes
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import page, require, require_form, services
-from dropbox.i18n import N_, translate, url_for
+from dropbox.web.i18n import N_, translate, url_for
 
 
 async def outcomes_page(request: web.Request) -> web.StreamResponse:

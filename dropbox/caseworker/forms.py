@@ -19,10 +19,10 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from dropbox.blobs import StagedFiles
 from dropbox.casework import SORTS, ReportFilter
 from dropbox.config import Config
-from dropbox.i18n import N_
 from dropbox.reports import STATUSES
-from dropbox.sessions import CSRF_FIELD, CsrfError, Session, SessionStore
-from dropbox.web import UserError
+from dropbox.web.i18n import N_
+from dropbox.web.middleware import UserError
+from dropbox.web.sessions import CSRF_FIELD, CsrfError, Session, SessionStore
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _CHANNEL_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")

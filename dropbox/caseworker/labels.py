@@ -1,7 +1,7 @@
 """Words shown for stored values: statuses, sort orders, audit actions.
 
 The database keeps machine values ("in_progress", "granted"); these map them to msgids, and the
-views translate them into the page's language before a template sees them (see i18n.py on why
+views translate them into the page's language before a template sees them (see dropbox/web/i18n.py on why
 templates never call `_()` on a variable).
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from dropbox import casework, channels, outcomes
-from dropbox.i18n import N_, translate
 from dropbox.storage import AuditEntry
+from dropbox.web.i18n import N_, translate
 
 STATUS_LABELS: Mapping[str, str] = {
     "new": N_("New"),

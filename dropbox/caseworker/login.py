@@ -16,13 +16,12 @@ from aiohttp import web
 
 from dropbox import casework, totp
 from dropbox.accounts import LoginFailed, MalformedLogin
-from dropbox.appkeys import FAILURE_BUDGET
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Flash, StaffSession, page, require_form, services, sessions, signed_in
-from dropbox.i18n import N_, translate, url_for
-from dropbox.sessions import CSRF_FIELD, CsrfError
 from dropbox.storage import Store
-from dropbox.throttle import SLOWED_NOTICE
+from dropbox.web.i18n import N_, translate, url_for
+from dropbox.web.sessions import CSRF_FIELD, CsrfError
+from dropbox.web.throttle import FAILURE_BUDGET, SLOWED_NOTICE
 
 LOGIN_COOKIE = "cw_login"
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")

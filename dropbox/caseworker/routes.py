@@ -33,13 +33,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from dropbox import casework
-from dropbox.appkeys import CONFIG, SERVICES
 from dropbox.caseworker import admin, cases, closing, login, settings, statistics
 from dropbox.caseworker.staff import sessions, to_login
-from dropbox.i18n import N_, localized
 from dropbox.kdf_pool import KdfBusy
 from dropbox.notify import Notifier
-from dropbox.web import UserError
+from dropbox.web.appkeys import CONFIG, SERVICES
+from dropbox.web.i18n import N_, localized
+from dropbox.web.middleware import UserError
 
 CSP_EXTRA: Mapping[str, Iterable[str]] = {}
 

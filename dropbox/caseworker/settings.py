@@ -6,10 +6,10 @@ from aiohttp import web
 
 from dropbox import casework, totp
 from dropbox.accounts import MIN_PASSPHRASE_CHARS, ChangeConflict, LoginFailed, WeakPassphrase
-from dropbox.appkeys import FAILURE_BUDGET
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import page, require, require_form, services, sessions
-from dropbox.i18n import CASEWORKER_SITE_NAME, N_, translate, url_for
+from dropbox.web.i18n import CASEWORKER_SITE_NAME, N_, translate, url_for
+from dropbox.web.throttle import FAILURE_BUDGET
 
 
 def _to(request: web.Request, name: str, anchor: str = "") -> web.HTTPSeeOther:

@@ -18,12 +18,12 @@ from multidict import MultiDictProxy
 
 from dropbox import casework
 from dropbox.accounts import CaseworkerSession
-from dropbox.appkeys import SERVICES, SESSIONS
-from dropbox.i18n import render, translate, url_for
 from dropbox.services import Services
-from dropbox.sessions import CSRF_FIELD, Session, SessionStore
 from dropbox.storage import Caseworker, NotFound
 from dropbox.totp import TotpSeed
+from dropbox.web.appkeys import SERVICES
+from dropbox.web.i18n import render, translate, url_for
+from dropbox.web.sessions import CSRF_FIELD, SESSIONS, Session, SessionStore
 
 
 @dataclass(frozen=True)

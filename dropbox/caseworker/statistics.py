@@ -11,10 +11,10 @@ from aiohttp import web
 from dropbox import statistics
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import page, require, services
-from dropbox.i18n import url_for
 from dropbox.install import today
 from dropbox.storage import StatRecord
-from dropbox.web import UserError
+from dropbox.web.i18n import url_for
+from dropbox.web.middleware import UserError
 
 
 async def _chosen(request: web.Request) -> tuple[int, str | None, list[StatRecord]]:

@@ -14,7 +14,7 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 
 from dropbox.cleaning import KIND_LABEL, MAX_LISTED, OUTCOME_TEXT, FileCleaning
-from dropbox.i18n import N_, translate
+from dropbox.web.i18n import N_, translate
 from dropbox.whistleblower.forms import clean_filename
 
 #: Babel locale per page language. English pages use British conventions ("3 November 2026").

@@ -1,13 +1,13 @@
 """The anonymous mailbox: log in with the receipt, read the thread, reply, download, log out.
 
-A login puts the report id and report key in an in-memory session (sessions.py: HttpOnly,
+A login puts the report id and report key in an in-memory session (web/sessions.py: HttpOnly,
 SameSite=Strict cookie that dies with the browser, idle timeout); logout, expiry and shutdown
 zero the session's copy of the key (what that does and does not erase: submissions.MailboxAccess).
 Every state-changing form carries the session's CSRF token; the reply form sends it as its first
 part so a forged upload is refused before a byte of it is stored.
 
 Receipt guessing is met with one generic message for every failure, the install-wide failure
-budget (throttle.py: slow everyone down a little, lock no one out, say so on the page) and the
+budget (web/throttle.py: slow everyone down a little, lock no one out, say so on the page) and the
 bounded KDF pool (busy → 503). The person may download only files a caseworker sent: someone who
 gets hold of a receipt code can read the conversation, but cannot pull the original documents.
 """
@@ -22,15 +22,12 @@ from dataclasses import dataclass
 from aiohttp import web
 from babel.numbers import format_decimal
 
-from dropbox.appkeys import FAILURE_BUDGET, SERVICES, SESSIONS
 from dropbox.blobs import BlobError
-from dropbox.i18n import N_, render, request_language, translate, url_for
 from dropbox.install import today
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import InvalidQuestions, parse_questions
 from dropbox.reports import FileView, MessageView, open_file_key, open_file_name, open_file_size
 from dropbox.sealing import TamperedData
-from dropbox.sessions import CSRF_FIELD, Session, SessionStore
 from dropbox.storage import NotFound, StorageUnavailable
 from dropbox.submissions import (
     InvalidMeetingRequest,
@@ -45,8 +42,11 @@ from dropbox.submissions import (
     read_mailbox,
     request_meeting,
 )
-from dropbox.throttle import SLOWED_NOTICE
-from dropbox.web import UserError
+from dropbox.web.appkeys import SERVICES
+from dropbox.web.i18n import N_, render, request_language, translate, url_for
+from dropbox.web.middleware import UserError
+from dropbox.web.sessions import CSRF_FIELD, SESSIONS, Session, SessionStore
+from dropbox.web.throttle import FAILURE_BUDGET, SLOWED_NOTICE
 from dropbox.whistleblower.display import (
     CleaningLine,
     babel_locale,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dropbox.i18n import localized
+from dropbox.web.i18n import localized
 from dropbox.whistleblower import mailbox, submit
 from dropbox.whistleblower.confirm import ReceiptTokens
 

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from aiohttp import web
 from babel.numbers import format_decimal
 
-from dropbox.appkeys import SERVICES
-from dropbox.i18n import N_, render, request_language, translate
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import (
     ANSWER_PREFIX,
@@ -40,7 +38,9 @@ from dropbox.sealing import ReportKeys, format_receipt
 from dropbox.services import Services
 from dropbox.storage import Channel, StorageUnavailable
 from dropbox.submissions import NoRecipients, UnknownChannel, clean_files, submit_report
-from dropbox.web import UserError
+from dropbox.web.appkeys import SERVICES
+from dropbox.web.i18n import N_, render, request_language, translate
+from dropbox.web.middleware import UserError
 from dropbox.whistleblower.confirm import ReceiptTokens, TokenUnusable, typed_matches
 from dropbox.whistleblower.display import CleaningLine, babel_locale, channel_name, cleaning_lines, format_size
 from dropbox.whistleblower.forms import (

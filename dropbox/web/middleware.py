@@ -28,13 +28,13 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from dropbox.blobs import DiskLow, StorageFull, UploadsBusy
-from dropbox.events import REQUEST_TALLY, install_diversion
-from dropbox.i18n import N_, render, translate
-from dropbox.sessions import CsrfError
 from dropbox.storage import StorageUnavailable
+from dropbox.web.events import REQUEST_TALLY, install_diversion
+from dropbox.web.i18n import N_, render, translate
+from dropbox.web.sessions import CsrfError
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(__name__ + ".access")
+access_logger = logging.getLogger("dropbox.web.access")  # a stable name for operators' log filters
 
 #: The whole Server header; no product version to fingerprint.
 SERVER_HEADER = "dropbox"
@@ -70,7 +70,7 @@ CACHE_FOR_SESSION: web.ResponseKey[bool] = web.ResponseKey("cache_for_session", 
 
 #: Over Tor every request is a round trip of a second or more, and the stylesheet is the only
 #: subresource of every page, so it is cached instead of fetched again per page. `private`: no
-#: shared cache keeps it; `immutable` with the content hash in its URL (base_app): a new version
+#: shared cache keeps it; `immutable` with the content hash in its URL (web/base.py): a new version
 #: gets a new URL, so no stale copy is ever used. It is safe to keep: identical for every
 #: visitor, no ETag or Last-Modified to tell visitors apart, and Tor Browser keeps it in memory
 #: only (disk cache off), per onion site (first-party isolation, so no other site can probe

@@ -11,17 +11,13 @@ this module stays importable from anywhere without cycles.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     from dropbox.config import Config
-    from dropbox.events import EventTally
-    from dropbox.i18n import Templates
     from dropbox.services import Services
-    from dropbox.sessions import SessionStore
-    from dropbox.throttle import FailureBudget
 
 #: Which of the two apps this is; templates and cookies differ between them.
 AppKind = Literal["whistleblower", "caseworker"]
@@ -30,18 +26,8 @@ AppKind = Literal["whistleblower", "caseworker"]
 CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
 #: "whistleblower" or "caseworker".
 APP_KIND: Final[web.AppKey[AppKind]] = web.AppKey("app_kind")
-#: Per-language Jinja environments and compiled catalogues.
-TEMPLATES: Final[web.AppKey[Templates]] = web.AppKey("templates")
-#: This app's in-memory sessions. The payload type is the domain's; narrow it at the use site:
-#: `store: SessionStore[ReportSession] = request.config_dict[SESSIONS]`.
-SESSIONS: Final[web.AppKey[SessionStore[Any]]] = web.AppKey("sessions")
-#: The install-wide failed-attempt budget: receipt codes (whistleblower) or logins (caseworker).
-FAILURE_BUDGET: Final[web.AppKey[FailureBudget]] = web.AppKey("failure_budget")
 #: The store, KDF pool, blob folders and install values shared by both apps.
 SERVICES: Final[web.AppKey[Services]] = web.AppKey("services")
 #: The landing page rendered once per language: it depends on nothing else, and it is what a
 #: flood of visitors hits, so it must stay cheap while Argon2id runs use the cores.
 LANDING_PAGES: Final[web.AppKey[dict[str, bytes]]] = web.AppKey("landing_pages")
-
-#: The whistleblower app's count of problems, logged once a day (events.py); absent on the caseworker app.
-EVENTS: Final[web.AppKey[EventTally]] = web.AppKey("events")

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dropbox.appkeys import SERVICES
-from dropbox.base_app import make_base_app
 from dropbox.caseworker.routes import CSP_EXTRA as CASEWORKER_CSP_EXTRA
 from dropbox.caseworker.routes import add_caseworker_routes
 from dropbox.config import Config
 from dropbox.services import Services
+from dropbox.web.appkeys import SERVICES
+from dropbox.web.base import make_base_app
 from dropbox.whistleblower.routes import add_whistleblower_routes
 
 

@@ -25,6 +25,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -161,7 +162,7 @@ def install_diversion() -> None:
     """Attach DivertToTally to every logger under DIVERTED_PREFIXES that exists now.
 
     A logger filter sees only records logged on that very logger (not its children's), so each
-    one is attached; call again once every module is imported (base_app does, at startup).
+    one is attached; call again once every module is imported (web/base.py does, at startup).
     """
     names = [name for name in logging.root.manager.loggerDict
              if any(name == p or name.startswith(p + ".") for p in DIVERTED_PREFIXES)]
@@ -174,3 +175,7 @@ def install_diversion() -> None:
 def current_tally() -> EventTally | None:
     """The tally of the whistleblower request being handled, if any."""
     return _CURRENT.get()
+
+
+#: The whistleblower app's count of problems, logged once a day (events.py); absent on the caseworker app.
+EVENTS: Final[web.AppKey[EventTally]] = web.AppKey("events")

@@ -17,27 +17,23 @@ with `translate(request, ...)` and pass the plain result, which Jinja then escap
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import jinja2
 from aiohttp import web
-from babel.messages.catalog import Catalog
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from dropbox.appkeys import APP_KIND, CONFIG, TEMPLATES
+from dropbox.catalogues import LOCALE_DIR, N_, PACKAGE_DIR, load_translations
 from dropbox.config import LANGUAGES
+from dropbox.web.appkeys import APP_KIND, CONFIG
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIR = PACKAGE_DIR / "templates"
-LOCALE_DIR = PACKAGE_DIR / "locale"
 
 #: Each language named in itself, for the language switcher.
 LANGUAGE_NAMES: Mapping[str, str] = {"en": "English", "da": "Dansk", "sv": "Svenska"}
@@ -58,11 +54,6 @@ RESERVED_CONTEXT = frozenset(
 )
 
 ContextProcessor = Callable[[web.Request], Mapping[str, object]]
-
-
-def N_(message: str) -> str:
-    """Mark a string for extraction without translating it yet (it is translated at render)."""
-    return message
 
 
 WHISTLEBLOWER_SITE_NAME = N_("Whistleblower channel")
@@ -91,41 +82,6 @@ def localized(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError("path must start with '/'")
     return "/" + LANG_SEGMENT + path
-
-
-def read_catalog(locale_dir: Path, lang: str) -> Catalog:
-    """All `<locale_dir>/<lang>/LC_MESSAGES/*.po` merged: messages.po first, then the others by name.
-
-    Each side of the app keeps its own catalogue file (whistleblower.po, caseworker.po) so that
-    translations can be added to one without touching the other.
-    """
-    folder = locale_dir / lang / "LC_MESSAGES"
-    paths = sorted(folder.glob("*.po"), key=lambda p: (p.name != "messages.po", p.name))
-    if not paths:
-        raise FileNotFoundError(folder / "messages.po")
-    first, *others = (_read_po(path, lang) for path in paths)
-    for catalog in others:
-        for message in catalog:
-            if message.id:
-                first[message.id] = message
-    return first
-
-
-def _read_po(path: Path, lang: str) -> Catalog:
-    with path.open("rb") as po_file:
-        return read_po(po_file, locale=lang, abort_invalid=True)
-
-
-def load_translations(locale_dir: Path, lang: str) -> Translations:
-    """Compile the language's catalogues (see read_catalog) in memory.
-
-    Fuzzy and empty entries are left out by write_mo, so they fall back to the English msgid
-    rather than showing an unreviewed translation. A malformed .po stops startup.
-    """
-    buffer = io.BytesIO()
-    write_mo(buffer, read_catalog(locale_dir, lang))
-    buffer.seek(0)
-    return Translations(buffer, domain="messages")
 
 
 class Templates:
@@ -308,3 +264,7 @@ def render(
     )
     response.headers["Content-Language"] = lang
     return response
+
+
+#: Per-language Jinja environments and compiled catalogues.
+TEMPLATES: Final[web.AppKey[Templates]] = web.AppKey("templates")

@@ -19,8 +19,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Final
 
-from dropbox.i18n import N_
+from aiohttp import web
+
+from dropbox.catalogues import N_
 
 logger = logging.getLogger(__name__)
 
@@ -83,3 +86,7 @@ class FailureBudget:
     def record_failure(self) -> None:
         """Count one failed attempt (wrong receipt code, wrong password) against the budget."""
         self._failures.append(self._clock())
+
+
+#: The install-wide failed-attempt budget: receipt codes (whistleblower) or logins (caseworker).
+FAILURE_BUDGET: Final[web.AppKey[FailureBudget]] = web.AppKey("failure_budget")

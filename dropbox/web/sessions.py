@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -317,3 +317,8 @@ class SessionStore(Generic[P]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self.wipe_all()
+
+
+#: This app's in-memory sessions. The payload type is the domain's; narrow it at the use site:
+#: `store: SessionStore[ReportSession] = request.config_dict[SESSIONS]`.
+SESSIONS: Final[web.AppKey[SessionStore[Any]]] = web.AppKey("sessions")

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from dropbox.app import create_caseworker_app, create_whistleblower_app
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.health import remove_server_status, write_server_status
@@ -18,7 +17,8 @@ from dropbox.install import migration_advice
 from dropbox.retention import purge_expired
 from dropbox.services import Services
 from dropbox.storage import NeedsMigration, NotInitialised
-from dropbox.web import install_log_filters, run_kwargs
+from dropbox.web.apps import create_caseworker_app, create_whistleblower_app
+from dropbox.web.middleware import install_log_filters, run_kwargs
 
 if TYPE_CHECKING:
     from onion.publish import OnionServices

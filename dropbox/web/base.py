@@ -19,13 +19,20 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from dropbox.appkeys import APP_KIND, CONFIG, EVENTS, FAILURE_BUDGET, LANDING_PAGES, SESSIONS, TEMPLATES, AppKind
 from dropbox.config import LANGUAGES, Config
-from dropbox.events import EventTally, divert_logs_middleware, install_diversion
-from dropbox.i18n import BASE_TEMPLATES, LANG_SEGMENT, PACKAGE_DIR, Templates, localized, render, request_language
-from dropbox.sessions import SessionStore
-from dropbox.throttle import FailureBudget
-from dropbox.web import (
+from dropbox.web.appkeys import APP_KIND, CONFIG, LANDING_PAGES, AppKind
+from dropbox.web.events import EVENTS, EventTally, divert_logs_middleware, install_diversion
+from dropbox.web.i18n import (
+    BASE_TEMPLATES,
+    LANG_SEGMENT,
+    PACKAGE_DIR,
+    TEMPLATES,
+    Templates,
+    localized,
+    render,
+    request_language,
+)
+from dropbox.web.middleware import (
     CACHE_FOR_SESSION,
     cross_site_middleware,
     error_middleware,
@@ -33,6 +40,8 @@ from dropbox.web import (
     install_log_filters,
     security_headers,
 )
+from dropbox.web.sessions import SESSIONS, SessionStore
+from dropbox.web.throttle import FAILURE_BUDGET, FailureBudget
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +151,7 @@ def _add_common_routes(app: web.Application, kind: AppKind) -> None:
 
     async def stylesheet(request: web.Request) -> web.Response:
         """Served from memory: one file, no directory to traverse, no mtime in headers; the
-        same bytes whatever `?v=` says, cacheable for the browser session (see web.py)."""
+        same bytes whatever `?v=` says, cacheable for the browser session (see middleware.py)."""
         response = web.Response(body=stylesheet_bytes, content_type="text/css", charset="utf-8")
         response[CACHE_FOR_SESSION] = True
         return response
