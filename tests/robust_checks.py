@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +182,10 @@ def files_containing(root: Path, needles: list[bytes], *, newer_than: float | No
                      max_bytes: int = 256 * 1024 * 1024) -> list[tuple[Path, bytes]]:
     """(path, needle) for every regular file below `root` that contains a needle."""
     hits = []
-    for path in root.rglob("*"):
+    # os.walk, not rglob: a folder that vanishes during the walk (another process's temp dir on a
+    # shared machine) is skipped instead of ending the scan with FileNotFoundError.
+    paths = (Path(folder, name) for folder, _dirs, names in os.walk(root) for name in names)
+    for path in paths:
         try:
             if not path.is_file() or path.is_symlink():
                 continue
