@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from zxcvbn import zxcvbn
 
 from dropbox import totp
-from dropbox.blobs import new_id
 from dropbox.config import Config
-from dropbox.install import today
+from dropbox.ids import new_id, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.sealing import (
     CaseworkerKey,

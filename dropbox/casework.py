@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 from dropbox import accounts, retention, statistics, totp
 from dropbox.accounts import CaseworkerSession, LoginFailed
-from dropbox.blobs import BlobStore, StagedFiles, new_id
+from dropbox.blobs import BlobStore, StagedFiles
 from dropbox.channels import questions_of
 from dropbox.cleaning import Cleaner, Policy, clean_upload
 from dropbox.config import Config
 from dropbox.deadlines import ACK_DAYS, EXTENDED_FEEDBACK_MONTHS, FEEDBACK_MONTHS, ack_due, add_months, feedback_due
-from dropbox.install import this_hour, today
+from dropbox.ids import new_id, this_hour, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.questions import Question
 from dropbox.reports import (

@@ -30,10 +30,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dropbox import accounts
-from dropbox.blobs import new_id
 from dropbox.cleaning import Policy
 from dropbox.config import Config
-from dropbox.install import this_hour, today
+from dropbox.ids import new_id, this_hour, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.questions import InvalidQuestions, Question, parse_questions

@@ -14,7 +14,7 @@ import json
 
 from dropbox.catalogues import N_
 from dropbox.channels import NotAdmin, _require_admin
-from dropbox.install import this_hour
+from dropbox.ids import this_hour
 from dropbox.storage import NotFound, Store
 
 META_KEY = "outcome_categories"

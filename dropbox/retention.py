@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 
 from dropbox.config import Config
-from dropbox.install import this_hour, today
+from dropbox.ids import this_hour, today
 from dropbox.statistics import recorder
 from dropbox.storage import NotFound, Report, StorageUnavailable, Store
 

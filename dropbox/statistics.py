@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dropbox.deadlines import ack_due, feedback_due
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.storage import ReportFacts, StatRecord, Store
 
 #: The CSV's columns, in order (the header line of the download and of `run.py statistics`).

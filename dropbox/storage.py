@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
+from dropbox.ids import new_id
+
 SCHEMA_VERSION = 7
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
@@ -963,7 +965,7 @@ class Store:
             await db.execute(
                 "INSERT INTO report_stats (id, channel_id, received_month, acknowledged_on_time, feedback_on_time,"
                 " extended, outcome, closed_month, oral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (secrets.token_hex(16), kept.channel_id, kept.received_month, _flag(kept.acknowledged_on_time),
+                (new_id(), kept.channel_id, kept.received_month, _flag(kept.acknowledged_on_time),
                  _flag(kept.feedback_on_time), int(kept.extended), kept.outcome, kept.closed_month, int(kept.oral)),
             )
             async with db.execute("SELECT id FROM files WHERE report_id = ?", (report_id,)) as cur:

@@ -11,9 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dropbox.blobs import StagedFiles, new_id
+from dropbox.blobs import StagedFiles
 from dropbox.cleaning import CleanedUpload, Cleaner, Policy, clean_upload
-from dropbox.install import Install, today
+from dropbox.ids import new_id, today
+from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
     FileView,

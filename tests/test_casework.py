@@ -22,7 +22,8 @@ from dropbox.casework import (
     feedback_due,
 )
 from dropbox.config import Config
-from dropbox.install import Install, today
+from dropbox.ids import today
+from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
 from dropbox.reports import open_note, thread
 from dropbox.sealing import TamperedData

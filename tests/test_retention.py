@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dropbox import channels, storage
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.retention import purge_expired
 from dropbox.services import Services
 from dropbox.storage import Store, migrate_database, schema_version
