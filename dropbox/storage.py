@@ -21,6 +21,7 @@ import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -393,6 +394,22 @@ class PendingMembership:
     member: bool
     requested_by: str
     requested_day: str
+
+
+class Status(StrEnum):
+    """Where a report stands (the reports.status column; its CHECK lists the same values)."""
+
+    NEW = "new"
+    OPENED = "opened"
+    IN_PROGRESS = "in_progress"
+    CLOSED = "closed"
+
+
+class Author(StrEnum):
+    """Who wrote a message (the messages.author column; sealed messages are bound to it)."""
+
+    WHISTLEBLOWER = "whistleblower"
+    CASEWORKER = "caseworker"
 
 
 @dataclass(frozen=True)
@@ -1147,7 +1164,7 @@ class Store:
     # caseworker app -------------------------------------------------------------------------
     # What dropbox/casework.py, channels.py, totp.py and notify.py need beyond the core above.
 
-    #: Overdue conditions (parameter: the cut-off day from casework.ack_cut / feedback_cut).
+    #: Overdue conditions (parameter: the cut-off day from deadlines.ack_cut / feedback_cut).
     _ACK_OVERDUE = ("(r.status != 'closed' AND r.acknowledged_day IS NULL AND r.no_ack_day IS NULL"
                     " AND r.received_day < ?)")
     #: Parameters: the feedback cut, then the cut for a deadline extended to 6 months.

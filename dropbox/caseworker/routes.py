@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from dropbox import casework
+from dropbox import accounts, casework
 from dropbox.caseworker import admin, cases, closing, login, settings, statistics
 from dropbox.caseworker.staff import sessions, to_login
 from dropbox.kdf_pool import KdfBusy
@@ -57,7 +57,7 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except casework.NotGranted as e:
         raise web.HTTPNotFound() from e
-    except casework.KeyUnavailable as e:
+    except accounts.KeyUnavailable as e:
         sessions(request).destroy(request)
         raise to_login(request) from e
     except KdfBusy as e:
