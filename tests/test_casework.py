@@ -327,7 +327,7 @@ async def test_thread_helper_still_reads_what_casework_wrote(
 
 async def test_migration_2_upgrades_an_existing_install(config: Config) -> None:
     """An install made before the caseworker app (schema 1) gains the indexes when migrated."""
-    from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION
+    from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
 
     config.data_dir.mkdir(parents=True)
     raw = sqlite3.connect(config.db_path)
