@@ -153,8 +153,8 @@ def _add_tree(tar: tarfile.TarFile, root: Path, name: str, digests: dict[str, st
 
 def _add_blobs(tar: tarfile.TarFile, config: Config, file_ids: set[str], digests: dict[str, str]) -> None:
     """Sealed contents of the snapshot's file rows, while they live in blob files (goes away with them)."""
-    blobs_dir = getattr(config, "blobs_dir", None)
-    if blobs_dir is None or not blobs_dir.is_dir():
+    blobs_dir = config.blobs_dir
+    if not blobs_dir.is_dir():
         return
     _add_dir(tar, "blobs")
     _add_dir(tar, "tmp")

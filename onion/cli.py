@@ -82,13 +82,10 @@ def add_onion_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
                         help="rotate the caseworker onion instead (every device needs its new line)")
 
 
-def run_onion_command(
-    args: argparse.Namespace, config: Config, *, out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
-    """Run the `onion` subcommand in `args`; returns the exit status."""
-    out = out or sys.stdout
-    err = err or sys.stderr
+def run_onion_command(args: argparse.Namespace, config: Config) -> int:
+    """Run the `onion` subcommand in `args`; returns the exit status. Writes to the current
+    sys.stdout and sys.stderr."""
+    out, err = sys.stdout, sys.stderr
     handlers = {
         "show": _show,
         "add-client": _add_client,

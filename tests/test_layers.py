@@ -30,3 +30,33 @@ def test_only_storage_and_its_migrations_speak_sql() -> None:
     sql = {"sqlite3", "aiosqlite"}
     speaking = {str(p.relative_to(ROOT)) for p in _sources("dropbox", "keys", "onion") if _imports(p) & sql}
     assert speaking == {"dropbox/storage.py", "dropbox/migrations.py"}
+
+
+def _production() -> list[Path]:
+    return [*_sources("dropbox", "keys", "onion"), ROOT / "run.py"]
+
+
+def test_the_projects_own_packages_are_imported_unguarded() -> None:
+    # An `except ImportError` around dropbox/, onion/ or keys/ hides a broken install as a
+    # missing feature (no onion commands, no onion keys at init) instead of failing loudly.
+    own = ("dropbox", "onion", "keys")
+    guarded = []
+    for path in _production():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Try):
+                continue
+            catches = {ast.unparse(h.type) for h in node.handlers if h.type is not None}
+            if not catches & {"ImportError", "ModuleNotFoundError"}:
+                continue
+            for inner in node.body:
+                if isinstance(inner, ast.ImportFrom) and (inner.module or "").split(".")[0] in own or \
+                        isinstance(inner, ast.Import) and any(a.name.split(".")[0] in own for a in inner.names):
+                    guarded.append(f"{path.relative_to(ROOT)}:{inner.lineno}")
+    assert guarded == []
+
+
+def test_argon2_cffi_serves_only_tests_and_the_bench() -> None:
+    # It is a test (and bench) extra in pyproject.toml: the app derives keys with libsodium's
+    # Argon2id (sealing.py), so an installed app must not need it.
+    users = [str(p.relative_to(ROOT)) for p in _production() if any(n.split(".")[0] == "argon2" for n in _imports(p))]
+    assert users == []

@@ -20,14 +20,14 @@
     GET  /{lang}/admin/statistics, statistics.csv   yearly figures: ?year= &channel= (admin role)
 
 The QR code is an ordinary same-origin PNG, so the base Content-Security-Policy (img-src 'self')
-covers it and CSP_EXTRA adds nothing. There is no JavaScript.
+covers it. There is no JavaScript.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -40,8 +40,6 @@ from dropbox.notify import Notifier
 from dropbox.web.appkeys import CONFIG, SERVICES
 from dropbox.web.i18n import N_, localized
 from dropbox.web.middleware import UserError
-
-CSP_EXTRA: Mapping[str, Iterable[str]] = {}
 
 BUSY = N_("Many sign-ins are being processed right now. Please try again in a minute.")
 
