@@ -60,3 +60,20 @@ def test_argon2_cffi_serves_only_tests_and_the_bench() -> None:
     # Argon2id (sealing.py), so an installed app must not need it.
     users = [str(p.relative_to(ROOT)) for p in _production() if any(n.split(".")[0] == "argon2" for n in _imports(p))]
     assert users == []
+
+
+def test_onion_is_a_library_the_app_uses() -> None:
+    # onion/ reads what it needs through onion.settings.OnionSettings; it imports nothing of the
+    # app (dropbox/) or of the operator's commands (keys/), so the dependency runs one way.
+    reaching = {f"{p.relative_to(ROOT)}: {name}" for p in _sources("onion") for name in _imports(p)
+                if name.split(".")[0] in ("dropbox", "keys", "run")}
+    assert reaching == set()
+
+
+def test_the_apps_config_gives_onion_what_it_reads(tmp_path: Path) -> None:
+    from dropbox.config import config_for_tests
+    from onion.settings import OnionSettings
+
+    config = config_for_tests(tmp_path)
+    wanted = [name for name, value in vars(OnionSettings).items() if isinstance(value, property)]
+    assert wanted and all(hasattr(config, name) for name in wanted)
