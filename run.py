@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from dropbox.config import Config
 from keys.commands import CommandError
+from onion.cli import add_onion_commands, run_onion_command
 
 USAGE_ERROR = 2
 
@@ -94,12 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("--passphrase-stdin", action="store_true", help="read the granter's passphrase from stdin")
     _data_option(grant)
 
-    try:
-        from onion.cli import add_onion_commands
-    except ImportError:
-        pass
-    else:
-        add_onion_commands(commands)
+    add_onion_commands(commands)
     return parser
 
 
@@ -129,8 +125,6 @@ def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[
         return serve(config, tor=config.tor_mode != "off" and not args.no_tor,
                      tor_control=args.tor_control or config.tor_control)
     if args.command == "onion":
-        from onion.cli import run_onion_command
-
         return run_onion_command(args, config)
     match args.action:
         case "add":

@@ -18,8 +18,8 @@ import aiohttp
 
 from bench.load import Tally, browser, hidden_inputs
 from bench.servers import Dropbox
-from dropbox.blobs import new_id
 from dropbox.config import Config
+from dropbox.ids import new_id
 from dropbox.install import DEFAULT_CHANNEL_ID
 from dropbox.reports import STATUSES, ReportBody, seal_body
 from dropbox.sealing import ReceiptKeys, ReportKeys, wrap_for_whistleblower

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from zxcvbn import zxcvbn
 
 from dropbox import totp
-from dropbox.blobs import new_id
 from dropbox.config import Config
-from dropbox.install import today
+from dropbox.ids import new_id, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.sealing import (
     CaseworkerKey,
@@ -69,6 +68,10 @@ class ChangeConflict(AccountError):
     """The account's grants kept changing while its passphrase was being changed; nothing changed."""
 
 
+class KeyUnavailable(AccountError):
+    """The session's private key is gone (wiped at logout or idle timeout): nothing can be opened."""
+
+
 class LoginFailed(AccountError):
     """Unknown name, wrong passphrase or disabled account: never told apart."""
 
@@ -90,6 +93,11 @@ class CaseworkerSession:
 
     def wipe(self) -> None:
         self.key.wipe()
+
+
+def key_usable(session: CaseworkerSession) -> bool:
+    """False once `wipe()` dropped the private key (logout, idle timeout)."""
+    return not session.key.wiped and session.key.public_key == session.caseworker.public_key
 
 
 def check_name(name: str) -> str:

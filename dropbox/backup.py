@@ -21,7 +21,6 @@ renames the staging folder into place. A failed restore leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from dropbox.config import Config
+from dropbox.ids import today
 from dropbox.install import make_private_dir
 from dropbox.storage import SCHEMA_VERSION, check_database_file, schema_version, snapshot_database
 
@@ -108,8 +108,8 @@ def create_backup(config: Config, target: Path) -> dict[str, object]:
                     _add(tar, "config.toml", f, digests)
             _add_tree(tar, config.keys_dir, "keys", digests)
             _add_blobs(tar, config, file_ids, digests)
-            manifest: dict[str, object] = {"format": FORMAT, "schema": version, "day": dt.datetime.now(dt.UTC)
-                                           .date().isoformat(), "files": digests}
+            manifest: dict[str, object] = {"format": FORMAT, "schema": version, "day": today().isoformat(),
+                                           "files": digests}
             data = json.dumps(manifest, indent=1, sort_keys=True).encode()
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode = len(data), 0o600
@@ -153,8 +153,8 @@ def _add_tree(tar: tarfile.TarFile, root: Path, name: str, digests: dict[str, st
 
 def _add_blobs(tar: tarfile.TarFile, config: Config, file_ids: set[str], digests: dict[str, str]) -> None:
     """Sealed contents of the snapshot's file rows, while they live in blob files (goes away with them)."""
-    blobs_dir = getattr(config, "blobs_dir", None)
-    if blobs_dir is None or not blobs_dir.is_dir():
+    blobs_dir = config.blobs_dir
+    if not blobs_dir.is_dir():
         return
     _add_dir(tar, "blobs")
     _add_dir(tar, "tmp")

@@ -25,12 +25,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropbox.config import Config
+from dropbox.ids import new_id
 from dropbox.sealing import FileSealer, new_file_key, open_file
 from dropbox.storage import StorageUnavailable, Store
 
@@ -67,11 +67,6 @@ class UploadsBusy(BlobError):
 
 class DiskLow(BlobError):
     """Free space on the data folder is down to the reserve public uploads may not use."""
-
-
-def new_id() -> str:
-    """A random 128-bit identifier, used for every row and file (no counts leak through ids)."""
-    return secrets.token_hex(16)
 
 
 def size_bucket(size: int) -> int:

@@ -5,12 +5,10 @@ and render pages. Every function that touches a report first opens the caseworke
 a report that does not exist and one that was not granted both end in `NotGranted`, so neither
 the admin role nor a colleague can tell them apart, let alone read either.
 
-Deadlines follow the EU Whistleblower Directive (2019/1937, art. 9(1)(b) and (f)): acknowledge
-receipt within 7 days and give feedback within 3 months. The Directive counts the 3 months from
-the acknowledgement (or from day 7 if none was sent); counting them from receipt, as here, is
-never later, so a deadline shown here is never missed under the Directive's rule.
+Deadlines follow the EU Whistleblower Directive (dropbox/deadlines.py). A caseworker's own account
+(signing in, passphrase, two-step login) is dropbox/account_actions.py.
 
-Every action writes an audit entry: who (caseworker id), what, which report, to the hour. Never
+Every action writes an audit entry (dropbox/audit.py): who (caseworker id), what, which report, to the hour. Never
 content, file names or addresses; `detail` holds only values this module chose (a status, a
 number of days, a colleague's id).
 """
@@ -19,19 +17,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dropbox import accounts, retention, statistics, totp
-from dropbox.accounts import CaseworkerSession, LoginFailed
-from dropbox.blobs import BlobStore, StagedFiles, new_id
+from dropbox import accounts, audit, retention, statistics
+from dropbox.accounts import CaseworkerSession, KeyUnavailable, key_usable
+from dropbox.audit import AuditAction
+from dropbox.blobs import BlobStore, StagedFiles
 from dropbox.channels import questions_of
 from dropbox.cleaning import Cleaner, Policy, clean_upload
-from dropbox.config import Config
-from dropbox.deadlines import ACK_DAYS, EXTENDED_FEEDBACK_MONTHS, FEEDBACK_MONTHS, ack_due, add_months, feedback_due
-from dropbox.install import this_hour, today
-from dropbox.kdf_pool import KdfPool
+from dropbox.deadlines import Deadlines, ack_cut, deadlines, feedback_cut
+from dropbox.ids import new_id, today
 from dropbox.questions import Question
 from dropbox.reports import (
     STATUSES,
@@ -54,15 +50,16 @@ from dropbox.retention import forget_deleted
 from dropbox.sealing import ReportKeys
 from dropbox.storage import (
     AuditEntry,
+    Author,
     Caseworker,
     Channel,
-    MembershipNotice,
     Message,
     Note,
     NotFound,
     Reason,
     Report,
     ReportSummary,
+    Status,
     Store,
 )
 
@@ -73,7 +70,7 @@ MAX_RETENTION_DAYS = 3650
 PAGE_SIZE = 50
 #: Statuses a caseworker may set; "new" is only ever the state of a report nobody has opened, and
 #: "closed" is reached only through `close_report`, which needs an outcome category.
-SETTABLE_STATUSES = tuple(s for s in STATUSES if s not in ("new", "closed"))
+SETTABLE_STATUSES = tuple(s for s in Status if s not in (Status.NEW, Status.CLOSED))
 SORTS = ("newest", "oldest", "urgent")
 
 
@@ -83,10 +80,6 @@ class CaseworkError(Exception):
 
 class NotGranted(CaseworkError):
     """No such report, or one this caseworker was not granted: never told apart."""
-
-
-class KeyUnavailable(CaseworkError):
-    """The session's private key is gone (wiped at logout or idle timeout): nothing can be opened."""
 
 
 class EmptyText(CaseworkError):
@@ -101,141 +94,9 @@ class UnknownColleague(CaseworkError):
     """The caseworker to grant a report to does not exist or is disabled."""
 
 
-# --- audit actions (stored as these strings; the audit page translates them) -------------------
-
-LOGIN = "login"
-LOGOUT = "logout"
-VIEWED = "viewed"
-REPLIED = "replied"
-NOTE_ADDED = "note_added"
-STATUS_CHANGED = "status_changed"
-ACKNOWLEDGED = "acknowledged"
-FEEDBACK_GIVEN = "feedback_given"
-GRANTED = "granted"
-RETENTION_CHANGED = "retention_changed"
-CLOSED = "closed"
-DISCLOSURE_NOTICE_SENT = "disclosure_notice_sent"
-NO_ACK_RECORDED = "no_acknowledgement"
-FEEDBACK_EXTENDED = "feedback_extended"
-LEGAL_HOLD_SET = "legal_hold_set"
-LEGAL_HOLD_LIFTED = "legal_hold_lifted"
-DELETED = "deleted"
-FILE_DOWNLOADED = "file_downloaded"
-ORIGINAL_OPENED = "original_opened"
-
-
-async def _audit(store: Store, actor: CaseworkerSession, action: str, report_id: str | None = None,
+async def _audit(store: Store, actor: CaseworkerSession, action: AuditAction, report_id: str | None = None,
                  detail: str = "") -> None:
-    await store.audit(hour=this_hour(), actor=actor.caseworker.id, action=action, report_id=report_id,
-                      detail=detail)
-
-
-# --- deadlines ---------------------------------------------------------------------------------
-
-
-def ack_cut(on: dt.date) -> dt.date:
-    """Reports received before this day are past their acknowledgement deadline on `on`."""
-    return on - dt.timedelta(days=ACK_DAYS)
-
-
-def feedback_cut(on: dt.date, *, extended: bool = False) -> dt.date:
-    """Reports received before this day are past their feedback deadline on `on` (the 6-month one
-    when `extended`).
-
-    The first receipt day whose deadline is not yet passed; feedback_due is monotonic, so a
-    short walk from the naive guess finds it exactly despite month-end clamping.
-    """
-    day = add_months(on, -(EXTENDED_FEEDBACK_MONTHS if extended else FEEDBACK_MONTHS))
-    while feedback_due(day, extended=extended) >= on:
-        day -= dt.timedelta(days=1)
-    while feedback_due(day, extended=extended) < on:
-        day += dt.timedelta(days=1)
-    return day
-
-
-@dataclass(frozen=True)
-class Deadline:
-    due: dt.date
-    done: dt.date | None
-    overdue: bool
-    #: Days until due (negative when past); only meaningful while not done.
-    days_left: int
-    #: No acknowledgement is sent, for a recorded reason (the alarm is off).
-    waived: bool = False
-    #: The feedback deadline was extended to 6 months, for a recorded reason.
-    extended: bool = False
-
-
-@dataclass(frozen=True)
-class Deadlines:
-    days_since: int
-    acknowledgement: Deadline
-    feedback: Deadline
-
-
-def deadlines(*, received: str, acknowledged: str | None, feedback: str | None, status: str,
-              on: dt.date, no_ack: bool = False, extended: bool = False) -> Deadlines:
-    """Where a report stands against both deadlines on day `on`. A closed report is never overdue,
-    nor an acknowledgement waived for a recorded reason; an extended feedback deadline is 6 months."""
-    received_day = dt.date.fromisoformat(received)
-
-    def one(due: dt.date, done: str | None, *, waived: bool = False, longer: bool = False) -> Deadline:
-        done_day = dt.date.fromisoformat(done) if done else None
-        return Deadline(due=due, done=done_day,
-                        overdue=done_day is None and not waived and status != "closed" and on > due,
-                        days_left=(due - on).days, waived=waived, extended=longer)
-
-    return Deadlines(days_since=(on - received_day).days,
-                     acknowledgement=one(ack_due(received_day), acknowledged, waived=no_ack),
-                     feedback=one(feedback_due(received_day, extended=extended), feedback, longer=extended))
-
-
-# --- signing in --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignedIn:
-    """A new session's key, and what the caseworker must be told once, at this login."""
-
-    session: CaseworkerSession
-    #: Wrong two-step codes tried since the last right one (someone may hold the passphrase).
-    wrong_codes: int
-    #: Changes of the members of the caseworker's channels since their last login.
-    notices: list[MembershipNotice]
-
-
-async def sign_in(*, store: Store, kdf: KdfPool, config: Config, name: str, passphrase: str,
-                  code: str, now: float | None = None) -> SignedIn:
-    """Passphrase (unwraps the key), then the TOTP code if the caseworker enrolled one.
-
-    Every failure is LoginFailed, whichever factor was wrong, except totp.TotpWait: after the
-    right passphrase, too many wrong codes in a row make the next one wait (see totp.py). The
-    TOTP seed is sealed under the caseworker's own key, so a code can only be checked after
-    the passphrase was right.
-    """
-    session = await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)
-    try:
-        wrong_codes = await totp.check_login(store=store, session=session, code=code, now=now,
-                                             cap=config.totp_backoff_max_seconds)
-    except totp.TotpRejected as e:
-        session.wipe()
-        raise LoginFailed() from e
-    except BaseException:
-        session.wipe()
-        raise
-    await _audit(store, session, LOGIN)
-    notices = await store.take_membership_notices(session.caseworker.id)
-    return SignedIn(session=session, wrong_codes=wrong_codes, notices=notices)
-
-
-async def sign_out(*, store: Store, session: CaseworkerSession) -> None:
-    await _audit(store, session, LOGOUT)
-    session.wipe()
-
-
-def key_usable(session: CaseworkerSession) -> bool:
-    """False once `wipe()` dropped the private key (logout, idle timeout)."""
-    return not session.key.wiped and session.key.public_key == session.caseworker.public_key
+    await audit.record(store, actor_id=actor.caseworker.id, action=action, report_id=report_id, detail=detail)
 
 
 async def _keys(store: Store, session: CaseworkerSession, report_id: str) -> ReportKeys:
@@ -380,13 +241,13 @@ async def read_report(*, store: Store, session: CaseworkerSession, report_id: st
                       text=open_note(n, staff_key=keys.staff_key))
              for n in await store.notes(report.id)]
     channel = await store.channel(report.channel_id)
-    if await store.advance_status(report.id, to="opened", only_from=("new",)):
-        await _audit(store, session, STATUS_CHANGED, report.id, "opened")
+    if await store.advance_status(report.id, to=Status.OPENED, only_from=(Status.NEW,)):
+        await _audit(store, session, AuditAction.STATUS_CHANGED, report.id, Status.OPENED)
         report = await store.report(report.id)
-    unread = [m.id for m in messages if m.author == "whistleblower" and not m.read]
+    unread = [m.id for m in messages if m.author == Author.WHISTLEBLOWER and not m.read]
     if unread:
         await store.mark_messages_read(report.id, unread)
-    await store.audit_once(hour=this_hour(), actor=session.caseworker.id, action=VIEWED, report_id=report.id)
+    await audit.record_once(store, actor_id=session.caseworker.id, action=AuditAction.VIEWED, report_id=report.id)
 
     granted_ids = set(await store.granted_caseworkers(report.id))
     everyone = await store.caseworkers()
@@ -441,7 +302,7 @@ async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSe
     name = open_file_name(stored, report_key=keys.report_key)
     size = open_file_size(stored, report_key=keys.report_key)
     chunks = blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key), size=size)
-    await _audit(store, session, ORIGINAL_OPENED if original else FILE_DOWNLOADED, report_id)
+    await _audit(store, session, AuditAction.ORIGINAL_OPENED if original else AuditAction.FILE_DOWNLOADED, report_id)
     return Download(name=name, size=size, chunks=chunks)
 
 
@@ -472,7 +333,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
         report = await _report(store, report_id)
         message_id = new_id()
         day = today()
-        message = Message(id=message_id, report_id=report.id, seq=0, author="caseworker",
+        message = Message(id=message_id, report_id=report.id, seq=0, author=Author.CASEWORKER,
                           caseworker_id=session.caseworker.id, sealed_body=b"", sent_day=day.isoformat(), read=False)
         activity = _activity(day)
         if report.acknowledged_day is None:
@@ -482,18 +343,18 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
         files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report.id, message_id=message_id,
                                  cleaned=cleaned)
         await store.add_message(message, files=files, activity=activity, seal_body=message_sealer(
-            text, report_key=keys.report_key, report_id=report.id, message_id=message_id, author="caseworker"))
+            text, report_key=keys.report_key, report_id=report.id, message_id=message_id, author=Author.CASEWORKER))
     except BaseException:
         await staged.discard()
         raise
     staged.promote()
-    await _audit(store, session, REPLIED, report.id)
+    await _audit(store, session, AuditAction.REPLIED, report.id)
     if "acknowledged_day" in activity:
-        await _audit(store, session, ACKNOWLEDGED, report.id)
+        await _audit(store, session, AuditAction.ACKNOWLEDGED, report.id)
     if "feedback_day" in activity:
-        await _audit(store, session, FEEDBACK_GIVEN, report.id)
-    if await store.advance_status(report.id, to="in_progress", only_from=("new", "opened")):
-        await _audit(store, session, STATUS_CHANGED, report.id, "in_progress")
+        await _audit(store, session, AuditAction.FEEDBACK_GIVEN, report.id)
+    if await store.advance_status(report.id, to=Status.IN_PROGRESS, only_from=(Status.NEW, Status.OPENED)):
+        await _audit(store, session, AuditAction.STATUS_CHANGED, report.id, Status.IN_PROGRESS)
     return message_id
 
 
@@ -511,7 +372,7 @@ async def add_note(*, store: Store, session: CaseworkerSession, report_id: str, 
                                                     note_id=note_id, caseworker_id=session.caseworker.id),
                               written_day=day.isoformat()))
     await store.update_report(report.id, **_activity(day))
-    await _audit(store, session, NOTE_ADDED, report.id)
+    await _audit(store, session, AuditAction.NOTE_ADDED, report.id)
     return note_id
 
 
@@ -525,13 +386,14 @@ async def set_status(*, store: Store, session: CaseworkerSession, report_id: str
     if report.status == status:
         return False
     day = today()
-    clock = retention.on_reopen() if report.status == "closed" else {}
+    clock = retention.on_reopen() if report.status == Status.CLOSED else {}
     await store.update_report(report.id, status=status, **_activity(day), **clock)
-    await _audit(store, session, STATUS_CHANGED, report.id, status)
+    await _audit(store, session, AuditAction.STATUS_CHANGED, report.id, status)
     return True
 
 
-DEADLINE_FIELDS = {"acknowledgement": ("acknowledged_day", ACKNOWLEDGED), "feedback": ("feedback_day", FEEDBACK_GIVEN)}
+DEADLINE_FIELDS = {"acknowledgement": ("acknowledged_day", AuditAction.ACKNOWLEDGED),
+                   "feedback": ("feedback_day", AuditAction.FEEDBACK_GIVEN)}
 
 
 async def close_report(*, store: Store, session: CaseworkerSession, report_id: str, outcome: str,
@@ -545,10 +407,10 @@ async def close_report(*, store: Store, session: CaseworkerSession, report_id: s
     if outcome not in categories:
         raise InvalidChoice()
     report = await _report(store, report_id)
-    if report.status == "closed":
+    if report.status == Status.CLOSED:
         return False
     day = today()
-    closing: dict[str, str | None] = {"status": "closed", "outcome": outcome, **_activity(day),
+    closing: dict[str, str | None] = {"status": Status.CLOSED, "outcome": outcome, **_activity(day),
                                       **retention.on_close(report, day, max_days=max_retention_days)}
     text = message.strip()
     if text:
@@ -558,19 +420,19 @@ async def close_report(*, store: Store, session: CaseworkerSession, report_id: s
         if report.feedback_day is None:
             closing["feedback_day"] = day.isoformat()
         await store.add_message(
-            Message(id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
-                    sealed_body=b"", sent_day=day.isoformat(), read=False),
+            Message(id=message_id, report_id=report.id, seq=0, author=Author.CASEWORKER,
+                    caseworker_id=session.caseworker.id, sealed_body=b"", sent_day=day.isoformat(), read=False),
             activity=closing, seal_body=message_sealer(text, report_key=keys.report_key, report_id=report.id,
-                                                       message_id=message_id, author="caseworker"))
+                                                       message_id=message_id, author=Author.CASEWORKER))
     else:
         await store.update_report(report.id, **closing)
-    await _audit(store, session, CLOSED, report.id)
+    await _audit(store, session, AuditAction.CLOSED, report.id)
     if text:
-        await _audit(store, session, REPLIED, report.id)
+        await _audit(store, session, AuditAction.REPLIED, report.id)
     if "acknowledged_day" in closing:
-        await _audit(store, session, ACKNOWLEDGED, report.id)
+        await _audit(store, session, AuditAction.ACKNOWLEDGED, report.id)
     if "feedback_day" in closing:
-        await _audit(store, session, FEEDBACK_GIVEN, report.id)
+        await _audit(store, session, AuditAction.FEEDBACK_GIVEN, report.id)
     return True
 
 
@@ -586,18 +448,18 @@ async def send_disclosure_notice(*, store: Store, session: CaseworkerSession, re
     message_id = new_id()
     day = today()
     await store.add_message(
-        Message(id=message_id, report_id=report.id, seq=0, author="caseworker", caseworker_id=session.caseworker.id,
-                sealed_body=b"", sent_day=day.isoformat(), read=False),
+        Message(id=message_id, report_id=report.id, seq=0, author=Author.CASEWORKER,
+                caseworker_id=session.caseworker.id, sealed_body=b"", sent_day=day.isoformat(), read=False),
         activity={"disclosure_notice_day": day.isoformat(), **_activity(day)},
         seal_body=message_sealer(text, report_key=keys.report_key, report_id=report.id, message_id=message_id,
-                                 author="caseworker"))
-    await _audit(store, session, DISCLOSURE_NOTICE_SENT, report.id)
+                                 author=Author.CASEWORKER))
+    await _audit(store, session, AuditAction.DISCLOSURE_NOTICE_SENT, report.id)
     return message_id
 
 
 #: Longest reason accepted (a paragraph or two; it is shown on the report page).
 MAX_REASON_CHARS = 4000
-REASON_KINDS = {"no_acknowledgement": NO_ACK_RECORDED, "extension": FEEDBACK_EXTENDED}
+REASON_KINDS = {"no_acknowledgement": AuditAction.NO_ACK_RECORDED, "extension": AuditAction.FEEDBACK_EXTENDED}
 
 
 async def record_reason(*, store: Store, session: CaseworkerSession, report_id: str, kind: str, text: str) -> bool:
@@ -649,7 +511,7 @@ async def grant(*, store: Store, session: CaseworkerSession, report_id: str, gra
         raise UnknownColleague()
     added = await accounts.grant_report(store=store, granter=session, report_id=report_id, grantee_id=grantee.id)
     if added:
-        await _audit(store, session, GRANTED, report_id, grantee.id)
+        await _audit(store, session, AuditAction.GRANTED, report_id, grantee.id)
     return added
 
 
@@ -666,11 +528,11 @@ async def set_retention(*, store: Store, session: CaseworkerSession, report_id: 
     report = await _report(store, report_id)
     changes: dict[str, str | int | None] = {"retention_days": days, **_activity(today())}
     expires = None
-    if report.status == "closed" and report.closed_day:
+    if report.status == Status.CLOSED and report.closed_day:
         expires = retention.deletion_day(dt.date.fromisoformat(report.closed_day), days, max_days=max_retention_days)
         changes["expires_day"] = expires
     await store.update_report(report_id, **changes)
-    await _audit(store, session, RETENTION_CHANGED, report_id, str(days))
+    await _audit(store, session, AuditAction.RETENTION_CHANGED, report_id, str(days))
     return expires
 
 
@@ -682,7 +544,7 @@ async def set_legal_hold(*, store: Store, session: CaseworkerSession, report_id:
     if report.legal_hold == hold:
         return False
     await store.update_report(report_id, legal_hold=int(hold))
-    await _audit(store, session, LEGAL_HOLD_SET if hold else LEGAL_HOLD_LIFTED, report_id)
+    await _audit(store, session, AuditAction.LEGAL_HOLD_SET if hold else AuditAction.LEGAL_HOLD_LIFTED, report_id)
     return True
 
 
@@ -694,61 +556,5 @@ async def delete_report(*, store: Store, session: CaseworkerSession, report_id: 
         await store.delete_report(report_id, record=statistics.recorder())
     except NotFound as e:  # a colleague deleted it a moment ago
         raise NotGranted() from e
-    await _audit(store, session, DELETED, report_id)
+    await _audit(store, session, AuditAction.DELETED, report_id)
     await forget_deleted(store)
-
-
-# --- the caseworker's own account --------------------------------------------------------------
-
-PASSPHRASE_CHANGED = "passphrase_changed"  # noqa: S105 - an audit action, not a secret
-TOTP_ENABLED = "totp_enabled"
-TOTP_DISABLED = "totp_disabled"
-NOTICE_ADDRESS_CHANGED = "notice_address_changed"
-
-_ADDRESS = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s.]{2,63}")
-
-
-class InvalidAddress(CaseworkError):
-    """Not something that looks like an e-mail address."""
-
-
-async def change_passphrase(*, store: Store, kdf: KdfPool, config: Config, session: CaseworkerSession,
-                            current: str, new: str) -> CaseworkerSession:
-    """A new key pair under a new passphrase, every grant re-sealed to it (LoginFailed if `current`
-    is wrong, WeakPassphrase if `new` is weak). Returns the session with the new key, for the
-    caller to keep in place of `session` (which is wiped) and to end every other session of the
-    account: they hold the retired key, which opens nothing any more."""
-    renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name=session.caseworker.name,
-                                               old=current, new=new)
-    session.wipe()
-    await _audit(store, renewed, PASSPHRASE_CHANGED)
-    return renewed
-
-
-async def enrol_totp(*, store: Store, session: CaseworkerSession, seed: totp.TotpSeed, code: str) -> None:
-    if not key_usable(session):
-        raise KeyUnavailable()
-    await totp.enrol(store=store, session=session, seed=seed, code=code)
-    await _audit(store, session, TOTP_ENABLED)
-
-
-async def disable_totp(*, store: Store, kdf: KdfPool, config: Config, session: CaseworkerSession, passphrase: str,
-                       code: str) -> None:
-    """Turn two-step login off: the passphrase (LoginFailed) and a current code are both needed,
-    so a session left open or borrowed is not enough to weaken the account."""
-    if not key_usable(session):
-        raise KeyUnavailable()
-    check = await accounts.login(store=store, kdf=kdf, config=config, name=session.caseworker.name,
-                                 passphrase=passphrase)
-    check.wipe()
-    await totp.disable(store=store, session=session, code=code, cap=config.totp_backoff_max_seconds)
-    await _audit(store, session, TOTP_DISABLED)
-
-
-async def set_notice_address(*, store: Store, session: CaseworkerSession, address: str) -> None:
-    """Where "something new arrived" notices go (empty: none). The audit log never holds it."""
-    address = address.strip()
-    if address and (len(address) > 254 or not _ADDRESS.fullmatch(address)):
-        raise InvalidAddress()
-    await store.update_caseworker(session.caseworker.id, email=address or None)
-    await _audit(store, session, NOTICE_ADDRESS_CHANGED)

@@ -29,11 +29,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from dropbox import accounts
-from dropbox.blobs import new_id
+from dropbox import accounts, audit
+from dropbox.audit import AuditAction
 from dropbox.cleaning import Policy
 from dropbox.config import Config
-from dropbox.install import this_hour, today
+from dropbox.ids import new_id, this_hour, today
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.questions import InvalidQuestions, Question, parse_questions
@@ -46,23 +46,6 @@ MAX_DESCRIPTION_CHARS = 4000
 MAX_RETENTION_DAYS = 3650
 #: Longest questions text accepted from the form (JSON with labels in several languages).
 MAX_QUESTIONS_CHARS = 64_000
-
-# Audit actions of the admin role.
-CHANNEL_ADDED = "channel_added"
-CHANNEL_CHANGED = "channel_changed"
-ACCOUNT_ADDED = "caseworker_added"
-ACCOUNT_DISABLED = "caseworker_disabled"
-ACCOUNT_ENABLED = "caseworker_enabled"
-ADMIN_GRANTED = "admin_granted"
-ADMIN_REVOKED = "admin_revoked"
-TOTP_RESET = "totp_reset"
-# Membership: detail is "<channel id>/<caseworker id>".
-MEMBER_ADDED = "member_added"
-MEMBER_REMOVED = "member_removed"
-MEMBERSHIP_REQUESTED = "membership_requested"
-MEMBERSHIP_APPROVED = "membership_approved"
-MEMBERSHIP_REJECTED = "membership_rejected"
-
 
 class AdminError(Exception):
     """Root of the errors of this module."""
@@ -176,8 +159,8 @@ async def _require_admin(store: Store, actor_id: str) -> Caseworker:
     return actor
 
 
-async def _audit(store: Store, actor: Caseworker, action: str, detail: str = "") -> None:
-    await store.audit(hour=this_hour(), actor=actor.id, action=action, detail=detail)
+async def _audit(store: Store, actor: Caseworker, action: AuditAction, detail: str = "") -> None:
+    await audit.record(store, actor_id=actor.id, action=action, detail=detail)
 
 
 # --- channels ----------------------------------------------------------------------------------
@@ -219,9 +202,10 @@ async def _change_member(store: Store, *, actor_id: str | None, channel_id: str,
     notify = {m.id for m in await store.channel_members(channel_id)} | {caseworker_id} | set(also_notify)
     if new_account:
         notify.discard(caseworker_id)
+    action = AuditAction.MEMBER_ADDED if member else AuditAction.MEMBER_REMOVED
     await store.change_membership(channel_id=channel_id, caseworker_id=caseworker_id, member=member,
                                   notify=notify - {actor_id}, actor_id=actor_id, day=today().isoformat(),
-                                  hour=this_hour(), action=MEMBER_ADDED if member else MEMBER_REMOVED)
+                                  hour=this_hour(), action=audit.checked(action))
 
 
 async def join_channels(*, store: Store, actor_id: str | None, caseworker_id: str, channel_ids: Sequence[str]) -> None:
@@ -248,7 +232,7 @@ async def _set_members(store: Store, actor: Caseworker, channel_id: str, member_
             await store.add_pending_membership(PendingMembership(
                 id=new_id(), channel_id=channel_id, caseworker_id=cw_id, member=member, requested_by=actor.id,
                 requested_day=today().isoformat()))
-            await _audit(store, actor, MEMBERSHIP_REQUESTED, f"{channel_id}/{cw_id}")
+            await _audit(store, actor, AuditAction.MEMBERSHIP_REQUESTED, f"{channel_id}/{cw_id}")
             waiting = True
         else:
             await _change_member(store, actor_id=actor.id, channel_id=channel_id, caseworker_id=cw_id, member=member,
@@ -274,7 +258,7 @@ async def add_channel(*, store: Store, actor_id: str, channel_id: str, form: Cha
         await store.add_channel(channel)
     except Conflict as e:
         raise ChannelExists() from e
-    await _audit(store, actor, CHANNEL_ADDED, channel.id)
+    await _audit(store, actor, AuditAction.CHANNEL_ADDED, channel.id)
     return Saved(channel, await _set_members(store, actor, channel.id, form.member_ids))
 
 
@@ -289,7 +273,7 @@ async def update_channel(*, store: Store, actor_id: str, channel_id: str, form: 
     channel = _checked(channel_id, form, questions_of(current), current.is_default or form.make_default,
                        max_retention_days)
     await store.update_channel(channel)
-    await _audit(store, actor, CHANNEL_CHANGED, channel.id)
+    await _audit(store, actor, AuditAction.CHANNEL_CHANGED, channel.id)
     return Saved(channel, await _set_members(store, actor, channel.id, form.member_ids))
 
 
@@ -310,7 +294,7 @@ async def settle_pending(*, store: Store, actor_id: str, pending_id: str, approv
     if approve:
         await _change_member(store, actor_id=pending.requested_by, channel_id=pending.channel_id,
                              caseworker_id=pending.caseworker_id, member=pending.member)
-    await _audit(store, actor, MEMBERSHIP_APPROVED if approve else MEMBERSHIP_REJECTED, detail)
+    await _audit(store, actor, AuditAction.MEMBERSHIP_APPROVED if approve else AuditAction.MEMBERSHIP_REJECTED, detail)
     return pending
 
 
@@ -337,7 +321,7 @@ async def add_account(*, store: Store, kdf: KdfPool, config: Config, actor_id: s
                                            is_admin=is_admin, channel_ids=[], generated=True)
     except Conflict as e:
         raise AccountExists() from e
-    await _audit(store, actor, ACCOUNT_ADDED, cw.id)
+    await _audit(store, actor, AuditAction.ACCOUNT_ADDED, cw.id)
     await join_channels(store=store, actor_id=actor.id, caseworker_id=cw.id, channel_ids=channel_ids)
     return cw, passphrase
 
@@ -356,7 +340,7 @@ async def set_disabled(*, store: Store, actor_id: str, caseworker_id: str, disab
     if target.id == actor.id and disabled:
         raise SelfLockout()
     await store.update_caseworker(target.id, disabled=int(disabled))
-    await _audit(store, actor, ACCOUNT_DISABLED if disabled else ACCOUNT_ENABLED, target.id)
+    await _audit(store, actor, AuditAction.ACCOUNT_DISABLED if disabled else AuditAction.ACCOUNT_ENABLED, target.id)
 
 
 async def set_admin(*, store: Store, actor_id: str, caseworker_id: str, is_admin: bool) -> None:
@@ -365,7 +349,7 @@ async def set_admin(*, store: Store, actor_id: str, caseworker_id: str, is_admin
     if target.id == actor.id and not is_admin:
         raise SelfLockout()
     await store.update_caseworker(target.id, is_admin=int(is_admin))
-    await _audit(store, actor, ADMIN_GRANTED if is_admin else ADMIN_REVOKED, target.id)
+    await _audit(store, actor, AuditAction.ADMIN_GRANTED if is_admin else AuditAction.ADMIN_REVOKED, target.id)
 
 
 async def reset_totp(*, store: Store, actor_id: str, caseworker_id: str) -> None:
@@ -373,4 +357,4 @@ async def reset_totp(*, store: Store, actor_id: str, caseworker_id: str) -> None
     actor = await _require_admin(store, actor_id)
     target = await _account(store, caseworker_id)
     await store.update_caseworker(target.id, totp_sealed=None, totp_failures=0, totp_next_try=0)
-    await _audit(store, actor, TOTP_RESET, target.id)
+    await _audit(store, actor, AuditAction.TOTP_RESET, target.id)

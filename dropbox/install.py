@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from dataclasses import dataclass
@@ -24,16 +23,6 @@ class Install:
     """Install-wide values loaded once at start-up."""
 
     receipt_kdf: KdfParams
-
-
-def today() -> dt.date:
-    """UTC day: the finest time the drop box stores about what people did."""
-    return dt.datetime.now(dt.UTC).date()
-
-
-def this_hour() -> str:
-    """Hour precision, only for the caseworkers' audit log."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:00")
 
 
 def make_private_dir(path: Path) -> None:

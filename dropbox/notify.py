@@ -34,7 +34,7 @@ import aiosmtplib
 
 from dropbox.catalogues import LOCALE_DIR, N_, load_translations
 from dropbox.config import Config
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.retention import deletion_cut
 from dropbox.storage import NotFound, Store
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 
+from dropbox import audit
+from dropbox.audit import AuditAction
 from dropbox.catalogues import N_
 from dropbox.channels import NotAdmin, _require_admin
-from dropbox.install import this_hour
 from dropbox.storage import NotFound, Store
 
 META_KEY = "outcome_categories"
@@ -22,7 +23,6 @@ DEFAULTS = (N_("No grounds"), N_("Internal measures"), N_("Referred to the polic
             N_("Forwarded to a competent authority"))
 MAX_CATEGORIES = 30
 MAX_LABEL_CHARS = 80
-OUTCOMES_CHANGED = "outcomes_changed"
 
 __all__ = ["DEFAULTS", "InvalidCategories", "NotAdmin", "categories", "set_categories"]
 
@@ -58,5 +58,5 @@ async def set_categories(*, store: Store, actor_id: str, text: str) -> list[str]
     await _require_admin(store, actor_id)
     labels = parse(text)
     await store.set_meta({META_KEY: json.dumps(labels).encode()})
-    await store.audit(hour=this_hour(), actor=actor_id, action=OUTCOMES_CHANGED, report_id=None)
+    await audit.record(store, actor_id=actor_id, action=AuditAction.OUTCOMES_CHANGED)
     return labels

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from dropbox.blobs import StagedFile, StagedFiles
 from dropbox.cleaning import CleanedUpload, FileCleaning
 from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
-from dropbox.storage import Message, NewFile, Note, Reason, Store, StoredFile
+from dropbox.storage import Message, NewFile, Note, Reason, Status, Store, StoredFile
 
-STATUSES = ("new", "opened", "in_progress", "closed")
+#: Every status, in the order a report moves through them.
+STATUSES = tuple(Status)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from dropbox import audit
+from dropbox.audit import AuditAction
 from dropbox.config import Config
-from dropbox.install import this_hour, today
+from dropbox.ids import today
 from dropbox.statistics import recorder
-from dropbox.storage import NotFound, Report, StorageUnavailable, Store
+from dropbox.storage import NotFound, Report, Status, StorageUnavailable, Store
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def deletion_cut(on: dt.date) -> str:
 
 def due_soon(report_status: str, legal_hold: bool, expires_day: str, *, on: dt.date) -> bool:
     """True for a closed, unheld report that the purge deletes within DUE_SOON_DAYS of `on`."""
-    return report_status == "closed" and not legal_hold and expires_day < deletion_cut(on)
+    return report_status == Status.CLOSED and not legal_hold and expires_day < deletion_cut(on)
 
 
 def on_close(report: Report, day: dt.date, *, max_days: int) -> dict[str, str | None]:
@@ -84,7 +86,7 @@ async def purge_expired(*, store: Store, on: dt.date | None = None) -> int:
             await store.delete_report(report_id, record=recorder(day))
         except NotFound:
             continue  # deleted meanwhile by a caseworker
-        await store.audit(hour=this_hour(), actor=None, action="purged", report_id=report_id)
+        await audit.record(store, actor_id=None, action=AuditAction.PURGED, report_id=report_id)
         purged += 1
     if purged:
         await forget_deleted(store)

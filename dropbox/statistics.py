@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dropbox.deadlines import ack_due, feedback_due
-from dropbox.install import today
-from dropbox.storage import ReportFacts, StatRecord, Store
+from dropbox.ids import today
+from dropbox.storage import ReportFacts, StatRecord, Status, Store
 
 #: The CSV's columns, in order (the header line of the download and of `run.py statistics`).
 COLUMNS = ("channel", "month_received", "acknowledged_on_time", "feedback_on_time", "extended", "outcome",
@@ -45,7 +45,7 @@ def _on_time(done: str | None, due: dt.date, on: dt.date) -> bool | None:
 def record_of(facts: ReportFacts, *, on: dt.date) -> StatRecord:
     """The content-free record of a report as it stands on day `on`."""
     received = dt.date.fromisoformat(facts.received_day)
-    closed = facts.closed_day if facts.status == "closed" else None
+    closed = facts.closed_day if facts.status == Status.CLOSED else None
     extended = facts.extended_day is not None
     return StatRecord(
         channel_id=facts.channel_id, received_month=facts.received_day[:7],

@@ -1,4 +1,5 @@
-"""Every SQL statement of the drop box, over aiosqlite.
+"""Every SQL statement of the drop box, over aiosqlite (the schema and its migrations are
+dropbox/migrations.py: together the two are the only modules that speak SQL).
 
 Only what the server must know is stored in the clear: ids, channel, status, day-precision dates,
 expiry, size buckets. Everything a person wrote or sent arrives here already sealed (see
@@ -16,285 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import re
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 7
-
-#: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
-#: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
-#: the checkpoint with its own header and checksum. 64 KiB pages cut that work by 16: writing
-#: 512 MiB of chunks here went from 136 to 350 MiB/s (docs/BENCHMARKS.md).
-PAGE_BYTES = 65536
-
-_MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] = {
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-    CREATE TABLE channels (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        description TEXT NOT NULL DEFAULT '',
-        questions TEXT NOT NULL DEFAULT '[]',
-        retention_days INTEGER NOT NULL CHECK (retention_days > 0),
-        is_default INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE caseworkers (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        public_key BLOB NOT NULL,
-        wrapped_key BLOB NOT NULL,
-        kdf_salt BLOB NOT NULL,
-        kdf_ops INTEGER NOT NULL,
-        kdf_mem INTEGER NOT NULL,
-        is_admin INTEGER NOT NULL DEFAULT 0,
-        disabled INTEGER NOT NULL DEFAULT 0,
-        totp_sealed BLOB,
-        email TEXT,
-        created_day TEXT NOT NULL
-    );
-    CREATE TABLE channel_members (
-        channel_id TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
-        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
-        PRIMARY KEY (channel_id, caseworker_id)
-    );
-    CREATE TABLE reports (
-        id TEXT PRIMARY KEY,
-        lookup_id BLOB NOT NULL UNIQUE,
-        channel_id TEXT NOT NULL REFERENCES channels(id),
-        status TEXT NOT NULL DEFAULT 'new'
-            CHECK (status IN ('new', 'opened', 'in_progress', 'closed')),
-        received_day TEXT NOT NULL,
-        last_activity_day TEXT NOT NULL,
-        retention_days INTEGER NOT NULL CHECK (retention_days > 0),
-        expires_day TEXT NOT NULL,
-        acknowledged_day TEXT,
-        feedback_day TEXT,
-        whistleblower_seen_day TEXT,
-        whistleblower_key BLOB NOT NULL,
-        sealed_body BLOB NOT NULL
-    );
-    CREATE INDEX reports_by_received ON reports (received_day DESC, id);
-    CREATE INDEX reports_by_expiry ON reports (expires_day);
-    CREATE TABLE report_grants (
-        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
-        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
-        sealed_keys BLOB NOT NULL,
-        PRIMARY KEY (report_id, caseworker_id)
-    );
-    CREATE INDEX grants_by_caseworker ON report_grants (caseworker_id, report_id);
-    CREATE TABLE messages (
-        id TEXT PRIMARY KEY,
-        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        author TEXT NOT NULL CHECK (author IN ('whistleblower', 'caseworker')),
-        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
-        sealed_body BLOB NOT NULL,
-        sent_day TEXT NOT NULL,
-        read INTEGER NOT NULL DEFAULT 0,
-        UNIQUE (report_id, seq)
-    );
-    CREATE TABLE notes (
-        id TEXT PRIMARY KEY,
-        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
-        sealed_body BLOB NOT NULL,
-        written_day TEXT NOT NULL,
-        UNIQUE (report_id, seq)
-    );
-    CREATE TABLE files (
-        id TEXT PRIMARY KEY,
-        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
-        message_id TEXT REFERENCES messages(id) ON DELETE CASCADE,
-        sealed_name BLOB NOT NULL,
-        sealed_file_key BLOB NOT NULL,
-        size INTEGER NOT NULL
-    );
-    CREATE INDEX files_by_report ON files (report_id);
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY,
-        hour TEXT NOT NULL,
-        actor TEXT,
-        action TEXT NOT NULL,
-        report_id TEXT,
-        detail TEXT NOT NULL DEFAULT ''
-    );
-    """,
-    # 2 (caseworker app). The report page shows each report's history and records a view at most
-    # once per hour and caseworker: both look the audit log up by report. The report list reads
-    # only these small plaintext columns; covering them keeps it off the table's pages, which
-    # also hold every report's sealed body (at 10,000 reports: ~5 ms instead of ~25 ms a query).
-    2: """
-    CREATE INDEX audit_by_report ON audit (report_id, hour);
-    CREATE INDEX reports_listing ON reports
-        (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day);
-    """,
-    # 3 (receipts). A new receipt is a clear 6-digit locator, which finds the report, and an
-    # 18-digit secret hashed under the report's own salt, so a copy of the database offers no
-    # multi-target guessing. Reports made before keep working through lookup_id (their locator and
-    # salt stay NULL); new ones fill the NOT NULL UNIQUE lookup_id with random bytes.
-    3: """
-    ALTER TABLE reports ADD COLUMN locator TEXT CHECK (locator IS NULL OR length(locator) = 6);
-    ALTER TABLE reports ADD COLUMN receipt_salt BLOB;
-    CREATE UNIQUE INDEX reports_by_locator ON reports (locator);
-    """,
-    # 5 (accounts). A generated passphrase (seen by whoever created the account) must be changed
-    # at first login. Wrong TOTP codes after a right passphrase back off per account, kept here so
-    # a restart does not reset them (unix seconds: a caseworker's timing, never a whistleblower's).
-    # Membership changes leave a notice for the channel's members, shown once at their next login;
-    # an admin's change of their own membership waits for a second admin.
-    5: """
-    ALTER TABLE caseworkers ADD COLUMN must_change_passphrase INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE caseworkers ADD COLUMN totp_failures INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE caseworkers ADD COLUMN totp_next_try INTEGER NOT NULL DEFAULT 0;
-    CREATE TABLE membership_notices (
-        id INTEGER PRIMARY KEY,
-        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
-        actor_id TEXT,
-        channel_id TEXT NOT NULL,
-        subject_id TEXT NOT NULL,
-        member INTEGER NOT NULL,
-        day TEXT NOT NULL
-    );
-    CREATE INDEX membership_notices_by_caseworker ON membership_notices (caseworker_id);
-    CREATE TABLE pending_memberships (
-        id TEXT PRIMARY KEY,
-        channel_id TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
-        caseworker_id TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
-        member INTEGER NOT NULL,
-        requested_by TEXT NOT NULL REFERENCES caseworkers(id) ON DELETE CASCADE,
-        requested_day TEXT NOT NULL,
-        UNIQUE (channel_id, caseworker_id)
-    );
-    """,
-    # 6 (cleaning). Each channel says what happens to the metadata of files sent to it
-    # (dropbox/cleaning.py Policy; existing channels get the default, remove). Each file row may
-    # carry what cleaning found and did, sealed under the report key like its name; a kept
-    # original names the cleaned copy it is the original of, so lists show the copy and the
-    # original is opened only on purpose. Rows from before have neither: they were not cleaned.
-    6: """
-    ALTER TABLE channels ADD COLUMN cleaning_policy TEXT NOT NULL DEFAULT 'remove';
-    ALTER TABLE files ADD COLUMN sealed_cleaning BLOB;
-    ALTER TABLE files ADD COLUMN original_of TEXT;
-    """,
-    # 7 (legal). `report_stats`: the content-free record a deleted report leaves for the yearly
-    # figures (dropbox/statistics.py): months, yes/no and an outcome category, no text, no name,
-    # no report id (a random id, WITHOUT ROWID, so neither the id nor the row order ties it to the
-    # audit log or to when it was deleted). Retention by state (docs/LEGAL.md): open reports are never deleted
-    # automatically; a closed one is deleted `retention_days` after `closed_day` (that day is
-    # `expires_day`), unless a caseworker put a legal hold on it. Closed reports of an existing
-    # install count as closed on their last activity, the day the old rule counted from, and are
-    # kept at least 14 days past the upgrade, so the upgrade itself deletes nothing and each shows
-    # on the list as due for deletion first. Open ones simply stop expiring.
-    7: """
-    ALTER TABLE reports ADD COLUMN closed_day TEXT;
-    ALTER TABLE reports ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1));
-    ALTER TABLE reports ADD COLUMN outcome TEXT;
-    ALTER TABLE reports ADD COLUMN no_ack_day TEXT;
-    ALTER TABLE reports ADD COLUMN extended_day TEXT;
-    ALTER TABLE reports ADD COLUMN disclosure_notice_day TEXT;
-    ALTER TABLE reports ADD COLUMN meeting_request TEXT CHECK (meeting_request IN ('meeting', 'call'));
-    ALTER TABLE reports ADD COLUMN meeting_request_day TEXT;
-    CREATE TABLE report_reasons (
-        id TEXT PRIMARY KEY,
-        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
-        kind TEXT NOT NULL CHECK (kind IN ('no_acknowledgement', 'extension')),
-        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
-        sealed_body BLOB NOT NULL,
-        written_day TEXT NOT NULL,
-        UNIQUE (report_id, kind)
-    ) WITHOUT ROWID;
-    UPDATE reports SET closed_day = last_activity_day, expires_day = max(expires_day, date('now', '+14 days'))
-        WHERE status = 'closed';
-    DROP INDEX reports_listing;
-    CREATE INDEX reports_listing ON reports
-        (id, channel_id, status, received_day, acknowledged_day, feedback_day, expires_day, legal_hold, no_ack_day,
-         extended_day);
-    CREATE TABLE report_stats (
-        id TEXT PRIMARY KEY,
-        channel_id TEXT NOT NULL,
-        received_month TEXT NOT NULL CHECK (length(received_month) = 7),
-        acknowledged_on_time INTEGER CHECK (acknowledged_on_time IN (0, 1)),
-        feedback_on_time INTEGER CHECK (feedback_on_time IN (0, 1)),
-        extended INTEGER NOT NULL DEFAULT 0 CHECK (extended IN (0, 1)),
-        outcome TEXT NOT NULL DEFAULT '',
-        closed_month TEXT CHECK (closed_month IS NULL OR length(closed_month) = 7),
-        oral INTEGER NOT NULL DEFAULT 0 CHECK (oral IN (0, 1))
-    ) WITHOUT ROWID;
-    CREATE INDEX report_stats_by_month ON report_stats (received_month);
-    """,
-}
-
-#: Tables whose rowid order, set against the hourly audit rows, would date what a whistleblower
-#: did to within the hour (report_grants: its rows are written with each new report). Migration 4
-#: rebuilds them WITHOUT ROWID: rows are then ordered by their keys (random ids) only.
-_UNORDERED_TABLES = ("reports", "report_grants", "messages", "notes", "files")
-
-
-async def _migration_4(db: aiosqlite.Connection) -> None:
-    """Sealed file contents move into the database; row order stops telling time (docs/PROTOCOL.md).
-
-    * `file_chunks`: a file's sealed bytes as rows keyed (file id, seq), WITHOUT ROWID, so there
-      is no per-upload file, and so no per-upload mtime, ctime or birth time, and no insert order.
-    * files gain `seq` (order within its submission or message, which used to be rowid order),
-      `sealed_size` (the exact size, sealed; `size` becomes the padded bucket) and `ad_version`;
-      messages and notes gain `ad_version`. Rows written before keep version 1 and their old
-      associated data; new rows are written as version 2 (dropbox/reports.py).
-    * reports, report_grants, messages, notes, files are rebuilt WITHOUT ROWID, from their own stored CREATE
-      statement, so columns another migration added are carried along, and their indexes too.
-
-    The blob files of an existing install are moved in afterwards, file by file, by
-    `blobs.BlobStore.recover` (one short transaction per file; safe to interrupt and rerun).
-    """
-    await db.execute(
-        "CREATE TABLE file_chunks (file_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
-        " PRIMARY KEY (file_id, seq)) WITHOUT ROWID"
-    )
-    await db.execute("ALTER TABLE files ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
-    await db.execute("ALTER TABLE files ADD COLUMN sealed_size BLOB")
-    for table in ("files", "messages", "notes"):
-        await db.execute(f"ALTER TABLE {table} ADD COLUMN ad_version INTEGER NOT NULL DEFAULT 1")  # noqa: S608
-    # The order files were handed in, within each submission or message, is worth keeping.
-    await db.execute(
-        "UPDATE files SET seq = (SELECT count(*) FROM files f WHERE f.report_id = files.report_id"
-        " AND f.message_id IS files.message_id AND f.rowid < files.rowid)"
-    )
-    for table in _UNORDERED_TABLES:
-        await _rebuild_without_rowid(db, table)
-    async with db.execute("PRAGMA foreign_key_check") as cur:
-        broken = await cur.fetchall()
-    if broken:
-        raise StoreError(f"migration 4 would break {len(broken)} foreign key(s)")
-
-
-async def _rebuild_without_rowid(db: aiosqlite.Connection, table: str) -> None:
-    """SQLite's documented table rebuild (foreign keys are off during migrations)."""
-    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) as cur:
-        row = await cur.fetchone()
-    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
-                          " AND sql IS NOT NULL", (table,)) as cur:
-        indexes = [r[0] for r in await cur.fetchall()]
-    if row is None:
-        raise StoreError(f"no table {table}")
-    create, count = re.subn(rf"^CREATE TABLE \"?{table}\"?", f"CREATE TABLE {table}_rebuilt", row[0])
-    if count != 1:
-        raise StoreError(f"cannot read the definition of {table}")
-    await db.execute(create + " WITHOUT ROWID")
-    await db.execute(f"INSERT INTO {table}_rebuilt SELECT * FROM {table}")  # noqa: S608
-    await db.execute(f"DROP TABLE {table}")
-    await db.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
-    for index in indexes:
-        await db.execute(index)
-
-
-_MIGRATIONS[4] = _migration_4
+from dropbox import migrations
+from dropbox.ids import new_id
+from dropbox.migrations import SCHEMA_VERSION  # noqa: F401 - the schema this store speaks, for its callers
 
 
 class StoreError(Exception):
@@ -391,6 +126,22 @@ class PendingMembership:
     member: bool
     requested_by: str
     requested_day: str
+
+
+class Status(StrEnum):
+    """Where a report stands (the reports.status column; its CHECK lists the same values)."""
+
+    NEW = "new"
+    OPENED = "opened"
+    IN_PROGRESS = "in_progress"
+    CLOSED = "closed"
+
+
+class Author(StrEnum):
+    """Who wrote a message (the messages.author column; sealed messages are bound to it)."""
+
+    WHISTLEBLOWER = "whistleblower"
+    CASEWORKER = "caseworker"
 
 
 @dataclass(frozen=True)
@@ -587,6 +338,8 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 class Store:
     """The database of one install. Open with `Store.open(path)`; close with `close()`."""
 
+    # --- the connections: open, close, one transaction at a time, reads ---------------------------
+
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path) -> None:
         self._path = path
         self._writer = writer
@@ -603,10 +356,10 @@ class Store:
         writer = await _connect(path)
         try:
             if not existed:
-                await writer.execute(f"PRAGMA page_size = {PAGE_BYTES}")
+                await writer.execute(f"PRAGMA page_size = {migrations.PAGE_BYTES}")
             await writer.execute_fetchall("PRAGMA journal_mode = WAL")  # fetched: no statement left open
             if await _migrate(writer, allowed=create or migrate) < 4 and existed:
-                await _repage(writer)
+                await migrations.repage(writer)
             reader = await _connect(path)
         except BaseException:
             await writer.close()
@@ -668,11 +421,31 @@ class Store:
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         return list(await self._reader.execute_fetchall(sql, params))  # type: ignore[arg-type]
 
+    # --- the database file: integrity, the WAL after a delete -------------------------------------
+
     async def integrity_check(self) -> str:
         row = await self._one("PRAGMA integrity_check")
         return str(row[0]) if row else "no answer"
 
-    # meta ----------------------------------------------------------------------------------
+    async def forget_deleted(self) -> bool:
+        """After a delete: copy the WAL into the database and truncate it to zero bytes.
+
+        With secure_delete on, a deleted row's pages are overwritten with zeros, but the WAL
+        still holds the images of those pages from before the delete until it is checkpointed
+        and truncated. True if the checkpoint completed (False: a reader held it up; the next
+        one finishes it). Blocks other writers for the length of the checkpoint.
+        """
+        async with self._lock:
+            try:
+                rows = await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as e:
+                if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS | {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}:
+                    raise StorageUnavailable(e.sqlite_errorname) from e
+                raise
+        row = next(iter(rows), None)
+        return row is not None and int(row[0]) == 0
+
+    # --- meta: install-wide values (receipt salt, KDF cost, outcome categories) -------------------
 
     async def get_meta(self, key: str) -> bytes:
         row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -684,7 +457,7 @@ class Store:
         async with self.transaction() as db:
             await db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
 
-    # channels ------------------------------------------------------------------------------
+    # --- channels ---------------------------------------------------------------------------------
 
     async def add_channel(self, channel: Channel) -> None:
         async with self.transaction() as db:
@@ -721,6 +494,8 @@ class Store:
         row = await self._one("SELECT * FROM channels WHERE id = ?", (channel_id,))
         return _row(Channel, row)  # type: ignore[no-any-return]
 
+    # --- channel_members, membership_notices, pending_memberships ---------------------------------
+
     async def channel_members(self, channel_id: str) -> list[Caseworker]:
         rows = await self._all(
             "SELECT c.* FROM caseworkers c JOIN channel_members m ON m.caseworker_id = c.id"
@@ -728,6 +503,13 @@ class Store:
             (channel_id,),
         )
         return [_row(Caseworker, r) for r in rows]
+
+    async def channel_memberships(self) -> dict[str, set[str]]:
+        """Channel id -> ids of its members, disabled accounts included (for the admin pages)."""
+        members: dict[str, set[str]] = {c.id: set() for c in await self.channels()}
+        for row in await self._all("SELECT channel_id, caseworker_id FROM channel_members"):
+            members.setdefault(row[0], set()).add(row[1])
+        return members
 
     async def set_channel_member(self, *, channel_id: str, caseworker_id: str, member: bool) -> None:
         async with self.transaction() as db:
@@ -742,7 +524,60 @@ class Store:
                     (channel_id, caseworker_id),
                 )
 
-    # caseworkers ---------------------------------------------------------------------------
+    async def change_membership(self, *, channel_id: str, caseworker_id: str, member: bool, notify: Iterable[str],
+                                actor_id: str | None, day: str, hour: str, action: str) -> bool:
+        """Add or remove a member, leave a notice for each of `notify` and write the audit entry,
+        together. False (and nothing written) if the membership was already so."""
+        async with self.transaction() as db:
+            if member:
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO channel_members (channel_id, caseworker_id) VALUES (?, ?)",
+                    (channel_id, caseworker_id))
+            else:
+                cur = await db.execute(
+                    "DELETE FROM channel_members WHERE channel_id = ? AND caseworker_id = ?",
+                    (channel_id, caseworker_id))
+            if cur.rowcount != 1:
+                return False
+            await db.executemany(
+                "INSERT INTO membership_notices (caseworker_id, actor_id, channel_id, subject_id, member, day)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(cw, actor_id, channel_id, caseworker_id, int(member), day) for cw in sorted(set(notify))])
+            await db.execute("INSERT INTO audit (hour, actor, action, report_id, detail) VALUES (?, ?, ?, NULL, ?)",
+                             (hour, actor_id, action, f"{channel_id}/{caseworker_id}"))
+            return True
+
+    async def take_membership_notices(self, caseworker_id: str) -> list[MembershipNotice]:
+        """The caseworker's notices, removed as they are read: each is shown once."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT * FROM membership_notices WHERE caseworker_id = ? ORDER BY id",
+                                  (caseworker_id,)) as cur:
+                rows = [_row(MembershipNotice, r) for r in await cur.fetchall()]
+            await db.execute("DELETE FROM membership_notices WHERE caseworker_id = ?", (caseworker_id,))
+        return rows
+
+    async def add_pending_membership(self, pending: PendingMembership) -> None:
+        """Replaces an earlier pending change of the same membership."""
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO pending_memberships"
+                " (id, channel_id, caseworker_id, member, requested_by, requested_day) VALUES (?, ?, ?, ?, ?, ?)",
+                (pending.id, pending.channel_id, pending.caseworker_id, int(pending.member), pending.requested_by,
+                 pending.requested_day))
+
+    async def pending_memberships(self) -> list[PendingMembership]:
+        rows = await self._all("SELECT * FROM pending_memberships ORDER BY requested_day, channel_id, id")
+        return [_row(PendingMembership, r) for r in rows]
+
+    async def take_pending_membership(self, pending_id: str) -> PendingMembership:
+        """Remove a pending change and return it (NotFound if another admin settled it first)."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT * FROM pending_memberships WHERE id = ?", (pending_id,)) as cur:
+                pending: PendingMembership = _row(PendingMembership, await cur.fetchone())
+            await db.execute("DELETE FROM pending_memberships WHERE id = ?", (pending_id,))
+        return pending
+
+    # --- caseworkers: accounts, their keys, two-step login ----------------------------------------
 
     async def add_caseworker(self, cw: Caseworker, *, channel_ids: Iterable[str] = ()) -> None:
         async with self.transaction() as db:
@@ -816,62 +651,17 @@ class Store:
             )
             return cur.rowcount == 1
 
-    # channel membership ----------------------------------------------------------------------
-
-    async def change_membership(self, *, channel_id: str, caseworker_id: str, member: bool, notify: Iterable[str],
-                                actor_id: str | None, day: str, hour: str, action: str) -> bool:
-        """Add or remove a member, leave a notice for each of `notify` and write the audit entry,
-        together. False (and nothing written) if the membership was already so."""
+    async def swap_totp(self, caseworker_id: str, *, expected: bytes | None, new: bytes | None) -> bool:
+        """Replace the sealed TOTP state only if it is still `expected` (compare-and-swap), so two
+        logins racing with the same code cannot both succeed. True if replaced."""
         async with self.transaction() as db:
-            if member:
-                cur = await db.execute(
-                    "INSERT OR IGNORE INTO channel_members (channel_id, caseworker_id) VALUES (?, ?)",
-                    (channel_id, caseworker_id))
-            else:
-                cur = await db.execute(
-                    "DELETE FROM channel_members WHERE channel_id = ? AND caseworker_id = ?",
-                    (channel_id, caseworker_id))
-            if cur.rowcount != 1:
-                return False
-            await db.executemany(
-                "INSERT INTO membership_notices (caseworker_id, actor_id, channel_id, subject_id, member, day)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(cw, actor_id, channel_id, caseworker_id, int(member), day) for cw in sorted(set(notify))])
-            await db.execute("INSERT INTO audit (hour, actor, action, report_id, detail) VALUES (?, ?, ?, NULL, ?)",
-                             (hour, actor_id, action, f"{channel_id}/{caseworker_id}"))
-            return True
+            cur = await db.execute(
+                "UPDATE caseworkers SET totp_sealed = ? WHERE id = ? AND totp_sealed IS ?",
+                (new, caseworker_id, expected),
+            )
+            return cur.rowcount == 1
 
-    async def take_membership_notices(self, caseworker_id: str) -> list[MembershipNotice]:
-        """The caseworker's notices, removed as they are read: each is shown once."""
-        async with self.transaction() as db:
-            async with db.execute("SELECT * FROM membership_notices WHERE caseworker_id = ? ORDER BY id",
-                                  (caseworker_id,)) as cur:
-                rows = [_row(MembershipNotice, r) for r in await cur.fetchall()]
-            await db.execute("DELETE FROM membership_notices WHERE caseworker_id = ?", (caseworker_id,))
-        return rows
-
-    async def add_pending_membership(self, pending: PendingMembership) -> None:
-        """Replaces an earlier pending change of the same membership."""
-        async with self.transaction() as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO pending_memberships"
-                " (id, channel_id, caseworker_id, member, requested_by, requested_day) VALUES (?, ?, ?, ?, ?, ?)",
-                (pending.id, pending.channel_id, pending.caseworker_id, int(pending.member), pending.requested_by,
-                 pending.requested_day))
-
-    async def pending_memberships(self) -> list[PendingMembership]:
-        rows = await self._all("SELECT * FROM pending_memberships ORDER BY requested_day, channel_id, id")
-        return [_row(PendingMembership, r) for r in rows]
-
-    async def take_pending_membership(self, pending_id: str) -> PendingMembership:
-        """Remove a pending change and return it (NotFound if another admin settled it first)."""
-        async with self.transaction() as db:
-            async with db.execute("SELECT * FROM pending_memberships WHERE id = ?", (pending_id,)) as cur:
-                pending: PendingMembership = _row(PendingMembership, await cur.fetchone())
-            await db.execute("DELETE FROM pending_memberships WHERE id = ?", (pending_id,))
-        return pending
-
-    # reports -------------------------------------------------------------------------------
+    # --- reports ----------------------------------------------------------------------------------
 
     async def insert_report(
         self, report: Report, *, locator: str, receipt_salt: bytes, grants: dict[str, bytes],
@@ -913,39 +703,30 @@ class Store:
         row = await self._one("SELECT * FROM reports WHERE locator = ?", (locator,))
         return _report(row), bytes(row["receipt_salt"])  # type: ignore[index]
 
-    async def grant(self, *, report_id: str, caseworker_id: str) -> bytes:
-        """The caseworker's sealed keys for the report; NotFound when not granted."""
-        row = await self._one(
-            "SELECT sealed_keys FROM report_grants WHERE report_id = ? AND caseworker_id = ?",
-            (report_id, caseworker_id),
-        )
-        if row is None:
-            raise NotFound("grant")
-        return bytes(row[0])
-
-    async def add_grants(self, grants: Iterable[tuple[str, str, bytes]]) -> int:
-        """(report_id, caseworker_id, sealed_keys) rows; existing grants are left as they are."""
-        async with self.transaction() as db:
-            before = db.total_changes
-            await db.executemany(
-                "INSERT OR IGNORE INTO report_grants (report_id, caseworker_id, sealed_keys) VALUES (?, ?, ?)",
-                list(grants),
-            )
-            return db.total_changes - before
-
-    async def grants_of(self, caseworker_id: str) -> list[tuple[str, bytes]]:
-        rows = await self._all(
-            "SELECT report_id, sealed_keys FROM report_grants WHERE caseworker_id = ?", (caseworker_id,)
-        )
-        return [(r[0], bytes(r[1])) for r in rows]
-
-    async def granted_caseworkers(self, report_id: str) -> list[str]:
-        rows = await self._all("SELECT caseworker_id FROM report_grants WHERE report_id = ?", (report_id,))
-        return [r[0] for r in rows]
-
     async def update_report(self, report_id: str, **fields: Any) -> None:
         async with self.transaction() as db:
             await _update_row(db, "reports", report_id, fields)
+
+    async def advance_status(self, report_id: str, *, to: str, only_from: Sequence[str]) -> bool:
+        """Set the status only if it is one of `only_from` (atomic); True if it changed."""
+        marks = ", ".join("?" for _ in only_from)
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE reports SET status = ? WHERE id = ? AND status IN ({marks})",  # noqa: S608
+                (to, report_id, *only_from),
+            )
+            return cur.rowcount == 1
+
+    async def set_day_once(self, report_id: str, *, field: str, day: str) -> bool:
+        """Record `acknowledged_day` or `feedback_day` unless already recorded; True if recorded now."""
+        if field not in ("acknowledged_day", "feedback_day"):
+            raise ValueError(f"not a once-only day: {field!r}")
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE reports SET {field} = ? WHERE id = ? AND {field} IS NULL",  # noqa: S608
+                (day, report_id),
+            )
+            return cur.rowcount == 1
 
     async def delete_report(self, report_id: str, *, record: Callable[[ReportFacts], StatRecord]) -> list[str]:
         """Delete a report and everything under it, file contents included; returns its file ids.
@@ -963,7 +744,7 @@ class Store:
             await db.execute(
                 "INSERT INTO report_stats (id, channel_id, received_month, acknowledged_on_time, feedback_on_time,"
                 " extended, outcome, closed_month, oral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (secrets.token_hex(16), kept.channel_id, kept.received_month, _flag(kept.acknowledged_on_time),
+                (new_id(), kept.channel_id, kept.received_month, _flag(kept.acknowledged_on_time),
                  _flag(kept.feedback_on_time), int(kept.extended), kept.outcome, kept.closed_month, int(kept.oral)),
             )
             async with db.execute("SELECT id FROM files WHERE report_id = ?", (report_id,)) as cur:
@@ -974,178 +755,13 @@ class Store:
                 raise NotFound(f"report {report_id}")
         return file_ids
 
-    async def forget_deleted(self) -> bool:
-        """After a delete: copy the WAL into the database and truncate it to zero bytes.
-
-        With secure_delete on, a deleted row's pages are overwritten with zeros, but the WAL
-        still holds the images of those pages from before the delete until it is checkpointed
-        and truncated. True if the checkpoint completed (False: a reader held it up; the next
-        one finishes it). Blocks other writers for the length of the checkpoint.
-        """
-        async with self._lock:
-            try:
-                rows = await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as e:
-                if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS | {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}:
-                    raise StorageUnavailable(e.sqlite_errorname) from e
-                raise
-        row = next(iter(rows), None)
-        return row is not None and int(row[0]) == 0
-
-    async def report_facts(self, *, year: int, channel_id: str | None = None) -> list[ReportFacts]:
-        """The facts of every report received in `year` (optionally in one channel)."""
-        rows = await self._all(
-            f"SELECT {_FACT_COLUMNS} FROM reports WHERE received_day >= ? AND received_day < ?"  # noqa: S608
-            " AND (? IS NULL OR channel_id = ?)",
-            (f"{year:04d}-01-01", f"{year + 1:04d}-01-01", channel_id, channel_id))
-        return [ReportFacts(*r) for r in rows]
-
-    async def stat_records(self, *, year: int, channel_id: str | None = None) -> list[StatRecord]:
-        """The records deleted reports left, received in `year` (optionally in one channel)."""
-        rows = await self._all(
-            "SELECT channel_id, received_month, acknowledged_on_time, feedback_on_time, extended, outcome,"
-            " closed_month, oral FROM report_stats WHERE received_month >= ? AND received_month < ?"
-            " AND (? IS NULL OR channel_id = ?)",
-            (f"{year:04d}-01", f"{year + 1:04d}-01", channel_id, channel_id))
-        return [StatRecord(channel_id=r[0], received_month=r[1], acknowledged_on_time=_unflag(r[2]),
-                           feedback_on_time=_unflag(r[3]), extended=bool(r[4]), outcome=r[5], closed_month=r[6],
-                           oral=bool(r[7])) for r in rows]
-
     async def expired_reports(self, *, today: dt.date) -> list[str]:
         """Closed reports without a legal hold whose deletion day is before `today`."""
         rows = await self._all("SELECT id FROM reports WHERE status = 'closed' AND legal_hold = 0"
                                " AND expires_day < ?", (_day(today),))
         return [r[0] for r in rows]
 
-    # messages, notes, files ----------------------------------------------------------------
-
-    async def add_message(self, message: Message, *, seal_body: Callable[[int], bytes],
-                          files: Sequence[NewFile] = (), activity: dict[str, Any]) -> None:
-        """A message with its files; `activity` updates the report row in the same transaction.
-
-        The body is sealed by `seal_body(seq)` once its sequence number is known inside the
-        transaction, so the number is bound into the body's associated data (ad_version 2).
-        """
-        async with self.transaction() as db:
-            seq = await _next_seq(db, "messages", message.report_id)
-            await db.execute(
-                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read,"
-                " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
-                (message.id, message.report_id, seq, message.author, message.caseworker_id,
-                 seal_body(seq), message.sent_day, int(message.read)),
-            )
-            await _insert_files(db, message.report_id, message.id, files)
-            if activity:
-                await _update_row(db, "reports", message.report_id, activity)
-
-    async def messages(self, report_id: str) -> list[Message]:
-        rows = await self._all("SELECT * FROM messages WHERE report_id = ? ORDER BY seq", (report_id,))
-        return [_row(Message, r) for r in rows]
-
-    async def mark_read(self, report_id: str, *, author: str) -> None:
-        async with self.transaction() as db:
-            await db.execute(
-                "UPDATE messages SET read = 1 WHERE report_id = ? AND author = ? AND read = 0", (report_id, author)
-            )
-
-    async def add_note(self, note: Note) -> None:
-        async with self.transaction() as db:
-            seq = await _next_seq(db, "notes", note.report_id)
-            await db.execute(
-                "INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day, ad_version)"
-                " VALUES (?, ?, ?, ?, ?, ?, 2)",
-                (note.id, note.report_id, seq, note.caseworker_id, note.sealed_body, note.written_day),
-            )
-
-    async def notes(self, report_id: str) -> list[Note]:
-        rows = await self._all("SELECT * FROM notes WHERE report_id = ? ORDER BY seq", (report_id,))
-        return [_row(Note, r) for r in rows]
-
-    async def files(self, report_id: str) -> list[StoredFile]:
-        rows = await self._all("SELECT * FROM files WHERE report_id = ? ORDER BY seq, id", (report_id,))
-        return [_row(StoredFile, r) for r in rows]
-
-    async def file(self, *, report_id: str, file_id: str) -> StoredFile:
-        row = await self._one("SELECT * FROM files WHERE id = ? AND report_id = ?", (file_id, report_id))
-        return _row(StoredFile, row)  # type: ignore[no-any-return]
-
-    async def all_file_ids(self) -> set[str]:
-        return {r[0] for r in await self._all("SELECT id FROM files")}
-
-    # file contents ---------------------------------------------------------------------------
-    # A file's sealed bytes are rows (file id, seq) of file_chunks, WITHOUT ROWID: the order on
-    # disk is that of the random file ids, and no upload has a file (or a timestamp) of its own.
-
-    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
-        """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
-        transaction that other writers wait for only as long as it takes to write them."""
-        async with self.transaction(durable=False) as db:
-            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)", rows)
-
-    async def delete_chunks(self, file_ids: Sequence[str]) -> None:
-        """Delete the chunks of files no row refers to (a failed or abandoned upload)."""
-        if not file_ids:
-            return
-        async with self.transaction(durable=False) as db:
-            await db.executemany(
-                "DELETE FROM file_chunks WHERE file_id = ? AND NOT EXISTS (SELECT 1 FROM files WHERE id = ?)",
-                [(f, f) for f in file_ids])
-
-    async def unreferenced_chunk_files(self) -> set[str]:
-        """Ids of files with chunks but no file row: staged uploads, or what a crash left."""
-        rows = await self._all("SELECT DISTINCT file_id FROM file_chunks"
-                               " WHERE NOT EXISTS (SELECT 1 FROM files WHERE id = file_id)")
-        return {r[0] for r in rows}
-
-    async def import_file(self, file_id: str, chunks: Iterable[bytes]) -> None:
-        """Move a blob file of an older install in, as one transaction (start-up only, nothing
-        else is writing then). `chunks` is consumed lazily on the database thread, so a file of
-        any size costs one chunk of memory."""
-        async with self.transaction() as db:
-            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)",
-                                 ((file_id, seq, data) for seq, data in enumerate(chunks)))
-
-    async def has_chunks(self, file_id: str) -> bool:
-        return await self._one("SELECT 1 FROM file_chunks WHERE file_id = ? LIMIT 1", (file_id,)) is not None
-
-    def read_chunks(self, file_id: str) -> Generator[bytes, None, None]:
-        """A stored file's sealed bytes, chunk by chunk (blocking: advance it in a worker thread).
-
-        Its own connection, one short query per chunk: no read transaction stays open while a
-        slow client downloads, so checkpoints are never held up for the length of a download.
-        Committed chunks never change, so reading them in separate snapshots is consistent.
-        """
-        db = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10)
-        try:
-            seq = 0
-            while True:
-                row = db.execute("SELECT CAST(data AS BLOB) FROM file_chunks WHERE file_id = ? AND seq = ?",
-                                 (file_id, seq)).fetchone()
-                if row is None:
-                    return
-                yield bytes(row[0])
-                seq += 1
-        finally:
-            db.close()
-
-    # audit ---------------------------------------------------------------------------------
-
-    async def audit(self, *, hour: str, actor: str | None, action: str, report_id: str | None = None,
-                    detail: str = "") -> None:
-        async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO audit (hour, actor, action, report_id, detail) VALUES (?, ?, ?, ?, ?)",
-                (hour, actor, action, report_id, detail),
-            )
-
-    async def audit_log(self, *, limit: int = 200, offset: int = 0) -> list[AuditEntry]:
-        rows = await self._all("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
-        return [_row(AuditEntry, r) for r in rows]
-
-    # caseworker app -------------------------------------------------------------------------
-    # What dropbox/casework.py, channels.py, totp.py and notify.py need beyond the core above.
-
-    #: Overdue conditions (parameter: the cut-off day from casework.ack_cut / feedback_cut).
+    #: Overdue conditions (parameter: the cut-off day from deadlines.ack_cut / feedback_cut).
     _ACK_OVERDUE = ("(r.status != 'closed' AND r.acknowledged_day IS NULL AND r.no_ack_day IS NULL"
                     " AND r.received_day < ?)")
     #: Parameters: the feedback cut, then the cut for a deadline extended to 6 months.
@@ -1226,26 +842,89 @@ class Store:
         total, ack_overdue, feedback_overdue, deletion_due = (int(v) for v in counts) if counts else (0, 0, 0, 0)
         return [_row(ReportSummary, r) for r in rows], total, ack_overdue, feedback_overdue, deletion_due
 
-    async def advance_status(self, report_id: str, *, to: str, only_from: Sequence[str]) -> bool:
-        """Set the status only if it is one of `only_from` (atomic); True if it changed."""
-        marks = ", ".join("?" for _ in only_from)
-        async with self.transaction() as db:
-            cur = await db.execute(
-                f"UPDATE reports SET status = ? WHERE id = ? AND status IN ({marks})",  # noqa: S608
-                (to, report_id, *only_from),
-            )
-            return cur.rowcount == 1
+    # --- report_grants ----------------------------------------------------------------------------
 
-    async def set_day_once(self, report_id: str, *, field: str, day: str) -> bool:
-        """Record `acknowledged_day` or `feedback_day` unless already recorded; True if recorded now."""
-        if field not in ("acknowledged_day", "feedback_day"):
-            raise ValueError(f"not a once-only day: {field!r}")
+    async def grant(self, *, report_id: str, caseworker_id: str) -> bytes:
+        """The caseworker's sealed keys for the report; NotFound when not granted."""
+        row = await self._one(
+            "SELECT sealed_keys FROM report_grants WHERE report_id = ? AND caseworker_id = ?",
+            (report_id, caseworker_id),
+        )
+        if row is None:
+            raise NotFound("grant")
+        return bytes(row[0])
+
+    async def add_grants(self, grants: Iterable[tuple[str, str, bytes]]) -> int:
+        """(report_id, caseworker_id, sealed_keys) rows; existing grants are left as they are."""
         async with self.transaction() as db:
-            cur = await db.execute(
-                f"UPDATE reports SET {field} = ? WHERE id = ? AND {field} IS NULL",  # noqa: S608
-                (day, report_id),
+            before = db.total_changes
+            await db.executemany(
+                "INSERT OR IGNORE INTO report_grants (report_id, caseworker_id, sealed_keys) VALUES (?, ?, ?)",
+                list(grants),
             )
-            return cur.rowcount == 1
+            return db.total_changes - before
+
+    async def grants_of(self, caseworker_id: str) -> list[tuple[str, bytes]]:
+        rows = await self._all(
+            "SELECT report_id, sealed_keys FROM report_grants WHERE caseworker_id = ?", (caseworker_id,)
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    async def granted_caseworkers(self, report_id: str) -> list[str]:
+        rows = await self._all("SELECT caseworker_id FROM report_grants WHERE report_id = ?", (report_id,))
+        return [r[0] for r in rows]
+
+    # --- report_stats: what a deleted report leaves for the yearly figures ------------------------
+
+    async def report_facts(self, *, year: int, channel_id: str | None = None) -> list[ReportFacts]:
+        """The facts of every report received in `year` (optionally in one channel)."""
+        rows = await self._all(
+            f"SELECT {_FACT_COLUMNS} FROM reports WHERE received_day >= ? AND received_day < ?"  # noqa: S608
+            " AND (? IS NULL OR channel_id = ?)",
+            (f"{year:04d}-01-01", f"{year + 1:04d}-01-01", channel_id, channel_id))
+        return [ReportFacts(*r) for r in rows]
+
+    async def stat_records(self, *, year: int, channel_id: str | None = None) -> list[StatRecord]:
+        """The records deleted reports left, received in `year` (optionally in one channel)."""
+        rows = await self._all(
+            "SELECT channel_id, received_month, acknowledged_on_time, feedback_on_time, extended, outcome,"
+            " closed_month, oral FROM report_stats WHERE received_month >= ? AND received_month < ?"
+            " AND (? IS NULL OR channel_id = ?)",
+            (f"{year:04d}-01", f"{year + 1:04d}-01", channel_id, channel_id))
+        return [StatRecord(channel_id=r[0], received_month=r[1], acknowledged_on_time=_unflag(r[2]),
+                           feedback_on_time=_unflag(r[3]), extended=bool(r[4]), outcome=r[5], closed_month=r[6],
+                           oral=bool(r[7])) for r in rows]
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    async def add_message(self, message: Message, *, seal_body: Callable[[int], bytes],
+                          files: Sequence[NewFile] = (), activity: dict[str, Any]) -> None:
+        """A message with its files; `activity` updates the report row in the same transaction.
+
+        The body is sealed by `seal_body(seq)` once its sequence number is known inside the
+        transaction, so the number is bound into the body's associated data (ad_version 2).
+        """
+        async with self.transaction() as db:
+            seq = await _next_seq(db, "messages", message.report_id)
+            await db.execute(
+                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read,"
+                " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
+                (message.id, message.report_id, seq, message.author, message.caseworker_id,
+                 seal_body(seq), message.sent_day, int(message.read)),
+            )
+            await _insert_files(db, message.report_id, message.id, files)
+            if activity:
+                await _update_row(db, "reports", message.report_id, activity)
+
+    async def messages(self, report_id: str) -> list[Message]:
+        rows = await self._all("SELECT * FROM messages WHERE report_id = ? ORDER BY seq", (report_id,))
+        return [_row(Message, r) for r in rows]
+
+    async def mark_read(self, report_id: str, *, author: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE messages SET read = 1 WHERE report_id = ? AND author = ? AND read = 0", (report_id, author)
+            )
 
     async def mark_messages_read(self, report_id: str, message_ids: Sequence[str]) -> None:
         """Mark exactly these messages read (those a caseworker was shown), not any that arrived since."""
@@ -1253,41 +932,22 @@ class Store:
             await db.executemany("UPDATE messages SET read = 1 WHERE report_id = ? AND id = ? AND read = 0",
                                  [(report_id, m) for m in message_ids])
 
-    async def audit_once(self, *, hour: str, actor: str, action: str, report_id: str) -> None:
-        """An audit entry, unless the same one exists for this hour (page views, reloads)."""
+    # --- notes ------------------------------------------------------------------------------------
+
+    async def add_note(self, note: Note) -> None:
         async with self.transaction() as db:
+            seq = await _next_seq(db, "notes", note.report_id)
             await db.execute(
-                "INSERT INTO audit (hour, actor, action, report_id, detail) SELECT ?, ?, ?, ?, ''"
-                " WHERE NOT EXISTS (SELECT 1 FROM audit WHERE report_id = ? AND hour = ? AND actor = ?"
-                " AND action = ?)",
-                (hour, actor, action, report_id, report_id, hour, actor, action),
+                "INSERT INTO notes (id, report_id, seq, caseworker_id, sealed_body, written_day, ad_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, 2)",
+                (note.id, note.report_id, seq, note.caseworker_id, note.sealed_body, note.written_day),
             )
 
-    async def report_audit(self, report_id: str, *, limit: int = 100) -> list[AuditEntry]:
-        rows = await self._all("SELECT * FROM audit WHERE report_id = ? ORDER BY id DESC LIMIT ?",
-                               (report_id, limit))
-        return [_row(AuditEntry, r) for r in rows]
+    async def notes(self, report_id: str) -> list[Note]:
+        rows = await self._all("SELECT * FROM notes WHERE report_id = ? ORDER BY seq", (report_id,))
+        return [_row(Note, r) for r in rows]
 
-    async def audit_count(self) -> int:
-        row = await self._one("SELECT count(*) FROM audit")
-        return int(row[0]) if row else 0
-
-    async def swap_totp(self, caseworker_id: str, *, expected: bytes | None, new: bytes | None) -> bool:
-        """Replace the sealed TOTP state only if it is still `expected` (compare-and-swap), so two
-        logins racing with the same code cannot both succeed. True if replaced."""
-        async with self.transaction() as db:
-            cur = await db.execute(
-                "UPDATE caseworkers SET totp_sealed = ? WHERE id = ? AND totp_sealed IS ?",
-                (new, caseworker_id, expected),
-            )
-            return cur.rowcount == 1
-
-    async def channel_memberships(self) -> dict[str, set[str]]:
-        """Channel id -> ids of its members, disabled accounts included (for the admin pages)."""
-        members: dict[str, set[str]] = {c.id: set() for c in await self.channels()}
-        for row in await self._all("SELECT channel_id, caseworker_id FROM channel_members"):
-            members.setdefault(row[0], set()).add(row[1])
-        return members
+    # --- report_reasons ---------------------------------------------------------------------------
 
     async def add_reason(self, reason: Reason) -> bool:
         """Record a reason and stamp its day on the report (no_ack_day or extended_day), once:
@@ -1313,6 +973,111 @@ class Store:
         rows = await self._all("SELECT * FROM report_reasons WHERE report_id = ? ORDER BY written_day, kind",
                                (report_id,))
         return [_row(Reason, r) for r in rows]
+
+    # --- files ------------------------------------------------------------------------------------
+
+    async def files(self, report_id: str) -> list[StoredFile]:
+        rows = await self._all("SELECT * FROM files WHERE report_id = ? ORDER BY seq, id", (report_id,))
+        return [_row(StoredFile, r) for r in rows]
+
+    async def file(self, *, report_id: str, file_id: str) -> StoredFile:
+        row = await self._one("SELECT * FROM files WHERE id = ? AND report_id = ?", (file_id, report_id))
+        return _row(StoredFile, row)  # type: ignore[no-any-return]
+
+    async def all_file_ids(self) -> set[str]:
+        return {r[0] for r in await self._all("SELECT id FROM files")}
+
+    # --- file_chunks: the sealed contents of files ------------------------------------------------
+
+    # A file's sealed bytes are rows (file id, seq) of file_chunks, WITHOUT ROWID: the order on
+    # disk is that of the random file ids, and no upload has a file (or a timestamp) of its own.
+
+    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
+        transaction that other writers wait for only as long as it takes to write them."""
+        async with self.transaction(durable=False) as db:
+            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)", rows)
+
+    async def delete_chunks(self, file_ids: Sequence[str]) -> None:
+        """Delete the chunks of files no row refers to (a failed or abandoned upload)."""
+        if not file_ids:
+            return
+        async with self.transaction(durable=False) as db:
+            await db.executemany(
+                "DELETE FROM file_chunks WHERE file_id = ? AND NOT EXISTS (SELECT 1 FROM files WHERE id = ?)",
+                [(f, f) for f in file_ids])
+
+    async def unreferenced_chunk_files(self) -> set[str]:
+        """Ids of files with chunks but no file row: staged uploads, or what a crash left."""
+        rows = await self._all("SELECT DISTINCT file_id FROM file_chunks"
+                               " WHERE NOT EXISTS (SELECT 1 FROM files WHERE id = file_id)")
+        return {r[0] for r in rows}
+
+    async def import_file(self, file_id: str, chunks: Iterable[bytes]) -> None:
+        """Move a blob file of an older install in, as one transaction (start-up only, nothing
+        else is writing then). `chunks` is consumed lazily on the database thread, so a file of
+        any size costs one chunk of memory."""
+        async with self.transaction() as db:
+            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)",
+                                 ((file_id, seq, data) for seq, data in enumerate(chunks)))
+
+    async def has_chunks(self, file_id: str) -> bool:
+        return await self._one("SELECT 1 FROM file_chunks WHERE file_id = ? LIMIT 1", (file_id,)) is not None
+
+    def read_chunks(self, file_id: str) -> Generator[bytes, None, None]:
+        """A stored file's sealed bytes, chunk by chunk (blocking: advance it in a worker thread).
+
+        Its own connection, one short query per chunk: no read transaction stays open while a
+        slow client downloads, so checkpoints are never held up for the length of a download.
+        Committed chunks never change, so reading them in separate snapshots is consistent.
+        """
+        db = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+        try:
+            seq = 0
+            while True:
+                row = db.execute("SELECT CAST(data AS BLOB) FROM file_chunks WHERE file_id = ? AND seq = ?",
+                                 (file_id, seq)).fetchone()
+                if row is None:
+                    return
+                yield bytes(row[0])
+                seq += 1
+        finally:
+            db.close()
+
+    # --- audit ------------------------------------------------------------------------------------
+
+    async def audit(self, *, hour: str, actor: str | None, action: str, report_id: str | None = None,
+                    detail: str = "") -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO audit (hour, actor, action, report_id, detail) VALUES (?, ?, ?, ?, ?)",
+                (hour, actor, action, report_id, detail),
+            )
+
+    async def audit_once(self, *, hour: str, actor: str, action: str, report_id: str) -> None:
+        """An audit entry, unless the same one exists for this hour (page views, reloads)."""
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO audit (hour, actor, action, report_id, detail) SELECT ?, ?, ?, ?, ''"
+                " WHERE NOT EXISTS (SELECT 1 FROM audit WHERE report_id = ? AND hour = ? AND actor = ?"
+                " AND action = ?)",
+                (hour, actor, action, report_id, report_id, hour, actor, action),
+            )
+
+    async def audit_log(self, *, limit: int = 200, offset: int = 0) -> list[AuditEntry]:
+        rows = await self._all("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
+        return [_row(AuditEntry, r) for r in rows]
+
+    async def report_audit(self, report_id: str, *, limit: int = 100) -> list[AuditEntry]:
+        rows = await self._all("SELECT * FROM audit WHERE report_id = ? ORDER BY id DESC LIMIT ?",
+                               (report_id, limit))
+        return [_row(AuditEntry, r) for r in rows]
+
+    async def audit_count(self) -> int:
+        row = await self._one("SELECT count(*) FROM audit")
+        return int(row[0]) if row else 0
+
+    # --- notices: what waits for each caseworker (notify.py), across caseworkers, reports and messages ---
 
     async def notice_tokens(self, *, deletion_cut: str) -> list[tuple[str, str, str]]:
         """(caseworker id, e-mail, token) for everything waiting for an active caseworker with an
@@ -1443,17 +1208,7 @@ async def migrate_database(path: Path) -> tuple[int, int]:
     before = schema_version(path)
     store = await Store.open(path, migrate=True)
     await store.close()
-    return before, SCHEMA_VERSION
-
-
-async def _repage(db: aiosqlite.Connection) -> None:
-    """Rewrite an older install's database with PAGE_BYTES pages (VACUUM), right after migration 4
-    and before its blob files move in, so it is still small. VACUUM also writes every table out in
-    key order, so the order in which pages were allocated (docs/PROTOCOL.md) is gone too."""
-    await db.execute_fetchall("PRAGMA journal_mode = DELETE")  # the page size cannot change in WAL mode
-    await db.execute(f"PRAGMA page_size = {PAGE_BYTES}")
-    await db.execute("VACUUM")
-    await db.execute_fetchall("PRAGMA journal_mode = WAL")
+    return before, migrations.SCHEMA_VERSION
 
 
 async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> int:
@@ -1461,31 +1216,14 @@ async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> int:
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
+    if version > migrations.SCHEMA_VERSION:
+        raise StoreError(f"database schema {version} is newer than this code ({migrations.SCHEMA_VERSION})")
     if version == 0 and not allowed:
         raise NotInitialised("the database has no schema: was `init` interrupted?")
-    if version < SCHEMA_VERSION and not allowed:
-        raise NeedsMigration(version, SCHEMA_VERSION)
-    # Off while migrating: a table rebuild drops the old table, which with foreign keys on would
-    # cascade into every row that references it. Each rebuild checks the keys before it commits.
-    await db.execute("PRAGMA foreign_keys = OFF")
+    if version < migrations.SCHEMA_VERSION and not allowed:
+        raise NeedsMigration(version, migrations.SCHEMA_VERSION)
     try:
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            migration = _MIGRATIONS[target]
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                if isinstance(migration, str):
-                    for statement in migration.split(";"):
-                        if statement.strip():
-                            await db.execute(statement)
-                else:
-                    await migration(db)
-                await db.execute(f"PRAGMA user_version = {target}")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
-    finally:
-        await db.execute("PRAGMA foreign_keys = ON")
+        await migrations.apply(db, start=version)
+    except migrations.MigrationFailed as e:
+        raise StoreError(str(e)) from e
     return version

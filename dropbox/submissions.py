@@ -11,9 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dropbox.blobs import StagedFiles, new_id
+from dropbox.blobs import StagedFiles
 from dropbox.cleaning import CleanedUpload, Cleaner, Policy, clean_upload
-from dropbox.install import Install, today
+from dropbox.ids import new_id, today
+from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
     FileView,
@@ -42,7 +43,7 @@ from dropbox.sealing import (
     unwrap_for_whistleblower,
     wrap_for_whistleblower,
 )
-from dropbox.storage import Conflict, Message, NotFound, Report, Store
+from dropbox.storage import Author, Conflict, Message, NotFound, Report, Status, Store
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ async def submit_report(
         report_id = new_id()
         day = today()
         report = Report(
-            id=report_id, channel_id=channel.id, status="new", received_day=day.isoformat(),
+            id=report_id, channel_id=channel.id, status=Status.NEW, received_day=day.isoformat(),
             last_activity_day=day.isoformat(), retention_days=channel.retention_days,
             expires_day=expiry(day, channel.retention_days), acknowledged_day=None, feedback_day=None,
             whistleblower_seen_day=None,
@@ -250,7 +251,7 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
     channel = await store.channel(report.channel_id)
     if record_visit:
         await store.update_report(report.id, whistleblower_seen_day=today().isoformat())
-        await store.mark_read(report.id, author="caseworker")
+        await store.mark_read(report.id, author=Author.CASEWORKER)
     return MailboxView(body=body, channel_name=channel.name, status=report.status,
                        received_day=report.received_day, previous_visit_day=report.whistleblower_seen_day,
                        files=files, messages=messages, meeting_request=report.meeting_request,
@@ -284,12 +285,13 @@ async def post_whistleblower_message(
         report = await store.report(access.report_id)
         message_id = new_id()
         day = today()
-        message = Message(id=message_id, report_id=report.id, seq=0, author="whistleblower", caseworker_id=None,
+        message = Message(id=message_id, report_id=report.id, seq=0, author=Author.WHISTLEBLOWER, caseworker_id=None,
                           sealed_body=b"", sent_day=day.isoformat(), read=False)
         files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id, message_id=message_id,
                                  cleaned=cleaned)
         await store.add_message(message, files=files, seal_body=message_sealer(
-            text, report_key=access.report_key, report_id=report.id, message_id=message_id, author="whistleblower"),
+            text, report_key=access.report_key, report_id=report.id, message_id=message_id,
+            author=Author.WHISTLEBLOWER),
             activity={"last_activity_day": day.isoformat()})
     except BaseException:
         await staged.discard()

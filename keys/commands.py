@@ -34,6 +34,7 @@ from dropbox.storage import (
     migrate_database,
     schema_version,
 )
+from onion.keys import ensure_service_keys
 
 OK, FAILED = 0, 2  # 2: the operator must change something, as for misuse
 
@@ -106,10 +107,6 @@ async def init(config: Config) -> int:
 
 def _ensure_onion_keys(config: Config) -> None:
     """Onion service keys are made at init so the addresses are known before first serve."""
-    try:
-        from onion.keys import ensure_service_keys
-    except ImportError:
-        return
     ensure_service_keys(config)
 
 

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from dropbox.config import Config
 from onion.errors import ClientExists, ClientNameInvalid, ClientNotFound, OnionError
 from onion.keys import (
     CASEWORKER,
@@ -24,6 +23,7 @@ from onion.keys import (
     remove_client,
     rotate_service_key,
 )
+from onion.settings import OnionSettings
 from onion.support import client_auth_support, installed_tor, pow_support
 from onion.sync import TorrcMismatch, sync_to_system_tor
 
@@ -82,13 +82,10 @@ def add_onion_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
                         help="rotate the caseworker onion instead (every device needs its new line)")
 
 
-def run_onion_command(
-    args: argparse.Namespace, config: Config, *, out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
-    """Run the `onion` subcommand in `args`; returns the exit status."""
-    out = out or sys.stdout
-    err = err or sys.stderr
+def run_onion_command(args: argparse.Namespace, config: OnionSettings) -> int:
+    """Run the `onion` subcommand in `args`; returns the exit status. Writes to the current
+    sys.stdout and sys.stderr."""
+    out, err = sys.stdout, sys.stderr
     handlers = {
         "show": _show,
         "add-client": _add_client,
@@ -122,10 +119,10 @@ def run_onion_command(
     return EXIT_OK
 
 
-def _show(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
+def _show(_args: argparse.Namespace, config: OnionSettings, out: TextIO) -> None:
     keys = ensure_service_keys(config)
     clients = list_clients(config)
-    tor = installed_tor(getattr(config, "tor_cmd", "tor"))
+    tor = installed_tor("tor")
     print(f"Whistleblower onion (public):  http://{keys[WHISTLEBLOWER].address}", file=out)
     print(f"Caseworker onion (client auth): http://{keys[CASEWORKER].address}", file=out)
     if clients:
@@ -149,7 +146,7 @@ def _show(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
         print(f"PoW DoS defence: off: {pow_reason}", file=out)
 
 
-def _add_client(args: argparse.Namespace, config: Config, out: TextIO) -> None:
+def _add_client(args: argparse.Namespace, config: OnionSettings, out: TextIO) -> None:
     new = add_client(config, name=args.name)
     address = ensure_service_keys(config)[CASEWORKER].address
     line = new.auth_private_line(address)
@@ -173,7 +170,7 @@ def _add_client(args: argparse.Namespace, config: Config, out: TextIO) -> None:
         print("Under the system tor: run `python run.py onion sync`, then restart tor.", file=out)
 
 
-def _remove_client(args: argparse.Namespace, config: Config, out: TextIO) -> None:
+def _remove_client(args: argparse.Namespace, config: OnionSettings, out: TextIO) -> None:
     system = config.tor_mode == "system"
     names = {c.name for c in list_clients(config)}
     if names == {args.name} and not args.disable_caseworker_onion:
@@ -199,7 +196,7 @@ def _remove_client(args: argparse.Namespace, config: Config, out: TextIO) -> Non
                  " until you add one with `onion add-client NAME`."), file=out)
 
 
-def _sync(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
+def _sync(_args: argparse.Namespace, config: OnionSettings, out: TextIO) -> None:
     services, clients = sync_to_system_tor(config)
     print(f"Copied {services} onion keys and {clients} caseworker client key(s) into "
           f"{config.tor_whistleblower_dir} and {config.tor_caseworker_dir} (owner {config.tor_user}, "
@@ -207,7 +204,7 @@ def _sync(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
     print("Now restart tor (not reload, see torrc.example): systemctl restart tor@default", file=out)
 
 
-def _list_clients(_args: argparse.Namespace, config: Config, out: TextIO) -> None:
+def _list_clients(_args: argparse.Namespace, config: OnionSettings, out: TextIO) -> None:
     clients = list_clients(config)
     if not clients:
         print("No authorized caseworker clients; the caseworker onion is not published. "
@@ -218,7 +215,7 @@ def _list_clients(_args: argparse.Namespace, config: Config, out: TextIO) -> Non
     print(f"({len(clients)} client(s), public keys in {clients_dir(config)})", file=out)
 
 
-def _rotate(args: argparse.Namespace, config: Config, out: TextIO) -> None:
+def _rotate(args: argparse.Namespace, config: OnionSettings, out: TextIO) -> None:
     service = CASEWORKER if args.caseworker else WHISTLEBLOWER
     old = ensure_service_keys(config)[service].address
     if not args.yes:

@@ -31,9 +31,9 @@ import nacl.bindings
 import nacl.public
 import nacl.utils
 
-from dropbox.config import Config
 from onion.errors import ClientExists, ClientNameInvalid, ClientNotFound, KeyFileError
 from onion.files import make_private_dir, read_private_file, write_private_file
+from onion.settings import OnionSettings
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class ServiceKey:
         return "ED25519-V3:" + base64.b64encode(self.expanded_secret).decode("ascii")
 
 
-def service_dir(config: Config, service: str) -> Path:
+def service_dir(config: OnionSettings, service: str) -> Path:
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}")
     return config.keys_dir / service
@@ -170,7 +170,7 @@ def _write_derived_files(folder: Path, key: ServiceKey) -> None:
             write_private_file(path, data, replace=True)
 
 
-def load_service_key(config: Config, service: str) -> ServiceKey:
+def load_service_key(config: OnionSettings, service: str) -> ServiceKey:
     """Read one service's key; FileNotFoundError if none was made yet, KeyFileError if broken."""
     folder = service_dir(config, service)
     path = folder / SECRET_KEY_FILE
@@ -185,7 +185,7 @@ def load_service_key(config: Config, service: str) -> ServiceKey:
     return key
 
 
-def _create_service_key(config: Config, service: str, *, replace: bool) -> ServiceKey:
+def _create_service_key(config: OnionSettings, service: str, *, replace: bool) -> ServiceKey:
     folder = service_dir(config, service)
     make_private_dir(config.keys_dir)
     make_private_dir(folder)
@@ -196,7 +196,7 @@ def _create_service_key(config: Config, service: str, *, replace: bool) -> Servi
     return key
 
 
-def ensure_service_keys(config: Config) -> dict[str, ServiceKey]:
+def ensure_service_keys(config: OnionSettings) -> dict[str, ServiceKey]:
     """Both services' keys, generating whichever is missing. Safe to call on every start.
 
     A broken key file raises KeyFileError instead of being replaced: a new key means a new
@@ -215,7 +215,7 @@ def ensure_service_keys(config: Config) -> dict[str, ServiceKey]:
     return keys
 
 
-def rotate_service_key(config: Config, *, service: str = WHISTLEBLOWER) -> ServiceKey:
+def rotate_service_key(config: OnionSettings, *, service: str = WHISTLEBLOWER) -> ServiceKey:
     """Replace a service's key (a new address); the old secret key is overwritten, not kept."""
     key = _create_service_key(config, service, replace=True)
     log.warning("rotated the %s onion key; its address is now %s", service, key.address)
@@ -273,7 +273,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def clients_dir(config: Config) -> Path:
+def clients_dir(config: OnionSettings) -> Path:
     return service_dir(config, CASEWORKER) / CLIENTS_DIR
 
 
@@ -292,7 +292,7 @@ def _parse_auth_file(path: Path) -> AuthorizedClient:
     return AuthorizedClient(name=path.name.removesuffix(".auth"), public_key=public_key)
 
 
-def list_clients(config: Config) -> list[AuthorizedClient]:
+def list_clients(config: OnionSettings) -> list[AuthorizedClient]:
     """Authorized caseworker clients, by name. A malformed .auth file raises KeyFileError.
 
     tor itself skips malformed files; we refuse instead, so a typo cannot quietly lock out, or
@@ -304,7 +304,7 @@ def list_clients(config: Config) -> list[AuthorizedClient]:
     return [_parse_auth_file(path) for path in sorted(folder.glob("*.auth"))]
 
 
-def add_client(config: Config, *, name: str) -> NewClient:
+def add_client(config: OnionSettings, *, name: str) -> NewClient:
     """Authorize a new caseworker client; store its public key, return the pair once."""
     _check_name(name)
     ensure_service_keys(config)
@@ -321,7 +321,7 @@ def add_client(config: Config, *, name: str) -> NewClient:
     return NewClient(client=client, private_key=bytes(private))
 
 
-def remove_client(config: Config, *, name: str) -> None:
+def remove_client(config: OnionSettings, *, name: str) -> None:
     """Revoke a caseworker client. A running `serve` republishes without it (see publish.py)."""
     _check_name(name)
     try:

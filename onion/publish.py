@@ -29,7 +29,6 @@ from typing import Any
 import stem
 from stem.control import EventType
 
-from dropbox.config import Config
 from onion.controller import Tor, bootstrap_progress, connect_tor, launch_tor
 from onion.errors import KeyFileError, OnionError, PublishFailed, TorTooOld
 from onion.keys import (
@@ -41,6 +40,7 @@ from onion.keys import (
     list_clients,
 )
 from onion.protocol import add_onion_command, onion_target, reply, torrc_services_have_pow
+from onion.settings import OnionSettings
 from onion.support import client_auth_support, installed_tor, pow_support
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,9 @@ class OnionServices:
 
     def __init__(
         self,
-        config: Config,
+        config: OnionSettings,
         *,
         tor_control: str | None = None,
-        tor_control_password: str | None = None,
         tor_cmd: str = "tor",
         tor_config_overrides: Mapping[str, str | Sequence[str]] | None = None,
         publish_timeout: float = 300.0,
@@ -93,8 +92,7 @@ class OnionServices:
         client_check_seconds: float = 5.0,
     ) -> None:
         self._config = config
-        self._tor_control = tor_control or getattr(config, "tor_control", None)
-        self._password = tor_control_password or getattr(config, "tor_control_password", None)
+        self._tor_control = tor_control or config.tor_control
         self._tor_cmd = tor_cmd
         self._overrides = dict(tor_config_overrides or {})
         self._publish_timeout = publish_timeout
@@ -199,7 +197,7 @@ class OnionServices:
 
     async def _open(self) -> Tor:
         if self._tor_control:
-            return await connect_tor(control=self._tor_control, password=self._password)
+            return await connect_tor(control=self._tor_control)
         return await launch_tor(
             tor_dir=self._config.tor_dir, tor_cmd=self._tor_cmd, overrides=self._overrides
         )

@@ -22,10 +22,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbox.config import Config
 from onion.errors import OnionError
 from onion.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from onion.keys import CASEWORKER, CLIENTS_DIR, WHISTLEBLOWER, clients_dir, list_clients, service_dir
+from onion.settings import OnionSettings
 
 #: Files of a HiddenServiceDir the app owns the truth of.
 _KEY_FILES = ("hs_ed25519_secret_key", "hs_ed25519_public_key", "hostname")
@@ -58,7 +58,7 @@ def parse_hidden_services(torrc: Path) -> list[HiddenService]:
     return [HiddenService(directory=d, ports=tuple(p)) for d, p in services]
 
 
-def check_torrc(config: Config) -> list[str]:
+def check_torrc(config: OnionSettings) -> list[str]:
     """One line per way the torrc disagrees with the settings; empty if it serves both onions right."""
     try:
         declared = {s.directory: s for s in parse_hidden_services(config.tor_torrc)}
@@ -79,7 +79,7 @@ def check_torrc(config: Config) -> list[str]:
     return problems
 
 
-def sync_to_system_tor(config: Config) -> tuple[int, int]:
+def sync_to_system_tor(config: OnionSettings) -> tuple[int, int]:
     """Copy both keys and the caseworker clients into tor's HiddenServiceDirs; (services, clients).
 
     Raises TorrcMismatch (nothing copied) if the torrc disagrees or there is no client."""

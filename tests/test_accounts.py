@@ -183,7 +183,7 @@ async def test_a_weak_new_passphrase_is_refused_over_http(site: Site) -> None:
 
 async def test_migration_5_carries_an_old_install_forward(tmp_path: Path) -> None:
     """A database at schema 2 (today's main) keeps its accounts and gains the new columns."""
-    from dropbox.storage import _MIGRATIONS
+    from dropbox.migrations import _MIGRATIONS
 
     db = tmp_path / "old.sqlite3"
     with sqlite3.connect(db) as conn:

@@ -32,7 +32,7 @@ import aiohttp
 import pytest
 
 from dropbox import accounts
-from dropbox.blobs import new_id
+from dropbox.ids import new_id
 from dropbox.install import load_install
 from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys

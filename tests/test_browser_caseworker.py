@@ -17,7 +17,7 @@ import pyotp
 from babel.messages.pofile import read_po
 from playwright.async_api import expect
 
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.submissions import open_mailbox, read_mailbox
 from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot  # noqa: F401
 from tests.conftest import PASSPHRASES

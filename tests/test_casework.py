@@ -9,20 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dropbox import accounts, casework
+from dropbox import account_actions, accounts, casework
+from dropbox.accounts import KeyUnavailable
 from dropbox.blobs import BlobStore
-from dropbox.casework import (
-    KeyUnavailable,
-    NotGranted,
-    ReportFilter,
-    ack_cut,
-    add_months,
-    deadlines,
-    feedback_cut,
-    feedback_due,
-)
+from dropbox.casework import NotGranted, ReportFilter
 from dropbox.config import Config
-from dropbox.install import Install, today
+from dropbox.deadlines import ack_cut, add_months, deadlines, feedback_cut, feedback_due
+from dropbox.ids import today
+from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
 from dropbox.reports import open_note, thread
 from dropbox.sealing import TamperedData
@@ -185,9 +179,9 @@ async def test_a_wiped_session_cannot_open_anything(
 ) -> None:
     report_id = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
     session = await login(store, kdf, config, "alice")
-    assert casework.key_usable(session)
+    assert accounts.key_usable(session)
     session.wipe()
-    assert not casework.key_usable(session)
+    assert not accounts.key_usable(session)
     with pytest.raises(KeyUnavailable):
         await casework.read_report(store=store, session=session, report_id=report_id)
     with pytest.raises(KeyUnavailable):
@@ -275,7 +269,7 @@ async def test_audit_log_never_holds_content(
     download = await casework.open_download(store=store, blobs=blobs, session=session, report_id=report_id,
                                             file_id=(await store.files(report_id))[0].id)
     assert b"".join(download.chunks) == CANARY.encode()
-    await casework.set_notice_address(store=store, session=session, address="alice@example.org")
+    await account_actions.set_notice_address(store=store, session=session, address="alice@example.org")
 
     entries = await store.audit_log()
     assert {e.action for e in entries} >= {"viewed", "note_added", "replied", "acknowledged", "file_downloaded",
@@ -333,7 +327,7 @@ async def test_thread_helper_still_reads_what_casework_wrote(
 
 async def test_migration_2_upgrades_an_existing_install(config: Config) -> None:
     """An install made before the caseworker app (schema 1) gains the indexes when migrated."""
-    from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION
+    from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
 
     config.data_dir.mkdir(parents=True)
     raw = sqlite3.connect(config.db_path)

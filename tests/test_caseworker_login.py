@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dropbox.casework import key_usable
+from dropbox.accounts import key_usable
 from dropbox.caseworker.staff import StaffSession
 from dropbox.web.sessions import SESSIONS, Session
 from dropbox.web.throttle import FAILURE_BUDGET

@@ -12,7 +12,7 @@ import re
 import aiohttp
 import pytest
 
-from dropbox.blobs import new_id
+from dropbox.ids import new_id
 from dropbox.storage import PendingMembership
 from tests.caseworker_fixtures import Site, only_for, site_fixture, submit  # noqa: F401
 from tests.robust_checks import leftover_staged

@@ -10,7 +10,7 @@ import urllib.parse
 
 import aiohttp
 
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.submissions import open_mailbox, post_whistleblower_message, read_mailbox
 from tests.caseworker_fixtures import Agent, Site, chunks_of, site_fixture, submit  # noqa: F401
 from tests.robust_checks import chunk_files, leftover_staged

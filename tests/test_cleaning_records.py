@@ -14,7 +14,8 @@ import aiosqlite
 
 from dropbox.cleaning import Cleaner, CleaningSettings, Outcome
 from dropbox.config import MiB
-from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION, Store
+from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
+from dropbox.storage import Store
 from tests.caseworker_fixtures import new_install, serve_site
 from tests.metadata_files import BUILDERS
 from tests.test_cleaning import LIMITS

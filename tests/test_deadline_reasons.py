@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dropbox.casework import deadlines, feedback_cut, feedback_due
-from dropbox.install import today
+from dropbox.deadlines import deadlines, feedback_cut, feedback_due
+from dropbox.ids import today
 from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
 from tests.conftest import all_bytes_under
 

@@ -17,11 +17,12 @@ from aiohttp import FormData
 from dropbox.blobs import MIN_BUCKET, BlobStore, size_bucket
 from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install, make_private_dir
+from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
 from dropbox.reports import open_file_key, open_file_name, open_file_size, open_message, open_note
 from dropbox.retention import purge_expired
 from dropbox.sealing import FileSealer, KdfParams, new_file_key, seal
 from dropbox.services import Services
-from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION, Store
+from dropbox.storage import Store
 from dropbox.submissions import open_mailbox
 from tests.caseworker_fixtures import Site as CaseworkerSite
 from tests.caseworker_fixtures import new_install, serve_site, submit

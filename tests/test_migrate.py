@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION, schema_version
+from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
+from dropbox.storage import schema_version
 from tests.server_process import REPO_ROOT
 
 

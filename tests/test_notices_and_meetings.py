@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.web.apps import create_whistleblower_app
 from dropbox.web.middleware import run_kwargs
 from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401

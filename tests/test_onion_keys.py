@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import re
 import stat
@@ -341,7 +342,8 @@ def parser() -> argparse.ArgumentParser:
 def run(config: Config, *argv: str) -> tuple[int, str, str]:
     args = parser().parse_args(["onion", *argv])
     out, err = io.StringIO(), io.StringIO()
-    status = run_onion_command(args, config, out=out, err=err)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = run_onion_command(args, config)
     return status, out.getvalue(), err.getvalue()
 
 

@@ -4,6 +4,7 @@ the real `tor --verify-config` reads the result."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import pwd
@@ -26,7 +27,9 @@ TOR = shutil.which("tor")
 def run(config: Config, *argv: str) -> tuple[int, str, str]:
     args = build_parser().parse_args(["onion", *argv])
     out, err = io.StringIO(), io.StringIO()
-    return run_onion_command(args, config, out=out, err=err), out.getvalue(), err.getvalue()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = run_onion_command(args, config)
+    return status, out.getvalue(), err.getvalue()
 
 
 def torrc(tmp_path: Path, config: Config, *, port: int | None = None) -> Path:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import pytest
 
-from dropbox import storage
+from dropbox import migrations
 from dropbox.blobs import BlobStore
 from dropbox.config import Config
 from dropbox.install import Install, load_install
@@ -72,7 +72,7 @@ def _schema_2_install(db_path: Path, config: Config) -> None:
     db = sqlite3.connect(db_path)
     try:
         for version in (1, 2):
-            db.executescript(storage._MIGRATIONS[version])
+            db.executescript(migrations._MIGRATIONS[version])
         db.execute("PRAGMA user_version = 2")
         db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
             ("receipt_salt", receipt_kdf.salt),
@@ -119,7 +119,7 @@ async def test_a_16_digit_receipt_made_at_schema_2_opens_after_migration_and_new
     finally:
         await old.close()
     with sqlite3.connect(legacy_db) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == storage.SCHEMA_VERSION
+        assert db.execute("PRAGMA user_version").fetchone()[0] == migrations.SCHEMA_VERSION
         rows = db.execute("SELECT locator, receipt_salt FROM reports ORDER BY locator IS NULL").fetchall()
     # The new report's locator is its receipt's first six digits; its salt is its own
     assert rows[0][0] == receipt[:6] and len(rows[0][1]) == 16 and rows[0][1] != install.receipt_kdf.salt

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dropbox import channels, storage
-from dropbox.install import today
+from dropbox import channels, migrations, storage
+from dropbox.ids import today
 from dropbox.retention import purge_expired
 from dropbox.services import Services
 from dropbox.storage import Store, migrate_database, schema_version
@@ -159,7 +159,7 @@ async def test_migration_7_deletes_nothing_and_turns_expiry_into_the_state_rules
 ) -> None:
     # Given an install made at schema 6 (the one before), with an open and a closed report both
     # past the old 90-days-after-activity expiry
-    monkeypatch.setattr(storage, "SCHEMA_VERSION", 6)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 6)
     config = await new_install(tmp_path / "data")
     async with Services.open(config) as services:
         idle, closed = await submit(services), await submit(services)

@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.retention import purge_expired
 from dropbox.statistics import record_of
 from dropbox.storage import ReportFacts

@@ -9,7 +9,8 @@ import pytest
 
 from dropbox.blobs import BlobStore
 from dropbox.config import Config
-from dropbox.install import Install, today
+from dropbox.ids import today
+from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
 from dropbox.retention import purge_expired
 from dropbox.statistics import recorder

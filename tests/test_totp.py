@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dropbox import accounts, casework, totp
+from dropbox import account_actions, accounts, totp
 from dropbox.accounts import CaseworkerSession
 from dropbox.services import Services
 from dropbox.storage import Store
@@ -145,11 +145,11 @@ async def test_turning_totp_off_needs_the_passphrase_and_backs_off_too(site: Sit
     session, seed = await _enrolled(svc, "bob", now=time.time())
     config = svc.config
     with pytest.raises(accounts.LoginFailed):
-        await casework.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=config, session=session,
+        await account_actions.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=config, session=session,
                                     passphrase="not bob's passphrase", code=code_at(seed, current_step()))
     await svc.store.update_caseworker(session.caseworker.id, totp_failures=5,
                                       totp_next_try=int(time.time()) + 60)
     with pytest.raises(TotpWait):
-        await casework.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=config, session=session,
+        await account_actions.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=config, session=session,
                                     passphrase=PASSPHRASES["bob"], code=code_at(seed, current_step()))
     assert (await svc.store.caseworker(session.caseworker.id)).totp_sealed is not None

@@ -21,7 +21,6 @@ from dropbox.web.middleware import (
     ClientDataFilter,
     RouteAccessLogger,
     UserError,
-    content_security_policy,
     run_kwargs,
 )
 from tests.web_fixtures import DISTINCTIVE_UA, DISTINCTIVE_XFF, AiohttpClient, build_app, start
@@ -164,27 +163,6 @@ async def test_only_the_stylesheet_is_cacheable_and_its_url_changes_with_its_con
     # but an error at the same path is not
     refused = await client.post(href)
     assert refused.status == 405 and refused.headers["Cache-Control"] == "no-store"
-
-
-async def test_csp_extra_directives_are_added(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
-    # Given a caseworker app that shows a server-rendered QR code as a data: image
-    app = build_app(tmp_path, kind="caseworker", csp_extra={"img-src": ["data:"]})
-    client = await start(aiohttp_client, app)
-    # When a page is fetched
-    response = await client.get("/en/no-such-page")
-    # Then img-src allows data: and nothing else changed
-    csp = response.headers["Content-Security-Policy"]
-    assert "img-src 'self' data:" in csp
-    assert "default-src 'none'" in csp and "script-src" not in csp
-
-
-def test_content_security_policy_replaces_none_and_rejects_injection() -> None:
-    assert "frame-src 'self'" in content_security_policy({"frame-src": ["'self'"]})
-    assert "base-uri 'self'" in content_security_policy({"base-uri": ["'self'"]})
-    with pytest.raises(ValueError):
-        content_security_policy({"img-src": ["data:; script-src *"]})
-    with pytest.raises(ValueError):
-        content_security_policy({"img-src; script-src": ["*"]})
 
 
 @pytest.mark.parametrize("kind", ["caseworker", "whistleblower"])

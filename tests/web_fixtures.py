@@ -43,7 +43,6 @@ def build_app(
     *,
     kind: AppKind = "whistleblower",
     organisation: str | None = None,
-    csp_extra: dict[str, list[str]] | None = None,
     client_max_size: int | None = None,
     **config_changes: Any,
 ) -> web.Application:
@@ -52,7 +51,6 @@ def build_app(
     app = make_base_app(
         config,
         kind=kind,
-        csp_extra=csp_extra,
         client_max_size=client_max_size,
     )
     if kind == "whistleblower":

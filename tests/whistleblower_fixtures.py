@@ -19,9 +19,8 @@ import pytest
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropbox.blobs import new_id
 from dropbox.config import Config
-from dropbox.install import today
+from dropbox.ids import new_id, today
 from dropbox.reports import message_sealer, sealed_file_rows
 from dropbox.services import Services
 from dropbox.storage import Channel, Message, Store

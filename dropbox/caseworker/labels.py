@@ -11,15 +11,15 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from dropbox import casework, channels, outcomes
-from dropbox.storage import AuditEntry
+from dropbox.audit import MEMBERSHIP_ACTIONS, AuditAction
+from dropbox.storage import AuditEntry, Status
 from dropbox.web.i18n import N_, translate
 
 STATUS_LABELS: Mapping[str, str] = {
-    "new": N_("New"),
-    "opened": N_("Opened"),
-    "in_progress": N_("In progress"),
-    "closed": N_("Closed"),
+    Status.NEW: N_("New"),
+    Status.OPENED: N_("Opened"),
+    Status.IN_PROGRESS: N_("In progress"),
+    Status.CLOSED: N_("Closed"),
 }
 
 SORT_LABELS: Mapping[str, str] = {
@@ -30,54 +30,50 @@ SORT_LABELS: Mapping[str, str] = {
 
 #: What each audit action says; `%(value)s` is filled from the entry's detail.
 AUDIT_LABELS: Mapping[str, str] = {
-    casework.LOGIN: N_("Signed in"),
-    casework.LOGOUT: N_("Signed out"),
-    casework.VIEWED: N_("Read the report"),
-    casework.REPLIED: N_("Replied to the whistleblower"),
-    casework.NOTE_ADDED: N_("Added an internal note"),
-    casework.STATUS_CHANGED: N_("Set the status to %(value)s"),
-    casework.ACKNOWLEDGED: N_("Acknowledged receipt"),
-    casework.FEEDBACK_GIVEN: N_("Gave feedback"),
-    casework.GRANTED: N_("Gave access to %(value)s"),
-    casework.RETENTION_CHANGED: N_("Set the retention to %(value)s days"),
-    casework.CLOSED: N_("Closed the report with an outcome"),
-    casework.DISCLOSURE_NOTICE_SENT: N_("Sent a notice before disclosing the reporter's identity"),
-    casework.NO_ACK_RECORDED: N_("Recorded that no acknowledgement is sent, with a reason"),
-    casework.FEEDBACK_EXTENDED: N_("Extended the feedback deadline to 6 months, with a reason"),
-    outcomes.OUTCOMES_CHANGED: N_("Changed the outcome categories"),
-    casework.LEGAL_HOLD_SET: N_("Put a legal hold on the report"),
-    casework.LEGAL_HOLD_LIFTED: N_("Lifted the legal hold"),
-    casework.DELETED: N_("Deleted the report"),
-    casework.FILE_DOWNLOADED: N_("Downloaded a file"),
-    casework.ORIGINAL_OPENED: N_("Opened the original of a file, with its hidden information"),
-    casework.PASSPHRASE_CHANGED: N_("Changed their passphrase"),
-    casework.TOTP_ENABLED: N_("Turned on two-step login"),
-    casework.TOTP_DISABLED: N_("Turned off two-step login"),
-    casework.NOTICE_ADDRESS_CHANGED: N_("Changed their notice address"),
-    "purged": N_("Deleted at the end of its retention period"),
-    channels.CHANNEL_ADDED: N_("Added the channel %(value)s"),
-    channels.CHANNEL_CHANGED: N_("Changed the channel %(value)s"),
-    channels.ACCOUNT_ADDED: N_("Added the caseworker %(value)s"),
-    channels.ACCOUNT_DISABLED: N_("Disabled the caseworker %(value)s"),
-    channels.ACCOUNT_ENABLED: N_("Enabled the caseworker %(value)s"),
-    channels.ADMIN_GRANTED: N_("Made %(value)s an admin"),
-    channels.ADMIN_REVOKED: N_("Removed the admin role from %(value)s"),
-    channels.TOTP_RESET: N_("Turned off two-step login for %(value)s"),
-    channels.MEMBER_ADDED: N_("Added %(value)s to the channel %(channel)s"),
-    channels.MEMBER_REMOVED: N_("Removed %(value)s from the channel %(channel)s"),
-    channels.MEMBERSHIP_REQUESTED: N_("Asked another admin to change the membership of %(value)s in %(channel)s"),
-    channels.MEMBERSHIP_APPROVED: N_("Approved the membership change of %(value)s in %(channel)s"),
-    channels.MEMBERSHIP_REJECTED: N_("Rejected the membership change of %(value)s in %(channel)s"),
+    AuditAction.LOGIN: N_("Signed in"),
+    AuditAction.LOGOUT: N_("Signed out"),
+    AuditAction.VIEWED: N_("Read the report"),
+    AuditAction.REPLIED: N_("Replied to the whistleblower"),
+    AuditAction.NOTE_ADDED: N_("Added an internal note"),
+    AuditAction.STATUS_CHANGED: N_("Set the status to %(value)s"),
+    AuditAction.ACKNOWLEDGED: N_("Acknowledged receipt"),
+    AuditAction.FEEDBACK_GIVEN: N_("Gave feedback"),
+    AuditAction.GRANTED: N_("Gave access to %(value)s"),
+    AuditAction.RETENTION_CHANGED: N_("Set the retention to %(value)s days"),
+    AuditAction.CLOSED: N_("Closed the report with an outcome"),
+    AuditAction.DISCLOSURE_NOTICE_SENT: N_("Sent a notice before disclosing the reporter's identity"),
+    AuditAction.NO_ACK_RECORDED: N_("Recorded that no acknowledgement is sent, with a reason"),
+    AuditAction.FEEDBACK_EXTENDED: N_("Extended the feedback deadline to 6 months, with a reason"),
+    AuditAction.OUTCOMES_CHANGED: N_("Changed the outcome categories"),
+    AuditAction.LEGAL_HOLD_SET: N_("Put a legal hold on the report"),
+    AuditAction.LEGAL_HOLD_LIFTED: N_("Lifted the legal hold"),
+    AuditAction.DELETED: N_("Deleted the report"),
+    AuditAction.FILE_DOWNLOADED: N_("Downloaded a file"),
+    AuditAction.ORIGINAL_OPENED: N_("Opened the original of a file, with its hidden information"),
+    AuditAction.PASSPHRASE_CHANGED: N_("Changed their passphrase"),
+    AuditAction.TOTP_ENABLED: N_("Turned on two-step login"),
+    AuditAction.TOTP_DISABLED: N_("Turned off two-step login"),
+    AuditAction.NOTICE_ADDRESS_CHANGED: N_("Changed their notice address"),
+    AuditAction.PURGED: N_("Deleted at the end of its retention period"),
+    AuditAction.CHANNEL_ADDED: N_("Added the channel %(value)s"),
+    AuditAction.CHANNEL_CHANGED: N_("Changed the channel %(value)s"),
+    AuditAction.ACCOUNT_ADDED: N_("Added the caseworker %(value)s"),
+    AuditAction.ACCOUNT_DISABLED: N_("Disabled the caseworker %(value)s"),
+    AuditAction.ACCOUNT_ENABLED: N_("Enabled the caseworker %(value)s"),
+    AuditAction.ADMIN_GRANTED: N_("Made %(value)s an admin"),
+    AuditAction.ADMIN_REVOKED: N_("Removed the admin role from %(value)s"),
+    AuditAction.TOTP_RESET: N_("Turned off two-step login for %(value)s"),
+    AuditAction.MEMBER_ADDED: N_("Added %(value)s to the channel %(channel)s"),
+    AuditAction.MEMBER_REMOVED: N_("Removed %(value)s from the channel %(channel)s"),
+    AuditAction.MEMBERSHIP_REQUESTED: N_("Asked another admin to change the membership of %(value)s in %(channel)s"),
+    AuditAction.MEMBERSHIP_APPROVED: N_("Approved the membership change of %(value)s in %(channel)s"),
+    AuditAction.MEMBERSHIP_REJECTED: N_("Rejected the membership change of %(value)s in %(channel)s"),
 }
 
-#: Actions whose detail is "<channel id>/<caseworker id>".
-_MEMBERSHIP = frozenset({channels.MEMBER_ADDED, channels.MEMBER_REMOVED, channels.MEMBERSHIP_REQUESTED,
-                         channels.MEMBERSHIP_APPROVED, channels.MEMBERSHIP_REJECTED})
-
 #: Actions whose detail is a caseworker id, shown as that caseworker's name.
-_NAMES_IN_DETAIL = frozenset({casework.GRANTED, channels.ACCOUNT_ADDED, channels.ACCOUNT_DISABLED,
-                              channels.ACCOUNT_ENABLED, channels.ADMIN_GRANTED, channels.ADMIN_REVOKED,
-                              channels.TOTP_RESET})
+_NAMES_IN_DETAIL = frozenset({AuditAction.GRANTED, AuditAction.ACCOUNT_ADDED, AuditAction.ACCOUNT_DISABLED,
+                              AuditAction.ACCOUNT_ENABLED, AuditAction.ADMIN_GRANTED, AuditAction.ADMIN_REVOKED,
+                              AuditAction.TOTP_RESET})
 
 SYSTEM = N_("The system")
 UNKNOWN = N_("(unknown)")
@@ -101,10 +97,10 @@ def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, st
     if label is None:
         return entry.action
     value = entry.detail
-    if entry.action in _MEMBERSHIP:
+    if entry.action in MEMBERSHIP_ACTIONS:
         channel, _, caseworker = value.partition("/")
         return translate(request, label, value=names.get(caseworker, translate(request, UNKNOWN)), channel=channel)
-    if entry.action == casework.STATUS_CHANGED:
+    if entry.action == AuditAction.STATUS_CHANGED:
         value = status(request, value)
     elif entry.action in _NAMES_IN_DETAIL:
         value = names.get(value, translate(request, UNKNOWN))

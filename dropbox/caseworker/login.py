@@ -14,7 +14,7 @@ import secrets
 
 from aiohttp import web
 
-from dropbox import casework, totp
+from dropbox import account_actions, totp
 from dropbox.accounts import LoginFailed, MalformedLogin
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Flash, StaffSession, page, require_form, services, sessions, signed_in
@@ -80,7 +80,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     slowed = await budget.before_attempt()
     svc = services(request)
     try:
-        signed = await casework.sign_in(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name=name,
+        signed = await account_actions.sign_in(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name=name,
                                         passphrase=passphrase, code=code)
     except LoginFailed as e:
         if not isinstance(e, MalformedLogin):  # refused before any Argon2id work: no guess was made
@@ -94,7 +94,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(url_for(request, "reports"))
 
 
-async def _told_once(request: web.Request, store: Store, signed: casework.SignedIn) -> list[Flash]:
+async def _told_once(request: web.Request, store: Store, signed: account_actions.SignedIn) -> list[Flash]:
     """What this login must tell: wrong codes tried meanwhile, changes of channel members."""
     told = []
     if signed.wrong_codes:
@@ -112,6 +112,6 @@ async def _told_once(request: web.Request, store: Store, signed: casework.Signed
 
 async def logout(request: web.Request) -> web.StreamResponse:
     staff, _form = await require_form(request, before_change=True)
-    await casework.sign_out(store=services(request).store, session=staff.account)
+    await account_actions.sign_out(store=services(request).store, session=staff.account)
     sessions(request).destroy(request)
     raise web.HTTPSeeOther(url_for(request, "login", query={"signed_out": "1"}))

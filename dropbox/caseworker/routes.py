@@ -20,19 +20,19 @@
     GET  /{lang}/admin/statistics, statistics.csv   yearly figures: ?year= &channel= (admin role)
 
 The QR code is an ordinary same-origin PNG, so the base Content-Security-Policy (img-src 'self')
-covers it and CSP_EXTRA adds nothing. There is no JavaScript.
+covers it. There is no JavaScript.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from dropbox import casework
+from dropbox import accounts, casework
 from dropbox.caseworker import admin, cases, closing, login, settings, statistics
 from dropbox.caseworker.staff import sessions, to_login
 from dropbox.kdf_pool import KdfBusy
@@ -40,8 +40,6 @@ from dropbox.notify import Notifier
 from dropbox.web.appkeys import CONFIG, SERVICES
 from dropbox.web.i18n import N_, localized
 from dropbox.web.middleware import UserError
-
-CSP_EXTRA: Mapping[str, Iterable[str]] = {}
 
 BUSY = N_("Many sign-ins are being processed right now. Please try again in a minute.")
 
@@ -57,7 +55,7 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except casework.NotGranted as e:
         raise web.HTTPNotFound() from e
-    except casework.KeyUnavailable as e:
+    except accounts.KeyUnavailable as e:
         sessions(request).destroy(request)
         raise to_login(request) from e
     except KdfBusy as e:

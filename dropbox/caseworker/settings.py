@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dropbox import casework, totp
+from dropbox import account_actions, totp
 from dropbox.accounts import MIN_PASSPHRASE_CHARS, ChangeConflict, LoginFailed, WeakPassphrase
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import page, require, require_form, services, sessions
@@ -43,7 +43,7 @@ async def change_passphrase(request: web.Request) -> web.StreamResponse:
     await budget.before_attempt()
     svc = services(request)
     try:
-        renewed = await casework.change_passphrase(store=svc.store, kdf=svc.staff_kdf, config=svc.config,
+        renewed = await account_actions.change_passphrase(store=svc.store, kdf=svc.staff_kdf, config=svc.config,
                                                    session=staff.account, current=current, new=new)
     except LoginFailed:
         budget.record_failure()
@@ -66,8 +66,8 @@ async def set_notice_address(request: web.Request) -> web.StreamResponse:
     staff, form = await require_form(request)
     address = forms.text(form, "email", max_chars=254)
     try:
-        await casework.set_notice_address(store=services(request).store, session=staff.account, address=address)
-    except casework.InvalidAddress:
+        await account_actions.set_notice_address(store=services(request).store, session=staff.account, address=address)
+    except account_actions.InvalidAddress:
         staff.flash("error", N_("That does not look like an e-mail address."))
     else:
         staff.flash("notice", N_("Saved."))
@@ -112,7 +112,7 @@ async def totp_confirm(request: web.Request) -> web.StreamResponse:
     if seed is None:
         raise _to(request, "settings", "totp")
     try:
-        await casework.enrol_totp(store=services(request).store, session=staff.account, seed=seed,
+        await account_actions.enrol_totp(store=services(request).store, session=staff.account, seed=seed,
                                   code=forms.text(form, "code", max_chars=32))
     except totp.TotpRejected:
         staff.flash("error", N_("That code did not match. Check the time on your phone and try the next code."))
@@ -132,7 +132,7 @@ async def totp_disable(request: web.Request) -> web.StreamResponse:
     await budget.before_attempt()
     svc = services(request)
     try:
-        await casework.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=svc.config, session=staff.account,
+        await account_actions.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=svc.config, session=staff.account,
                                     passphrase=forms.text(form, "passphrase", max_chars=2048),
                                     code=forms.text(form, "code", max_chars=32))
     except LoginFailed:

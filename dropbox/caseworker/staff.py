@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from dropbox import casework
+from dropbox import accounts
 from dropbox.accounts import CaseworkerSession
 from dropbox.services import Services
 from dropbox.storage import Caseworker, NotFound
@@ -89,7 +89,7 @@ async def signed_in(request: web.Request) -> Staff | None:
         current: Caseworker | None = await services(request).store.caseworker(account.caseworker.id)
     except NotFound:
         current = None
-    if current is None or current.disabled or not casework.key_usable(account) \
+    if current is None or current.disabled or not accounts.key_usable(account) \
             or current.public_key != account.key.public_key:
         store.destroy(request)
         return None

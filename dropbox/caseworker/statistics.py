@@ -11,7 +11,7 @@ from aiohttp import web
 from dropbox import statistics
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import page, require, services
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.storage import StatRecord
 from dropbox.web.i18n import url_for
 from dropbox.web.middleware import UserError

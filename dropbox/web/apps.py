@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dropbox.caseworker.routes import CSP_EXTRA as CASEWORKER_CSP_EXTRA
 from dropbox.caseworker.routes import add_caseworker_routes
 from dropbox.config import Config
 from dropbox.services import Services
@@ -40,7 +39,7 @@ def create_whistleblower_app(config: Config, *, services: Services | None = None
 
 
 def create_caseworker_app(config: Config, *, services: Services | None = None) -> web.Application:
-    app = make_base_app(config, kind="caseworker", csp_extra=CASEWORKER_CSP_EXTRA)
+    app = make_base_app(config, kind="caseworker")
     _with_services(app, config, services)
     add_caseworker_routes(app)
     return app

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -66,13 +66,11 @@ def make_base_app(
     config: Config,
     *,
     kind: AppKind,
-    csp_extra: Mapping[str, Iterable[str]] | None = None,
     client_max_size: int | None = None,
 ) -> web.Application:
     """A ready `web.Application` for one side, to which that side adds its routes.
 
-    `config.organisation_name` names who runs the channel (header and landing page);
-    `csp_extra` widens the Content-Security-Policy, e.g. {"img-src": ["data:"]} for a QR code.
+    `config.organisation_name` names who runs the channel (header and landing page).
     """
     if kind not in BASE_TEMPLATES:
         raise ValueError(f"unknown app kind {kind!r}")
@@ -119,7 +117,7 @@ def make_base_app(
     )
     app[FAILURE_BUDGET] = FailureBudget(per_minute, config.slowdown_seconds)
 
-    app.on_response_prepare.append(security_headers(csp_extra))
+    app.on_response_prepare.append(security_headers())
     _add_common_routes(app, kind)
     templates.context_processors.append(_stylesheet_context(app))
     return app

@@ -30,6 +30,8 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from dropbox.ids import today
+
 log = logging.getLogger(__name__)
 
 #: How often the schedule checks whether a UTC day has ended.
@@ -38,10 +40,6 @@ TICK_SECONDS = 60.0
 #: Distinct kinds kept per day; more are counted as one "other kinds" entry (memory stays bounded).
 MAX_KINDS = 100
 OTHER_KINDS = "other kinds"
-
-
-def utc_today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 class EventTally:
@@ -54,7 +52,7 @@ class EventTally:
     def __init__(
         self,
         *,
-        clock: Callable[[], dt.date] = utc_today,
+        clock: Callable[[], dt.date] = today,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.clock = clock

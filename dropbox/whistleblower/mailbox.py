@@ -23,7 +23,7 @@ from aiohttp import web
 from babel.numbers import format_decimal
 
 from dropbox.blobs import BlobError
-from dropbox.install import today
+from dropbox.ids import today
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import InvalidQuestions, parse_questions
 from dropbox.reports import FileView, MessageView, open_file_key, open_file_name, open_file_size
