@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from dropbox.config import LANGUAGES
 from dropbox.catalogues import LOCALE_DIR, read_catalog
+from dropbox.config import LANGUAGES
 from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot, serve_apps  # noqa: F401
 from tests.whistleblower_fixtures import KiB, add_channel_with_question, caseworker_reply, make_install
 

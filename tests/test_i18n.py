@@ -12,8 +12,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
-from dropbox.config import LANGUAGES
 from dropbox.catalogues import LOCALE_DIR, load_translations, read_catalog
+from dropbox.config import LANGUAGES
 from dropbox.web.i18n import (
     UnknownRoute,
     localized,
