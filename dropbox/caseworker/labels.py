@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from dropbox import casework, channels, outcomes
+from dropbox import casework, channels, oral, outcomes
 from dropbox.storage import AuditEntry
 from dropbox.web.i18n import N_, translate
 
@@ -20,6 +20,13 @@ STATUS_LABELS: Mapping[str, str] = {
     "opened": N_("Opened"),
     "in_progress": N_("In progress"),
     "closed": N_("Closed"),
+}
+
+#: How an oral report was made (oral.MEDIA).
+MEDIUM_LABELS: Mapping[str, str] = {
+    "phone": N_("Phone call"),
+    "voice_message": N_("Voice message"),
+    "meeting": N_("Meeting in person"),
 }
 
 SORT_LABELS: Mapping[str, str] = {
@@ -55,6 +62,9 @@ AUDIT_LABELS: Mapping[str, str] = {
     casework.TOTP_DISABLED: N_("Turned off two-step login"),
     casework.NOTICE_ADDRESS_CHANGED: N_("Changed their notice address"),
     "purged": N_("Deleted at the end of its retention period"),
+    oral.ORAL_REGISTERED: N_("Registered an oral report (%(value)s)"),
+    oral.MINUTES_PUBLISHED: N_("Published version %(value)s of the minutes"),
+    oral.MINUTES_APPROVED: N_("Approved version %(version)s of the minutes, on %(day)s"),
     channels.CHANNEL_ADDED: N_("Added the channel %(value)s"),
     channels.CHANNEL_CHANGED: N_("Changed the channel %(value)s"),
     channels.ACCOUNT_ADDED: N_("Added the caseworker %(value)s"),
@@ -80,6 +90,7 @@ _NAMES_IN_DETAIL = frozenset({casework.GRANTED, channels.ACCOUNT_ADDED, channels
                               channels.TOTP_RESET})
 
 SYSTEM = N_("The system")
+REPORTER = N_("The reporter")
 UNKNOWN = N_("(unknown)")
 
 
@@ -104,8 +115,13 @@ def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, st
     if entry.action in _MEMBERSHIP:
         channel, _, caseworker = value.partition("/")
         return translate(request, label, value=names.get(caseworker, translate(request, UNKNOWN)), channel=channel)
+    if entry.action == oral.MINUTES_APPROVED:
+        version, _, day = value.partition(" ")
+        return translate(request, label, version=version, day=day)
     if entry.action == casework.STATUS_CHANGED:
         value = status(request, value)
+    elif entry.action == oral.ORAL_REGISTERED:
+        value = translate(request, MEDIUM_LABELS.get(value, value))
     elif entry.action in _NAMES_IN_DETAIL:
         value = names.get(value, translate(request, UNKNOWN))
     return translate(request, label, value=value) if "%(value)s" in label else translate(request, label)
@@ -113,5 +129,5 @@ def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, st
 
 def actor(request: web.Request, entry: AuditEntry, names: Mapping[str, str]) -> str:
     if entry.actor is None:
-        return translate(request, SYSTEM)
+        return translate(request, REPORTER if entry.action == oral.MINUTES_APPROVED else SYSTEM)
     return names.get(entry.actor, translate(request, UNKNOWN))
