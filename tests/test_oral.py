@@ -4,18 +4,22 @@ proposes a correction, approves the corrected version; an approval is never chan
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import sqlite3
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from dropbox import oral, statistics
+from dropbox import oral, statistics, storage
 from dropbox.install import today
 from dropbox.retention import purge_expired
 from dropbox.sealing import parse_receipt
-from tests.caseworker_fixtures import Agent, Site, site_fixture, submit  # noqa: F401
+from dropbox.services import Services
+from dropbox.storage import migrate_database, schema_version
+from tests.caseworker_fixtures import Agent, Site, new_install, serve_site, site_fixture, submit  # noqa: F401
 from tests.conftest import all_bytes_under
 from tests.test_notices_and_meetings import whistleblower_client
 from tests.whistleblower_fixtures import csrf_in, log_in, visible_text
@@ -219,3 +223,30 @@ def report_on(page: str) -> str:
     match = re.search(r'href="/en/reports/([0-9a-f]{32})"', page)
     assert match, "no link to the report"
     return match.group(1)
+
+
+async def test_migration_8_keeps_every_report_and_adds_oral_reports(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an install made at schema 7 (the one before), with a web report that has a message
+    monkeypatch.setattr(storage, "SCHEMA_VERSION", 7)
+    config = await new_install(tmp_path / "data")
+    async with Services.open(config) as services:
+        before = await submit(services, text="from before the upgrade")
+        await services.store.update_report(before.report_id, status="closed", closed_day="2026-01-05",
+                                           outcome="No grounds")
+    assert schema_version(config.db_path) == 7
+    monkeypatch.undo()
+    # When it is migrated
+    assert await migrate_database(config.db_path) == (7, storage.SCHEMA_VERSION)
+    # Then the report is all there, counts as a web report, and oral reports can be registered
+    async with serve_site(config) as site:
+        alice = await site.signed_in("alice")
+        assert "from before the upgrade" in await alice.text(f"/en/reports/{before.report_id}")
+        (record,) = await statistics.records(store=site.services.store, year=today().year)
+        assert record.oral is False and record.outcome == "No grounds"
+        registered = await register(alice, recording=None)
+        assert registered.status == 200
+        assert (await site.services.store.oral_record(report_on(await registered.text()))).medium == "phone"
+    with contextlib.closing(sqlite3.connect(config.db_path)) as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+    assert {"oral_reports", "oral_minutes", "minutes_corrections", "oral_minutes_as_written"} <= tables
