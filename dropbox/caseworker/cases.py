@@ -22,6 +22,7 @@ from dropbox.caseworker.staff import Staff, page, require, require_form, service
 from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
 from dropbox.reports import FileView
 from dropbox.retention import max_retention_days
+from dropbox.web.appkeys import TODAY
 from dropbox.web.i18n import N_, request_language, translate, url_for
 from dropbox.web.middleware import UserError
 
@@ -61,7 +62,8 @@ async def report_list(request: web.Request) -> web.StreamResponse:
     store = services(request).store
     channels = await store.channels()
     filters = forms.report_filter(request.query, {c.id for c in channels})
-    listing = await casework.list_reports(store=store, session=staff.account, filters=filters)
+    listing = await casework.list_reports(store=store, session=staff.account, filters=filters,
+                                          on=request.config_dict[TODAY]())
 
     def page_url(number: int) -> str:
         query = {"status": filters.status or "", "channel": filters.channel_id or "", "sort": filters.sort,
