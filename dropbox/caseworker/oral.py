@@ -149,8 +149,8 @@ async def publish(request: web.Request) -> web.StreamResponse:
         staff.flash("error", EMPTY_MINUTES)
     except oral.VersionClosed:
         staff.flash("error", VERSION_CLOSED)
-    except oral.NotOral as e:
-        raise web.HTTPNotFound() from e
+    except oral.NotOral as e:  # a report handed in on the web has no minutes
+        raise UserError(400, forms.BAD_FORM) from e
     else:
         staff.flash("notice", N_("Version %(version)s of the minutes was published. The reporter is asked to "
                                  "approve it in their mailbox."), version=str(version))
