@@ -1,6 +1,6 @@
 """Oral reports: a call, a voice message or a meeting, registered by a caseworker, and minutes the
-reporter checks, corrects and approves in the mailbox (Directive 2019/1937 art. 9(2), 18(2)-(4);
-DK lov 1436/2021 § 16, SE 2021:890 6 kap.).
+reporter checks, corrects and approves in the mailbox (Directive 2019/1937 art. 9(2), 18(2)-(4),
+and the Danish and Swedish acts' rules on oral reporting; docs/LEGAL.md).
 
 A caseworker registers the report with its minutes (or transcript) and, if the reporter consented
 to it, the recording as a file. That makes an ordinary report, granted to the channel's members,
