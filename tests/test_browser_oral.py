@@ -16,9 +16,9 @@ from tests.browser_fixtures import LiveApps, browser, live, new_context, screens
 from tests.conftest import PASSPHRASES
 
 ORAL_CATALOGUE = Path(__file__).resolve().parent.parent / "dropbox/locale/{lang}/LC_MESSAGES/oral.po"
-MINUTES = "The reporter called on Monday and described invoices approved twice."
+MINUTES = "Caller described invoices approved twice, first noticed on Monday."
 CORRECTION = "It was Tuesday, and the invoices were approved three times."
-VERSION_2 = "The reporter called on Tuesday and described invoices approved three times."
+VERSION_2 = "Caller described invoices approved three times, first noticed on Tuesday."
 
 
 def _untranslated(lang: str, text: str) -> list[str]:
