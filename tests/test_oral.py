@@ -13,14 +13,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dropbox import oral, statistics, storage
+from dropbox import accounts, oral, statistics, storage
 from dropbox.install import today
 from dropbox.retention import purge_expired
-from dropbox.sealing import parse_receipt
+from dropbox.sealing import TamperedData, parse_receipt
 from dropbox.services import Services
 from dropbox.storage import migrate_database, schema_version
 from tests.caseworker_fixtures import Agent, Site, new_install, serve_site, site_fixture, submit  # noqa: F401
-from tests.conftest import all_bytes_under
+from tests.conftest import all_bytes_under, login
 from tests.test_notices_and_meetings import whistleblower_client
 from tests.whistleblower_fixtures import csrf_in, log_in, visible_text
 
@@ -106,6 +106,11 @@ async def test_the_oral_flow_from_registration_to_an_approval_that_cannot_change
         report_page = await alice.text(f"/en/reports/{report_id}")
         assert CORRECTION_CANARY in report_page and "Correction of the minutes, version 1" in report_page
 
+        # A forged token approves nothing
+        forged = await client.post("/en/mailbox/minutes/approve",
+                                   data={"csrf_token": "x" * 40, "version": "1", "agree": "yes"})
+        assert forged.status in (400, 403)
+        assert (await store.minutes_versions(report_id))[0].approved_day is None
         # Approving without ticking the box is refused; a bad version number too
         unticked = await client.post("/en/mailbox/minutes/approve", data={"csrf_token": csrf, "version": "1"})
         assert unticked.status == 400 and "Tick the box" in await unticked.text()
@@ -250,3 +255,37 @@ async def test_migration_8_keeps_every_report_and_adds_oral_reports(tmp_path: Pa
     with contextlib.closing(sqlite3.connect(config.db_path)) as raw:
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
     assert {"oral_reports", "oral_minutes", "minutes_corrections", "oral_minutes_as_written"} <= tables
+
+
+async def test_minutes_are_bound_to_their_report_and_version(site: Site) -> None:
+    # Given an oral report with its minutes, and another report
+    alice = await site.signed_in("alice")
+    registered = await register(alice, recording=None)
+    report_id = report_on(await registered.text())
+    other = await submit(site.services)
+    # When someone who can write to the database copies version 1's sealed text to version 2 of the
+    # same report, and to the other report (a correction the caseworkers never published)
+    with contextlib.closing(sqlite3.connect(site.config.db_path)) as raw, raw:
+        raw.execute("INSERT INTO oral_minutes (report_id, version, caseworker_id, sealed_text, written_day)"
+                    " SELECT report_id, 2, caseworker_id, sealed_text, written_day FROM oral_minutes")
+        raw.execute("INSERT INTO oral_reports SELECT ?, medium, recording_consent, consent_day, caseworker_id"
+                    " FROM oral_reports", (other.report_id,))
+        raw.execute("INSERT INTO oral_minutes (report_id, version, caseworker_id, sealed_text, written_day)"
+                    " SELECT ?, 1, caseworker_id, sealed_text, written_day FROM oral_minutes WHERE version = 1",
+                    (other.report_id,))
+    # Then neither opens under its new place; the original still does
+    store = site.services.store
+    versions = await store.minutes_versions(report_id)
+    keys = await _report_key(site, report_id)
+    assert oral.open_minutes(versions[0], report_key=keys) == f"The reporter said: {MINUTES_CANARY}"
+    with pytest.raises(TamperedData):
+        oral.open_minutes(versions[1], report_key=keys)
+    (moved,) = await store.minutes_versions(other.report_id)
+    with pytest.raises(TamperedData):
+        oral.open_minutes(moved, report_key=await _report_key(site, other.report_id))
+
+
+async def _report_key(site: Site, report_id: str) -> bytes:
+    svc = site.services
+    session = await login(svc.store, svc.staff_kdf, svc.config, "alice")
+    return (await accounts.report_keys(store=svc.store, session=session, report_id=report_id)).report_key
