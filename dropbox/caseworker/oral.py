@@ -11,8 +11,6 @@ flash, so it cannot be shown again, exactly like a web receipt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from aiohttp import web
 
 from dropbox import oral
@@ -33,18 +31,12 @@ VERSION_CLOSED = N_("A colleague published another version meanwhile. Nothing wa
                     "version and try again.")
 
 
-@dataclass
-class OralForm:
-    """The registration form as read from the multipart stream (the recording goes to `staged`)."""
-
-    fields: dict[str, str] = field(default_factory=dict)
-
-
 _TEXT_FIELDS = ("channel", "medium", "consent", "consent_day")
 
 
-async def _read(request: web.Request, staff: Staff, staged: StagedFiles, config: Config) -> OralForm:
-    """Token first, then the fields and the recording, sealed into `staged` as it streams in."""
+async def _read(request: web.Request, staff: Staff, staged: StagedFiles, config: Config) -> dict[str, str]:
+    """Token first, then the fields and the recording, sealed into `staged` as it streams in.
+    (The reply form's reader, forms.read_reply, reads other fields; both use forms' part readers.)"""
     if request.content_type != "multipart/form-data":
         raise UserError(400, forms.BAD_FORM)
     try:
@@ -52,17 +44,17 @@ async def _read(request: web.Request, staff: Staff, staged: StagedFiles, config:
     except ValueError as e:  # no boundary
         raise UserError(400, forms.BAD_FORM) from e
     await forms.csrf_first(reader, staff.session)
-    read = OralForm()
+    fields: dict[str, str] = {}
     for _ in range(config.max_files_per_submission + len(_TEXT_FIELDS) + 2):
         part = await forms._next_part(reader)
         if part is None:
-            return read
+            return fields
         if part.name == "minutes":
-            read.fields["minutes"] = await forms._read_text(part, max_bytes=4 * config.max_text_chars)
-            if len(read.fields["minutes"]) > config.max_text_chars:
+            fields["minutes"] = await forms._read_text(part, max_bytes=4 * config.max_text_chars)
+            if len(fields["minutes"]) > config.max_text_chars:
                 raise UserError(413, forms.TOO_LONG)
         elif part.name in _TEXT_FIELDS:
-            read.fields[part.name] = await forms._read_text(part, max_bytes=64)
+            fields[part.name] = await forms._read_text(part, max_bytes=64)
         elif part.name == "recording" and part.filename:
             if len(staged.files) >= config.max_files_per_submission:
                 raise UserError(413, N_("Too many files at once."))
@@ -103,7 +95,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     staged = svc.blobs.stage(byte_budget=svc.config.max_submission_bytes, public=False)
     try:
-        read = await _read(request, staff, staged, svc.config)
+        values = await _read(request, staff, staged, svc.config)
     except FileTooLarge as e:
         await staged.discard()
         raise UserError(413, N_("The files are larger than this site accepts.")) from e
@@ -113,7 +105,6 @@ async def register(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await staged.discard()
         raise
-    values = read.fields
     try:
         registration = oral.Registration(
             channel_id=values.get("channel", ""), medium=values.get("medium", ""), minutes=values.get("minutes", ""),
