@@ -187,6 +187,8 @@ class OralView:
     versions: list[VersionView]
     #: Message id -> the version of the minutes that message proposes to correct.
     corrections: dict[str, int]
+    #: An approval without its audit entry yet (written at the next caseworker's view).
+    unaudited: bool = False
 
     @property
     def latest(self) -> VersionView:
@@ -208,12 +210,14 @@ async def _view(store: Store, report_id: str, report_key: bytes) -> OralView | N
         record = await store.oral_record(report_id)
     except NotFound:
         return None
+    stored = await store.minutes_versions(report_id)
+    if not stored:
+        return None
     versions = [VersionView(version=v.version, text=open_minutes(v, report_key=report_key),
                             written_day=v.written_day, approved_day=v.approved_day, author_id=v.caseworker_id)
-                for v in await store.minutes_versions(report_id)]
-    if not versions:
-        return None
-    return OralView(record=record, versions=versions, corrections=await store.minutes_corrections(report_id))
+                for v in stored]
+    return OralView(record=record, versions=versions, corrections=await store.minutes_corrections(report_id),
+                    unaudited=any(v.approved_day and not v.approval_audited for v in stored))
 
 
 async def _staff_keys(store: Store, session: CaseworkerSession, report_id: str) -> ReportKeys:
@@ -227,7 +231,7 @@ async def for_caseworker(*, store: Store, session: CaseworkerSession, report_id:
     approvals made since the last view (see the module's docstring)."""
     keys = await _staff_keys(store, session, report_id)
     view = await _view(store, report_id, keys.report_key)
-    if view is not None and any(v.approved_day for v in view.versions):
+    if view is not None and view.unaudited:
         await store.audit_approvals(report_id, hour=this_hour(), action=MINUTES_APPROVED)
     return view
 
