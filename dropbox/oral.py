@@ -107,6 +107,8 @@ class Registration:
 
 @dataclass(frozen=True)
 class Registered:
+    """The new report, and its receipt for the caseworker to hand over in person."""
+
     report_id: str
     #: Shown once, on the page the caseworker prints or copies for the reporter; never stored.
     receipt: ReceiptCode
@@ -139,7 +141,7 @@ async def register(*, store: Store, kdf: KdfPool, install: Install, session: Cas
         await staged.discard()
         raise
     keys = ReportKeys.generate()
-    made: list[str] = []
+    made: list[str] = []  # submit_report draws the report's id; its insert hands it back here
 
     async def insert(report: Report, *, locator: str, receipt_salt: bytes, grants: dict[str, bytes],
                      files: Sequence[NewFile]) -> None:
