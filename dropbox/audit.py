@@ -50,6 +50,10 @@ class AuditAction(StrEnum):
     ORIGINAL_OPENED = "original_opened"
     # the system (retention.py)
     PURGED = "purged"
+    # oral reports (oral.py)
+    ORAL_REGISTERED = "oral_registered"
+    MINUTES_PUBLISHED = "minutes_published"
+    MINUTES_APPROVED = "minutes_approved"
     # the admin role (channels.py, outcomes.py)
     OUTCOMES_CHANGED = "outcomes_changed"
     CHANNEL_ADDED = "channel_added"

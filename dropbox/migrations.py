@@ -21,7 +21,7 @@ class MigrationFailed(Exception):
     (Store.open raises it as storage.StoreError)."""
 
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
 #: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
@@ -290,6 +290,54 @@ async def _rebuild_without_rowid(db: aiosqlite.Connection, table: str) -> None:
 
 
 _MIGRATIONS[4] = _migration_4
+
+
+# 8 (oral reports, Directive art. 9(2), 18(2)-(4)). A report a caseworker registered from a call,
+# a voice message or a meeting has an `oral_reports` row: how it was made, and whether the reporter
+# consented to a recording (yes/no and the day they answered). Its minutes are versions, each sealed
+# under the report key (the reporter reads them in the mailbox); the reporter approves one version,
+# on a day, and a trigger keeps an approved version and every version's text as written. A
+# correction the reporter proposes is a message of theirs (sealed like every message) marked with
+# the version it corrects. WITHOUT ROWID throughout: row order says nothing about when.
+_ORAL_STATEMENTS = (
+    """CREATE TABLE oral_reports (
+        report_id TEXT PRIMARY KEY REFERENCES reports(id) ON DELETE CASCADE,
+        medium TEXT NOT NULL CHECK (medium IN ('phone', 'voice_message', 'meeting')),
+        recording_consent INTEGER NOT NULL CHECK (recording_consent IN (0, 1)),
+        consent_day TEXT NOT NULL,
+        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE oral_minutes (
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL CHECK (version >= 1),
+        caseworker_id TEXT REFERENCES caseworkers(id) ON DELETE SET NULL,
+        sealed_text BLOB NOT NULL,
+        written_day TEXT NOT NULL,
+        approved_day TEXT,
+        approval_audited INTEGER NOT NULL DEFAULT 0 CHECK (approval_audited IN (0, 1)),
+        PRIMARY KEY (report_id, version)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER oral_minutes_as_written BEFORE UPDATE ON oral_minutes
+        WHEN NEW.sealed_text IS NOT OLD.sealed_text OR NEW.version IS NOT OLD.version
+          OR NEW.report_id IS NOT OLD.report_id OR NEW.written_day IS NOT OLD.written_day
+          OR (OLD.approved_day IS NOT NULL AND NEW.approved_day IS NOT OLD.approved_day)
+        BEGIN SELECT RAISE(ABORT, 'minutes are kept as written and approved'); END""",
+    """CREATE TABLE minutes_corrections (
+        message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL CHECK (version >= 1)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX minutes_corrections_by_report ON minutes_corrections (report_id)",
+)
+
+
+async def _migration_8(db: aiosqlite.Connection) -> None:
+    """Statement by statement: the trigger's body has a semicolon of its own."""
+    for statement in _ORAL_STATEMENTS:
+        await db.execute(statement)
+
+
+_MIGRATIONS[8] = _migration_8
 
 
 async def repage(db: aiosqlite.Connection) -> None:

@@ -46,8 +46,11 @@ SEND_TIMEOUT_SECONDS = 30.0
 TOLD_META_KEY = "notices_told"
 
 SUBJECT = N_("New activity")
+#: The same words whatever is waiting (a new report, an unread message, a closed report due for
+#: deletion): which of them it is would already say more than that it is worth signing in.
 BODY = N_(
-    "There is something new for you. Sign in to the caseworker site to see it.\n\n"
+    "There is something new for you, or something that needs your attention. Sign in to the caseworker "
+    "site to see it.\n\n"
     "This message contains no details on purpose."
 )
 

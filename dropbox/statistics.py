@@ -5,10 +5,8 @@ Each report counts as one record: channel, month received, acknowledged on time,
 time, deadline extended, outcome category, month closed, oral report. No text, no name, no report
 id and no day finer than a month. A live report's record is computed from its plaintext dates
 when asked; a deleted report's is written in the deletion's own transaction (Store.delete_report),
-so the figures for a year do not shrink when retention deletes its reports.
-
-Not yet recorded by this version: oral reports (the column exists and reads "no" until that
-feature writes it).
+so the figures for a year do not shrink when retention deletes its reports. A report counts as
+oral when a caseworker registered it from a call, a voice message or a meeting (dropbox/oral.py).
 """
 
 from __future__ import annotations
@@ -54,7 +52,7 @@ def record_of(facts: ReportFacts, *, on: dt.date) -> StatRecord:
                               else _on_time(facts.acknowledged_day, ack_due(received), on)),
         feedback_on_time=_on_time(facts.feedback_day, feedback_due(received, extended=extended), on),
         extended=extended, outcome=(facts.outcome or "") if closed else "", closed_month=closed[:7] if closed else None,
-        oral=False,
+        oral=bool(facts.oral),
     )
 
 

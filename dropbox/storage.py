@@ -202,6 +202,8 @@ class ReportFacts:
     outcome: str | None
     no_ack_day: str | None
     extended_day: str | None
+    #: Registered by a caseworker from a call, a voice message or a meeting (dropbox/oral.py).
+    oral: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ class StatRecord:
 
 
 _FACT_COLUMNS = ("channel_id, status, received_day, acknowledged_day, feedback_day, closed_day, outcome, no_ack_day,"
-                 " extended_day")
+                 " extended_day, EXISTS (SELECT 1 FROM oral_reports o WHERE o.report_id = reports.id)")
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,33 @@ class NewFile:
     seq: int
     sealed_cleaning: bytes | None = None
     original_of: str | None = None
+
+
+@dataclass(frozen=True)
+class OralRecord:
+    """How an oral report was made (dropbox/oral.py): nothing the reporter said, only the medium,
+    whether they consented to a recording and the day they answered, and who registered it."""
+
+    report_id: str
+    medium: str
+    recording_consent: bool
+    consent_day: str
+    caseworker_id: str | None
+
+
+@dataclass(frozen=True)
+class MinutesVersion:
+    """One version of an oral report's minutes, sealed under the report key; `approved_day` is
+    the day the reporter agreed to this version (None: not approved)."""
+
+    report_id: str
+    version: int
+    caseworker_id: str | None
+    sealed_text: bytes
+    written_day: str
+    approved_day: str | None = None
+    #: The approval has its audit entry (written at a caseworker's next view, see dropbox/oral.py).
+    approval_audited: bool = False
 
 
 def _day(day: dt.date) -> str:
@@ -672,22 +701,7 @@ class Store:
         lookup_id (only legacy receipts use it) gets random bytes: unique, and matching no code.
         """
         async with self.transaction() as db:
-            try:
-                await db.execute(
-                    "INSERT INTO reports (id, lookup_id, locator, receipt_salt, channel_id, status, received_day,"
-                    " last_activity_day, retention_days, expires_day, whistleblower_key, sealed_body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (report.id, secrets.token_bytes(32), locator, receipt_salt, report.channel_id, report.status,
-                     report.received_day, report.last_activity_day, report.retention_days, report.expires_day,
-                     report.whistleblower_key, report.sealed_body),
-                )
-            except aiosqlite.IntegrityError as e:
-                raise Conflict("report id or locator") from e
-            await db.executemany(
-                "INSERT INTO report_grants (report_id, caseworker_id, sealed_keys) VALUES (?, ?, ?)",
-                [(report.id, cw, sealed) for cw, sealed in grants.items()],
-            )
-            await _insert_files(db, report.id, None, files)
+            await _insert_report(db, report, locator=locator, receipt_salt=receipt_salt, grants=grants, files=files)
 
     async def report(self, report_id: str) -> Report:
         row = await self._one("SELECT * FROM reports WHERE id = ?", (report_id,))
@@ -905,16 +919,7 @@ class Store:
         transaction, so the number is bound into the body's associated data (ad_version 2).
         """
         async with self.transaction() as db:
-            seq = await _next_seq(db, "messages", message.report_id)
-            await db.execute(
-                "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read,"
-                " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
-                (message.id, message.report_id, seq, message.author, message.caseworker_id,
-                 seal_body(seq), message.sent_day, int(message.read)),
-            )
-            await _insert_files(db, message.report_id, message.id, files)
-            if activity:
-                await _update_row(db, "reports", message.report_id, activity)
+            await _insert_message(db, message, seal_body=seal_body, files=files, activity=activity)
 
     async def messages(self, report_id: str) -> list[Message]:
         rows = await self._all("SELECT * FROM messages WHERE report_id = ? ORDER BY seq", (report_id,))
@@ -1101,6 +1106,114 @@ class Store:
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
+    # --- oral reports (dropbox/oral.py) ----------------------------------------------------------
+
+    async def insert_oral_report(
+        self, report: Report, *, locator: str, receipt_salt: bytes, grants: dict[str, bytes],
+        files: Sequence[NewFile], oral: OralRecord, seal_minutes: Callable[[int], bytes], caseworker_id: str,
+    ) -> None:
+        """A report registered by a caseworker, with its oral record and the first version of its
+        minutes, all in one transaction (Conflict on a locator clash, like insert_report)."""
+        async with self.transaction() as db:
+            await _insert_report(db, report, locator=locator, receipt_salt=receipt_salt, grants=grants, files=files)
+            await db.execute(
+                "INSERT INTO oral_reports (report_id, medium, recording_consent, consent_day, caseworker_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (report.id, oral.medium, int(oral.recording_consent), oral.consent_day, oral.caseworker_id))
+            await db.execute(
+                "INSERT INTO oral_minutes (report_id, version, caseworker_id, sealed_text, written_day)"
+                " VALUES (?, 1, ?, ?, ?)", (report.id, caseworker_id, seal_minutes(1), report.received_day))
+
+    async def oral_record(self, report_id: str) -> OralRecord:
+        """NotFound for a report handed in through the web (or one that does not exist)."""
+        row = await self._one("SELECT * FROM oral_reports WHERE report_id = ?", (report_id,))
+        if row is None:
+            raise NotFound("oral report")
+        return OralRecord(report_id=row["report_id"], medium=row["medium"],
+                          recording_consent=bool(row["recording_consent"]), consent_day=row["consent_day"],
+                          caseworker_id=row["caseworker_id"])
+
+    async def minutes_versions(self, report_id: str) -> list[MinutesVersion]:
+        rows = await self._all("SELECT * FROM oral_minutes WHERE report_id = ? ORDER BY version", (report_id,))
+        return [MinutesVersion(report_id=r["report_id"], version=r["version"], caseworker_id=r["caseworker_id"],
+                               sealed_text=bytes(r["sealed_text"]), written_day=r["written_day"],
+                               approved_day=r["approved_day"], approval_audited=bool(r["approval_audited"]))
+                for r in rows]
+
+    async def add_minutes_version(self, report_id: str, *, after: int, caseworker_id: str, day: str,
+                                  seal_text: Callable[[int], bytes]) -> int:
+        """Publish version `after` + 1, sealed by `seal_text(version)`; Conflict if `after` is not
+        the latest version any more (a colleague published meanwhile), NotFound for no minutes."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT max(version) FROM oral_minutes WHERE report_id = ?", (report_id,)) as cur:
+                row = await cur.fetchone()
+            latest = row[0] if row else None
+            if latest is None:
+                raise NotFound(f"minutes of {report_id}")
+            if latest != after:
+                raise Conflict("a newer version of the minutes exists")
+            version = latest + 1
+            await db.execute(
+                "INSERT INTO oral_minutes (report_id, version, caseworker_id, sealed_text, written_day)"
+                " VALUES (?, ?, ?, ?, ?)", (report_id, version, caseworker_id, seal_text(version), day))
+            await _update_row(db, "reports", report_id, {"last_activity_day": day})
+        return version
+
+    async def approve_minutes(self, report_id: str, *, version: int, day: str) -> bool:
+        """Stamp the reporter's approval on `version`, once, and only while it is the latest:
+        False otherwise (already approved, or a newer version exists)."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE oral_minutes SET approved_day = ? WHERE report_id = ? AND version = ?"
+                " AND approved_day IS NULL"
+                " AND version = (SELECT max(version) FROM oral_minutes WHERE report_id = ?)",
+                (day, report_id, version, report_id))
+            if cur.rowcount != 1:
+                return False
+            await _update_row(db, "reports", report_id, {"last_activity_day": day})
+        return True
+
+    async def add_minutes_correction(self, message: Message, *, version: int,
+                                     seal_body: Callable[[int], bytes]) -> bool:
+        """The reporter's proposed correction of `version`: a message of theirs, marked with the
+        version, in one transaction; False (nothing stored) unless `version` is the latest and not
+        yet approved."""
+        async with self.transaction() as db:
+            async with db.execute(
+                    "SELECT 1 FROM oral_minutes WHERE report_id = ? AND version = ? AND approved_day IS NULL"
+                    " AND version = (SELECT max(version) FROM oral_minutes WHERE report_id = ?)",
+                    (message.report_id, version, message.report_id)) as cur:
+                if await cur.fetchone() is None:
+                    return False
+            await _insert_message(db, message, seal_body=seal_body, files=(),
+                                  activity={"last_activity_day": message.sent_day})
+            await db.execute("INSERT INTO minutes_corrections (message_id, report_id, version) VALUES (?, ?, ?)",
+                             (message.id, message.report_id, version))
+        return True
+
+    async def minutes_corrections(self, report_id: str) -> dict[str, int]:
+        """Message id -> the version of the minutes it proposes to correct."""
+        rows = await self._all("SELECT message_id, version FROM minutes_corrections WHERE report_id = ?",
+                               (report_id,))
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def audit_approvals(self, report_id: str, *, hour: str, action: str) -> int:
+        """Write the audit entry of each approval not yet in the log (actor: none, the reporter;
+        detail: the version and the day approved), in one transaction with marking them done.
+        Called at a caseworker's view, so the entry's hour and place in the log date that view,
+        never the reporter's approval. Returns how many."""
+        async with self.transaction() as db:
+            async with db.execute(
+                    "SELECT version, approved_day FROM oral_minutes WHERE report_id = ? AND approved_day IS NOT NULL"
+                    " AND approval_audited = 0 ORDER BY version", (report_id,)) as cur:
+                rows = list(await cur.fetchall())
+            await db.executemany(
+                "INSERT INTO audit (hour, actor, action, report_id, detail) VALUES (?, NULL, ?, ?, ?)",
+                [(hour, action, report_id, f"{r[0]} {r[1]}") for r in rows])
+            await db.execute("UPDATE oral_minutes SET approval_audited = 1 WHERE report_id = ?"
+                             " AND approved_day IS NOT NULL AND approval_audited = 0", (report_id,))
+        return len(rows)
+
 
 _CASEWORKER_FIELDS = frozenset(
     {"is_admin", "disabled", "totp_sealed", "email", "must_change_passphrase", "totp_failures", "totp_next_try"}
@@ -1146,6 +1259,42 @@ def _report(row: aiosqlite.Row | None) -> Report:
 
 #: How a receipt finds its report; only the receipt login reads them, never a Report.
 _RECEIPT_COLUMNS = frozenset({"lookup_id", "locator", "receipt_salt"})
+
+
+async def _insert_report(db: aiosqlite.Connection, report: Report, *, locator: str, receipt_salt: bytes,
+                         grants: dict[str, bytes], files: Sequence[NewFile]) -> None:
+    """The rows of a new report (inside the caller's transaction); Conflict on a locator clash."""
+    try:
+        await db.execute(
+            "INSERT INTO reports (id, lookup_id, locator, receipt_salt, channel_id, status, received_day,"
+            " last_activity_day, retention_days, expires_day, whistleblower_key, sealed_body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (report.id, secrets.token_bytes(32), locator, receipt_salt, report.channel_id, report.status,
+             report.received_day, report.last_activity_day, report.retention_days, report.expires_day,
+             report.whistleblower_key, report.sealed_body),
+        )
+    except aiosqlite.IntegrityError as e:
+        raise Conflict("report id or locator") from e
+    await db.executemany(
+        "INSERT INTO report_grants (report_id, caseworker_id, sealed_keys) VALUES (?, ?, ?)",
+        [(report.id, cw, sealed) for cw, sealed in grants.items()],
+    )
+    await _insert_files(db, report.id, None, files)
+
+
+async def _insert_message(db: aiosqlite.Connection, message: Message, *, seal_body: Callable[[int], bytes],
+                          files: Sequence[NewFile], activity: dict[str, Any]) -> None:
+    """A message row with its files (inside the caller's transaction), sealed at its sequence number."""
+    seq = await _next_seq(db, "messages", message.report_id)
+    await db.execute(
+        "INSERT INTO messages (id, report_id, seq, author, caseworker_id, sealed_body, sent_day, read,"
+        " ad_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)",
+        (message.id, message.report_id, seq, message.author, message.caseworker_id,
+         seal_body(seq), message.sent_day, int(message.read)),
+    )
+    await _insert_files(db, message.report_id, message.id, files)
+    if activity:
+        await _update_row(db, "reports", message.report_id, activity)
 
 
 async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: str | None,

@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dropbox.blobs import StagedFiles
 from dropbox.cleaning import CleanedUpload, Cleaner, Policy, clean_upload
@@ -43,9 +44,16 @@ from dropbox.sealing import (
     unwrap_for_whistleblower,
     wrap_for_whistleblower,
 )
-from dropbox.storage import Author, Conflict, Message, NotFound, Report, Status, Store
+from dropbox.storage import Author, Conflict, Message, NewFile, NotFound, Report, Status, Store
 
 log = logging.getLogger(__name__)
+
+
+class InsertReport(Protocol):
+    """What stores a new report atomically: Store.insert_report, or an oral report's (oral.py)."""
+
+    def __call__(self, report: Report, *, locator: str, receipt_salt: bytes, grants: dict[str, bytes],
+                 files: Sequence[NewFile]) -> Awaitable[None]: ...
 
 
 class SubmissionError(Exception):
@@ -145,12 +153,14 @@ async def submit_report(
     staged: StagedFiles,
     take_receipt: Callable[[], Awaitable[ReceiptSecret]] | None = None,
     cleaned: CleanedUpload | None = None,
+    insert: InsertReport | None = None,
 ) -> ReceiptCode:
     """Seal and store a report with its staged files; the receipt is returned only once it is durable.
 
     `take_receipt` supplies the receipt secret (the stock's `take`), asked only once the report
     is known to be acceptable, so a refused one uses up nothing; without it, one is derived now.
-    On any failure the staged files are discarded and no row remains.
+    `insert` stores the rows (default Store.insert_report; an oral report adds its minutes in the
+    same transaction). On any failure the staged files are discarded and no row remains.
     """
     try:
         try:
@@ -178,8 +188,8 @@ async def submit_report(
         for _attempt in range(LOCATOR_ATTEMPTS):
             locator = new_locator()
             try:
-                await store.insert_report(report, locator=locator, receipt_salt=drawn.salt, grants=grants,
-                                          files=files)
+                await (insert or store.insert_report)(report, locator=locator, receipt_salt=drawn.salt,
+                                                      grants=grants, files=files)
                 break
             except Conflict:
                 continue

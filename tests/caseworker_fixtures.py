@@ -7,8 +7,9 @@ Kept out of conftest.py so each test file says what it uses.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dropbox import accounts
 from dropbox.config import Config, config_for_tests
+from dropbox.ids import today as utc_today
 from dropbox.install import init_install
 from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys
@@ -147,9 +149,10 @@ class Site:
 
 
 @contextlib.asynccontextmanager
-async def serve_site(config: Config) -> AsyncIterator[Site]:
+async def serve_site(config: Config, *, today: Callable[[], dt.date] = utc_today) -> AsyncIterator[Site]:
+    """`today`: the day the report list counts deadlines on (a fixed one makes a test date-proof)."""
     async with Services.open(config) as services:
-        app = create_caseworker_app(config, services=services)
+        app = create_caseworker_app(config, services=services, today=today)
         server = TestServer(app)
         await server.start_server(**run_kwargs())
         site = Site(config=config, services=services, app=app, server=server)

@@ -102,6 +102,17 @@ EXPECTED: dict[tuple[str, str], Expect] = {
                                                                          "reason": "matrix reason"}),
     ("POST", "/{lang}/reports/{report_id}/close"): Expect(REPORT, form={"outcome": "No grounds",
                                                                         "message": "matrix closing"}),
+    # The world's report was handed in on the web: it has no minutes to correct, so even the
+    # granted caseworker is refused (tests/test_oral.py publishes versions of real minutes).
+    ("POST", "/{lang}/reports/{report_id}/minutes"): Expect(
+        {ANON: "login", DISABLED: "login", OTHER: "hidden", ADMIN: "hidden", GRANTED: "refused"},
+        form={"after": "1", "text": "matrix minutes"}),
+    ("GET", "/{lang}/oral"): Expect(SELF),
+    # Only into a channel of one's own: the other caseworker and the admin belong to none.
+    ("POST", "/{lang}/oral"): Expect(
+        {ANON: "login", DISABLED: "login", OTHER: "refused", ADMIN: "refused", GRANTED: "ok"},
+        form={"channel": "default", "medium": "phone", "minutes": "matrix minutes", "consent": "no",
+              "consent_day": "2026-01-01"}, multipart=True),
     ("GET", "/{lang}/reports/{report_id}/delete"): Expect(REPORT),
     ("POST", "/{lang}/reports/{report_id}/delete"): Expect(REPORT, form={"confirm": "on"}),
     ("GET", "/{lang}/settings"): Expect(SELF),

@@ -287,7 +287,7 @@ async def test_list_filters_sorts_and_counts_overdue_reports(
 ) -> None:
     ids = [await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
            for _ in range(4)]
-    on = today()
+    on = D(2026, 3, 2)  # the day the list counts on, passed in: nothing depends on today's date
     received = {ids[0]: on, ids[1]: on - dt.timedelta(days=8), ids[2]: on - dt.timedelta(days=100),
                 ids[3]: on - dt.timedelta(days=200)}
     async with store.transaction() as db:
@@ -297,16 +297,18 @@ async def test_list_filters_sorts_and_counts_overdue_reports(
                          (on.isoformat(), ids[3]))
     session = await login(store, kdf, config, "alice")
 
-    newest = await casework.list_reports(store=store, session=session, filters=ReportFilter())
+    newest = await casework.list_reports(store=store, session=session, filters=ReportFilter(), on=on)
     assert [r.summary.id for r in newest.rows] == ids
     assert (newest.ack_overdue, newest.feedback_overdue) == (2, 1)  # the closed one is never overdue
-    urgent = await casework.list_reports(store=store, session=session, filters=ReportFilter(sort="urgent"))
+    urgent = await casework.list_reports(store=store, session=session, filters=ReportFilter(sort="urgent"), on=on)
     assert [r.summary.id for r in urgent.rows] == [ids[2], ids[1], ids[0], ids[3]]
-    overdue = await casework.list_reports(store=store, session=session, filters=ReportFilter(overdue_only=True))
+    overdue = await casework.list_reports(store=store, session=session, filters=ReportFilter(overdue_only=True),
+                                          on=on)
     assert {r.summary.id for r in overdue.rows} == {ids[1], ids[2]}
-    closed = await casework.list_reports(store=store, session=session, filters=ReportFilter(status="closed"))
+    closed = await casework.list_reports(store=store, session=session, filters=ReportFilter(status="closed"), on=on)
     assert [r.summary.id for r in closed.rows] == [ids[3]]
-    paged = await casework.list_reports(store=store, session=session, filters=ReportFilter(page=2), page_size=3)
+    paged = await casework.list_reports(store=store, session=session, filters=ReportFilter(page=2), page_size=3,
+                                        on=on)
     assert (paged.total, paged.pages, [r.summary.id for r in paged.rows]) == (4, 2, [ids[3]])
     flags = {r.summary.id: r.deadlines for r in newest.rows}
     assert flags[ids[1]].acknowledgement.overdue and not flags[ids[1]].feedback.overdue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import email
 import ssl
 import subprocess
@@ -226,3 +227,23 @@ async def test_a_restart_does_not_send_the_notice_again(tmp_path: Path) -> None:
             await submit(services)
             assert await Notifier(config=config, store=services.store).check_once() == 2
         assert len(inbox.envelopes) == 4
+
+
+async def test_a_report_due_for_deletion_is_notified_with_the_same_generic_words(tmp_path: Path) -> None:
+    # Given a closed report due for deletion within 14 days, and nothing else waiting
+    async with smtp_server() as (inbox, port):
+        config = (await _setup(tmp_path, port)).replace(default_language="da")
+        async with Services.open(config) as services:
+            report = await submit(services, text=CANARY)
+            soon = (dt.date(2026, 3, 1) + dt.timedelta(days=5)).isoformat()
+            await services.store.update_report(report.report_id, status="closed", closed_day="2026-02-01",
+                                               expires_day=soon)
+            # When the notices of 1 March go out
+            assert await Notifier(config=config, store=services.store).check_once(on=dt.date(2026, 3, 1)) == 2
+        # Then each says only that something needs attention, in the configured language: no id,
+        # no count, no day, and not that it is about a deletion
+        for message in inbox.messages():
+            body = message.get_payload(decode=True).decode()
+            assert "kræver din opmærksomhed" in body
+            assert report.report_id not in body and report.report_id[:8] not in body and CANARY not in body
+            assert soon not in body and "slet" not in body.lower() and "1" not in body

@@ -7,12 +7,13 @@ import html
 import json
 import re
 import urllib.parse
+from pathlib import Path
 
 import aiohttp
 
 from dropbox.ids import today
 from dropbox.submissions import open_mailbox, post_whistleblower_message, read_mailbox
-from tests.caseworker_fixtures import Agent, Site, chunks_of, site_fixture, submit  # noqa: F401
+from tests.caseworker_fixtures import Agent, Site, chunks_of, new_install, serve_site, site_fixture, submit  # noqa: F401
 from tests.robust_checks import chunk_files, leftover_staged
 
 CANARY = "CANARY-3c1d-caseworker"
@@ -35,13 +36,21 @@ async def _mailbox(site: Site, receipt: str) -> object:
     return await read_mailbox(store=svc.store, access=access, record_visit=True)
 
 
-async def test_list_shows_status_dates_unread_and_deadlines(site: Site) -> None:
+async def test_list_shows_status_dates_unread_and_deadlines(tmp_path: Path) -> None:
+    # Given a list that counts deadlines on 2 March 2026, whatever today's date
+    on = dt.date(2026, 3, 2)
+    async with serve_site(await new_install(tmp_path / "data"), today=lambda: on) as site:
+        await _list_shows_status_dates_unread_and_deadlines(site, on)
+
+
+async def _list_shows_status_dates_unread_and_deadlines(site: Site, on: dt.date) -> None:
     svc = site.services
     fresh = await submit(svc)
     old = await submit(svc)
     async with svc.store.transaction() as db:
-        await db.execute("UPDATE reports SET received_day = ? WHERE id = ?",
-                         ((today() - dt.timedelta(days=10)).isoformat(), old.report_id))
+        for report, days in ((fresh, 0), (old, 10)):
+            await db.execute("UPDATE reports SET received_day = ? WHERE id = ?",
+                             ((on - dt.timedelta(days=days)).isoformat(), report.report_id))
     access = await open_mailbox(store=svc.store, kdf=svc.public_kdf, install=svc.install, receipt_text=old.receipt)
     await post_whistleblower_message(store=svc.store, access=access, text="more",
                                      staged=svc.blobs.stage(byte_budget=1000))
@@ -50,7 +59,7 @@ async def test_list_shows_status_dates_unread_and_deadlines(site: Site) -> None:
     page = await alice.text("/en/reports")
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.S)[1:]
     assert fresh.report_id[:8] in rows[0] and old.report_id[:8] in rows[1]
-    assert "New" in rows[0] and today().isoformat() in rows[0]
+    assert "New" in rows[0] and on.isoformat() in rows[0]
     assert "Overdue" in rows[1] and '<span class="badge unread">1</span>' in rows[1]
     assert ">10<" in rows[1]  # days since receipt
     assert "Receipt not acknowledged within 7 days: 1" in page

@@ -44,6 +44,10 @@ FORMS: Mapping[str, Callable[[str, str, str], object]] = {
     "/{lang}/mailbox/login": lambda receipt, token, csrf: {"receipt": receipt},
     "/{lang}/mailbox/reply": lambda receipt, token, csrf: _reply(csrf),
     "/{lang}/mailbox/meeting": lambda receipt, token, csrf: {"csrf_token": csrf, "kind": "meeting"},
+    "/{lang}/mailbox/minutes/approve": lambda receipt, token, csrf: {"csrf_token": csrf, "version": "1",
+                                                                      "agree": "yes"},
+    "/{lang}/mailbox/minutes/correct": lambda receipt, token, csrf: {"csrf_token": csrf, "version": "1",
+                                                                      "text": "a correction"},
     "/{lang}/mailbox/logout": lambda receipt, token, csrf: {"csrf_token": csrf},
 }
 

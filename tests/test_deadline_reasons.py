@@ -6,13 +6,19 @@ shown on the report and recorded in the audit log."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
 
 from dropbox.deadlines import deadlines, feedback_cut, feedback_due
 from dropbox.ids import today
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
+from tests.caseworker_fixtures import Site, new_install, serve_site, submit
 from tests.conftest import all_bytes_under
 
 D = dt.date
+#: The day the report list counts its deadlines on in these tests, whatever the real date.
+ON = D(2026, 3, 2)
 NO_ACK_CANARY = "CANARY-no-ack-reason-5c1e"
 EXTENSION_CANARY = "CANARY-extension-reason-9b7d"
 
@@ -31,10 +37,19 @@ def test_an_extension_moves_the_feedback_deadline_to_six_months_and_a_waiver_sto
         assert (received < feedback_cut(on, extended=True)) == (feedback_due(received, extended=True) < on)
 
 
+@pytest.fixture(name="site")
+async def fixed_day_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The caseworker site whose list counts deadlines on ON: no test depends on today's date."""
+    config = await new_install(tmp_path / "data")
+    async with serve_site(config, today=lambda: ON) as served:
+        yield served
+
+
 async def _backdate(site: Site, report_id: str, days: int) -> None:
+    """Received `days` before ON."""
     async with site.services.store.transaction() as db:
         await db.execute("UPDATE reports SET received_day = ? WHERE id = ?",
-                         ((today() - dt.timedelta(days=days)).isoformat(), report_id))
+                         ((ON - dt.timedelta(days=days)).isoformat(), report_id))
 
 
 async def test_no_acknowledgement_with_a_reason_stops_the_alarm(site: Site) -> None:
@@ -71,7 +86,7 @@ async def test_an_extension_needs_a_reason_and_shows_on_the_report_and_in_the_au
     assert (await alice.post(f"{path}/reason", reason)).status == 303
     assert "No feedback given within 3 months" not in await alice.text("/en/reports")
     page = await alice.text(path)
-    received = today() - dt.timedelta(days=100)
+    received = ON - dt.timedelta(days=100)
     assert feedback_due(received, extended=True).isoformat() in page and "extended to 6 months" in page
     assert EXTENSION_CANARY in page
     assert "Extended the feedback deadline to 6 months, with a reason" in await alice.text("/en/admin/audit")

@@ -19,6 +19,7 @@ covered route by route in test_authz_matrix.py).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import logging
 import os
@@ -73,7 +74,8 @@ def _canaries() -> dict[str, str]:
     tag = secrets.token_hex(5)
     fields = ("text", "contact", "answer", "filename", "content", "reply", "replyfile", "replycontent",
               "cwreply", "cwfile", "cwcontent", "note", "noack", "extension", "notice", "closing", "query", "path",
-              "useragent", "toolong", "malformed")
+              "useragent", "toolong", "malformed", "minutes", "recording", "recordingcontent", "correction",
+              "version")
     return {f: f"Canary{f.capitalize()}{tag}" for f in fields}
 
 
@@ -189,6 +191,33 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             [download] = re.findall(r'href="(/en/mailbox/files/[0-9a-f]{32})"', inbox)
             got = await get(wb, server.url + download)
             assert got.status == 200 and got.body == c["cwcontent"]
+            # and an oral report (art. 18): minutes and a recording registered by the caseworker, the
+            # receipt handed over, a correction, a second version, the reporter's approval
+            body, ctype = multipart([
+                ("csrf_token", token, None), ("channel", "default", None), ("medium", "meeting", None),
+                ("minutes", c["minutes"], None), ("consent", "yes", None),
+                ("consent_day", dt.datetime.now(dt.UTC).date().isoformat(), None),
+                ("recording", c["recordingcontent"].encode() * 50, f"{c['recording']}.ogg")])
+            registered = await post_body(cw, f"{server.admin_url}/en/oral", body, ctype)
+            assert registered.status == 200, registered.status
+            oral_receipt = "".join(re.sub(r"<[^>]+>", "", re.findall(
+                r'<p class="receipt-code" id="receipt">(.*?)</p>', registered.body, re.S)[0]).split())
+            [oral_id] = set(re.findall(r"/en/reports/([0-9a-f]{32})", registered.body))
+            await open_inbox(wb, server.url, oral_receipt)
+            minutes = (await get(wb, f"{server.url}/en/mailbox/minutes")).body
+            assert c["minutes"] in minutes
+            async with wb.post(f"{server.url}/en/mailbox/minutes/correct", allow_redirects=False, data={
+                    "csrf_token": csrf_token(minutes) or "", "version": "1", "text": c["correction"]}) as done:
+                assert done.status == 303
+            async with cw.post(f"{server.admin_url}/en/reports/{oral_id}/minutes", allow_redirects=False,
+                               data={"csrf_token": token, "after": "1", "text": c["version"]}) as done:
+                assert done.status == 303
+            async with wb.post(f"{server.url}/en/mailbox/minutes/approve", allow_redirects=False, data={
+                    "csrf_token": csrf_token(minutes) or "", "version": "2", "agree": "yes"}) as done:
+                assert done.status == 303
+            shown = (await get(cw, f"{server.admin_url}/en/reports/{oral_id}")).body
+            assert c["correction"] in shown and c["version"] in shown and "Approved on" in shown
+
             # and some errors along the way, with canaries in the path
             assert (await get(wb, f"{server.url}/en/{c['path']}")).status == 404
             assert (await get(cw, f"{server.admin_url}/en/reports/{c['path']}")).status == 404
@@ -208,11 +237,11 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
 
     # Then nothing under the data folder holds a canary, the receipt or a passphrase
     secrets_ = [v.encode() for v in c.values()] + [receipt.encode(), " ".join(
-        receipt[i:i + 4] for i in range(0, 16, 4)).encode(), ALICE.passphrase.encode()]
+        receipt[i:i + 4] for i in range(0, 16, 4)).encode(), ALICE.passphrase.encode(), oral_receipt.encode()]
     assert files_containing(data_dir, secrets_) == []
     # nor anything the server printed, which also has no client address or User-Agent
     log = server.log_text()
-    for needle in [*c.values(), receipt, ALICE.passphrase, CLIENT_ADDRESS, "Mozilla", wrong]:
+    for needle in [*c.values(), receipt, oral_receipt, ALICE.passphrase, CLIENT_ADDRESS, "Mozilla", wrong]:
         assert needle not in log, f"{needle!r} is in the server's log"
     assert "Traceback" not in log
     # nor its temp folder (empty), nor a new file in the system's temp folder

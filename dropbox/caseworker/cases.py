@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from aiohttp import web
 from babel.numbers import format_decimal
 
-from dropbox import casework, outcomes
+from dropbox import casework, oral, outcomes
 from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
+from dropbox.caseworker import oral as oral_views
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
 from dropbox.reports import FileView
 from dropbox.retention import max_retention_days
+from dropbox.web.appkeys import TODAY
 from dropbox.web.i18n import N_, request_language, translate, url_for
 from dropbox.web.middleware import UserError
 
@@ -60,7 +62,8 @@ async def report_list(request: web.Request) -> web.StreamResponse:
     store = services(request).store
     channels = await store.channels()
     filters = forms.report_filter(request.query, {c.id for c in channels})
-    listing = await casework.list_reports(store=store, session=staff.account, filters=filters)
+    listing = await casework.list_reports(store=store, session=staff.account, filters=filters,
+                                          on=request.config_dict[TODAY]())
 
     def page_url(number: int) -> str:
         query = {"status": filters.status or "", "channel": filters.channel_id or "", "sort": filters.sort,
@@ -84,6 +87,8 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     staff = await require(request)
     report_id = forms.hex_id(request.match_info["report_id"])
     store = services(request).store
+    # First: it writes the audit entries of new approvals, which the history below then shows.
+    spoken = await oral.for_caseworker(store=store, session=staff.account, report_id=report_id)
     view = await casework.read_report(store=store, session=staff.account, report_id=report_id)
     names = {c.id: c.name for c in await store.caseworkers()}
     history = [{"hour": e.hour, "who": labels.actor(request, e, names), "what": labels.audit_action(request, e, names)}
@@ -99,6 +104,8 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "outcome_shown": translate(request, view.report.outcome) if view.report.outcome else "",
         "max_files": services(request).config.max_files_per_submission,
         "default_lang": services(request).config.default_language,
+        "oral": spoken, "oral_medium": oral_views.medium_label(request, spoken.record.medium) if spoken else "",
+        "oral_consent": oral_views.consent_label(request, spoken.record) if spoken else "",
     }, section="reports")
 
 

@@ -22,6 +22,13 @@ STATUS_LABELS: Mapping[str, str] = {
     Status.CLOSED: N_("Closed"),
 }
 
+#: How an oral report was made (oral.MEDIA).
+MEDIUM_LABELS: Mapping[str, str] = {
+    "phone": N_("Phone call"),
+    "voice_message": N_("Voice message"),
+    "meeting": N_("Meeting in person"),
+}
+
 SORT_LABELS: Mapping[str, str] = {
     "newest": N_("Newest first"),
     "oldest": N_("Oldest first"),
@@ -55,6 +62,9 @@ AUDIT_LABELS: Mapping[str, str] = {
     AuditAction.TOTP_DISABLED: N_("Turned off two-step login"),
     AuditAction.NOTICE_ADDRESS_CHANGED: N_("Changed their notice address"),
     AuditAction.PURGED: N_("Deleted at the end of its retention period"),
+    AuditAction.ORAL_REGISTERED: N_("Registered an oral report (%(value)s)"),
+    AuditAction.MINUTES_PUBLISHED: N_("Published version %(value)s of the minutes"),
+    AuditAction.MINUTES_APPROVED: N_("Approved version %(version)s of the minutes, on %(day)s"),
     AuditAction.CHANNEL_ADDED: N_("Added the channel %(value)s"),
     AuditAction.CHANNEL_CHANGED: N_("Changed the channel %(value)s"),
     AuditAction.ACCOUNT_ADDED: N_("Added the caseworker %(value)s"),
@@ -76,6 +86,7 @@ _NAMES_IN_DETAIL = frozenset({AuditAction.GRANTED, AuditAction.ACCOUNT_ADDED, Au
                               AuditAction.TOTP_RESET})
 
 SYSTEM = N_("The system")
+REPORTER = N_("The reporter")
 UNKNOWN = N_("(unknown)")
 
 
@@ -100,8 +111,13 @@ def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, st
     if entry.action in MEMBERSHIP_ACTIONS:
         channel, _, caseworker = value.partition("/")
         return translate(request, label, value=names.get(caseworker, translate(request, UNKNOWN)), channel=channel)
+    if entry.action == AuditAction.MINUTES_APPROVED:
+        version, _, day = value.partition(" ")
+        return translate(request, label, version=version, day=day)
     if entry.action == AuditAction.STATUS_CHANGED:
         value = status(request, value)
+    elif entry.action == AuditAction.ORAL_REGISTERED:
+        value = translate(request, MEDIUM_LABELS.get(value, value))
     elif entry.action in _NAMES_IN_DETAIL:
         value = names.get(value, translate(request, UNKNOWN))
     return translate(request, label, value=value) if "%(value)s" in label else translate(request, label)
@@ -109,5 +125,5 @@ def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, st
 
 def actor(request: web.Request, entry: AuditEntry, names: Mapping[str, str]) -> str:
     if entry.actor is None:
-        return translate(request, SYSTEM)
+        return translate(request, REPORTER if entry.action == AuditAction.MINUTES_APPROVED else SYSTEM)
     return names.get(entry.actor, translate(request, UNKNOWN))

@@ -9,6 +9,8 @@
     POST /{lang}/reports/{id}/reply       multipart: CSRF token first, text, feedback, files
     POST /{lang}/reports/{id}/notes | status | deadline | grant | reason | disclosure | close | retention | hold
     GET  /{lang}/reports/{id}/delete, POST    confirmation page, then deletion
+    GET  /{lang}/oral, POST               register an oral report → its receipt, shown once (oral.py)
+    POST /{lang}/reports/{id}/minutes     a corrected version of an oral report's minutes
     GET  /{lang}/settings                 passphrase, two-step login, notice address
     POST /{lang}/settings/passphrase | email | totp/start | totp/confirm | totp/disable
     GET  /{lang}/settings/totp, /{lang}/settings/totp/qr.png    enrolment page and its QR image
@@ -33,7 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from dropbox import accounts, casework
-from dropbox.caseworker import admin, cases, closing, login, settings, statistics
+from dropbox.caseworker import admin, cases, closing, login, oral, settings, statistics
 from dropbox.caseworker.staff import sessions, to_login
 from dropbox.kdf_pool import KdfBusy
 from dropbox.notify import Notifier
@@ -100,6 +102,9 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_post(localized("/reports/{report_id}/grant"), cases.grant, name="grant")
     r.add_post(localized("/reports/{report_id}/retention"), cases.set_retention, name="retention")
     r.add_post(localized("/reports/{report_id}/hold"), cases.legal_hold, name="legal_hold")
+    r.add_post(localized("/reports/{report_id}/minutes"), oral.publish, name="minutes")
+    r.add_get(localized("/oral"), oral.new_form, name="oral_new")
+    r.add_post(localized("/oral"), oral.register)
     r.add_get(localized("/reports/{report_id}/delete"), cases.delete_form, name="delete")
     r.add_post(localized("/reports/{report_id}/delete"), cases.delete)
 

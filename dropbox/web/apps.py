@@ -6,14 +6,16 @@ store and a KDF pool; a test may pass none, and the app then opens its own for i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from dropbox.caseworker.routes import add_caseworker_routes
 from dropbox.config import Config
+from dropbox.ids import today as utc_today
 from dropbox.services import Services
-from dropbox.web.appkeys import SERVICES
+from dropbox.web.appkeys import SERVICES, TODAY
 from dropbox.web.base import make_base_app
 from dropbox.whistleblower.routes import add_whistleblower_routes
 
@@ -38,8 +40,11 @@ def create_whistleblower_app(config: Config, *, services: Services | None = None
     return app
 
 
-def create_caseworker_app(config: Config, *, services: Services | None = None) -> web.Application:
+def create_caseworker_app(config: Config, *, services: Services | None = None,
+                          today: Callable[[], dt.date] = utc_today) -> web.Application:
+    """`today` is the day the report list counts deadlines on (a test passes a fixed one)."""
     app = make_base_app(config, kind="caseworker")
+    app[TODAY] = today
     _with_services(app, config, services)
     add_caseworker_routes(app)
     return app

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from babel.numbers import format_decimal
 
+from dropbox import oral
 from dropbox.blobs import BlobError
 from dropbox.ids import today
 from dropbox.kdf_pool import KdfBusy
@@ -377,6 +378,7 @@ async def _inbox_page(
             view = await read_mailbox(store=services.store, access=payload, record_visit=False)
         channels = await services.store.channels()
         channel_id = (await services.store.report(payload.report_id)).channel_id
+        minutes = await oral.for_reporter(store=services.store, access=payload)
     except NotFound:
         # The report was deleted (retention) while the session was open.
         _sessions(request).destroy(request)
@@ -400,6 +402,7 @@ async def _inbox_page(
         "meeting_request": view.meeting_request,
         "meeting_request_day": format_day(view.meeting_request_day, lang) if view.meeting_request_day else None,
         "meeting_asked": "meeting" in request.query,
+        "minutes": minutes,
         "problem": problem,
         "files_again": files_again,
         "reply_text": reply_text,

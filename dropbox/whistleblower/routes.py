@@ -1,4 +1,4 @@
-"""The whistleblower app's URL map. Views live in submit.py and mailbox.py.
+"""The whistleblower app's URL map. Views live in submit.py, mailbox.py and minutes.py.
 
     GET  /{lang}/submit                  submit           the form (or the channel choice first)
     POST /{lang}/submit                  submit           multipart upload → the receipt page
@@ -9,6 +9,9 @@
     POST /{lang}/mailbox/reply           mailbox_reply    multipart, CSRF token first → 303 inbox
     GET  /{lang}/mailbox/files/{file_id} mailbox_file     a caseworker's file, as an attachment
     POST /{lang}/mailbox/meeting         mailbox_meeting  CSRF, kind=meeting|call → flagged on the report, 303 inbox
+    GET  /{lang}/mailbox/minutes         mailbox_minutes  an oral report's minutes (minutes.py)
+    POST /{lang}/mailbox/minutes/approve mailbox_minutes_approve  CSRF, version, agree → the day recorded, 303
+    POST /{lang}/mailbox/minutes/correct mailbox_minutes_correct  CSRF, version, text → to the caseworkers, 303
     POST /{lang}/mailbox/logout          mailbox_logout   CSRF → session ended, 303 to the landing page
 
 The landing page (GET /{lang}/) comes with make_base_app.
@@ -19,7 +22,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dropbox.web.i18n import localized
-from dropbox.whistleblower import mailbox, submit
+from dropbox.whistleblower import mailbox, minutes, submit
 from dropbox.whistleblower.confirm import ReceiptTokens
 
 #: File ids are 32 lowercase hex characters; nothing else reaches the view.
@@ -39,4 +42,7 @@ def add_whistleblower_routes(app: web.Application) -> None:
     # No HEAD: aiohttp would send the streamed (decrypted) body after the headers anyway.
     router.add_get(localized("/mailbox/files/" + _FILE_ID), mailbox.download, name="mailbox_file", allow_head=False)
     router.add_post(localized("/mailbox/meeting"), mailbox.meeting, name="mailbox_meeting")
+    router.add_get(localized("/mailbox/minutes"), minutes.minutes_page, name="mailbox_minutes")
+    router.add_post(localized("/mailbox/minutes/approve"), minutes.approve, name="mailbox_minutes_approve")
+    router.add_post(localized("/mailbox/minutes/correct"), minutes.correct, name="mailbox_minutes_correct")
     router.add_post(localized("/mailbox/logout"), mailbox.logout, name="mailbox_logout")
