@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -31,7 +32,8 @@ from bench.client import UploadFile, form_fields, hidden_fields, receipt_from, r
 from bench.core import secretstream_over_file
 from bench.measure import RssSampler, median, mib_per_s, own_cpu_seconds, tree_cpu_seconds
 from bench.servers import Dropbox, Server, dropbox_running, start_raw
-from dropbox.config import MiB
+from dropbox.config import Config, MiB
+from dropbox.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +201,27 @@ async def run_case(targets: list[Target], case: Case, data: Path, repeat: int) -
                      if run.ok else run.error)
 
 
+def cleaning_not_requested(data_dir: Path) -> None:
+    """Set the install's channels to let the whistleblower choose cleaning; the benchmark's form
+    never ticks the box. This part measures the sealed upload path: cleaning runs every file
+    through a sandbox (0.3 s or more each, `--parts cleaning` measures it), which the raw
+    baseline and OnionShare do not do either."""
+    async def go() -> None:
+        store = await Store.open(Config(data_dir=data_dir).db_path)
+        try:
+            for channel in await store.channels():
+                await store.update_channel(dataclasses.replace(channel, cleaning_policy="choose"))
+        finally:
+            await store.close()
+    asyncio.run(go())
+
+
 @contextlib.contextmanager
 def _servers(workdir: Path, *, with_onionshare: bool, onionshare_venv: Path) -> Iterator[list[Target]]:
     logs = workdir / "logs"
     with contextlib.ExitStack() as stack:
-        box = stack.enter_context(dropbox_running(workdir / "dropbox", log=logs / "dropbox-upload.log"))
+        box = stack.enter_context(dropbox_running(workdir / "dropbox", log=logs / "dropbox-upload.log",
+                                                  setup=cleaning_not_requested))
         targets = [dropbox_target(box)]
         raw_dir = workdir / "raw-uploads"
         raw = start_raw(raw_dir, log=logs / "raw.log")
