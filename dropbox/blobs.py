@@ -49,18 +49,23 @@ BATCH_BYTES = 4 * MiB
 
 
 def _row_bytes(page_bytes: int) -> int:
-    """The longest row of sealed bytes that SQLite keeps inside a page of `file_chunks`.
+    """The longest row of sealed bytes of which four fit inside one page of `file_chunks`.
 
     `file_chunks` is WITHOUT ROWID, so it is an index B-tree whose cells are whole records, and
     SQLite compares a new key against a cell by reading that cell's whole record, overflow pages
     and all: with 1 MiB rows every insert read back several MiB (strace: 3.4x the WAL written, in
-    reads) and half of the sealed path's CPU went there. A cell of an index page holds at most
-    (usable - 12) * 64 / 255 - 23 bytes locally; less the record header, the file id and seq.
+    reads) and half of the sealed path's CPU went there. A row must therefore stay in its page
+    (an index cell keeps at most (usable - 12) * 64 / 255 - 23 bytes there), and four of them
+    should fill it: three would leave a quarter of every page, and of the disk, empty. Per row
+    the page also holds a cell pointer (2), the payload length (3), the record header (6), the
+    file id (32) and seq (up to 4); a leaf page's own header is 8 bytes.
     """
-    return (page_bytes - 12) * 64 // 255 - 23 - 64
+    per_row = (page_bytes - 8) // 4 - (2 + 3 + 6 + 32 + 4)
+    most_local = (page_bytes - 12) * 64 // 255 - 23 - (6 + 32 + 4)
+    return min(per_row, most_local) // 64 * 64
 
 
-#: Sealed bytes per row of file_chunks (16,358 with the 64 KiB pages of storage.PAGE_BYTES).
+#: Sealed bytes per row of file_chunks (16,320 with the 64 KiB pages of storage.PAGE_BYTES).
 ROW_BYTES = _row_bytes(PAGE_BYTES)
 #: (file id, seq, sealed bytes) of one row of file_chunks.
 Row = tuple[str, int, memoryview]
@@ -165,6 +170,20 @@ class StagedFiles:
         self.files.append(staged)
         self.blobs.staging_ids.add(staged.id)
         sink = _FileSink(staged.id, staged.file_key, self.blobs.chunk_bytes)
+        try:
+            await self._stream(staged, sink, chunks, max_file_bytes)
+        except BaseException:
+            # This file's seal in flight must not hand its rows to a later file's batch (the
+            # cleaning step goes on with other files after one failed to stage).
+            if self._sealing is not None:
+                self._sealing.cancel()
+                self._sealing = None
+            raise
+        staged.sha256 = sink.sha256
+        return staged
+
+    async def _stream(self, staged: StagedFile, sink: _FileSink, chunks: AsyncIterator[bytes],
+                      max_file_bytes: int) -> None:
         gathered: list[bytes] = []
         held = 0
         async for piece in chunks:
@@ -183,8 +202,6 @@ class StagedFiles:
         self._count(padding)
         await self._seal(functools.partial(sink.finish, gathered, padding))
         await self._collect()
-        staged.sha256 = sink.sha256
-        return staged
 
     async def _seal(self, job: Callable[..., list[Row]], *args: object) -> None:
         """Hand `job` to the worker thread once the previous one is done and its rows queued."""
