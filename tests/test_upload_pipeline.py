@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from dropbox.blobs import BATCH_BYTES, ROW_BYTES, BlobStore, StagedFiles, Storag
 from dropbox.config import Config
 from dropbox.storage import PAGE_BYTES, Store
 from tests.conftest import database_full
+from tests.web_fixtures import AiohttpClient
+from tests.whistleblower_fixtures import make_install, open_site
 
 MiB = 1024 * 1024
 WAIT_S = 60  # generous: only ever reached when something is wrong
@@ -226,3 +229,41 @@ async def test_a_write_refused_on_the_database_thread_mid_file_is_storage_full_a
         assert _read_back(blobs, again) == [b"y" * 5000]
     finally:
         await again.discard()
+
+
+async def test_the_site_answers_other_requests_while_a_large_upload_streams(
+        aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    # The loop only moves buffers: sealing and writing are on other threads, so a page is served
+    # in the middle of a 16 MiB upload (which then completes with its receipt).
+    config = await make_install(tmp_path / "data", max_file_bytes=64 * MiB, max_submission_bytes=64 * MiB,
+                                file_chunk_bytes=MiB)
+    async with open_site(aiohttp_client, config) as site:
+        boundary = "pipeline0boundary"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"channel\"\r\n\r\ndefault\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nlarge upload\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.bin\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        gate = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            for _ in range(16):
+                yield os.urandom(MiB)
+            await gate.wait()  # the rest of the body comes once the page was served
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        upload = asyncio.ensure_future(site.client.post(
+            "/en/submit", data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+        try:
+            async with asyncio.timeout(WAIT_S):  # a condition awaited, not time moved
+                while site.services.blobs.staged_bytes < 8 * MiB:
+                    await asyncio.sleep(0.01)
+            page = await asyncio.wait_for(site.client.get("/en/"), WAIT_S)
+            assert page.status == 200
+            assert not upload.done() and site.services.blobs.in_flight == 1
+            gate.set()
+            response = await asyncio.wait_for(upload, WAIT_S * 5)
+            assert response.status == 200
+        finally:
+            gate.set()
+            upload.cancel()
