@@ -1078,7 +1078,7 @@ class Store:
     # A file's sealed bytes are rows (file id, seq) of file_chunks, WITHOUT ROWID: the order on
     # disk is that of the random file ids, and no upload has a file (or a timestamp) of its own.
 
-    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
+    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes | memoryview]]) -> None:
         """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
         transaction that other writers wait for only as long as it takes to write them."""
         async with self.transaction(durable=False) as db:

@@ -148,6 +148,7 @@ class _SlowDisk(Store):
 async def test_a_slow_disk_slows_the_reader_and_never_lets_sealed_bytes_pile_up(config: Config, store: Store) -> None:
     await store.close()
     slow = await _SlowDisk.open(config.db_path)
+    assert isinstance(slow, _SlowDisk)
     slow.gate, slow.batches_done = asyncio.Event(), 0
     blobs = BlobStore(slow, config)
     chunk = blobs.chunk_bytes
