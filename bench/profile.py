@@ -7,7 +7,9 @@
 py-spy is not a dependency: install it with `pip install py-spy` (it needs ptrace, i.e. root or
 CAP_SYS_PTRACE). Prints where the server's threads spent their samples, by leaf function
 ("self") and by every function on the stack ("inclusive"), per thread kind: the event loop,
-the asyncio worker threads (sealing and writing), the Argon2id pool.
+the worker threads sealing uploads, the database threads (aiosqlite: SQLite's own work), the
+other worker threads, the Argon2id pool. The upload workload leaves cleaning unrequested, as
+`python -m bench --parts upload` does.
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def _thread_kind(frames: list[str]) -> str:
     text = ";".join(frames)
     if "derive_receipt_keys" in text or "unwrap_caseworker_key" in text or "_argon2id" in text:
         return "argon2 pool"
+    if "_connection_worker_thread (aiosqlite" in text:
+        return "database threads (aiosqlite)"
+    if "_FileSink" in text or "FileSealer" in text:
+        return "seal worker (blobs._FileSink)"
     if "_worker (concurrent/futures/thread.py" in text:
-        return "worker threads"
+        return "worker threads, other or idle"
     return "event loop"
 
 
@@ -106,7 +112,8 @@ def main() -> None:
     data = ensure_data_file(out / "data" / f"random-{args.mib}MiB.bin", args.mib * MiB)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         work = Path(tmp)
-        with dropbox_running(work / "dropbox", log=work / "dropbox.log") as box:
+        setup = upload.cleaning_not_requested if args.workload == "upload" else None
+        with dropbox_running(work / "dropbox", log=work / "dropbox.log", setup=setup) as box:
             raw = work / "py-spy.txt"
             spy = subprocess.Popen([_py_spy(), "record", "-p", str(box.server.pid), "-f", "raw", "-o", str(raw),  # noqa: S603
                                     "-r", str(args.rate), "--threads", "--nonblocking"],

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,9 +176,13 @@ def start_dropbox(data_dir: Path, *, log: Path) -> Dropbox:
 
 
 @contextlib.contextmanager
-def dropbox_running(data_dir: Path, *, log: Path, install: bool = True) -> Iterator[Dropbox]:
+def dropbox_running(data_dir: Path, *, log: Path, install: bool = True,
+                    setup: Callable[[Path], None] | None = None) -> Iterator[Dropbox]:
+    """A served install; `setup(data_dir)` runs after the install and before the server starts."""
     if install:
         install_dropbox(data_dir, log=log)
+    if setup is not None:
+        setup(data_dir)
     box = start_dropbox(data_dir, log=log)
     with running(box.server, [box.server.port, box.admin_port]):
         yield box

@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropbox.config import Config
 from dropbox.ids import new_id
 from dropbox.sealing import FileSealer, new_file_key, open_file
-from dropbox.storage import StorageUnavailable, Store
+from dropbox.storage import PAGE_BYTES, StorageUnavailable, Store
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,29 @@ MIN_BUCKET = 4096
 #: Sealed bytes gathered before they are written in one transaction. Larger batches write faster;
 #: each one holds the database's write lock for as long as it takes to write it.
 BATCH_BYTES = 4 * MiB
+
+
+def _row_bytes(page_bytes: int) -> int:
+    """The longest row of sealed bytes of which four fit inside one page of `file_chunks`.
+
+    `file_chunks` is WITHOUT ROWID, so it is an index B-tree whose cells are whole records, and
+    SQLite compares a new key against a cell by reading that cell's whole record, overflow pages
+    and all: with 1 MiB rows every insert read back several MiB (strace: 3.4x the WAL written, in
+    reads) and half of the sealed path's CPU went there. A row must therefore stay in its page
+    (an index cell keeps at most (usable - 12) * 64 / 255 - 23 bytes there), and four of them
+    should fill it: three would leave a quarter of every page, and of the disk, empty. Per row
+    the page also holds a cell pointer (2), the payload length (3), the record header (6), the
+    file id (32) and seq (up to 4); a leaf page's own header is 8 bytes.
+    """
+    per_row = (page_bytes - 8) // 4 - (2 + 3 + 6 + 32 + 4)
+    most_local = (page_bytes - 12) * 64 // 255 - 23 - (6 + 32 + 4)
+    return min(per_row, most_local) // 64 * 64
+
+
+#: Sealed bytes per row of file_chunks (16,320 with the 64 KiB pages of storage.PAGE_BYTES).
+ROW_BYTES = _row_bytes(PAGE_BYTES)
+#: (file id, seq, sealed bytes) of one row of file_chunks.
+Row = tuple[str, int, memoryview]
 
 
 class BlobError(Exception):
@@ -88,6 +114,9 @@ class StagedFile:
     file_key: bytes
     #: The exact size in bytes (sealed in the row; never stored in the clear).
     size: int = 0
+    #: SHA-256 of the file's plaintext (without the padding), computed while it streamed in;
+    #: set once the whole file is staged.
+    sha256: bytes = b""
 
     @property
     def bucket(self) -> int:
@@ -100,6 +129,13 @@ class StagedFiles:
 
     Once made, exactly one of `promote()` (after the commit that stores their rows) or
     `discard()` must follow: both release the upload's share of the limits.
+
+    A file flows through three threads: the event loop reads it (and only gathers references
+    to what arrived), a worker thread evens, hashes, seals and cuts it into rows (`_FileSink`),
+    and the database's own thread writes the rows in short transactions. Each stage holds a
+    bounded amount: one chunk gathering on the loop, one being sealed, one batch being gathered
+    and one being written; a stage that is behind makes the one before it wait, so a slow disk
+    slows the reader and never grows memory.
     """
 
     blobs: BlobStore
@@ -109,9 +145,11 @@ class StagedFiles:
     _finished: bool = False
     _counted_bytes: int = 0
     #: Sealed rows not yet handed to the database (of this file and of earlier small ones).
-    _rows: list[tuple[str, int, bytes]] = field(default_factory=list)
+    _rows: list[Row] = field(default_factory=list)
     _row_bytes: int = 0
     _pending: asyncio.Task[None] | None = None
+    #: The worker thread's job in flight (sealing the previous chunk), if any.
+    _sealing: asyncio.Future[list[Row]] | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -119,11 +157,30 @@ class StagedFiles:
 
     async def add(self, name: str, chunks: AsyncIterator[bytes], *, max_file_bytes: int) -> StagedFile:
         """Seal a file as its chunks arrive. FileTooLarge, StorageFull, UploadsBusy or DiskLow
-        end it; the caller then discards, which deletes whatever was written."""
+        end it; the caller then discards, which deletes whatever was written.
+
+        `chunks` may come in any sizes: they are evened into `file_chunk_bytes` on the worker
+        thread. While the worker seals one chunk, the loop already reads the next."""
         staged = StagedFile(id=new_id(), name=name, file_key=new_file_key())
         self.files.append(staged)
         self.blobs.staging_ids.add(staged.id)
-        writer = _ChunkWriter(self, staged.id, FileSealer(file_key=staged.file_key, file_id=staged.id))
+        sink = _FileSink(staged.id, staged.file_key, self.blobs.chunk_bytes)
+        try:
+            await self._stream(staged, sink, chunks, max_file_bytes)
+        except BaseException:
+            # This file's seal in flight must not hand its rows to a later file's batch (the
+            # cleaning step goes on with other files after one failed to stage).
+            if self._sealing is not None:
+                self._sealing.cancel()
+                self._sealing = None
+            raise
+        staged.sha256 = sink.sha256
+        return staged
+
+    async def _stream(self, staged: StagedFile, sink: _FileSink, chunks: AsyncIterator[bytes],
+                      max_file_bytes: int) -> None:
+        gathered: list[bytes] = []
+        held = 0
         async for piece in chunks:
             staged.size += len(piece)
             if staged.size > max_file_bytes:
@@ -131,11 +188,27 @@ class StagedFiles:
             if self.total_bytes > self.byte_budget:
                 raise FileTooLarge(self.byte_budget)
             self._count(len(piece))
-            await writer.write(piece)
+            gathered.append(piece)
+            held += len(piece)
+            if held >= self.blobs.chunk_bytes:
+                await self._seal(sink.absorb, gathered)
+                gathered, held = [], 0
         padding = staged.bucket - staged.size
         self._count(padding)
-        await writer.finish(padding)
-        return staged
+        await self._seal(functools.partial(sink.finish, gathered, padding))
+        await self._collect()
+
+    async def _seal(self, job: Callable[..., list[Row]], *args: object) -> None:
+        """Hand `job` to the worker thread once the previous one is done and its rows queued."""
+        await self._collect()
+        self._sealing = asyncio.get_running_loop().run_in_executor(self.blobs.executor, job, *args)
+
+    async def _collect(self) -> None:
+        """Wait for the worker's job in flight and queue the rows it sealed."""
+        sealing, self._sealing = self._sealing, None
+        if sealing is not None:
+            for row in await sealing:
+                await self._queue(row)
 
     def _count(self, n: int) -> None:
         """Charge `n` staged bytes to the install-wide cap (public uploads only)."""
@@ -146,7 +219,7 @@ class StagedFiles:
         self.blobs.staged_bytes += n
         self._counted_bytes += n
 
-    async def _queue(self, row: tuple[str, int, bytes]) -> None:
+    async def _queue(self, row: Row) -> None:
         """Gather sealed rows, several small files' together, into batches of BATCH_BYTES."""
         self._rows.append(row)
         self._row_bytes += len(row[2])
@@ -204,14 +277,18 @@ class StagedFiles:
 
         Never raises: it runs while another error (often the disk's own) is on its way out, and
         chunks the database will not delete now are deleted by `BlobStore.sweep` (at start-up
-        and with every retention run). Shielded, so a cancelled request still cleans up.
+        and with every retention run). Shielded, so a cancelled request still cleans up. A seal
+        still running on the worker thread writes nothing: only this object hands rows to the
+        database, and it hands no more once discarded.
         """
         if self._finished:
             return
         self._finished = True
         self._release()
+        if self._sealing is not None:
+            self._sealing.cancel()  # stops it if it has not started; a running one ends unheard
         task = asyncio.ensure_future(self.blobs.drop([f.id for f in self.files], self._pending))
-        self._pending, self._rows, self._row_bytes = None, [], 0
+        self._pending, self._sealing, self._rows, self._row_bytes = None, None, [], 0
         self.blobs.keep_until_done(task)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
@@ -227,57 +304,83 @@ class StagedFiles:
                 self.blobs.no_uploads.set()
 
 
-class _ChunkWriter:
-    """Evens a file's bytes into chunks of exactly `file_chunk_bytes`, seals each in a worker
-    thread, and hands the sealed bytes to the database in batches.
+class _FileSink:
+    """One file's way from plaintext to rows, run on a worker thread one call at a time (the
+    loop waits for each call before it makes the next, so the secretstream state advances in
+    order and the buffer is never shared).
 
-    Even chunks keep the stored rows uniform, so their lengths tell nothing about how the upload
-    arrived, and (with the padding) nothing but the bucket about its size.
+    Evens the bytes into chunks of exactly `chunk_bytes` in one buffer allocated once per file,
+    so the stored frames are uniform and their lengths tell nothing about how the upload arrived
+    (and, with the padding, nothing but the bucket about its size); hashes the plaintext; seals
+    each chunk straight from that buffer into its frame; and cuts each frame into rows of at most
+    ROW_BYTES (a row never spans two frames, so row lengths too depend on the bucket alone).
     """
 
-    def __init__(self, staged: StagedFiles, file_id: str, sealer: FileSealer) -> None:
-        self._staged = staged
+    def __init__(self, file_id: str, file_key: bytes, chunk_bytes: int) -> None:
         self._file_id = file_id
-        self._sealer = sealer
-        self._chunk = staged.blobs.chunk_bytes
-        self._buffer = bytearray()
+        self._sealer = FileSealer(file_key=file_key, file_id=file_id)
+        self._buffer = memoryview(bytearray(chunk_bytes))
+        self._fill = 0
         self._seq = 0
+        self._hash = hashlib.sha256()
+        self.sha256 = b""
 
-    async def write(self, data: bytes) -> None:
-        if not self._buffer and len(data) == self._chunk:  # already even (forms.py reads it so): no copy
-            await self._add(await asyncio.to_thread(self._sealer.push, data))
-            return
-        self._buffer += data
-        while len(self._buffer) >= self._chunk:
-            with memoryview(self._buffer) as view:
-                piece = bytes(view[: self._chunk])
-            del self._buffer[: self._chunk]
-            await self._add(await asyncio.to_thread(self._sealer.push, piece))
+    def absorb(self, pieces: list[bytes]) -> list[Row]:
+        """Take the next pieces of plaintext; return the rows of every chunk they completed."""
+        rows: list[Row] = []
+        for piece in pieces:
+            self._hash.update(piece)
+            self._even(memoryview(piece), rows)
+        return rows
 
-    async def finish(self, padding: int) -> None:
-        """Pad with zeros (in chunks, so memory stays flat), seal the rest and the final frame.
-        Its last rows may still be gathered or on their way: `StagedFiles.settle()` writes and
-        waits for them, and must be awaited before the commit that stores the file rows (so the
-        next file of the same form is read meanwhile, and small files share a transaction)."""
+    def finish(self, pieces: list[bytes], padding: int) -> list[Row]:
+        """The last pieces, `padding` zero bytes, the last short chunk and the final frame."""
+        rows = self.absorb(pieces)
+        self.sha256 = self._hash.digest()
         while padding > 0:
-            n = min(padding, self._chunk)
-            await self.write(bytes(n))
+            n = min(padding, len(self._buffer) - self._fill)
+            self._buffer[self._fill : self._fill + n] = bytes(n)
+            self._fill += n
             padding -= n
-        if self._buffer:
-            await self._add(await asyncio.to_thread(self._sealer.push, bytes(self._buffer)))
-            self._buffer.clear()
-        await self._add(self._sealer.finish())
+            if self._fill == len(self._buffer):
+                self._rows(self._sealer.push(self._buffer), rows)
+                self._fill = 0
+        if self._fill:
+            self._rows(self._sealer.push(self._buffer[: self._fill]), rows)
+            self._fill = 0
+        self._rows(self._sealer.finish(), rows)
+        return rows
 
-    async def _add(self, sealed: bytes) -> None:
-        await self._staged._queue((self._file_id, self._seq, sealed))
-        self._seq += 1
+    def _even(self, piece: memoryview, rows: list[Row]) -> None:
+        size = len(self._buffer)
+        while piece:
+            if not self._fill and len(piece) >= size:  # already a whole chunk: seal it in place
+                frame, piece = piece[:size], piece[size:]
+                self._rows(self._sealer.push(frame), rows)
+                continue
+            n = min(len(piece), size - self._fill)
+            self._buffer[self._fill : self._fill + n] = piece[:n]
+            self._fill += n
+            piece = piece[n:]
+            if self._fill == size:
+                self._rows(self._sealer.push(self._buffer), rows)
+                self._fill = 0
+
+    def _rows(self, frame: bytearray, rows: list[Row]) -> None:
+        view = memoryview(frame)
+        for start in range(0, len(view), ROW_BYTES):
+            rows.append((self._file_id, self._seq, view[start : start + ROW_BYTES]))
+            self._seq += 1
 
 
 class BlobStore:
     """File contents of an install (in its database), and the limits on public uploads."""
 
-    def __init__(self, store: Store, config: Config, *, free_bytes: Callable[[], int] | None = None) -> None:
+    def __init__(self, store: Store, config: Config, *, free_bytes: Callable[[], int] | None = None,
+                 executor: Executor | None = None) -> None:
         self.store = store
+        #: Where files are sealed (None: the loop's default thread pool).
+        self.executor = executor
         self.chunk_bytes = config.file_chunk_bytes
         self.max_in_flight = config.max_uploads_in_flight
         self.max_staged_bytes = config.max_staged_bytes

@@ -29,7 +29,10 @@ import aiosqlite
 
 from dropbox import migrations
 from dropbox.ids import new_id
-from dropbox.migrations import SCHEMA_VERSION  # noqa: F401 - the schema this store speaks, for its callers
+from dropbox.migrations import PAGE_BYTES, SCHEMA_VERSION  # noqa: F401 - the schema and page size this store speaks, for its callers
+
+#: Rows of file_chunks fetched per query when a file is read (about 1 MiB: blobs.ROW_BYTES each).
+_READ_ROWS = 64
 
 
 class StoreError(Exception):
@@ -997,7 +1000,7 @@ class Store:
     # A file's sealed bytes are rows (file id, seq) of file_chunks, WITHOUT ROWID: the order on
     # disk is that of the random file ids, and no upload has a file (or a timestamp) of its own.
 
-    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
+    async def put_chunks(self, rows: Sequence[tuple[str, int, bytes | memoryview]]) -> None:
         """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
         transaction that other writers wait for only as long as it takes to write them."""
         async with self.transaction(durable=False) as db:
@@ -1032,7 +1035,7 @@ class Store:
     def read_chunks(self, file_id: str) -> Generator[bytes, None, None]:
         """A stored file's sealed bytes, chunk by chunk (blocking: advance it in a worker thread).
 
-        Its own connection, one short query per chunk: no read transaction stays open while a
+        Its own connection, one short query per _READ_ROWS rows: no read transaction stays open while a
         slow client downloads, so checkpoints are never held up for the length of a download.
         Committed chunks never change, so reading them in separate snapshots is consistent.
         """
@@ -1040,12 +1043,15 @@ class Store:
         try:
             seq = 0
             while True:
-                row = db.execute("SELECT CAST(data AS BLOB) FROM file_chunks WHERE file_id = ? AND seq = ?",
-                                 (file_id, seq)).fetchone()
-                if row is None:
+                rows = db.execute("SELECT seq, CAST(data AS BLOB) FROM file_chunks WHERE file_id = ? AND seq >= ?"
+                                  " ORDER BY seq LIMIT ?", (file_id, seq, _READ_ROWS)).fetchall()
+                for got, data in rows:
+                    if got != seq:
+                        return  # a missing row ends the file here: the reader sees it truncated
+                    yield bytes(data)
+                    seq += 1
+                if len(rows) < _READ_ROWS:
                     return
-                yield bytes(row[0])
-                seq += 1
         finally:
             db.close()
 

@@ -328,22 +328,13 @@ def _names(part: BodyPartReader) -> tuple[str, str | None]:
 
 
 async def _chunks(part: BodyPartReader, first: bytes, size: int, rate: RateGuard) -> AsyncIterator[bytes]:
-    """The part's bytes in chunks of exactly `size` (the last may be shorter).
-
-    Network reads come in arbitrary sizes; evening them out keeps sealed frames uniform, so the
-    blob's frame lengths tell nothing about how the upload arrived.
-    """
-    buffer = bytearray(first)
-    while True:
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-        data = await _guard(part.read_chunk(size), rate)
-        if not data:
-            break
-        buffer += data
-    if buffer:
-        yield bytes(buffer)
+    """The part's bytes as they arrive, in reads of at most `size`, without a copy: the sink
+    (blobs.StagedFiles.add) evens them into chunks of exactly `size` on its worker thread, so
+    the blob's frame lengths tell nothing about how the upload arrived."""
+    if first:
+        yield first
+    while data := await _guard(part.read_chunk(size), rate):
+        yield data
 
 
 async def _guard(step: Awaitable[_T], rate: RateGuard | None = None) -> _T:

@@ -1,0 +1,270 @@
+"""The sealing sink as a pipeline (issue 16): the loop reads, a worker thread evens, hashes and
+seals, SQLite's thread writes; each stage bounded, failures typed, rows that fit in a page.
+
+Everything is real: a real install's SQLite file, libsodium, the loop's own thread pool. The
+only stand-ins are the disk's pace (a gate before `put_chunks`) and the worker's start (an
+executor that holds jobs until told), so the order of events can be checked without timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dropbox.blobs import BATCH_BYTES, ROW_BYTES, BlobStore, StagedFiles, StorageFull, size_bucket
+from dropbox.config import Config
+from dropbox.storage import PAGE_BYTES, Store
+from tests.conftest import database_full
+from tests.web_fixtures import AiohttpClient
+from tests.whistleblower_fixtures import make_install, open_site
+
+MiB = 1024 * 1024
+WAIT_S = 60  # generous: only ever reached when something is wrong
+
+
+def _rows(config: Config, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(config.db_path)) as db:
+        return db.execute(sql, params).fetchall()
+
+
+async def _pieces(data: bytes, sizes: Sequence[int]) -> AsyncIterator[bytes]:
+    """`data` in pieces of the given sizes, round and round, as a network delivers it."""
+    at, i = 0, 0
+    while at < len(data):
+        n = sizes[i % len(sizes)]
+        yield data[at : at + n]
+        at, i = at + n, i + 1
+
+
+def _read_back(blobs: BlobStore, staged: StagedFiles) -> list[bytes]:
+    return [b"".join(blobs.read(f.id, file_key=f.file_key, size=f.size)) for f in staged.files]
+
+
+async def test_rows_fit_in_one_page_and_files_of_any_piece_sizes_read_back_whole(
+        config: Config, blobs: BlobStore) -> None:
+    # 1 MiB rows overflowed into 17 pages each, and SQLite read whole records back on every
+    # insert into the WITHOUT ROWID table: rows must now stay within one page's local payload.
+    contents = [os.urandom(3 * MiB + 12_345), b"", os.urandom(5000), os.urandom(MiB)]
+    staged = blobs.stage(byte_budget=64 * MiB)
+    try:
+        for i, data in enumerate(contents):
+            await staged.add(f"f{i}", _pieces(data, [1, 65_536, 700_001, MiB, 3 * MiB]), max_file_bytes=8 * MiB)
+        await staged.settle()
+        assert _read_back(blobs, staged) == contents
+        lengths = _rows(config, "SELECT file_id, length(data) FROM file_chunks")
+        assert max(n for _, n in lengths) == ROW_BYTES < PAGE_BYTES // 4
+        big = [n for file_id, n in lengths if file_id == staged.files[0].id]
+        assert len(big) > size_bucket(len(contents[0])) // ROW_BYTES
+    finally:
+        await staged.discard()
+
+
+async def test_each_staged_file_carries_the_sha256_of_its_plaintext(blobs: BlobStore) -> None:
+    contents = [os.urandom(2 * MiB + 7), b"", b"x" * 4096]
+    staged = blobs.stage(byte_budget=64 * MiB)
+    try:
+        for i, data in enumerate(contents):
+            added = await staged.add(f"f{i}", _pieces(data, [100_000, MiB]), max_file_bytes=8 * MiB)
+            assert added.sha256 == hashlib.sha256(data).digest()  # of the bytes sent, not the padding
+    finally:
+        await staged.discard()
+
+
+class _HeldExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A real thread pool whose jobs start only once `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.release = threading.Event()
+        #: Set (on the loop's thread, where run_in_executor submits) once a job was handed over.
+        self.submitted = asyncio.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        def held() -> Any:
+            self.release.wait(WAIT_S)
+            return fn(*args, **kwargs)
+        future = super().submit(held)
+        self.submitted.set()
+        return future
+
+
+async def test_the_next_chunk_is_read_while_the_previous_one_is_being_sealed(config: Config, store: Store) -> None:
+    # Before, each chunk was sealed (awaited) before the next was read: reading and sealing
+    # never overlapped. The held executor is also the loop's default, so either way of handing
+    # work to a thread is held.
+    executor = _HeldExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    blobs = BlobStore(store, config)
+    read = asyncio.Event()
+    chunk = blobs.chunk_bytes
+
+    async def source() -> AsyncIterator[bytes]:
+        for i in range(4):
+            if i == 1:
+                read.set()  # the sink asks for the second chunk
+            yield os.urandom(chunk)
+
+    staged = blobs.stage(byte_budget=64 * MiB)
+    adding = asyncio.ensure_future(staged.add("big", source(), max_file_bytes=8 * MiB))
+    try:
+        await asyncio.wait_for(executor.submitted.wait(), WAIT_S)  # chunk 1 handed over, held there
+        await asyncio.wait_for(read.wait(), WAIT_S)  # ... and chunk 2 was read meanwhile
+        assert not executor.release.is_set()
+        executor.release.set()
+        added = await asyncio.wait_for(adding, WAIT_S)
+        await staged.settle()
+        assert added.size == 4 * chunk
+    finally:
+        executor.release.set()
+        adding.cancel()
+        await staged.discard()
+        executor.shutdown()
+
+
+class _SlowDisk(Store):
+    """The real store, but each batch of staged chunks waits at a gate first: a disk that writes
+    only when the test lets it."""
+
+    gate: asyncio.Event
+    batches_done: int
+
+    async def put_chunks(self, rows: Sequence[tuple[str, int, Any]]) -> None:
+        await self.gate.wait()
+        self.gate.clear()
+        await super().put_chunks(rows)
+        self.batches_done += 1
+
+
+async def test_a_slow_disk_slows_the_reader_and_never_lets_sealed_bytes_pile_up(config: Config, store: Store) -> None:
+    await store.close()
+    slow = await _SlowDisk.open(config.db_path)
+    assert isinstance(slow, _SlowDisk)
+    slow.gate, slow.batches_done = asyncio.Event(), 0
+    blobs = BlobStore(slow, config)
+    chunk = blobs.chunk_bytes
+    # Held in memory at most: a batch being written, one gathering, a chunk being sealed and
+    # one being read (plus a piece's worth of slack in each): the bound does not grow with the file.
+    limit = 2 * BATCH_BYTES + 4 * chunk
+    pulled = 0
+    high = 0
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal pulled, high
+        for _ in range(40):
+            held = pulled - slow.batches_done * BATCH_BYTES
+            high = max(high, held)
+            assert held <= limit, f"{held / MiB:.0f} MiB held while the disk was behind"
+            yield os.urandom(chunk)
+            pulled += chunk
+
+    async def disk() -> None:
+        """Let one batch through each time the reader has stopped: it waits for the disk."""
+        while True:
+            before = pulled
+            for _ in range(20):  # the reader made no progress for a while: it is waiting
+                await asyncio.sleep(0.05)
+                if pulled != before:
+                    break
+            else:
+                slow.gate.set()
+
+    staged = blobs.stage(byte_budget=64 * MiB)
+    opener = asyncio.ensure_future(disk())
+    try:
+        await asyncio.wait_for(staged.add("big", source(), max_file_bytes=64 * MiB), WAIT_S * 5)
+        slow.gate.set()
+        opener.cancel()
+        slow.gate = _AlwaysOpen()
+        await staged.settle()
+        assert _read_back(blobs, staged)[0][:16]  # all written, and it opens
+        assert high > BATCH_BYTES  # the check above did see the reader run ahead of the disk
+    finally:
+        opener.cancel()
+        await staged.discard()
+        await slow.close()
+
+
+class _AlwaysOpen(asyncio.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.set()
+
+    def clear(self) -> None:
+        pass
+
+
+async def test_a_write_refused_on_the_database_thread_mid_file_is_storage_full_and_leaves_nothing(
+        config: Config, store: Store, blobs: BlobStore) -> None:
+    chunk = blobs.chunk_bytes
+    full = contextlib.AsyncExitStack()
+
+    async def source() -> AsyncIterator[bytes]:
+        for i in range(24):
+            if i == 10:  # a few batches are written; from here on the disk is full
+                await full.enter_async_context(database_full(store))
+            yield os.urandom(chunk)
+
+    staged = blobs.stage(byte_budget=64 * MiB)
+    async with full:
+        with pytest.raises(StorageFull):
+            await staged.add("big", source(), max_file_bytes=64 * MiB)
+            await staged.settle()
+        await staged.discard()
+    assert _rows(config, "SELECT count(*) FROM file_chunks") == [(0,)]
+    assert not blobs.staging_ids and blobs.in_flight == 0 and blobs.staged_bytes == 0
+    # and the next upload goes through once the disk is back
+    again = blobs.stage(byte_budget=64 * MiB)
+    try:
+        await again.add("small", _pieces(b"y" * 5000, [5000]), max_file_bytes=MiB)
+        await again.settle()
+        assert _read_back(blobs, again) == [b"y" * 5000]
+    finally:
+        await again.discard()
+
+
+async def test_the_site_answers_other_requests_while_a_large_upload_streams(
+        aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    # The loop only moves buffers: sealing and writing are on other threads, so a page is served
+    # in the middle of a 16 MiB upload (which then completes with its receipt).
+    config = await make_install(tmp_path / "data", max_file_bytes=64 * MiB, max_submission_bytes=64 * MiB,
+                                file_chunk_bytes=MiB)
+    async with open_site(aiohttp_client, config) as site:
+        boundary = "pipeline0boundary"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"channel\"\r\n\r\ndefault\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nlarge upload\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.bin\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        gate = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            for _ in range(16):
+                yield os.urandom(MiB)
+            await gate.wait()  # the rest of the body comes once the page was served
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        upload = asyncio.ensure_future(site.client.post(
+            "/en/submit", data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+        try:
+            async with asyncio.timeout(WAIT_S):  # a condition awaited, not time moved
+                while site.services.blobs.staged_bytes < 8 * MiB:
+                    await asyncio.sleep(0.01)
+            page = await asyncio.wait_for(site.client.get("/en/"), WAIT_S)
+            assert page.status == 200
+            assert not upload.done() and site.services.blobs.in_flight == 1
+            gate.set()
+            response = await asyncio.wait_for(upload, WAIT_S * 5)
+            assert response.status == 200
+        finally:
+            gate.set()
+            upload.cancel()
