@@ -17,6 +17,7 @@ from dropbox.cleaning import Policy
 from dropbox.config import Config, MiB
 from tests.caseworker_fixtures import Site as StaffSite
 from tests.caseworker_fixtures import new_install, serve_site
+from tests.cleaning_fixtures import downloads, only_report_url
 from tests.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import Site, log_in, open_site, receipt_in, report_form, visible_text
@@ -36,29 +37,6 @@ async def config_fixture(tmp_path: Path) -> Config:
 async def sites_fixture(aiohttp_client: AiohttpClient, config: Config) -> AsyncIterator[tuple[Site, StaffSite]]:
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
         yield site, staff
-
-
-_FILE_LINK = re.compile(r'href="(/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32})"[^>]*>([^<]+)</a>')
-
-
-async def downloads(staff: StaffSite, report_url: str) -> dict[str, bytes]:
-    """Every file linked from the report page, downloaded as a caseworker does, by name."""
-    agent = await staff.signed_in("alice")
-    page = await agent.text(report_url)
-    files = {}
-    for url, name in _FILE_LINK.findall(page):
-        response = await agent.get(url)
-        assert response.status == 200, url
-        files[name] = await response.read()
-    return files
-
-
-async def only_report_url(staff: StaffSite) -> str:
-    agent = await staff.signed_in("alice")
-    listing = await agent.text("/en/reports")
-    urls = set(re.findall(r'href="(/en/reports/[0-9a-f]{32})"', listing))
-    assert len(urls) == 1, urls
-    return urls.pop()
 
 
 async def test_every_planted_value_is_gone_from_what_caseworkers_download(
