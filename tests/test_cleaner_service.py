@@ -125,7 +125,7 @@ def _ask(path: Path, request: bytes) -> bytes:
         return answer
 
 
-async def test_the_service_answers_garbage_with_an_error_and_keeps_serving(worker: CleanerProcess) -> None:
+async def test_garbage_on_the_socket_starts_no_sandbox_and_it_keeps_serving(worker: CleanerProcess) -> None:
     # Given requests that are not cleaning requests, or lie about their limits
     bad = [encode_frame({"op": "clean", "suffix": ".pdf", "size": 1, "limits": {"memory_bytes": "lots"}}),
            encode_frame({"op": "nonsense"}), b"\xff\xff\xff\xffnot a frame"]
