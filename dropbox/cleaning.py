@@ -187,9 +187,9 @@ class FileCleaning:
         return self.outcome is Outcome.CLEANED
 
     def stored(self) -> FileCleaning:
-        """What is kept with the file: the kinds found, not the values. The values (the very name
-        or serial number cleaning removed) are shown to the sender once, and never stored where
-        the report key (which caseworkers hold) would open them."""
+        """What everyone who holds the report key may read: the kinds found, not the values. The
+        values (the very name or serial number cleaning removed) are kept only sealed under the
+        whistleblower's own key (reports.sealed_file_rows), never where caseworkers could open them."""
         return dataclasses.replace(self, found=[Finding(kind=f.kind, value=None) for f in self.found],
                                    remaining=[Finding(kind=f.kind, value=None) for f in self.remaining])
 
@@ -199,11 +199,16 @@ class FileCleaning:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> FileCleaning:
-        def findings(rows: list[list[str | None]]) -> list[Finding]:
-            return [Finding(kind=Kind(str(k)), value=v) for k, v in rows]
-        return cls(outcome=Outcome(value["outcome"]), found=findings(value.get("found", [])),
-                   remaining=findings(value.get("remaining", [])),
+        return cls(outcome=Outcome(value["outcome"]), found=findings_from_json(value.get("found", [])),
+                   remaining=findings_from_json(value.get("remaining", [])),
                    original_kept=bool(value.get("original_kept", False)))
+
+
+def findings_from_json(rows: object) -> list[Finding]:
+    """Findings as Finding.to_json wrote them; ValueError/TypeError for anything else."""
+    if not isinstance(rows, list):
+        raise TypeError("findings are not a list")
+    return [Finding(kind=Kind(str(k)), value=None if v is None else str(v)) for k, v in rows]
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ async def login(request: web.Request) -> web.Response:
         return _login_page(request, 403, error=WRONG_RECEIPT, slowed=SLOWED_NOTICE if slowed else None)
     except KdfBusy:
         raise UserError(503, BUSY, headers={"Retry-After": "60"}) from None
-    payload = MailboxSession(report_id=access.report_id, key=bytearray(access.key))
+    payload = MailboxSession(report_id=access.report_id, key=bytearray(access.key), own_key=bytearray(access.own_key))
     access.wipe()
     _sessions(request).create(request, payload, group=payload.report_id)
     raise web.HTTPSeeOther(url_for(request, "mailbox_inbox"))
