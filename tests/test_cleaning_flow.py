@@ -200,23 +200,57 @@ async def test_a_caseworkers_reply_file_reaches_the_whistleblower_cleaned(
     assert MARKER.encode() not in copy.read_bytes() and MARKER not in exiftool_values(copy)
 
 
-async def test_a_file_sent_later_from_the_mailbox_is_cleaned(sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
-    site, staff = sites
-    response = await site.client.post("/en/submit", data=report_form("x"))
-    receipt = receipt_in(await response.text())
-    inbox = await log_in(site.client, receipt)
+async def send_from_mailbox(site: Site, inbox: str, files: dict[str, bytes], *, clean: bool) -> str:
+    """Send `files` with a message from the mailbox page `inbox`, the box ticked or not; the
+    inbox page it leads to."""
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', inbox)
     assert csrf
-    name, data, _ = BUILDERS["docx"](tmp_path)
     form = FormData(default_to_multipart=True)
     form.add_field("csrf_token", csrf.group(1))
     form.add_field("text", "one more")
-    form.add_field("files", data, filename=name, content_type="application/octet-stream")
+    if clean:
+        form.add_field("clean", "1")
+    for name, data in files.items():
+        form.add_field("files", data, filename=name, content_type="application/octet-stream")
     sent = await site.client.post("/en/mailbox/reply", data=form)
     assert sent.status == 200
-    assert "Cleaned: identifying metadata was removed." in visible_text(await sent.text())
+    return await sent.text()
+
+
+async def test_a_file_sent_later_from_the_mailbox_is_cleaned(sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
+    site, staff = sites
+    response = await site.client.post("/en/submit", data=report_form("x"))
+    inbox = await log_in(site.client, receipt_in(await response.text()))
+    # (on a "remove" channel there is nothing to choose: the form says what is done)
+    assert 'name="clean"' not in inbox and "We remove hidden information" in visible_text(inbox)
+    name, data, _ = BUILDERS["docx"](tmp_path)
+    page = await send_from_mailbox(site, inbox, {name: data}, clean=False)
+    assert "Cleaned: identifying metadata was removed." in visible_text(page)
     got = await downloads(staff, await only_report_url(staff))
     assert MARKER.encode() not in unpacked(got[name])
+
+
+async def test_whistleblower_chooses_for_files_sent_from_the_mailbox_too(
+        sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
+    # Given a "whistleblower chooses" channel and a report in it
+    site, staff = sites
+    channel = await staff.services.store.channel("default")
+    await staff.services.store.update_channel(channel.__class__(**{**channel.__dict__,
+                                                                   "cleaning_policy": Policy.CHOOSE.value}))
+    response = await site.client.post("/en/submit", data=report_form("x"))
+    inbox = await log_in(site.client, receipt_in(await response.text()))
+    # Then the mailbox's form has the same box as the submission form, ticked
+    assert 'name="clean" value="1" checked' in inbox
+    assert "Remove hidden information from my files (recommended)" in visible_text(inbox)
+    # When a file is sent with the box ticked, it is cleaned; unticked, it arrives as it was
+    name, data, _ = BUILDERS["jpeg"](tmp_path)
+    ticked = await send_from_mailbox(site, inbox, {name: data}, clean=True)
+    assert "Cleaned: identifying metadata was removed." in visible_text(ticked)
+    other, raw, _ = BUILDERS["png"](tmp_path)
+    unticked = await send_from_mailbox(site, ticked, {other: raw}, clean=False)
+    assert "Not cleaned: you asked to send the file as it is." in visible_text(unticked)
+    got = await downloads(staff, await only_report_url(staff))
+    assert MARKER.encode() not in got[name] and got[other] == raw
 
 
 async def test_an_admin_sets_the_policy_of_a_channel(sites: tuple[Site, StaffSite]) -> None:
