@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dropbox.cleaner_service import probe_remote
+from dropbox.cleaning import Policy
 from tests.caseworker_fixtures import Site as StaffSite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +41,13 @@ async def only_report_url(staff: StaffSite) -> str:
     urls = set(re.findall(r'href="(/en/reports/[0-9a-f]{32})"', listing))
     assert len(urls) == 1, urls
     return urls.pop()
+
+
+async def set_policy(staff: StaffSite, policy: Policy) -> None:
+    """Give the default channel `policy`, as an admin would in the channel form."""
+    store = staff.services.store
+    channel = await store.channel("default")
+    await store.update_channel(dataclasses.replace(channel, cleaning_policy=policy.value))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dropbox.cleaning import Policy
 from dropbox.config import Config, MiB
 from tests.caseworker_fixtures import Site as StaffSite
 from tests.caseworker_fixtures import new_install, serve_site
-from tests.cleaning_fixtures import downloads, only_report_url
+from tests.cleaning_fixtures import downloads, only_report_url, set_policy
 from tests.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import Site, log_in, open_site, receipt_in, report_form, visible_text
@@ -139,9 +139,7 @@ async def test_a_zip_bomb_and_a_gigabyte_of_zeros_get_an_answer(aiohttp_client: 
 async def test_keep_original_keeps_both_and_opening_the_original_is_audited(
         sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
     site, staff = sites
-    channel = await staff.services.store.channel("default")
-    await staff.services.store.update_channel(channel.__class__(**{**channel.__dict__,
-                                                                   "cleaning_policy": Policy.KEEP_ORIGINAL.value}))
+    await set_policy(staff, Policy.KEEP_ORIGINAL)
     name, data, planted = BUILDERS["jpeg"](tmp_path)
     await site.client.post("/en/submit", data=report_form("x", files={name: data}))
     report_url = await only_report_url(staff)
@@ -161,9 +159,7 @@ async def test_keep_original_keeps_both_and_opening_the_original_is_audited(
 async def test_whistleblower_chooses_unticked_sends_the_file_as_it_is(
         sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
     site, staff = sites
-    channel = await staff.services.store.channel("default")
-    await staff.services.store.update_channel(channel.__class__(**{**channel.__dict__,
-                                                                   "cleaning_policy": Policy.CHOOSE.value}))
+    await set_policy(staff, Policy.CHOOSE)
     form_page = await (await site.client.get("/en/submit")).text()
     assert 'name="clean" value="1" checked' in form_page
     name, data, _ = BUILDERS["png"](tmp_path)
@@ -234,9 +230,7 @@ async def test_whistleblower_chooses_for_files_sent_from_the_mailbox_too(
         sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
     # Given a "whistleblower chooses" channel and a report in it
     site, staff = sites
-    channel = await staff.services.store.channel("default")
-    await staff.services.store.update_channel(channel.__class__(**{**channel.__dict__,
-                                                                   "cleaning_policy": Policy.CHOOSE.value}))
+    await set_policy(staff, Policy.CHOOSE)
     response = await site.client.post("/en/submit", data=report_form("x"))
     inbox = await log_in(site.client, receipt_in(await response.text()))
     # Then the mailbox's form has the same box as the submission form, ticked
