@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
                                      "(take a backup first)"))
 
+    cleaner = commands.add_parser("cleaner", help="run the metadata cleaner service (deploy/dropbox-cleaner.service "
+                                  "starts it; it reads no data folder)")
+    cleaner.add_argument("--socket", type=Path, metavar="PATH",
+                         help="Unix socket to listen on (not needed under systemd socket activation)")
+    cleaner.add_argument("--concurrency", type=int, default=2, metavar="N",
+                         help="files cleaned at once, each in its own sandbox (default 2)")
+
     cw = commands.add_parser("caseworker", help="manage caseworker accounts")
     cw_commands = cw.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
     add = cw_commands.add_parser("add", help="add a caseworker (prints a generated passphrase once)")
@@ -154,10 +161,25 @@ def _config(args: argparse.Namespace) -> Config:
     return config.replace(**{name: value for name, value in flags.items() if value is not None})
 
 
+def _cleaner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from dropbox.cleaner_service import CannotListen
+    from dropbox.cleaner_service import main as cleaner_main
+
+    if not 1 <= args.concurrency <= 64:
+        parser.error("--concurrency must be between 1 and 64")
+    try:
+        return cleaner_main(socket_path=args.socket, concurrency=args.concurrency)
+    except (CannotListen, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "cleaner":  # no data folder and no settings file: the service may read neither
+        return _cleaner(parser, args)
     from dropbox.settings import SettingsError
 
     problems: list[str] = []

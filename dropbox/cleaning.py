@@ -25,10 +25,12 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dropbox.blobs import BlobError, FileTooLarge, StagedFile, StagedFiles
 from dropbox.catalogues import N_
+from dropbox.cleaner_service import clean_remote
 from dropbox.config import Config, MiB
 from dropbox.sandbox import SandboxError, SandboxLimits, run_cleaner
 
@@ -185,9 +187,9 @@ class FileCleaning:
         return self.outcome is Outcome.CLEANED
 
     def stored(self) -> FileCleaning:
-        """What is kept with the file: the kinds found, not the values. The values (the very name
-        or serial number cleaning removed) are shown to the sender once, and never stored where
-        the report key (which caseworkers hold) would open them."""
+        """What everyone who holds the report key may read: the kinds found, not the values. The
+        values (the very name or serial number cleaning removed) are kept only sealed under the
+        whistleblower's own key (reports.sealed_file_rows), never where caseworkers could open them."""
         return dataclasses.replace(self, found=[Finding(kind=f.kind, value=None) for f in self.found],
                                    remaining=[Finding(kind=f.kind, value=None) for f in self.remaining])
 
@@ -197,11 +199,16 @@ class FileCleaning:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> FileCleaning:
-        def findings(rows: list[list[str | None]]) -> list[Finding]:
-            return [Finding(kind=Kind(str(k)), value=v) for k, v in rows]
-        return cls(outcome=Outcome(value["outcome"]), found=findings(value.get("found", [])),
-                   remaining=findings(value.get("remaining", [])),
+        return cls(outcome=Outcome(value["outcome"]), found=findings_from_json(value.get("found", [])),
+                   remaining=findings_from_json(value.get("remaining", [])),
                    original_kept=bool(value.get("original_kept", False)))
+
+
+def findings_from_json(rows: object) -> list[Finding]:
+    """Findings as Finding.to_json wrote them; ValueError/TypeError for anything else."""
+    if not isinstance(rows, list):
+        raise TypeError("findings are not a list")
+    return [Finding(kind=Kind(str(k)), value=None if v is None else str(v)) for k, v in rows]
 
 
 @dataclass(frozen=True)
@@ -213,12 +220,15 @@ class CleaningSettings:
     limits: SandboxLimits
     #: Largest cleaned copy staged (the install's file cap; mat2 rarely makes a file larger).
     copy_max_bytes: int = 1 << 40
+    #: The cleaner service's socket (deploy/dropbox-cleaner.socket); None: the sandbox runs here.
+    socket: Path | None = None
 
 
 def settings_from(config: Config) -> CleaningSettings:
     """The sandbox's tmpfs holds the file and its cleaned copy, with room for the tools' scratch."""
     return CleaningSettings(
         max_bytes=config.clean_max_bytes, concurrency=config.clean_concurrency, copy_max_bytes=config.max_file_bytes,
+        socket=config.cleaner_socket,
         limits=SandboxLimits(memory_bytes=config.clean_memory_bytes, cpu_seconds=config.clean_cpu_seconds,
                              wall_seconds=config.clean_wall_seconds,
                              tmpfs_bytes=2 * config.clean_max_bytes + 64 * MiB))
@@ -249,8 +259,12 @@ class Cleaner:
             return FileCleaning(outcome=Outcome.TOO_LARGE)
         async with self._slots:
             try:
-                header = await run_cleaner(source=source(), suffix=suffix_of(name),
-                                           limits=self.settings.limits, sink=sink)
+                if self.settings.socket is None:
+                    header = await run_cleaner(source=source(), suffix=suffix_of(name),
+                                               limits=self.settings.limits, sink=sink)
+                else:
+                    header = await clean_remote(socket_path=self.settings.socket, source=source(), size=size,
+                                                suffix=suffix_of(name), limits=self.settings.limits, sink=sink)
             except SandboxError as e:
                 log.warning("cleaning gave no answer (%s)", type(e).__name__)
                 return FileCleaning(outcome=Outcome(e.reason))

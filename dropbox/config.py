@@ -106,6 +106,10 @@ class Config:
                                      min=1, max=3600)
     clean_wall_seconds: float = setting(300.0, "uploads", "Seconds one cleaning may take before it is killed "
                                         "and the file kept as sent.", min=1.0, max=3600.0)
+    cleaner_socket: Path | None = setting(None, "uploads", "Unix socket of the metadata cleaner service "
+                                          "(deploy/dropbox-cleaner.socket: the sandbox runs there, so this "
+                                          "service needs no namespaces); unset: the app starts the sandbox "
+                                          "itself (development and tests).")
     #: Plaintext bytes per secretstream chunk; upload reads use the same size.
     file_chunk_bytes: int = 1 * MiB
     max_uploads_in_flight: int = field(default=64, metadata={

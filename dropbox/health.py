@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dropbox.cleaner_service import probe_remote
 from dropbox.config import Config, GiB
 from dropbox.storage import SCHEMA_VERSION, NotInitialised, schema_version
 
@@ -150,16 +151,24 @@ def _onions(config: Config) -> Check:
 
 
 def _cleaning(config: Config) -> Check:
-    """Whether the serving process can start the metadata cleaning sandbox. Asked of the server
-    itself: a service manager's restrictions (namespaces, system calls) apply there, not here."""
+    """Whether files can be cleaned of metadata. With a cleaner service (cleaner_socket), ask it now:
+    it runs on its own and may have stopped since the server started. Without one, ask the server,
+    which tried at start-up: a service manager's restrictions apply there, not here."""
+    if config.cleaner_socket is not None:
+        problem = probe_remote(config.cleaner_socket)
+        if problem:
+            return Check("cleaning", Level.FAIL, f"{problem}: files are kept as sent and flagged as not cleaned; "
+                         "see docs/OPERATIONS.md")
+        return Check("cleaning", Level.OK, f"the cleaner service at {config.cleaner_socket} starts its sandbox")
     state = _read_status(config)
     if state is None:
         return Check("cleaning", Level.FAIL, "the serving process reports no status")
     problem = state.get("cleaning_problem")
     if problem:
         return Check("cleaning", Level.FAIL, f"the metadata cleaning sandbox cannot start ({problem}): files are "
-                     "kept as sent and flagged as not cleaned; see docs/OPERATIONS.md")
-    return Check("cleaning", Level.OK, "the metadata cleaning sandbox starts")
+                     "kept as sent and flagged as not cleaned; under systemd, use the cleaner service "
+                     "(cleaner_socket, see docs/OPERATIONS.md)")
+    return Check("cleaning", Level.OK, "the metadata cleaning sandbox starts in the serving process")
 
 
 def _disk(config: Config) -> Check:

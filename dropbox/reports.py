@@ -8,11 +8,13 @@ module is the one place that names those contexts; submissions.py and casework.p
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dropbox.blobs import StagedFile, StagedFiles
-from dropbox.cleaning import CleanedUpload, FileCleaning
+from dropbox.cleaning import CleanedUpload, FileCleaning, findings_from_json
 from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
 from dropbox.storage import Message, NewFile, Note, Reason, Status, Store, StoredFile
 
@@ -46,7 +48,7 @@ class FileView:
     name: str
     size: int
     message_id: str | None
-    #: What cleaning did (values left out: see FileCleaning.stored); None before migration 6.
+    #: What cleaning did (values only when opened with the whistleblower's own key); None before migration 6.
     cleaning: FileCleaning | None = None
     #: The id of the original kept as evidence, on the cleaned copy made from it.
     original_id: str | None = None
@@ -146,10 +148,13 @@ def _stored_context(kind: str, f: StoredFile) -> str:
 
 
 def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
-                     message_id: str | None, cleaned: CleanedUpload | None = None) -> list[NewFile]:
+                     message_id: str | None, cleaned: CleanedUpload | None = None,
+                     sender_key: bytes | None = None) -> list[NewFile]:
     """Rows for staged files: name, per-file key and exact size sealed under the report key,
     each bound to the report, the file, the message it came with and its padded size; with
-    `cleaned`, also what cleaning did (without the values found) and which copy an original is of."""
+    `cleaned`, also what cleaning did (without the values found) and which copy an original is of.
+    With `sender_key` (the whistleblower's own key) the values found are sealed under it inside
+    that record, for the mailbox: the caseworkers, who open the record, cannot open them."""
     rows = []
     for seq, f in enumerate(staged.files):
         def context(kind: str, f: StagedFile = f) -> str:
@@ -162,20 +167,39 @@ def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
             sealed_file_key=seal(f.file_key, key=report_key, context=context("file-key")),
             sealed_size=seal(str(f.size).encode(), key=report_key, context=context("file-size")),
             sealed_cleaning=None if cleaning is None else seal_json(
-                cleaning.stored().to_json(), key=report_key, context=context("file-cleaning")),
+                _cleaning_record(cleaning, sender_key=sender_key, context=context("file-values")),
+                key=report_key, context=context("file-cleaning")),
             original_of=cleaned.originals.get(f.id) if cleaned else None,
         ))
     return rows
 
 
-def open_file_cleaning(f: StoredFile, *, report_key: bytes) -> FileCleaning | None:
-    """What cleaning did to a stored file; None for a file stored before cleaning existed."""
+def _cleaning_record(cleaning: FileCleaning, *, sender_key: bytes | None, context: str) -> dict[str, object]:
+    """What is kept of a file's cleaning: outcome and kinds for everyone who holds the report key;
+    the values found only sealed under the whistleblower's own key (`values`, base64)."""
+    record = cleaning.stored().to_json()
+    if sender_key is not None and any(f.value for f in cleaning.found):
+        sealed = seal_json([f.to_json() for f in cleaning.found], key=sender_key, context=context)
+        record["values"] = base64.b64encode(sealed).decode()
+    return record
+
+
+def open_file_cleaning(f: StoredFile, *, report_key: bytes, sender_key: bytes | None = None) -> FileCleaning | None:
+    """What cleaning did to a stored file; None for a file stored before cleaning existed. With
+    the whistleblower's own key, the findings carry the values found (where they were stored)."""
     if f.sealed_cleaning is None:
         return None
     value = open_json(f.sealed_cleaning, key=report_key, context=_stored_context("file-cleaning", f))
+    if not isinstance(value, dict):
+        raise TamperedData("file cleaning record is malformed")
     try:
-        return FileCleaning.from_json(value)  # type: ignore[arg-type]
-    except (KeyError, ValueError, TypeError) as e:
+        cleaning = FileCleaning.from_json(value)
+        if sender_key is None or "values" not in value:
+            return cleaning
+        sealed = base64.b64decode(str(value["values"]), validate=True)
+        found = open_json(sealed, key=sender_key, context=_stored_context("file-values", f))
+        return dataclasses.replace(cleaning, found=findings_from_json(found))
+    except (KeyError, ValueError, TypeError) as e:  # binascii.Error is a ValueError
         raise TamperedData("file cleaning record is malformed") from e
 
 
@@ -200,19 +224,22 @@ def open_file_size(f: StoredFile, *, report_key: bytes) -> int:
         raise TamperedData("file size is not a number") from e
 
 
-def file_views(files: Sequence[StoredFile], *, report_key: bytes) -> list[FileView]:
+def file_views(files: Sequence[StoredFile], *, report_key: bytes, sender_key: bytes | None = None) -> list[FileView]:
     """The files people work with: a kept original is not listed on its own but named on the
-    cleaned copy (`original_id`), so opening it is always a separate, deliberate step."""
+    cleaned copy (`original_id`), so opening it is always a separate, deliberate step.
+    `sender_key`: the whistleblower's own key, so their mailbox shows the values found."""
     originals = {f.original_of: f.id for f in files if f.original_of}
     return [FileView(id=f.id, name=open_file_name(f, report_key=report_key),
                      size=open_file_size(f, report_key=report_key), message_id=f.message_id,
-                     cleaning=open_file_cleaning(f, report_key=report_key), original_id=originals.get(f.id))
+                     cleaning=open_file_cleaning(f, report_key=report_key, sender_key=sender_key),
+                     original_id=originals.get(f.id))
             for f in files if not f.original_of]
 
 
-async def thread(store: Store, *, report_id: str, report_key: bytes) -> tuple[list[FileView], list[MessageView]]:
+async def thread(store: Store, *, report_id: str, report_key: bytes,
+                 sender_key: bytes | None = None) -> tuple[list[FileView], list[MessageView]]:
     """The files handed in with the report, and the message thread with each message's files."""
-    files = file_views(await store.files(report_id), report_key=report_key)
+    files = file_views(await store.files(report_id), report_key=report_key, sender_key=sender_key)
     by_message: dict[str | None, list[FileView]] = {}
     for f in files:
         by_message.setdefault(f.message_id, []).append(f)

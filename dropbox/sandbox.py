@@ -69,6 +69,12 @@ class SandboxLimitHit(SandboxError):
     reason = "limit"
 
 
+#: Each error by the reason it travels under (the cleaner service sends the reason, see
+#: dropbox/cleaner_service.py); an unknown reason is the plain SandboxError.
+ERRORS: dict[str, type[SandboxError]] = {
+    cls.reason: cls for cls in (SandboxError, SandboxUnavailable, SandboxTimeout, SandboxLimitHit)}
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     memory_bytes: int
@@ -89,7 +95,7 @@ def bwrap_argv(*, suffix: str, tmpfs_bytes: int) -> list[str]:
         "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
         "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
         "--ro-bind-try", "/etc/mime.types", "/etc/mime.types",
-        "--proc", "/proc", "--dev", "/dev",
+        "--dev", "/dev",
         "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",  # noqa: S108 - the sandbox's own private tmpfs
         "--ro-bind", str(DRIVER), "/driver.py",
         "--chdir", "/tmp", "--clearenv",  # noqa: S108 - the sandbox's own private tmpfs
@@ -139,24 +145,28 @@ async def run_cleaner(
     suffix: str,
     limits: SandboxLimits,
     sink: Callable[[bytes], Awaitable[None]],
+    on_header: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Feed `source` to the sandboxed driver; hand the cleaned bytes to `sink` as they come.
 
     Returns the driver's header. When its status is "cleaned", `sink` has received exactly the
     cleaned file (length checked against the header and the exit status); when it raises, or the
     status is anything else, whatever `sink` received must be thrown away by the caller.
+    `on_header` sees the (checked) header before the first cleaned byte: the cleaner service
+    forwards it that way, so its client reads the same framing as this reads from the driver.
     """
     if not available():
         raise SandboxUnavailable("bwrap, mat2 or exiftool is missing")
     try:
         async with asyncio.timeout(limits.wall_seconds):
-            return await _run(source=source, suffix=suffix, limits=limits, sink=sink)
+            return await _run(source=source, suffix=suffix, limits=limits, sink=sink, on_header=on_header)
     except TimeoutError as e:
         raise SandboxTimeout(f"no answer within {limits.wall_seconds} s") from e
 
 
 async def _run(*, source: AsyncIterator[bytes], suffix: str, limits: SandboxLimits,
-               sink: Callable[[bytes], Awaitable[None]]) -> dict[str, Any]:
+               sink: Callable[[bytes], Awaitable[None]],
+               on_header: Callable[[dict[str, Any]], Awaitable[None]] | None) -> dict[str, Any]:
     try:
         proc = await asyncio.create_subprocess_exec(
             *bwrap_argv(suffix=suffix, tmpfs_bytes=limits.tmpfs_bytes),
@@ -170,7 +180,9 @@ async def _run(*, source: AsyncIterator[bytes], suffix: str, limits: SandboxLimi
     assert proc.stdin is not None and proc.stdout is not None  # noqa: S101 - PIPE was asked for
     feeder = asyncio.create_task(_feed(proc.stdin, source))
     try:
-        header = await _read_header(proc.stdout)
+        header = await read_header(proc.stdout)
+        if on_header is not None:
+            await on_header(header)
         received = 0
         while chunk := await proc.stdout.read(_PIPE_CHUNK):
             received += len(chunk)
@@ -203,18 +215,53 @@ async def _feed(stdin: asyncio.StreamWriter, source: AsyncIterator[bytes]) -> No
             stdin.close()
 
 
-async def _read_header(stdout: asyncio.StreamReader) -> dict[str, Any]:
+# --- framing: 4-byte big-endian length || JSON (the driver's header, the cleaner service's messages)
+
+
+def encode_frame(value: dict[str, Any]) -> bytes:
+    raw = json.dumps(value, ensure_ascii=False).encode()
+    return _HEADER_LEN.pack(len(raw)) + raw
+
+
+def decode_frame(raw: bytes) -> dict[str, Any] | None:
+    """Exactly one whole frame read by a blocking socket (a probe's answer), or None."""
+    if len(raw) < _HEADER_LEN.size or _HEADER_LEN.unpack_from(raw)[0] != len(raw) - _HEADER_LEN.size:
+        return None
     try:
-        raw_len = await stdout.readexactly(_HEADER_LEN.size)
-        (length,) = _HEADER_LEN.unpack(raw_len)
+        value = json.loads(raw[_HEADER_LEN.size:])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def read_frame(stream: asyncio.StreamReader, *, died: type[SandboxError] = SandboxLimitHit) -> dict[str, Any]:
+    """One framed JSON object. A stream that ends first raises `died`; garbage raises SandboxLimitHit."""
+    try:
+        (length,) = _HEADER_LEN.unpack(await stream.readexactly(_HEADER_LEN.size))
         if length > MAX_HEADER_BYTES:
             raise SandboxLimitHit("cleaner header too long")
-        header = json.loads(await stdout.readexactly(length))
+        value = json.loads(await stream.readexactly(length))
     except asyncio.IncompleteReadError as e:
-        raise SandboxLimitHit("cleaner died before answering") from e
+        raise died("cleaner died before answering") from e
     except ValueError as e:
         raise SandboxLimitHit("cleaner answered garbage") from e
-    if not isinstance(header, dict) or header.get("status") not in ("cleaned", "unsupported", "failed"):
+    if not isinstance(value, dict):
+        raise SandboxLimitHit("cleaner answered garbage")
+    return value
+
+
+async def read_header(stream: asyncio.StreamReader, *,
+                      died: type[SandboxError] = SandboxLimitHit) -> dict[str, Any]:
+    """The driver's header, checked. {"status": "error", "reason": r} (only the cleaner service
+    sends it) raises the error of that reason."""
+    header = await read_frame(stream, died=died)
+    status = header.get("status")
+    if status == "error":
+        raise ERRORS.get(str(header.get("reason")), SandboxError)("the cleaner service says: "
+                                                                  f"{str(header.get('reason'))[:40]}")
+    if status not in ("cleaned", "unsupported", "failed"):
+        raise SandboxLimitHit("cleaner answered garbage")
+    if status == "cleaned" and (not isinstance(header.get("size"), int) or header["size"] < 0):
         raise SandboxLimitHit("cleaner answered garbage")
     return header
 

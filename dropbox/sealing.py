@@ -317,6 +317,13 @@ class ReceiptKeys:
     lookup_id: bytes
     wrap_key: bytes
 
+    @property
+    def own_key(self) -> bytes:
+        """A key only the whistleblower can derive (the caseworkers hold the report and staff keys,
+        never the receipt): it seals what must not reach them, the metadata values cleaning removed
+        from the whistleblower's files, so the mailbox can show them again."""
+        return _subkey(self.wrap_key, b"dbx.wb-own")
+
 
 def derive_receipt_keys(secret: str, *, kdf: KdfParams) -> ReceiptKeys:
     """One Argon2id run over the secret part (all of a legacy code) and the salt (the report's own,

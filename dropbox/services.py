@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from dropbox.blobs import BlobStore
+from dropbox.cleaner_service import probe_cleaner
 from dropbox.cleaning import Cleaner, settings_from
 from dropbox.config import Config
 from dropbox.install import Install, load_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.receipt_stock import ReceiptStock
-from dropbox.sandbox import probe as sandbox_probe
 from dropbox.storage import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ class Services:
     install: Install
     #: The one gate to the metadata cleaning sandbox (bounded concurrency, see cleaning.py).
     cleaner: Cleaner
-    #: Why the cleaning sandbox could not start in this process (None: it starts). `serve` puts it
+    #: Why the cleaning sandbox could not start, in this process or in the cleaner service when
+    #: Config.cleaner_socket names one (None: it starts). `serve` puts it
     #: in DATA/status.json, so `run.py status` reports it from inside the service's restrictions.
     cleaning_problem: str | None = None
 
@@ -64,7 +65,7 @@ class Services:
             receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock,
                                     quiet=blobs.no_uploads.wait)
             receipts.start()
-            unusable = await asyncio.to_thread(sandbox_probe)
+            unusable = await asyncio.to_thread(probe_cleaner, config.cleaner_socket)
             if unusable:
                 log.error("the metadata cleaning sandbox cannot start (%s): files will be kept as sent, "
                           "flagged as not cleaned", unusable)

@@ -93,6 +93,9 @@ class MailboxAccess:
 
     report_id: str
     key: bytearray = field(repr=False)
+    #: The whistleblower's own key (ReceiptKeys.own_key), wiped with the report key; empty when
+    #: the session was not opened with a receipt.
+    own_key: bytearray = field(default_factory=bytearray, repr=False)
 
     @property
     def report_key(self) -> bytes:
@@ -102,12 +105,18 @@ class MailboxAccess:
         return bytes(self.key)
 
     @property
+    def sender_key(self) -> bytes | None:
+        """A `bytes` copy of the own key for one call, or None if there is none (or it was wiped)."""
+        return bytes(self.own_key) if any(self.own_key) else None
+
+    @property
     def wiped(self) -> bool:
         return not any(self.key)
 
     def wipe(self) -> None:
-        """Overwrite the key with zeros in place (same length, so no reallocation leaves a copy)."""
+        """Overwrite the keys with zeros in place (same length, so no reallocation leaves a copy)."""
         self.key[:] = bytes(len(self.key))
+        self.own_key[:] = bytes(len(self.own_key))
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,7 @@ async def submit_report(
             sealed_body=seal_body(body, report_key=keys.report_key, report_id=report_id),
         )
         files = sealed_file_rows(staged, report_key=keys.report_key, report_id=report_id, message_id=None,
-                                 cleaned=cleaned)
+                                 cleaned=cleaned, sender_key=drawn.keys.own_key)
         grants = {cw.id: keys.seal_for(cw.public_key) for cw in members}
         for _attempt in range(LOCATOR_ATTEMPTS):
             locator = new_locator()
@@ -249,7 +258,7 @@ async def open_mailbox(*, store: Store, kdf: KdfPool, install: Install, receipt_
                                               report_id=report.id)
     except (NotFound, TamperedData) as e:
         raise WrongReceipt() from e
-    return MailboxAccess(report_id=report.id, key=bytearray(report_key))
+    return MailboxAccess(report_id=report.id, key=bytearray(report_key), own_key=bytearray(receipt_keys.own_key))
 
 
 async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: bool) -> MailboxView:
@@ -257,7 +266,8 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
     and returns the day stamped before it, so the person can tell whether someone else used their code."""
     report = await store.report(access.report_id)
     body = open_body(report.sealed_body, report_key=access.report_key, report_id=report.id)
-    files, messages = await thread(store, report_id=report.id, report_key=access.report_key)
+    files, messages = await thread(store, report_id=report.id, report_key=access.report_key,
+                                   sender_key=access.sender_key)
     channel = await store.channel(report.channel_id)
     if record_visit:
         await store.update_report(report.id, whistleblower_seen_day=today().isoformat())
@@ -298,7 +308,7 @@ async def post_whistleblower_message(
         message = Message(id=message_id, report_id=report.id, seq=0, author=Author.WHISTLEBLOWER, caseworker_id=None,
                           sealed_body=b"", sent_day=day.isoformat(), read=False)
         files = sealed_file_rows(staged, report_key=access.report_key, report_id=report.id, message_id=message_id,
-                                 cleaned=cleaned)
+                                 cleaned=cleaned, sender_key=access.sender_key)
         await store.add_message(message, files=files, seal_body=message_sealer(
             text, report_key=access.report_key, report_id=report.id, message_id=message_id,
             author=Author.WHISTLEBLOWER),

@@ -2,8 +2,9 @@
 
 Each builder returns (file name, bytes, planted values). Every planted value contains the marker
 `PLANT`, so a byte search of a cleaned copy for the marker is a check nothing survived. exiftool
-(the same one the drop box uses) plants the JPEG's EXIF; the rest are written by hand with the
-standard library, so the tests depend on nothing but what the product already installs.
+(the same one the drop box uses) plants the JPEG's EXIF and ffmpeg (which mat2 uses for video)
+makes the MP4; the rest are written by hand with the standard library, so the tests depend on
+nothing but what the product already installs.
 """
 
 from __future__ import annotations
@@ -154,7 +155,20 @@ def zip_with_docx(_tmp: Path) -> tuple[str, bytes, list[str]]:
     return "papers.zip", buffer.getvalue(), planted
 
 
-BUILDERS = {"jpeg": jpeg, "docx": docx, "pdf": pdf, "png": png, "mp3": mp3, "zip": zip_with_docx}
+def mp4(tmp: Path) -> tuple[str, bytes, list[str]]:
+    """Two seconds of ffmpeg's test pattern and a tone (MPEG-4 video, AAC audio) with artist, title
+    and comment, made by ffmpeg (which mat2 needs to clean video, so it is installed anyway)."""
+    planted = [f"Artist {MARKER}", f"Title {MARKER}", f"Comment {MARKER}"]
+    out = tmp / "clip.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-nostdin", "-y",
+                    "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-f", "lavfi", "-i", "sine=frequency=440",
+                    "-t", "2", "-c:v", "mpeg4", "-c:a", "aac", "-metadata", f"artist={planted[0]}",
+                    "-metadata", f"title={planted[1]}", "-metadata", f"comment={planted[2]}", str(out)],
+                   check=True, capture_output=True)
+    return "clip.mp4", out.read_bytes(), planted
+
+
+BUILDERS = {"jpeg": jpeg, "docx": docx, "pdf": pdf, "png": png, "mp3": mp3, "zip": zip_with_docx, "mp4": mp4}
 
 
 def unpacked(data: bytes) -> bytes:

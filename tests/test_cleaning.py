@@ -117,10 +117,12 @@ async def test_a_file_larger_than_the_sandbox_tmpfs_is_refused_inside() -> None:
     assert result.outcome is Outcome.TOO_LARGE  # type: ignore[attr-defined]
 
 
-async def test_the_memory_limit_holds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["png", "mp4"])
+async def test_the_memory_limit_holds(kind: str, tmp_path: Path) -> None:
     # Given a sandbox allowed 32 MiB of address space (too little for Python with libmat2's bindings)
-    name, data, _ = BUILDERS["png"](tmp_path)
-    # When a real PNG is cleaned in it, Then the process dies of the limit and the answer is LIMIT
+    name, data, _ = BUILDERS[kind](tmp_path)
+    # When a real PNG (or video, which mat2 hands to ffmpeg) is cleaned in it, Then the process
+    # dies of the limit and the answer is LIMIT
     result, _ = await run(cleaner(memory_bytes=32 * MiB), name, data)
     assert result.outcome is Outcome.LIMIT  # type: ignore[attr-defined]
 

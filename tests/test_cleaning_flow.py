@@ -17,6 +17,7 @@ from dropbox.cleaning import Policy
 from dropbox.config import Config, MiB
 from tests.caseworker_fixtures import Site as StaffSite
 from tests.caseworker_fixtures import new_install, serve_site
+from tests.cleaning_fixtures import downloads, only_report_url, set_policy
 from tests.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import Site, log_in, open_site, receipt_in, report_form, visible_text
@@ -36,29 +37,6 @@ async def config_fixture(tmp_path: Path) -> Config:
 async def sites_fixture(aiohttp_client: AiohttpClient, config: Config) -> AsyncIterator[tuple[Site, StaffSite]]:
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
         yield site, staff
-
-
-_FILE_LINK = re.compile(r'href="(/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32})"[^>]*>([^<]+)</a>')
-
-
-async def downloads(staff: StaffSite, report_url: str) -> dict[str, bytes]:
-    """Every file linked from the report page, downloaded as a caseworker does, by name."""
-    agent = await staff.signed_in("alice")
-    page = await agent.text(report_url)
-    files = {}
-    for url, name in _FILE_LINK.findall(page):
-        response = await agent.get(url)
-        assert response.status == 200, url
-        files[name] = await response.read()
-    return files
-
-
-async def only_report_url(staff: StaffSite) -> str:
-    agent = await staff.signed_in("alice")
-    listing = await agent.text("/en/reports")
-    urls = set(re.findall(r'href="(/en/reports/[0-9a-f]{32})"', listing))
-    assert len(urls) == 1, urls
-    return urls.pop()
 
 
 async def test_every_planted_value_is_gone_from_what_caseworkers_download(
@@ -99,15 +77,16 @@ async def test_findings_are_shown_in_each_language(sites: tuple[Site, StaffSite]
             assert word in text, (lang, word)
 
 
-async def test_the_mailbox_shows_what_was_removed_without_the_values(
+async def test_the_mailbox_shows_what_was_removed_with_the_values(
         sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
     site, _ = sites
-    name, data, _ = BUILDERS["docx"](tmp_path)
+    name, data, planted = BUILDERS["docx"](tmp_path)
     response = await site.client.post("/en/submit", data=report_form("x", files={name: data}))
     receipt = receipt_in(await response.text())
     inbox = visible_text(await log_in(site.client, receipt))
-    assert "Cleaned: identifying metadata was removed." in inbox and "Author" in inbox
-    assert MARKER not in inbox  # the values are shown once, on the receipt page; never stored
+    assert "Cleaned: identifying metadata was removed." in inbox
+    # sealed under the whistleblower's own key (test_cleaning_records: no caseworker key opens them)
+    assert f"Author: {planted[0]}" in inbox and f"Organisation: {planted[2]}" in inbox
 
 
 async def test_a_file_that_cannot_be_cleaned_is_kept_and_flagged(
@@ -160,9 +139,7 @@ async def test_a_zip_bomb_and_a_gigabyte_of_zeros_get_an_answer(aiohttp_client: 
 async def test_keep_original_keeps_both_and_opening_the_original_is_audited(
         sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
     site, staff = sites
-    channel = await staff.services.store.channel("default")
-    await staff.services.store.update_channel(channel.__class__(**{**channel.__dict__,
-                                                                   "cleaning_policy": Policy.KEEP_ORIGINAL.value}))
+    await set_policy(staff, Policy.KEEP_ORIGINAL)
     name, data, planted = BUILDERS["jpeg"](tmp_path)
     await site.client.post("/en/submit", data=report_form("x", files={name: data}))
     report_url = await only_report_url(staff)
@@ -182,9 +159,7 @@ async def test_keep_original_keeps_both_and_opening_the_original_is_audited(
 async def test_whistleblower_chooses_unticked_sends_the_file_as_it_is(
         sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
     site, staff = sites
-    channel = await staff.services.store.channel("default")
-    await staff.services.store.update_channel(channel.__class__(**{**channel.__dict__,
-                                                                   "cleaning_policy": Policy.CHOOSE.value}))
+    await set_policy(staff, Policy.CHOOSE)
     form_page = await (await site.client.get("/en/submit")).text()
     assert 'name="clean" value="1" checked' in form_page
     name, data, _ = BUILDERS["png"](tmp_path)
@@ -221,23 +196,55 @@ async def test_a_caseworkers_reply_file_reaches_the_whistleblower_cleaned(
     assert MARKER.encode() not in copy.read_bytes() and MARKER not in exiftool_values(copy)
 
 
-async def test_a_file_sent_later_from_the_mailbox_is_cleaned(sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
-    site, staff = sites
-    response = await site.client.post("/en/submit", data=report_form("x"))
-    receipt = receipt_in(await response.text())
-    inbox = await log_in(site.client, receipt)
+async def send_from_mailbox(site: Site, inbox: str, files: dict[str, bytes], *, clean: bool) -> str:
+    """Send `files` with a message from the mailbox page `inbox`, the box ticked or not; the
+    inbox page it leads to."""
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', inbox)
     assert csrf
-    name, data, _ = BUILDERS["docx"](tmp_path)
     form = FormData(default_to_multipart=True)
     form.add_field("csrf_token", csrf.group(1))
     form.add_field("text", "one more")
-    form.add_field("files", data, filename=name, content_type="application/octet-stream")
+    if clean:
+        form.add_field("clean", "1")
+    for name, data in files.items():
+        form.add_field("files", data, filename=name, content_type="application/octet-stream")
     sent = await site.client.post("/en/mailbox/reply", data=form)
     assert sent.status == 200
-    assert "Cleaned: identifying metadata was removed." in visible_text(await sent.text())
+    return await sent.text()
+
+
+async def test_a_file_sent_later_from_the_mailbox_is_cleaned(sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
+    site, staff = sites
+    response = await site.client.post("/en/submit", data=report_form("x"))
+    inbox = await log_in(site.client, receipt_in(await response.text()))
+    # (on a "remove" channel there is nothing to choose: the form says what is done)
+    assert 'name="clean"' not in inbox and "We remove hidden information" in visible_text(inbox)
+    name, data, _ = BUILDERS["docx"](tmp_path)
+    page = await send_from_mailbox(site, inbox, {name: data}, clean=False)
+    assert "Cleaned: identifying metadata was removed." in visible_text(page)
     got = await downloads(staff, await only_report_url(staff))
     assert MARKER.encode() not in unpacked(got[name])
+
+
+async def test_whistleblower_chooses_for_files_sent_from_the_mailbox_too(
+        sites: tuple[Site, StaffSite], tmp_path: Path) -> None:
+    # Given a "whistleblower chooses" channel and a report in it
+    site, staff = sites
+    await set_policy(staff, Policy.CHOOSE)
+    response = await site.client.post("/en/submit", data=report_form("x"))
+    inbox = await log_in(site.client, receipt_in(await response.text()))
+    # Then the mailbox's form has the same box as the submission form, ticked
+    assert 'name="clean" value="1" checked' in inbox
+    assert "Remove hidden information from my files (recommended)" in visible_text(inbox)
+    # When a file is sent with the box ticked, it is cleaned; unticked, it arrives as it was
+    name, data, _ = BUILDERS["jpeg"](tmp_path)
+    ticked = await send_from_mailbox(site, inbox, {name: data}, clean=True)
+    assert "Cleaned: identifying metadata was removed." in visible_text(ticked)
+    other, raw, _ = BUILDERS["png"](tmp_path)
+    unticked = await send_from_mailbox(site, ticked, {other: raw}, clean=False)
+    assert "Not cleaned: you asked to send the file as it is." in visible_text(unticked)
+    got = await downloads(staff, await only_report_url(staff))
+    assert MARKER.encode() not in got[name] and got[other] == raw
 
 
 async def test_an_admin_sets_the_policy_of_a_channel(sites: tuple[Site, StaffSite]) -> None:

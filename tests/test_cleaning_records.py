@@ -11,17 +11,21 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiosqlite
+import pytest
 
-from dropbox.cleaning import Cleaner, CleaningSettings, Outcome
+from dropbox.cleaning import Cleaner, CleaningSettings, Kind, Outcome
 from dropbox.config import MiB
 from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
+from dropbox.reports import open_file_cleaning
+from dropbox.sealing import KdfParams, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
 from dropbox.storage import Store
 from tests.caseworker_fixtures import new_install, serve_site
-from tests.metadata_files import BUILDERS
+from tests.cleaning_fixtures import downloads, only_report_url
+from tests.conftest import PASSPHRASES
+from tests.metadata_files import BUILDERS, MARKER
 from tests.test_cleaning import LIMITS
-from tests.test_cleaning_flow import downloads, only_report_url
 from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import open_site, report_form
+from tests.whistleblower_fixtures import log_in, open_site, receipt_in, report_form, visible_text
 
 #: Files larger than this are skipped by the scan: a leaked copy of the small test files would not be.
 SCAN_MAX_BYTES = 64 * MiB
@@ -97,6 +101,43 @@ async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohtt
         assert canary.encode() in got["notes.txt"]
         # Then neither the data folder (database, WAL) nor the host's temporary folders hold it
         assert disk_holding(canary.encode(), config.data_dir, *HOST_TEMP) == []
+
+
+async def test_the_values_found_open_for_the_whistleblower_and_no_caseworker(aiohttp_client: AiohttpClient,
+                                                                             tmp_path: Path) -> None:
+    # Given a report whose DOCX carried a creator, a modifier and a company, granted to three caseworkers
+    config = await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
+    name, data, planted = BUILDERS["docx"](tmp_path)
+    async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
+        response = await site.client.post("/en/submit", data=report_form("x", files={name: data}))
+        receipt = receipt_in(await response.text())
+        # When the whistleblower opens the mailbox later, Then it shows the values found again
+        inbox = visible_text(await log_in(site.client, receipt))
+        assert f"Author: {planted[0]}" in inbox and f"Organisation: {planted[2]}" in inbox
+        # And the caseworker's page names the kinds only
+        report_url = await only_report_url(staff)
+        page = visible_text(await (await staff.signed_in("alice")).text(report_url))
+        assert "Author" in page and MARKER not in page
+        store = staff.services.store
+        report_id = report_url.rsplit("/", 1)[1]
+        (stored,) = await store.files(report_id)
+        # And with every key a caseworker holds (the report key, the staff key, a key derived
+        # from their own private key) the stored values do not open; without one, kinds only
+        caseworkers = await store.caseworkers()
+        assert {cw.name for cw in caseworkers} == {"alice", "bob", "carol"}
+        for cw in caseworkers:
+            own = unwrap_caseworker_key(WrappedPrivateKey(
+                public_key=cw.public_key, wrapped=cw.wrapped_key,
+                kdf=KdfParams(salt=cw.kdf_salt, ops=cw.kdf_ops, mem=cw.kdf_mem)), passphrase=PASSPHRASES[cw.name])
+            keys = own.open_report_keys(await store.grant(report_id=report_id, caseworker_id=cw.id))
+            kinds_only = open_file_cleaning(stored, report_key=keys.report_key)
+            assert kinds_only is not None and Kind.AUTHOR in {f.kind for f in kinds_only.found}
+            assert all(f.value is None for f in kinds_only.found)
+            for attempt in (keys.report_key, keys.staff_key, own.subkey(b"dbx.wb-own")):
+                with pytest.raises(TamperedData):
+                    open_file_cleaning(stored, report_key=keys.report_key, sender_key=attempt)
+    # And no value is in the clear anywhere in the data folder
+    assert disk_holding(MARKER.encode(), config.data_dir) == []
 
 
 async def test_migration_6_gives_existing_channels_the_default_policy(tmp_path: Path) -> None:

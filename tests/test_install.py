@@ -22,7 +22,8 @@ SNAPSHOT = textwrap.dedent("""
         st = os.lstat(p)
         digest = hashlib.sha256(open(p, 'rb').read()).hexdigest() if stat.S_ISREG(st.st_mode) else ''
         out.append(f"{p} {stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o} {st.st_uid}:{st.st_gid} {digest}")
-    for root in ('/opt/dropbox', '/var/lib/dropbox', '/etc/tor', '/etc/systemd/system/dropbox.service'):
+    for root in ('/opt/dropbox', '/var/lib/dropbox', '/etc/tor', '/etc/systemd/system/dropbox.service',
+                 '/etc/systemd/system/dropbox-cleaner.service', '/etc/systemd/system/dropbox-cleaner.socket'):
         if os.path.isfile(root):
             one(root); continue
         for d, dirs, files in os.walk(root):
@@ -84,9 +85,11 @@ cp /var/lib/dropbox/config.toml /inner/config.toml
             if ln.startswith("install:") and "done" not in ln and "systemd is not running" not in ln] == []
     # And the state is the one the docs describe
     assert "/var/lib/dropbox 16384 700" in first and "/var/lib/dropbox/dropbox.sqlite3 32768 600" in first
-    assert "/etc/systemd/system/dropbox.service 32768 644" in first
+    for unit in ("dropbox.service", "dropbox-cleaner.service", "dropbox-cleaner.socket"):
+        assert f"/etc/systemd/system/{unit} 32768 644" in first
     settings = _read(tmp_path / "config.toml")
     assert 'tor_mode = "system"' in settings and 'tor_control = "/run/tor/control"' in settings
+    assert 'cleaner_socket = "/run/dropbox-cleaner.sock"' in settings
     assert _read(tmp_path / "channels.txt").startswith("default")
 
 
@@ -95,16 +98,32 @@ def _read(path: Path) -> str:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_the_unit_passes_systemd_analyze_verify_and_exposure_is_at_most_2(tmp_path: Path) -> None:
-    # The unit names /opt/dropbox's python; point it at this checkout's for the check.
-    unit = tmp_path / "dropbox.service"
+def test_the_units_pass_systemd_analyze_verify_and_exposure_is_at_most_2(tmp_path: Path) -> None:
+    # The units name /opt/dropbox's python; point them at this checkout's for the check.
     python = REPO_ROOT / ".venv" / "bin" / "python"
-    unit.write_text((REPO_ROOT / "deploy" / "dropbox.service").read_text()
-                    .replace("/opt/dropbox/.venv/bin/python", str(python)))
-    verified = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=120,
-                              check=False)
+    for unit in (REPO_ROOT / "deploy").iterdir():
+        (tmp_path / unit.name).write_text(unit.read_text().replace("/opt/dropbox/.venv/bin/python", str(python)))
+    units = ["dropbox.service", "dropbox-cleaner.service", "dropbox-cleaner.socket"]
+    verified = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=120,
+                              check=False, cwd=tmp_path)
     assert verified.returncode == 0 and verified.stderr.strip() == "", verified.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True,
-                              text=True, timeout=120, check=False)
-    (line,) = [ln for ln in security.stdout.splitlines() if "Overall exposure level" in ln]
-    assert float(line.split(":")[1].split()[0]) <= 2.0, line
+    for unit in units[:2]:
+        security = subprocess.run(["systemd-analyze", "security", "--offline=yes", unit], capture_output=True,
+                                  text=True, timeout=120, check=False, cwd=tmp_path)
+        (line,) = [ln for ln in security.stdout.splitlines() if "Overall exposure level" in ln]
+        assert float(line.split(":")[1].split()[0]) <= 2.0, line
+
+
+def test_only_the_cleaner_may_create_namespaces_and_it_reaches_nothing() -> None:
+    # The app keeps the strict profile; the sandbox's namespaces are the cleaner's alone, and the
+    # cleaner has no network, no data folder, and a user of its own.
+    app = (REPO_ROOT / "deploy" / "dropbox.service").read_text().splitlines()
+    cleaner = (REPO_ROOT / "deploy" / "dropbox-cleaner.service").read_text().splitlines()
+    assert "RestrictNamespaces=yes" in app and "SystemCallFilter=~@privileged" in app
+    for line in ("PrivateNetwork=yes", "IPAddressDeny=any", "RestrictAddressFamilies=AF_UNIX AF_NETLINK",
+                 "DynamicUser=yes", "CapabilityBoundingSet=", "MemorySwapMax=0"):
+        assert line in cleaner, line
+    (hidden,) = [ln for ln in cleaner if ln.startswith("InaccessiblePaths=")]
+    assert "-/var/lib/dropbox" in hidden.split("=", 1)[1].split()
+    socket_unit = (REPO_ROOT / "deploy" / "dropbox-cleaner.socket").read_text().splitlines()
+    assert "SocketGroup=dropbox" in socket_unit and "SocketMode=0660" in socket_unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -14,6 +15,7 @@ from pathlib import Path
 from dropbox.config import Config
 from dropbox.settings import render_settings
 from dropbox.storage import SCHEMA_VERSION
+from tests.cleaning_fixtures import cleaner_process
 from tests.server_process import REPO_ROOT, ServerProcess, cheap_install, running_server
 
 
@@ -66,6 +68,26 @@ async def test_a_server_that_cannot_start_the_cleaning_sandbox_exits_1(tmp_path:
     assert done.returncode == 1, done.stdout + done.stderr
     assert line(done, "serving").startswith("ok")
     assert line(done, "cleaning").startswith("FAIL") and "kept as sent" in line(done, "cleaning")
+
+
+async def test_status_asks_the_cleaner_service_itself(tmp_path: Path) -> None:
+    # Given a server whose files are cleaned by a cleaner service of its own (cleaner_socket)
+    async with cleaner_process() as worker:
+        config, server = await install(tmp_path, tor_mode="off", cleaner_socket=worker.socket)
+        server.start()
+        try:
+            healthy = await asyncio.to_thread(status, config.data_dir)
+            # When the cleaner stops while the server goes on
+            worker.kill()
+            await worker.process.wait()
+            stopped = await asyncio.to_thread(status, config.data_dir)
+        finally:
+            server.stop()
+    # Then status said the cleaner works, and now fails on the cleaning line, asked live
+    assert line(healthy, "cleaning").startswith("ok") and "cleaner service" in line(healthy, "cleaning")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert stopped.returncode == 1 and line(stopped, "serving").startswith("ok")
+    assert line(stopped, "cleaning").startswith("FAIL") and "does not answer" in line(stopped, "cleaning")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from babel.numbers import format_decimal
 
 from dropbox import oral
 from dropbox.blobs import BlobError
+from dropbox.cleaning import Policy
 from dropbox.ids import today
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import InvalidQuestions, parse_questions
@@ -72,7 +73,7 @@ from dropbox.whistleblower.forms import (
     read_form,
     read_small_form,
 )
-from dropbox.whistleblower.submit import FILES_AGAIN, MALFORMED_SMALL, TOO_SLOW
+from dropbox.whistleblower.submit import CLEAN_FIELD, FILES_AGAIN, MALFORMED_SMALL, TOO_SLOW
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ async def login(request: web.Request) -> web.Response:
         return _login_page(request, 403, error=WRONG_RECEIPT, slowed=SLOWED_NOTICE if slowed else None)
     except KdfBusy:
         raise UserError(503, BUSY, headers={"Retry-After": "60"}) from None
-    payload = MailboxSession(report_id=access.report_id, key=bytearray(access.key))
+    payload = MailboxSession(report_id=access.report_id, key=bytearray(access.key), own_key=bytearray(access.own_key))
     access.wipe()
     _sessions(request).create(request, payload, group=payload.report_id)
     raise web.HTTPSeeOther(url_for(request, "mailbox_inbox"))
@@ -159,7 +160,7 @@ async def reply(request: web.Request) -> web.Response:
     def check_csrf(token: str) -> None:
         _sessions(request).verify_csrf(session, token)
 
-    spec = FormSpec(fields={"text": config.max_text_chars}, first=(CSRF_FIELD, check_csrf))
+    spec = FormSpec(fields={"text": config.max_text_chars, CLEAN_FIELD: 8}, first=(CSRF_FIELD, check_csrf))
     try:
         parsed = await read_form(request, spec=spec, limits=UploadLimits.from_config(config), blobs=services.blobs)
     except FormError as e:
@@ -171,7 +172,7 @@ async def reply(request: web.Request) -> web.Response:
                                      problem=translate(request, EMPTY_REPLY))
         cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=parsed.staged,
                                     channel_id=await mailbox_channel(store=services.store, access=session.payload),
-                                    wanted=True)
+                                    wanted=bool(parsed.fields.get(CLEAN_FIELD)))
         await post_whistleblower_message(store=services.store, access=session.payload, text=text,
                                          staged=parsed.staged, cleaned=cleaned)
     except StorageUnavailable as e:
@@ -408,6 +409,7 @@ async def _inbox_page(
         "reply_text": reply_text,
         "max_file_size": format_size(services.config.max_file_bytes, lang),
         "max_total_size": format_size(services.config.max_submission_bytes, lang),
+        "clean_choice": next((c.cleaning_policy for c in channels if c.id == channel_id), None) == Policy.CHOOSE,
     }
     return render(request, "whistleblower/inbox.html", context, status)
 

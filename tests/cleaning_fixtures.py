@@ -1,0 +1,97 @@
+"""Shared by the cleaning tests: the caseworker's view of what arrived, and the cleaner service
+(dropbox/cleaner_service.py) started as the separate process deploy/dropbox-cleaner.service runs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dropbox.cleaner_service import probe_remote
+from dropbox.cleaning import Policy
+from tests.caseworker_fixtures import Site as StaffSite
+
+ROOT = Path(__file__).resolve().parent.parent
+_FILE_LINK = re.compile(r'href="(/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32})"[^>]*>([^<]+)</a>')
+
+
+async def downloads(staff: StaffSite, report_url: str) -> dict[str, bytes]:
+    """Every file linked from the report page, downloaded as a caseworker does, by name."""
+    agent = await staff.signed_in("alice")
+    page = await agent.text(report_url)
+    files = {}
+    for url, name in _FILE_LINK.findall(page):
+        response = await agent.get(url)
+        assert response.status == 200, url
+        files[name] = await response.read()
+    return files
+
+
+async def only_report_url(staff: StaffSite) -> str:
+    agent = await staff.signed_in("alice")
+    listing = await agent.text("/en/reports")
+    urls = set(re.findall(r'href="(/en/reports/[0-9a-f]{32})"', listing))
+    assert len(urls) == 1, urls
+    return urls.pop()
+
+
+async def set_policy(staff: StaffSite, policy: Policy) -> None:
+    """Give the default channel `policy`, as an admin would in the channel form."""
+    store = staff.services.store
+    channel = await store.channel("default")
+    await store.update_channel(dataclasses.replace(channel, cleaning_policy=policy.value))
+
+
+@dataclass
+class CleanerProcess:
+    """`python run.py cleaner --socket PATH`, running on its own (its own session, so killing it
+    takes nothing else with it)."""
+
+    socket: Path
+    process: asyncio.subprocess.Process
+
+    def children(self) -> list[int]:
+        """The processes it started (its bwrap sandboxes), from /proc."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                    found.append(int(entry.name))
+        return found
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@asynccontextmanager
+async def cleaner_process() -> AsyncIterator[CleanerProcess]:
+    """A cleaner service on a socket in a short temp folder (a Unix socket path has ~107 bytes),
+    answering probes before this yields; killed on the way out."""
+    with tempfile.TemporaryDirectory(prefix="cleaner-") as folder:
+        path = Path(folder) / "cleaner.sock"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "run.py"), "cleaner", "--socket", str(path), cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        worker = CleanerProcess(socket=path, process=process)
+        try:
+            async with asyncio.timeout(120):
+                while (problem := await asyncio.to_thread(probe_remote, path)) is not None:
+                    assert process.returncode is None, f"the cleaner service exited: {problem}"
+                    await asyncio.sleep(0.1)
+            yield worker
+        finally:
+            worker.kill()
+            await process.wait()
