@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dropbox import accounts, retention, statistics, totp
@@ -35,19 +34,18 @@ from dropbox.kdf_pool import KdfPool
 from dropbox.questions import Question
 from dropbox.reports import (
     STATUSES,
+    Download,
     FileView,
     MessageView,
     ReportBody,
     message_sealer,
     open_body,
-    open_file_key,
-    open_file_name,
-    open_file_size,
     open_note,
     open_reason,
     seal_note,
     seal_reason,
     sealed_file_rows,
+    stored_download,
     thread,
 )
 from dropbox.retention import forget_deleted
@@ -416,15 +414,6 @@ def _answers(channel: Channel, body: ReportBody) -> list[Answer]:
 # --- files -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Download:
-    """A file ready to stream. `chunks` is a blocking iterator: advance it in a worker thread."""
-
-    name: str
-    size: int
-    chunks: Iterator[bytes]
-
-
 async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSession, report_id: str,
                         file_id: str, original: bool = False) -> Download:
     """A file of a granted report; NotGranted for a file of any other report, even a real one.
@@ -438,11 +427,9 @@ async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSe
         raise NotGranted() from e
     if bool(stored.original_of) != original:
         raise NotGranted()
-    name = open_file_name(stored, report_key=keys.report_key)
-    size = open_file_size(stored, report_key=keys.report_key)
-    chunks = blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key), size=size)
+    download = stored_download(blobs, stored, report_key=keys.report_key)
     await _audit(store, session, ORIGINAL_OPENED if original else FILE_DOWNLOADED, report_id)
-    return Download(name=name, size=size, chunks=chunks)
+    return download
 
 
 # --- writing -----------------------------------------------------------------------------------

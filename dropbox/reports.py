@@ -8,13 +8,16 @@ module is the one place that names those contexts; submissions.py and casework.p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from dropbox.blobs import StagedFile, StagedFiles
+from dropbox.blobs import BlobStore, StagedFile, StagedFiles
 from dropbox.cleaning import CleanedUpload, FileCleaning
 from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
 from dropbox.storage import Message, NewFile, Note, Reason, Store, StoredFile
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("new", "opened", "in_progress", "closed")
 
@@ -221,3 +224,33 @@ async def thread(store: Store, *, report_id: str, report_key: bytes) -> tuple[li
         for m in await store.messages(report_id)
     ]
     return by_message.get(None, []), messages
+
+
+# --- downloads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file ready to stream. `chunks` is a blocking iterator: advance it in a worker thread
+    (web/downloads.py does, and closes it). TamperedData from it means the blob is damaged."""
+
+    name: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+class FileUnreadable(Exception):
+    """A stored file's sealed name, key or size does not open under the report key: the row was
+    damaged or tampered with. Nothing of the file can be sent."""
+
+
+def stored_download(blobs: BlobStore, f: StoredFile, *, report_key: bytes) -> Download:
+    """Open a stored file's row for streaming, for whichever side may read it (the caller checks that)."""
+    try:
+        name = open_file_name(f, report_key=report_key)
+        file_key = open_file_key(f, report_key=report_key)
+        size = open_file_size(f, report_key=report_key)
+    except TamperedData as e:
+        log.error("a stored file's name or key could not be opened (%s)", type(e).__name__)
+        raise FileUnreadable() from e
+    return Download(name=name, size=size, chunks=blobs.read(f.id, file_key=file_key, size=size))

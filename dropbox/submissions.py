@@ -8,14 +8,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from dropbox.blobs import StagedFiles, new_id
+from dropbox.blobs import BlobStore, StagedFiles, new_id
 from dropbox.cleaning import CleanedUpload, Cleaner, Policy, clean_upload
 from dropbox.install import Install, today
 from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
+    Download,
     FileView,
     MessageView,
     ReportBody,
@@ -23,6 +25,7 @@ from dropbox.reports import (
     open_body,
     seal_body,
     sealed_file_rows,
+    stored_download,
     thread,
 )
 from dropbox.sealing import (
@@ -42,7 +45,14 @@ from dropbox.sealing import (
     unwrap_for_whistleblower,
     wrap_for_whistleblower,
 )
+from dropbox.sealing import format_receipt as format_receipt
+from dropbox.storage import Channel as Channel
 from dropbox.storage import Conflict, Message, NotFound, Report, Store
+from dropbox.storage import StorageUnavailable as StorageUnavailable
+
+# `X as X` above: re-exported for the whistleblower's views, so they import nothing below the
+# domain (tests/test_layers.py): the typed errors they turn into pages, the Channel they render,
+# and how a receipt code is written out.
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +125,17 @@ class MailboxView:
     meeting_request_day: str | None = None
 
 
+@asynccontextmanager
+async def owning(staged: StagedFiles) -> AsyncIterator[StagedFiles]:
+    """Own an upload's staged files for a block: on the way out, by return or by any error, they
+    are discarded unless something kept them first (`promote`, once a report or message that
+    refers to them is committed). The one place that decides, so no path can leave them behind."""
+    try:
+        yield staged
+    finally:
+        await staged.discard()  # a no-op once promoted
+
+
 def expiry(day: dt.date, retention_days: int) -> str:
     """A new report's deletion day as if it were closed on `day`: the column is never empty, but it
     only counts once the report is closed (retention.py recomputes it then from the closing day)."""
@@ -140,8 +161,8 @@ async def submit_report(
     install: Install,
     channel_id: str,
     body: ReportBody,
-    keys: ReportKeys,
     staged: StagedFiles,
+    keys: ReportKeys | None = None,
     take_receipt: Callable[[], Awaitable[ReceiptSecret]] | None = None,
     cleaned: CleanedUpload | None = None,
 ) -> ReceiptCode:
@@ -149,9 +170,11 @@ async def submit_report(
 
     `take_receipt` supplies the receipt secret (the stock's `take`), asked only once the report
     is known to be acceptable, so a refused one uses up nothing; without it, one is derived now.
-    On any failure the staged files are discarded and no row remains.
+    `keys`: the report's keys, fresh ones unless given. On any failure the staged files are
+    discarded and no row remains.
     """
-    try:
+    async with owning(staged):
+        keys = keys or ReportKeys.generate()
         try:
             channel = await store.channel(channel_id)
         except NotFound as e:
@@ -185,10 +208,7 @@ async def submit_report(
         else:
             raise SubmissionError("could not find a free receipt locator")
         receipt = receipt_code(locator=locator, secret=drawn.secret)
-    except BaseException:
-        await staged.discard()
-        raise
-    staged.promote()
+        staged.promote()
     return receipt
 
 
@@ -279,7 +299,7 @@ async def post_whistleblower_message(
 ) -> str:
     """A reply from the whistleblower, with files. It is activity, but it does not move the deletion
     day: retention counts from the report's closing (retention.py)."""
-    try:
+    async with owning(staged):
         await staged.settle()
         report = await store.report(access.report_id)
         message_id = new_id()
@@ -291,8 +311,16 @@ async def post_whistleblower_message(
         await store.add_message(message, files=files, seal_body=message_sealer(
             text, report_key=access.report_key, report_id=report.id, message_id=message_id, author="whistleblower"),
             activity={"last_activity_day": day.isoformat()})
-    except BaseException:
-        await staged.discard()
-        raise
-    staged.promote()
+        staged.promote()
     return message_id
+
+
+async def open_download(*, store: Store, blobs: BlobStore, access: MailboxAccess, file_id: str) -> Download:
+    """A file a caseworker sent, ready to stream. NotFound for any other file, even one of this
+    report: someone who gets hold of a receipt code can read the conversation, but cannot pull
+    the original documents. FileUnreadable (reports.py) when its row does not open."""
+    stored = await store.file(report_id=access.report_id, file_id=file_id)
+    authors = {m.id: m.author for m in await store.messages(access.report_id)}
+    if stored.message_id is None or authors.get(stored.message_id) != "caseworker":
+        raise NotFound("file")
+    return stored_download(blobs, stored, report_key=access.report_key)
