@@ -63,16 +63,25 @@ def test_no_view_module_reaches_past_the_domain(package: str) -> None:
 # -- one upload reader ------------------------------------------------------------------------------
 
 
+def _multipart(token: str, *parts: tuple[str, str | bytes]) -> aiohttp.FormData:
+    """Parts in this order after the token; bytes values are file parts named `<field>.bin`."""
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("csrf_token", token)
+    for name, value in parts:
+        if isinstance(value, bytes):
+            form.add_field(name, value, filename=f"{name}.bin", content_type="application/octet-stream")
+        else:
+            form.add_field(name, value)
+    return form
+
+
 async def test_a_caseworker_form_without_files_refuses_a_multipart_body(tmp_path: Path) -> None:
     # Given a signed-in caseworker and a report
     async with serve_site(await new_install(tmp_path / "data")) as site:
         report = await submit(site.services)
         alice = await site.signed_in("alice")
         # When a note (a form without files) arrives as multipart, with the right token and a file part
-        form = aiohttp.FormData(default_to_multipart=True)
-        form.add_field("csrf_token", alice.csrf)
-        form.add_field("text", "a note")
-        form.add_field("files", b"x" * 50_000, filename="spooled.bin", content_type="application/octet-stream")
+        form = _multipart(alice.csrf, ("text", "a note"), ("files", b"x" * 50_000))
         response = await alice.client.post(f"/en/reports/{report.report_id}/notes", data=form,
                                            allow_redirects=False)
         # Then it is refused with a clear page, and nothing was stored
@@ -107,11 +116,7 @@ async def test_a_caseworker_reply_with_a_repeated_field_is_refused_and_keeps_not
         report = await submit(site.services)
         alice = await site.signed_in("alice")
         # When a reply carries a file and then its text twice (no browser sends that)
-        form = aiohttp.FormData(default_to_multipart=True)
-        form.add_field("csrf_token", alice.csrf)
-        form.add_field("files", b"y" * 20_000, filename="a.bin", content_type="application/octet-stream")
-        form.add_field("text", "first")
-        form.add_field("text", "second")
+        form = _multipart(alice.csrf, ("files", b"y" * 20_000), ("text", "first"), ("text", "second"))
         response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=form,
                                            allow_redirects=False)
         # Then it is refused as malformed, and the file already sealed is gone again

@@ -17,23 +17,12 @@ from dropbox.caseworker.staff import Staff, page, require, require_form, service
 from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
 from dropbox.reports import FileUnreadable, FileView
 from dropbox.retention import max_retention_days
+from dropbox.web import uploads
 from dropbox.web.downloads import stream_download
 from dropbox.web.formats import format_size
 from dropbox.web.i18n import N_, request_language, translate, url_for
 from dropbox.web.middleware import UserError
 from dropbox.web.sessions import CSRF_FIELD, SessionStore
-from dropbox.web.uploads import (
-    FieldTooLong,
-    FormError,
-    FormSpec,
-    NoSpace,
-    TooManyFiles,
-    TooSlow,
-    TryLater,
-    UploadLimits,
-    UploadTooLarge,
-    read_form,
-)
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +33,13 @@ def _report_url(request: web.Request, report_id: str, anchor: str = "") -> str:
 
 FILE_UNREADABLE = N_("This file could not be opened: its stored copy is damaged. Please tell the operator.")
 #: Why a reply's form could not be read, and the status of the page that says so.
-_FORM_ERRORS: dict[type[FormError], tuple[int, str]] = {
-    FieldTooLong: (413, forms.TOO_LONG),
-    UploadTooLarge: (413, N_("The files are larger than this site accepts.")),
-    TooManyFiles: (413, N_("Too many files at once.")),
-    NoSpace: (507, N_("The server cannot store files right now. Please tell the operator.")),
-    TryLater: (503, N_("The server is busy. Please try again in a minute.")),
-    TooSlow: (408, N_("The upload arrived too slowly and was stopped.")),
+_FORM_ERRORS: dict[type[uploads.FormError], tuple[int, str]] = {
+    uploads.FieldTooLong: (413, forms.TOO_LONG),
+    uploads.UploadTooLarge: (413, N_("The files are larger than this site accepts.")),
+    uploads.TooManyFiles: (413, N_("Too many files at once.")),
+    uploads.NoSpace: (507, N_("The server cannot store files right now. Please tell the operator.")),
+    uploads.TryLater: (503, N_("The server is busy. Please try again in a minute.")),
+    uploads.TooSlow: (408, N_("The upload arrived too slowly and was stopped.")),
 }
 
 
@@ -147,11 +136,12 @@ async def reply(request: web.Request) -> web.StreamResponse:
         SessionStore.verify_csrf(staff.session, token)
         await casework.check_access(store=svc.store, session=staff.account, report_id=report_id)
 
-    spec = FormSpec(fields={"text": svc.config.max_text_chars, "feedback": 8}, first=(CSRF_FIELD, token_then_grant))
+    spec = uploads.FormSpec(fields={"text": svc.config.max_text_chars, "feedback": 8},
+                            first=(CSRF_FIELD, token_then_grant))
     try:
-        form = await read_form(request, spec=spec, limits=UploadLimits.from_config(svc.config), blobs=svc.blobs,
-                               public=False)
-    except FormError as e:
+        form = await uploads.read_form(request, spec=spec, limits=uploads.UploadLimits.from_config(svc.config),
+                                       blobs=svc.blobs, public=False)
+    except uploads.FormError as e:
         status, message = _FORM_ERRORS.get(type(e), (400, forms.BAD_FORM))
         raise UserError(status, message, headers={"Retry-After": "60"} if status == 503 else None) from e
     try:

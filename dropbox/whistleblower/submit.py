@@ -10,7 +10,7 @@ That is acceptable because a forged submission gains an attacker nothing:
   browser, where the same-origin policy keeps it from the attacker's page. The attacker ends up
   with a report they cannot read and that is tied to no one: no more than they could do by
   submitting one themselves, which anyone can. (The one thing a cross-site form could abuse, the
-  confirmation page showing a code of the attacker's choosing, is closed in confirm.py.)
+  confirmation page showing a code of the attacker's choosing, is closed in receipt_tokens.py.)
 
 The views only parse, call `dropbox.submissions`, and render; limits live in web/uploads.py.
 """
