@@ -42,6 +42,7 @@ from dropbox.reports import (
     open_body,
     open_note,
     open_reason,
+    owning,
     seal_note,
     seal_reason,
     sealed_file_rows,
@@ -448,7 +449,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
 
     With `cleaner`, the files are cleaned first, always with the policy *remove*: a caseworker's
     name in a reply's PDF identifies them to whoever reads the mailbox."""
-    try:
+    async with owning(staged):
         keys = await _keys(store, session, report_id)
         text = text.strip()
         if not text and not staged.files:
@@ -470,10 +471,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
                                  cleaned=cleaned)
         await store.add_message(message, files=files, activity=activity, seal_body=message_sealer(
             text, report_key=keys.report_key, report_id=report.id, message_id=message_id, author="caseworker"))
-    except BaseException:
-        await staged.discard()
-        raise
-    staged.promote()
+        staged.promote()
     await _audit(store, session, REPLIED, report.id)
     if "acknowledged_day" in activity:
         await _audit(store, session, ACKNOWLEDGED, report.id)

@@ -9,7 +9,8 @@ module is the one place that names those contexts; submissions.py and casework.p
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from dropbox.blobs import BlobStore, StagedFile, StagedFiles
@@ -168,6 +169,17 @@ def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
             original_of=cleaned.originals.get(f.id) if cleaned else None,
         ))
     return rows
+
+
+@asynccontextmanager
+async def owning(staged: StagedFiles) -> AsyncIterator[StagedFiles]:
+    """Own an upload's staged files for a block: on the way out, by return or by any error, they
+    are discarded unless something kept them first (`promote`, once a report or message that
+    refers to them is committed). The one place that decides, so no path can leave them behind."""
+    try:
+        yield staged
+    finally:
+        await staged.discard()  # a no-op once promoted
 
 
 def open_file_cleaning(f: StoredFile, *, report_key: bytes) -> FileCleaning | None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from dropbox.blobs import BlobStore, StagedFiles, new_id
@@ -23,6 +22,7 @@ from dropbox.reports import (
     ReportBody,
     message_sealer,
     open_body,
+    owning,
     seal_body,
     sealed_file_rows,
     stored_download,
@@ -51,8 +51,8 @@ from dropbox.storage import Conflict, Message, NotFound, Report, Store
 from dropbox.storage import StorageUnavailable as StorageUnavailable
 
 # `X as X` above: re-exported for the whistleblower's views, so they import nothing below the
-# domain (tests/test_layers.py): the typed errors they turn into pages, the Channel they render,
-# and how a receipt code is written out.
+# domain (tests/test_web_layer.py): the typed errors they turn into pages, the Channel they
+# render, and how a receipt code is written out. `owning` (reports.py) is theirs to use too.
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +123,6 @@ class MailboxView:
     #: A meeting or call the whistleblower asked for ("meeting" / "call"), and the day.
     meeting_request: str | None = None
     meeting_request_day: str | None = None
-
-
-@asynccontextmanager
-async def owning(staged: StagedFiles) -> AsyncIterator[StagedFiles]:
-    """Own an upload's staged files for a block: on the way out, by return or by any error, they
-    are discarded unless something kept them first (`promote`, once a report or message that
-    refers to them is committed). The one place that decides, so no path can leave them behind."""
-    try:
-        yield staged
-    finally:
-        await staged.discard()  # a no-op once promoted
 
 
 def expiry(day: dt.date, retention_days: int) -> str:

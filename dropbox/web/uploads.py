@@ -25,7 +25,7 @@ disk. Every limit is enforced while reading, and the first one crossed stops the
 
 Each error carries `fields`: the text fields read before it, so the page can be filled in again.
 On any error the staged files are discarded before the error leaves `read_form`; on success the
-caller owns them (submissions.owning: kept by the report or message, else discarded).
+caller owns them (reports.owning: kept by the report or message, else discarded).
 
 Nothing here logs: field values and file names are what the person typed.
 """
