@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dropbox import accounts, audit, retention, statistics
@@ -31,19 +30,19 @@ from dropbox.ids import new_id, today
 from dropbox.questions import Question
 from dropbox.reports import (
     STATUSES,
+    Download,
     FileView,
     MessageView,
     ReportBody,
     message_sealer,
     open_body,
-    open_file_key,
-    open_file_name,
-    open_file_size,
     open_note,
     open_reason,
+    owning,
     seal_note,
     seal_reason,
     sealed_file_rows,
+    stored_download,
     thread,
 )
 from dropbox.retention import forget_deleted
@@ -277,15 +276,6 @@ def _answers(channel: Channel, body: ReportBody) -> list[Answer]:
 # --- files -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Download:
-    """A file ready to stream. `chunks` is a blocking iterator: advance it in a worker thread."""
-
-    name: str
-    size: int
-    chunks: Iterator[bytes]
-
-
 async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSession, report_id: str,
                         file_id: str, original: bool = False) -> Download:
     """A file of a granted report; NotGranted for a file of any other report, even a real one.
@@ -299,11 +289,9 @@ async def open_download(*, store: Store, blobs: BlobStore, session: CaseworkerSe
         raise NotGranted() from e
     if bool(stored.original_of) != original:
         raise NotGranted()
-    name = open_file_name(stored, report_key=keys.report_key)
-    size = open_file_size(stored, report_key=keys.report_key)
-    chunks = blobs.read(stored.id, file_key=open_file_key(stored, report_key=keys.report_key), size=size)
+    download = stored_download(blobs, stored, report_key=keys.report_key)
     await _audit(store, session, AuditAction.ORIGINAL_OPENED if original else AuditAction.FILE_DOWNLOADED, report_id)
-    return Download(name=name, size=size, chunks=chunks)
+    return download
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -322,7 +310,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
 
     With `cleaner`, the files are cleaned first, always with the policy *remove*: a caseworker's
     name in a reply's PDF identifies them to whoever reads the mailbox."""
-    try:
+    async with owning(staged):
         keys = await _keys(store, session, report_id)
         text = text.strip()
         if not text and not staged.files:
@@ -344,10 +332,7 @@ async def post_reply(*, store: Store, session: CaseworkerSession, report_id: str
                                  cleaned=cleaned)
         await store.add_message(message, files=files, activity=activity, seal_body=message_sealer(
             text, report_key=keys.report_key, report_id=report.id, message_id=message_id, author=Author.CASEWORKER))
-    except BaseException:
-        await staged.discard()
-        raise
-    staged.promote()
+        staged.promote()
     await _audit(store, session, AuditAction.REPLIED, report.id)
     if "acknowledged_day" in activity:
         await _audit(store, session, AuditAction.ACKNOWLEDGED, report.id)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from dropbox.blobs import StagedFile, StagedFiles
+from dropbox.blobs import BlobStore, StagedFile, StagedFiles
 from dropbox.cleaning import CleanedUpload, FileCleaning, findings_from_json
 from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
 from dropbox.storage import Message, NewFile, Note, Reason, Status, Store, StoredFile
+
+log = logging.getLogger(__name__)
 
 #: Every status, in the order a report moves through them.
 STATUSES = tuple(Status)
@@ -174,6 +178,17 @@ def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
     return rows
 
 
+@asynccontextmanager
+async def owning(staged: StagedFiles) -> AsyncIterator[StagedFiles]:
+    """Own an upload's staged files for a block: on the way out, by return or by any error, they
+    are discarded unless something kept them first (`promote`, once a report or message that
+    refers to them is committed). The one place that decides, so no path can leave them behind."""
+    try:
+        yield staged
+    finally:
+        await staged.discard()  # a no-op once promoted
+
+
 def _cleaning_record(cleaning: FileCleaning, *, sender_key: bytes | None, context: str) -> dict[str, object]:
     """What is kept of a file's cleaning: outcome and kinds for everyone who holds the report key;
     the values found only sealed under the whistleblower's own key (`values`, base64)."""
@@ -249,3 +264,33 @@ async def thread(store: Store, *, report_id: str, report_key: bytes,
         for m in await store.messages(report_id)
     ]
     return by_message.get(None, []), messages
+
+
+# --- downloads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file ready to stream. `chunks` is a blocking iterator: advance it in a worker thread
+    (web/downloads.py does, and closes it). TamperedData from it means the blob is damaged."""
+
+    name: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+class FileUnreadable(Exception):
+    """A stored file's sealed name, key or size does not open under the report key: the row was
+    damaged or tampered with. Nothing of the file can be sent."""
+
+
+def stored_download(blobs: BlobStore, f: StoredFile, *, report_key: bytes) -> Download:
+    """Open a stored file's row for streaming, for whichever side may read it (the caller checks that)."""
+    try:
+        name = open_file_name(f, report_key=report_key)
+        file_key = open_file_key(f, report_key=report_key)
+        size = open_file_size(f, report_key=report_key)
+    except TamperedData as e:
+        log.error("a stored file's name or key could not be opened (%s)", type(e).__name__)
+        raise FileUnreadable() from e
+    return Download(name=name, size=size, chunks=blobs.read(f.id, file_key=file_key, size=size))

@@ -12,19 +12,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dropbox.blobs import StagedFiles
+from dropbox.blobs import BlobStore, StagedFiles
 from dropbox.cleaning import CleanedUpload, Cleaner, Policy, clean_upload
 from dropbox.ids import new_id, today
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
+    Download,
     FileView,
     MessageView,
     ReportBody,
     message_sealer,
     open_body,
+    owning,
     seal_body,
     sealed_file_rows,
+    stored_download,
     thread,
 )
 from dropbox.sealing import (
@@ -44,7 +47,14 @@ from dropbox.sealing import (
     unwrap_for_whistleblower,
     wrap_for_whistleblower,
 )
+from dropbox.sealing import format_receipt as format_receipt
 from dropbox.storage import Author, Conflict, Message, NewFile, NotFound, Report, Status, Store
+from dropbox.storage import Channel as Channel
+from dropbox.storage import StorageUnavailable as StorageUnavailable
+
+# `X as X` above: re-exported for the whistleblower's views, so they import nothing below the
+# domain (tests/test_web_layer.py): the typed errors they turn into pages, the Channel they
+# render, and how a receipt code is written out. `owning` (reports.py) is theirs to use too.
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +168,8 @@ async def submit_report(
     install: Install,
     channel_id: str,
     body: ReportBody,
-    keys: ReportKeys,
     staged: StagedFiles,
+    keys: ReportKeys | None = None,
     take_receipt: Callable[[], Awaitable[ReceiptSecret]] | None = None,
     cleaned: CleanedUpload | None = None,
     insert: InsertReport | None = None,
@@ -168,10 +178,12 @@ async def submit_report(
 
     `take_receipt` supplies the receipt secret (the stock's `take`), asked only once the report
     is known to be acceptable, so a refused one uses up nothing; without it, one is derived now.
-    `insert` stores the rows (default Store.insert_report; an oral report adds its minutes in the
-    same transaction). On any failure the staged files are discarded and no row remains.
+    `keys`: the report's keys, fresh ones unless given. `insert` stores the rows (default
+    Store.insert_report; an oral report adds its minutes in the same transaction). On any failure
+    the staged files are discarded and no row remains.
     """
-    try:
+    async with owning(staged):
+        keys = keys or ReportKeys.generate()
         try:
             channel = await store.channel(channel_id)
         except NotFound as e:
@@ -205,10 +217,7 @@ async def submit_report(
         else:
             raise SubmissionError("could not find a free receipt locator")
         receipt = receipt_code(locator=locator, secret=drawn.secret)
-    except BaseException:
-        await staged.discard()
-        raise
-    staged.promote()
+        staged.promote()
     return receipt
 
 
@@ -300,7 +309,7 @@ async def post_whistleblower_message(
 ) -> str:
     """A reply from the whistleblower, with files. It is activity, but it does not move the deletion
     day: retention counts from the report's closing (retention.py)."""
-    try:
+    async with owning(staged):
         await staged.settle()
         report = await store.report(access.report_id)
         message_id = new_id()
@@ -313,8 +322,16 @@ async def post_whistleblower_message(
             text, report_key=access.report_key, report_id=report.id, message_id=message_id,
             author=Author.WHISTLEBLOWER),
             activity={"last_activity_day": day.isoformat()})
-    except BaseException:
-        await staged.discard()
-        raise
-    staged.promote()
+        staged.promote()
     return message_id
+
+
+async def open_download(*, store: Store, blobs: BlobStore, access: MailboxAccess, file_id: str) -> Download:
+    """A file a caseworker sent, ready to stream. NotFound for any other file, even one of this
+    report: someone who gets hold of a receipt code can read the conversation, but cannot pull
+    the original documents. FileUnreadable (reports.py) when its row does not open."""
+    stored = await store.file(report_id=access.report_id, file_id=file_id)
+    authors = {m.id: m.author for m in await store.messages(access.report_id)}
+    if stored.message_id is None or authors.get(stored.message_id) != "caseworker":
+        raise NotFound("file")
+    return stored_download(blobs, stored, report_key=access.report_key)

@@ -94,7 +94,7 @@ async def test_report_page_shows_everything_decrypted_and_opens_the_report(site:
     assert f"{CANARY} &lt;b&gt;not markup&lt;/b&gt;\nsecond line" in page
     assert "When did it happen?" in page and "last Tuesday" in page
     assert "signal: +45 0000" in page
-    assert "evidence.pdf" in page and "4 B" in page
+    assert "evidence.pdf" in page and "4\u00a0B" in page  # one size formatter for both apps (web/formats.py)
     assert (await svc.store.report(report.report_id)).status == "opened"
     assert "Read the report" in page  # its history
     assert "Hvornår skete det?" in await alice.text(f"/da/reports/{report.report_id}")

@@ -15,7 +15,7 @@ import pytest
 
 from dropbox.blobs import DiskLow, UploadsBusy
 from dropbox.services import Services
-from dropbox.whistleblower.forms import RateGuard, TooSlow
+from dropbox.web.uploads import RateGuard, TooSlow
 from tests.caseworker_fixtures import new_install, serve_site, submit
 from tests.robust_checks import chunk_files
 from tests.web_fixtures import AiohttpClient, FakeClock

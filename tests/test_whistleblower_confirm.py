@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
+from dropbox.receipt_tokens import ReceiptTokens, TokenUnusable, typed_matches
 from dropbox.sealing import ReceiptCode
-from dropbox.whistleblower.confirm import ReceiptTokens, TokenUnusable, typed_matches
 from tests.web_fixtures import FakeClock
 
 CODE = ReceiptCode("1234567890123456")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dropbox.reports import STATUSES
-from dropbox.whistleblower.display import STATUS_WORDS, content_disposition, format_day, format_size, status_words
+from dropbox.web.downloads import content_disposition
+from dropbox.web.formats import format_size
+from dropbox.whistleblower.display import STATUS_WORDS, format_day, status_words
 
 
 @pytest.mark.parametrize(

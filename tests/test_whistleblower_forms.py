@@ -19,7 +19,7 @@ from dropbox.install import make_private_dir
 from dropbox.sealing import sealed_size
 from dropbox.storage import Store
 from dropbox.web.middleware import run_kwargs
-from dropbox.whistleblower.forms import (
+from dropbox.web.uploads import (
     MAX_FILENAME_CHARS,
     FormError,
     FormSpec,

@@ -8,7 +8,7 @@ Every page works with JavaScript disabled; there is no script at all. The module
 - `cases.py`     the report list, the report page and every action on a report, file downloads.
 - `settings.py`  a caseworker's own passphrase, two-step login and notice address.
 - `admin.py`     channels, accounts and the audit log, for the admin role only.
-- `forms.py`     ids, fields and the streamed reply upload (CSRF token first).
+- `forms.py`     ids and fields; bodies through the reader both apps share (`dropbox/web/uploads.py`).
 - `labels.py`    words for stored values (statuses, audit actions).
 
 Translations of this side live in `dropbox/locale/<lang>/LC_MESSAGES/caseworker.po` (merged over

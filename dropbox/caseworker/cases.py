@@ -7,24 +7,24 @@ in routes.py, the same page an id that never existed gets.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterator
 
 from aiohttp import web
-from babel.numbers import format_decimal
 
 from dropbox import casework, oral, outcomes
-from dropbox.blobs import FileTooLarge, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker import oral as oral_views
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
-from dropbox.reports import FileView
+from dropbox.reports import FileUnreadable, FileView
 from dropbox.retention import max_retention_days
+from dropbox.web import uploads
 from dropbox.web.appkeys import TODAY
+from dropbox.web.downloads import stream_download
+from dropbox.web.formats import format_size
 from dropbox.web.i18n import N_, request_language, translate, url_for
 from dropbox.web.middleware import UserError
+from dropbox.web.sessions import CSRF_FIELD, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,8 @@ def _report_url(request: web.Request, report_id: str, anchor: str = "") -> str:
     return url_for(request, "report", report_id=report_id) + (f"#{anchor}" if anchor else "")
 
 
-def filesize(request: web.Request, size: int) -> str:
-    """Bytes as a short number with a unit, in the page's number format (1,5 MB in Danish)."""
-    lang = request_language(request)
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{format_decimal(size / scale, format='#,##0.#', locale=lang)} {unit}"
-    return f"{size} B"
+FILE_UNREADABLE = N_("This file could not be opened: its stored copy is damaged. Please tell the operator.")
+
 
 
 def cleaning_note(request: web.Request, file: FileView) -> str | None:
@@ -97,7 +92,7 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "view": view, "report": view.report, "names": names, "history": history,
         "status_label": labels.status(request, view.report.status),
         "status_options": labels.statuses(request, casework.SETTABLE_STATUSES),
-        "filesize": lambda size: filesize(request, size),
+        "filesize": lambda size: format_size(size, request_language(request)),
         "cleaning_note": lambda file: cleaning_note(request, file),
         "max_retention": max_retention_days(services(request).config),
         "outcomes": [(label, translate(request, label)) for label in await outcomes.categories(store=store)],
@@ -115,68 +110,45 @@ async def download_original(request: web.Request) -> web.StreamResponse:
 
 
 async def download(request: web.Request, *, original: bool = False) -> web.StreamResponse:
-    """Decrypt and stream a file chunk by chunk (each chunk opened in a worker thread).
-
-    Chunked transfer, no Content-Length: should a later chunk fail authentication, the
-    connection is cut before the terminating chunk and the browser marks the download failed,
-    rather than keep a file that was silently truncated.
-    """
+    """Decrypt and stream a file (web/downloads.py: a damaged blob never looks complete)."""
     staff = await require(request)
     report_id = forms.hex_id(request.match_info["report_id"])
     file_id = forms.hex_id(request.match_info["file_id"])
     svc = services(request)
-    opened = await casework.open_download(store=svc.store, blobs=svc.blobs, session=staff.account,
-                                          report_id=report_id, file_id=file_id, original=original)
-    chunks: Iterator[bytes] = opened.chunks
     try:
-        chunk = await asyncio.to_thread(next, chunks, None)  # a missing or damaged blob fails here, before headers
-        response = web.StreamResponse(headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": forms.content_disposition(opened.name),
-        })
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        while chunk is not None:
-            await response.write(chunk)
-            chunk = await asyncio.to_thread(next, chunks, None)
-        await response.write_eof()
-        return response
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        opened = await casework.open_download(store=svc.store, blobs=svc.blobs, session=staff.account,
+                                              report_id=report_id, file_id=file_id, original=original)
+    except FileUnreadable as e:
+        raise UserError(500, FILE_UNREADABLE) from e
+    return await stream_download(request, opened, unreadable=FILE_UNREADABLE)
 
 
 async def reply(request: web.Request) -> web.StreamResponse:
-    """A reply with files, read as a stream: token first, then the grant is checked, and only
-    then are files sealed to disk."""
+    """A reply with files, read by the upload reader both apps share (web/uploads.py): the CSRF
+    token must be the first part, then the grant is checked, and only then are files sealed to
+    disk as they stream; every limit of a whistleblower's upload holds here too."""
     staff = await require(request)
     report_id = forms.hex_id(request.match_info["report_id"])
     svc = services(request)
-    if request.content_type != "multipart/form-data":
-        raise UserError(400, forms.BAD_FORM)
+
+    async def token_then_grant(token: str) -> None:
+        SessionStore.verify_csrf(staff.session, token)
+        await casework.check_access(store=svc.store, session=staff.account, report_id=report_id)
+
+    spec = uploads.FormSpec(fields={"text": svc.config.max_text_chars, "feedback": 8},
+                            first=(CSRF_FIELD, token_then_grant))
     try:
-        reader = await request.multipart()
-    except ValueError as e:  # no boundary
-        raise UserError(400, forms.BAD_FORM) from e
-    await forms.csrf_first(reader, staff.session)
-    await casework.check_access(store=svc.store, session=staff.account, report_id=report_id)
-    staged = svc.blobs.stage(byte_budget=svc.config.max_submission_bytes, public=False)
+        form = await uploads.read_form(request, spec=spec, limits=uploads.UploadLimits.from_config(svc.config),
+                                       blobs=svc.blobs, public=False)
+    except uploads.FormError as e:
+        raise forms.upload_error(e) from e
     try:
-        try:
-            form = await forms.read_reply(reader, staged, svc.config)
-        except BaseException:
-            await staged.discard()
-            raise
-        await casework.post_reply(store=svc.store, session=staff.account, report_id=report_id, text=form.text,
-                                  staged=staged, gives_feedback=form.gives_feedback, cleaner=svc.cleaner)
+        await casework.post_reply(store=svc.store, session=staff.account, report_id=report_id,
+                                  text=form.fields.get("text", ""), staged=form.staged,
+                                  gives_feedback=forms.checkbox(form.fields, "feedback"), cleaner=svc.cleaner)
     except casework.EmptyText:
         staff.flash("error", N_("Write a reply or choose a file before sending."))
         raise web.HTTPSeeOther(_report_url(request, report_id, "reply")) from None
-    except FileTooLarge as e:
-        raise UserError(413, N_("The files are larger than this site accepts.")) from e
-    except StorageFull as e:
-        raise UserError(507, N_("The server cannot store files right now. Please tell the operator.")) from e
     staff.flash("notice", N_("Your reply was sent. The whistleblower sees it the next time they sign in."))
     raise web.HTTPSeeOther(_report_url(request, report_id, "thread"))
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from dropbox import casework
 from dropbox.audit import MEMBERSHIP_ACTIONS, AuditAction
-from dropbox.storage import AuditEntry, Status
+from dropbox.reports import Status
 from dropbox.web.i18n import N_, translate
 
 STATUS_LABELS: Mapping[str, str] = {
@@ -102,7 +103,7 @@ def sorts(request: web.Request) -> list[tuple[str, str]]:
     return [(k, translate(request, v)) for k, v in SORT_LABELS.items()]
 
 
-def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, str]) -> str:
+def audit_action(request: web.Request, entry: casework.AuditEntry, names: Mapping[str, str]) -> str:
     """One audit entry as a sentence in the page's language."""
     label = AUDIT_LABELS.get(entry.action)
     if label is None:
@@ -123,7 +124,7 @@ def audit_action(request: web.Request, entry: AuditEntry, names: Mapping[str, st
     return translate(request, label, value=value) if "%(value)s" in label else translate(request, label)
 
 
-def actor(request: web.Request, entry: AuditEntry, names: Mapping[str, str]) -> str:
+def actor(request: web.Request, entry: casework.AuditEntry, names: Mapping[str, str]) -> str:
     if entry.actor is None:
         return translate(request, REPORTER if entry.action == AuditAction.MINUTES_APPROVED else SYSTEM)
     return names.get(entry.actor, translate(request, UNKNOWN))

@@ -18,7 +18,7 @@ from dropbox import account_actions, totp
 from dropbox.accounts import LoginFailed, MalformedLogin
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Flash, StaffSession, page, require_form, services, sessions, signed_in
-from dropbox.storage import Store
+from dropbox.services import Services
 from dropbox.web.i18n import N_, translate, url_for
 from dropbox.web.sessions import CSRF_FIELD, CsrfError
 from dropbox.web.throttle import FAILURE_BUDGET, SLOWED_NOTICE
@@ -67,7 +67,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await forms.small_form(request)
     cookie = request.cookies.get(LOGIN_COOKIE, "")
     submitted = forms.text(form, CSRF_FIELD, max_chars=64)
     if not _TOKEN_SHAPE.fullmatch(cookie) or not hmac.compare_digest(cookie, submitted):
@@ -89,13 +89,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     except totp.TotpWait as e:
         return _login_page(request, wait_seconds=e.seconds, status=429)
     account = signed.session
-    payload = StaffSession(account=account, flashes=await _told_once(request, svc.store, signed))
+    payload = StaffSession(account=account, flashes=await _told_once(request, svc, signed))
     sessions(request).create(request, payload, group=account.caseworker.id)
     raise web.HTTPSeeOther(url_for(request, "reports"))
 
 
-async def _told_once(request: web.Request, store: Store, signed: account_actions.SignedIn) -> list[Flash]:
+async def _told_once(request: web.Request, svc: Services, signed: account_actions.SignedIn) -> list[Flash]:
     """What this login must tell: wrong codes tried meanwhile, changes of channel members."""
+    store = svc.store
     told = []
     if signed.wrong_codes:
         told.append(Flash("error", WRONG_CODES, (("count", str(signed.wrong_codes)),)))

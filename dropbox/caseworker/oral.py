@@ -14,13 +14,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from dropbox import oral
-from dropbox.blobs import FileTooLarge, StagedFiles, StorageFull
 from dropbox.caseworker import forms, labels
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.config import Config
 from dropbox.ids import today
+from dropbox.reports import owning
+from dropbox.web import uploads
 from dropbox.web.i18n import N_, translate, url_for
 from dropbox.web.middleware import UserError
+from dropbox.web.sessions import CSRF_FIELD, SessionStore
 
 EMPTY_MINUTES = N_("Write the minutes or the transcript.")
 NO_CONSENT = N_("A recording can only be kept if the reporter consented to it. Record their consent, or leave "
@@ -31,40 +33,13 @@ VERSION_CLOSED = N_("A colleague published another version meanwhile. Nothing wa
                     "version and try again.")
 
 
-_TEXT_FIELDS = ("channel", "medium", "consent", "consent_day")
-
-
-async def _read(request: web.Request, staff: Staff, staged: StagedFiles, config: Config) -> dict[str, str]:
-    """Token first, then the fields and the recording, sealed into `staged` as it streams in.
-    (The reply form's reader, forms.read_reply, reads other fields; both use forms' part readers.)"""
-    if request.content_type != "multipart/form-data":
-        raise UserError(400, forms.BAD_FORM)
-    try:
-        reader = await request.multipart()
-    except ValueError as e:  # no boundary
-        raise UserError(400, forms.BAD_FORM) from e
-    await forms.csrf_first(reader, staff.session)
-    fields: dict[str, str] = {}
-    for _ in range(config.max_files_per_submission + len(_TEXT_FIELDS) + 2):
-        part = await forms._next_part(reader)
-        if part is None:
-            return fields
-        if part.name == "minutes":
-            fields["minutes"] = await forms._read_text(part, max_bytes=4 * config.max_text_chars)
-            if len(fields["minutes"]) > config.max_text_chars:
-                raise UserError(413, forms.TOO_LONG)
-        elif part.name in _TEXT_FIELDS:
-            fields[part.name] = await forms._read_text(part, max_bytes=64)
-        elif part.name == "recording" and part.filename:
-            if len(staged.files) >= config.max_files_per_submission:
-                raise UserError(413, N_("Too many files at once."))
-            await staged.add(forms.clean_filename(part.filename), forms._chunks(part, config.file_chunk_bytes),
-                             max_file_bytes=config.max_file_bytes)
-        elif part.name == "recording":
-            await part.release()  # the empty part a browser sends when no file was chosen
-        else:
-            raise UserError(400, forms.BAD_FORM)
-    raise UserError(400, forms.BAD_FORM)
+def _form_spec(config: Config, staff: Staff) -> uploads.FormSpec:
+    """The registration form: the CSRF token first, the minutes, four short choices, a recording."""
+    def token(value: str) -> None:
+        SessionStore.verify_csrf(staff.session, value)
+    short = {name: 64 for name in ("channel", "medium", "consent", "consent_day")}
+    return uploads.FormSpec(fields={"minutes": config.max_text_chars, **short}, file_field="recording",
+                            first=(CSRF_FIELD, token))
 
 
 async def _my_channels(request: web.Request, staff: Staff) -> list[tuple[str, str]]:
@@ -93,33 +68,27 @@ async def register(request: web.Request) -> web.StreamResponse:
     """Read the form, make the report, and answer with the receipt page (status 200, shown once)."""
     staff = await require(request)
     svc = services(request)
-    staged = svc.blobs.stage(byte_budget=svc.config.max_submission_bytes, public=False)
     try:
-        values = await _read(request, staff, staged, svc.config)
-    except FileTooLarge as e:
-        await staged.discard()
-        raise UserError(413, N_("The files are larger than this site accepts.")) from e
-    except StorageFull as e:
-        await staged.discard()
-        raise UserError(507, N_("The server cannot store files right now. Please tell the operator.")) from e
-    except BaseException:
-        await staged.discard()
-        raise
-    try:
-        registration = oral.Registration(
-            channel_id=values.get("channel", ""), medium=values.get("medium", ""), minutes=values.get("minutes", ""),
-            recording_consent=values.get("consent") == "yes",
-            consent_day=oral.consent_day(values.get("consent_day", "")))
-        registered = await oral.register(store=svc.store, kdf=svc.staff_kdf, install=svc.install,
-                                         session=staff.account, registration=registration, staged=staged)
-    except oral.EmptyText:
-        return await _form_page(request, staff, values=values, error=EMPTY_MINUTES, status=400)
-    except oral.RecordingWithoutConsent:
-        return await _form_page(request, staff, values=values, error=NO_CONSENT, status=400)
-    except oral.InvalidRegistration:
-        return await _form_page(request, staff, values=values, error=BAD_CHOICE, status=400)
-    finally:
-        await staged.discard()  # a no-op once the report has kept the recording
+        form = await uploads.read_form(request, spec=_form_spec(svc.config, staff),
+                                       limits=uploads.UploadLimits.from_config(svc.config), blobs=svc.blobs,
+                                       public=False)
+    except uploads.FormError as e:
+        raise forms.upload_error(e) from e
+    values = form.fields
+    async with owning(form.staged) as staged:
+        try:
+            registration = oral.Registration(
+                channel_id=values.get("channel", ""), medium=values.get("medium", ""),
+                minutes=values.get("minutes", ""), recording_consent=values.get("consent") == "yes",
+                consent_day=oral.consent_day(values.get("consent_day", "")))
+            registered = await oral.register(store=svc.store, kdf=svc.staff_kdf, install=svc.install,
+                                             session=staff.account, registration=registration, staged=staged)
+        except oral.EmptyText:
+            return await _form_page(request, staff, values=values, error=EMPTY_MINUTES, status=400)
+        except oral.RecordingWithoutConsent:
+            return await _form_page(request, staff, values=values, error=NO_CONSENT, status=400)
+        except oral.InvalidRegistration:
+            return await _form_page(request, staff, values=values, error=BAD_CHOICE, status=400)
     return page(request, staff, "caseworker/oral_receipt.html", {
         "receipt": registered.grouped, "report_id": registered.report_id,
     }, section="reports")

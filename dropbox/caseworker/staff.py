@@ -17,9 +17,9 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from dropbox import accounts
-from dropbox.accounts import CaseworkerSession
+from dropbox.accounts import Caseworker, CaseworkerSession, NotFound
+from dropbox.caseworker import forms
 from dropbox.services import Services
-from dropbox.storage import Caseworker, NotFound
 from dropbox.totp import TotpSeed
 from dropbox.web.appkeys import SERVICES
 from dropbox.web.i18n import render, translate, url_for
@@ -118,10 +118,9 @@ async def require_form(request: web.Request, *, admin: bool = False,
                        before_change: bool = False) -> tuple[Staff, MultiDictProxy[str]]:
     """For a url-encoded POST: the caseworker and the form, after the CSRF token was checked."""
     staff = await require(request, admin=admin, before_change=before_change)
-    form = await request.post()
-    token = form.get(CSRF_FIELD)
-    SessionStore.verify_csrf(staff.session, token if isinstance(token, str) else None)
-    return staff, form  # type: ignore[return-value]
+    form = await forms.small_form(request)
+    SessionStore.verify_csrf(staff.session, form.get(CSRF_FIELD))
+    return staff, form
 
 
 def page(request: web.Request, staff: Staff | None, template: str, context: dict[str, object] | None = None,

@@ -12,12 +12,12 @@ from dropbox import statistics
 from dropbox.caseworker import forms
 from dropbox.caseworker.staff import page, require, services
 from dropbox.ids import today
-from dropbox.storage import StatRecord
+from dropbox.web.downloads import content_disposition
 from dropbox.web.i18n import url_for
 from dropbox.web.middleware import UserError
 
 
-async def _chosen(request: web.Request) -> tuple[int, str | None, list[StatRecord]]:
+async def _chosen(request: web.Request) -> tuple[int, str | None, list[statistics.StatRecord]]:
     """The year and channel asked for (this year and every channel by default), and their records."""
     year = forms.integer(request.query, "year") or today().year
     channel = forms.text(request.query, "channel", max_chars=40) or None
@@ -51,4 +51,4 @@ async def statistics_csv(request: web.Request) -> web.StreamResponse:
     year, channel, rows = await _chosen(request)
     name = f"statistics-{year}{'-' + channel if channel else ''}.csv"
     return web.Response(text=statistics.to_csv(rows), content_type="text/csv", charset="utf-8",
-                        headers={"Content-Disposition": forms.content_disposition(name)})
+                        headers={"Content-Disposition": content_disposition(name)})

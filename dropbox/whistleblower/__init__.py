@@ -5,9 +5,10 @@ Every page works with JavaScript disabled (Tor Browser at "Safest"). The modules
 - `routes.py`     `add_whistleblower_routes(app)`: the URL map, nothing else.
 - `submit.py`     thin views of the submission path (form, receipt, confirmation). No cookie, ever.
 - `mailbox.py`    thin views of the mailbox (receipt login, inbox, reply, file download, logout).
-- `forms.py`      the streaming multipart reader: fields and staged files, limits enforced as it reads.
-- `confirm.py`    the sealed token that brings the receipt back to the confirmation step.
-- `display.py`    plain formatting for pages: days, sizes, status words, safe download names.
+- `display.py`    plain formatting for pages: days, status words, cleaning lines.
+
+Bodies are read by `dropbox/web/uploads.py` and files sent by `dropbox/web/downloads.py`, the same
+for both apps; the sealed token of the confirmation step is `dropbox/receipt_tokens.py`.
 
 Translations of this side live in `dropbox/locale/<lang>/LC_MESSAGES/whistleblower.po` (merged
 over messages.po at startup, see i18n.read_catalog). To refresh them after changing a string,

@@ -14,52 +14,43 @@ gets hold of a receipt code can read the conversation, but cannot pull the origi
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from babel.numbers import format_decimal
 
 from dropbox import oral
-from dropbox.blobs import BlobError
 from dropbox.cleaning import Policy
 from dropbox.ids import today
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import InvalidQuestions, parse_questions
-from dropbox.reports import FileView, MessageView, open_file_key, open_file_name, open_file_size
-from dropbox.sealing import TamperedData
-from dropbox.storage import NotFound, StorageUnavailable
+from dropbox.reports import FileUnreadable, FileView, MessageView
 from dropbox.submissions import (
     InvalidMeetingRequest,
     MailboxAccess,
     MailboxView,
     MalformedReceipt,
+    NotFound,
+    StorageUnavailable,
     WrongReceipt,
     clean_files,
     mailbox_channel,
+    open_download,
     open_mailbox,
+    owning,
     post_whistleblower_message,
     read_mailbox,
     request_meeting,
 )
 from dropbox.web.appkeys import SERVICES
+from dropbox.web.downloads import stream_download
+from dropbox.web.formats import format_number, format_size
 from dropbox.web.i18n import N_, render, request_language, translate, url_for
 from dropbox.web.middleware import UserError
 from dropbox.web.sessions import CSRF_FIELD, SESSIONS, Session, SessionStore
 from dropbox.web.throttle import FAILURE_BUDGET, SLOWED_NOTICE
-from dropbox.whistleblower.display import (
-    CleaningLine,
-    babel_locale,
-    channel_name,
-    cleaning_line,
-    content_disposition,
-    format_day,
-    format_size,
-    status_words,
-)
-from dropbox.whistleblower.forms import (
+from dropbox.web.uploads import (
     FieldTooLong,
     FormError,
     FormSpec,
@@ -73,6 +64,7 @@ from dropbox.whistleblower.forms import (
     read_form,
     read_small_form,
 )
+from dropbox.whistleblower.display import CleaningLine, channel_name, cleaning_line, format_day, status_words
 from dropbox.whistleblower.submit import CLEAN_FIELD, FILES_AGAIN, MALFORMED_SMALL, TOO_SLOW
 
 log = logging.getLogger(__name__)
@@ -121,7 +113,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """POST the receipt: a session and 303 to the inbox, or one generic failure."""
-    form = await _small_form(request)
+    form = await small_form(request)
     services = request.config_dict[SERVICES]
     budget = request.config_dict[FAILURE_BUDGET]
     slowed = await budget.before_attempt()
@@ -136,12 +128,12 @@ async def login(request: web.Request) -> web.Response:
         raise UserError(503, BUSY, headers={"Retry-After": "60"}) from None
     payload = MailboxSession(report_id=access.report_id, key=bytearray(access.key), own_key=bytearray(access.own_key))
     access.wipe()
-    _sessions(request).create(request, payload, group=payload.report_id)
+    mailbox_sessions(request).create(request, payload, group=payload.report_id)
     raise web.HTTPSeeOther(url_for(request, "mailbox_inbox"))
 
 
 async def inbox(request: web.Request) -> web.Response:
-    payload = _require_session(request).payload
+    payload = require_session(request).payload
     return await _inbox_page(request, payload, record_visit=True, sent="sent" in request.query)
 
 
@@ -151,93 +143,59 @@ async def reply(request: web.Request) -> web.Response:
     If the session ended while the person was writing (the idle timeout does not see typing),
     the login page comes back with their text in it, so a long message is not lost.
     """
-    session = _sessions(request).get(request)
+    session = mailbox_sessions(request).get(request)
     if session is None:
         return await _not_sent(request)
     services = request.config_dict[SERVICES]
     config = services.config
 
     def check_csrf(token: str) -> None:
-        _sessions(request).verify_csrf(session, token)
+        mailbox_sessions(request).verify_csrf(session, token)
 
     spec = FormSpec(fields={"text": config.max_text_chars, CLEAN_FIELD: 8}, first=(CSRF_FIELD, check_csrf))
     try:
         parsed = await read_form(request, spec=spec, limits=UploadLimits.from_config(config), blobs=services.blobs)
     except FormError as e:
         return await _reply_failed(request, session.payload, e)
-    try:
-        text = parsed.fields.get("text", "")
-        if not text.strip() and not parsed.staged.files:
-            return await _inbox_page(request, session.payload, reply_text=text, status=400,
-                                     problem=translate(request, EMPTY_REPLY))
-        cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=parsed.staged,
-                                    channel_id=await mailbox_channel(store=services.store, access=session.payload),
-                                    wanted=bool(parsed.fields.get(CLEAN_FIELD)))
-        await post_whistleblower_message(store=services.store, access=session.payload, text=text,
-                                         staged=parsed.staged, cleaned=cleaned)
-    except StorageUnavailable as e:
-        log.error("the database refused to store a reply (%s)", type(e).__name__)
-        return await _inbox_page(request, session.payload, reply_text=text, status=507,
-                                 problem=translate(request, REPLY_NO_SPACE),
-                                 files_again=translate(request, FILES_AGAIN) if parsed.staged.files else None)
-    finally:
-        await parsed.staged.discard()  # a no-op once the message has kept the files
+    text = parsed.fields.get("text", "")
+    async with owning(parsed.staged) as staged:
+        try:
+            if not text.strip() and not staged.files:
+                return await _inbox_page(request, session.payload, reply_text=text, status=400,
+                                         problem=translate(request, EMPTY_REPLY))
+            cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=staged,
+                                        channel_id=await mailbox_channel(store=services.store,
+                                                                         access=session.payload),
+                                        wanted=bool(parsed.fields.get(CLEAN_FIELD)))
+            await post_whistleblower_message(store=services.store, access=session.payload, text=text,
+                                             staged=staged, cleaned=cleaned)
+        except StorageUnavailable as e:
+            log.error("the database refused to store a reply (%s)", type(e).__name__)
+            return await _inbox_page(request, session.payload, reply_text=text, status=507,
+                                     problem=translate(request, REPLY_NO_SPACE),
+                                     files_again=translate(request, FILES_AGAIN) if staged.files else None)
     raise web.HTTPSeeOther(url_for(request, "mailbox_inbox", query={"sent": "1"}))
 
 
 async def download(request: web.Request) -> web.StreamResponse:
     """A file a caseworker sent, decrypted as it streams, always as an attachment."""
-    access = _require_session(request).payload
+    access = require_session(request).payload
     services = request.config_dict[SERVICES]
     try:
-        stored = await services.store.file(report_id=access.report_id, file_id=request.match_info["file_id"])
-        authors = {m.id: m.author for m in await services.store.messages(access.report_id)}
+        download = await open_download(store=services.store, blobs=services.blobs, access=access,
+                                       file_id=request.match_info["file_id"])
     except NotFound:
         raise web.HTTPNotFound() from None
-    if stored.message_id is None or authors.get(stored.message_id) != "caseworker":
-        raise web.HTTPNotFound()
-    try:
-        name = open_file_name(stored, report_key=access.report_key)
-        file_key = open_file_key(stored, report_key=access.report_key)
-        size = open_file_size(stored, report_key=access.report_key)
-    except TamperedData as e:
-        log.error("a stored file's name or key could not be opened (%s)", type(e).__name__)
+    except FileUnreadable as e:
         raise UserError(500, FILE_UNREADABLE) from e
-    chunks = services.blobs.read(stored.id, file_key=file_key, size=size)
-    try:
-        return await _stream(request, chunks, name=name, size=size)
-    finally:
-        if isinstance(chunks, Generator):
-            chunks.close()  # closes the blob file now, also on damage or when the client went away
-
-
-async def _stream(request: web.Request, chunks: Iterator[bytes], *, name: str, size: int) -> web.StreamResponse:
-    """Send a decrypted blob. Each chunk goes out only once the one after it (or the end, with its
-    final tag) has been read and authenticated, so a damaged or cut blob never looks like a whole
-    download: damage in the first two chunks gets an error page, later damage cuts the response
-    short of its Content-Length."""
-    try:
-        held = await _next(chunks)
-        ahead = await _next(chunks) if held else b""
-    except (TamperedData, OSError, BlobError) as e:
-        log.error("a stored file could not be opened for download (%s)", type(e).__name__)
-        raise UserError(500, FILE_UNREADABLE) from e
-    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
-                                           "Content-Disposition": content_disposition(name)})
-    response.content_length = size
-    await response.prepare(request)
-    while held:
-        await response.write(held)
-        held, ahead = ahead, (await _next(chunks) if ahead else b"")
-    await response.write_eof()
-    return response
+    return await stream_download(request, download, unreadable=FILE_UNREADABLE)
 
 
 async def meeting(request: web.Request) -> web.StreamResponse:
     """POST with the CSRF token: ask for a meeting or a call (flagged on the report)."""
-    session = _require_session(request)
-    form = await _small_form(request)
-    _sessions(request).verify_csrf(session, form.get(CSRF_FIELD))
+    session = require_session(request)
+    form = await small_form(request)
+    mailbox_sessions(request).verify_csrf(session, form.get(CSRF_FIELD))
     try:
         await request_meeting(store=request.config_dict[SERVICES].store, access=session.payload,
                               kind=form.get("kind", ""))
@@ -250,8 +208,8 @@ async def meeting(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST with the CSRF token: forget the session and the cookie, back to the start page."""
-    form = await _small_form(request)
-    sessions = _sessions(request)
+    form = await small_form(request)
+    sessions = mailbox_sessions(request)
     session = sessions.get(request)
     if session is not None:
         sessions.verify_csrf(session, form.get(CSRF_FIELD))
@@ -292,20 +250,20 @@ async def _not_sent(request: web.Request) -> web.Response:
     return _login_page(request, 403, not_sent=NOT_SENT, unsent_text=text)
 
 
-async def _small_form(request: web.Request) -> dict[str, str]:
+async def small_form(request: web.Request) -> Mapping[str, str]:
     try:
         return await read_small_form(request)
     except MalformedForm:
         raise UserError(400, MALFORMED_SMALL) from None
 
 
-def _sessions(request: web.Request) -> SessionStore[MailboxSession]:
+def mailbox_sessions(request: web.Request) -> SessionStore[MailboxSession]:
     return request.config_dict[SESSIONS]
 
 
-def _require_session(request: web.Request) -> Session[MailboxSession]:
+def require_session(request: web.Request) -> Session[MailboxSession]:
     """The live session, or a redirect to the login page (saying it ended, if there was one)."""
-    session = _sessions(request).get(request)
+    session = mailbox_sessions(request).get(request)
     if session is None:
         raise _to_login(request)
     return session
@@ -313,13 +271,8 @@ def _require_session(request: web.Request) -> Session[MailboxSession]:
 
 def _to_login(request: web.Request) -> web.HTTPSeeOther:
     """To the login page; saying the mailbox was closed if the browser still had a session cookie."""
-    had_cookie = _sessions(request).cookie_name in request.cookies
+    had_cookie = mailbox_sessions(request).cookie_name in request.cookies
     return web.HTTPSeeOther(url_for(request, "mailbox_login", query={"ended": "1"} if had_cookie else None))
-
-
-async def _next(chunks: Iterator[bytes]) -> bytes:
-    """The next plaintext chunk of a blob (read and authenticated in a worker thread), b"" at the end."""
-    return await asyncio.to_thread(next, chunks, b"")
 
 
 async def _reply_failed(request: web.Request, payload: MailboxSession, e: FormError) -> web.Response:
@@ -328,7 +281,7 @@ async def _reply_failed(request: web.Request, payload: MailboxSession, e: FormEr
     text = e.fields.get("text", "")
     status = 400
     if isinstance(e, FieldTooLong):
-        message = translate(request, REPLY_TOO_LONG, limit=_number(e.limit, lang))
+        message = translate(request, REPLY_TOO_LONG, limit=format_number(e.limit, lang))
     elif isinstance(e, UploadTooLarge):
         status = 413
         message = translate(request, REPLY_TOO_LARGE, file_limit=format_size(config.max_file_bytes, lang),
@@ -355,10 +308,6 @@ async def _reply_failed(request: web.Request, payload: MailboxSession, e: FormEr
     return page
 
 
-def _number(value: int, lang: str) -> str:
-    return format_decimal(value, locale=babel_locale(lang))
-
-
 async def _inbox_page(
     request: web.Request,
     payload: MailboxSession,
@@ -382,7 +331,7 @@ async def _inbox_page(
         minutes = await oral.for_reporter(store=services.store, access=payload)
     except NotFound:
         # The report was deleted (retention) while the session was open.
-        _sessions(request).destroy(request)
+        mailbox_sessions(request).destroy(request)
         raise web.HTTPSeeOther(url_for(request, "mailbox_login", query={"ended": "1"})) from None
     if not payload.visit_recorded:
         payload.previous_visit_day = view.previous_visit_day

@@ -19,7 +19,7 @@ from dropbox.web.i18n import N_, render, request_language, translate, url_for
 from dropbox.web.middleware import UserError
 from dropbox.web.sessions import CSRF_FIELD
 from dropbox.whistleblower.display import format_day
-from dropbox.whistleblower.mailbox import _require_session, _sessions, _small_form
+from dropbox.whistleblower.mailbox import mailbox_sessions, require_session, small_form
 from dropbox.whistleblower.submit import MALFORMED_SMALL
 
 CLOSED = N_("This version of the minutes can no longer be changed: you approved it already, or the caseworkers "
@@ -30,7 +30,7 @@ EMPTY = N_("Your correction is empty. Please write what should be changed.")
 
 
 async def minutes_page(request: web.Request) -> web.Response:
-    access = _require_session(request).payload
+    access = require_session(request).payload
     return await _page(request, access, approved="approved" in request.query,
                        corrected="corrected" in request.query)
 
@@ -63,9 +63,9 @@ async def correct(request: web.Request) -> web.StreamResponse:
 
 async def _posted(request: web.Request) -> tuple[MailboxAccess, dict[str, str], int]:
     """The session, the CSRF-checked form and the version it is about (400 if not a number)."""
-    session = _require_session(request)
-    form = await _small_form(request)
-    _sessions(request).verify_csrf(session, form.get(CSRF_FIELD))
+    session = require_session(request)
+    form = await small_form(request)
+    mailbox_sessions(request).verify_csrf(session, form.get(CSRF_FIELD))
     version = form.get("version", "")
     if not (version.isascii() and version.isdigit() and len(version) <= 6):
         raise UserError(400, MALFORMED_SMALL)

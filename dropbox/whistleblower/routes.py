@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dropbox.receipt_tokens import ReceiptTokens
 from dropbox.web.i18n import localized
 from dropbox.whistleblower import mailbox, minutes, submit
-from dropbox.whistleblower.confirm import ReceiptTokens
 
 #: File ids are 32 lowercase hex characters; nothing else reaches the view.
 _FILE_ID = "{file_id:[0-9a-f]{32}}"

@@ -10,9 +10,9 @@ That is acceptable because a forged submission gains an attacker nothing:
   browser, where the same-origin policy keeps it from the attacker's page. The attacker ends up
   with a report they cannot read and that is tied to no one: no more than they could do by
   submitting one themselves, which anyone can. (The one thing a cross-site form could abuse, the
-  confirmation page showing a code of the attacker's choosing, is closed in confirm.py.)
+  confirmation page showing a code of the attacker's choosing, is closed in receipt_tokens.py.)
 
-The views only parse, call `dropbox.submissions`, and render; limits live in forms.py.
+The views only parse, call `dropbox.submissions`, and render; limits live in web/uploads.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from babel.numbers import format_decimal
 
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import (
@@ -33,17 +32,24 @@ from dropbox.questions import (
     answers_for,
     parse_questions,
 )
+from dropbox.receipt_tokens import ReceiptTokens, TokenUnusable, typed_matches
 from dropbox.reports import ReportBody
-from dropbox.sealing import ReportKeys, format_receipt
 from dropbox.services import Services
-from dropbox.storage import Channel, StorageUnavailable
-from dropbox.submissions import NoRecipients, UnknownChannel, clean_files, submit_report
+from dropbox.submissions import (
+    Channel,
+    NoRecipients,
+    StorageUnavailable,
+    UnknownChannel,
+    clean_files,
+    format_receipt,
+    owning,
+    submit_report,
+)
 from dropbox.web.appkeys import SERVICES
+from dropbox.web.formats import format_number, format_size
 from dropbox.web.i18n import N_, render, request_language, translate
 from dropbox.web.middleware import UserError
-from dropbox.whistleblower.confirm import ReceiptTokens, TokenUnusable, typed_matches
-from dropbox.whistleblower.display import CleaningLine, babel_locale, channel_name, cleaning_lines, format_size
-from dropbox.whistleblower.forms import (
+from dropbox.web.uploads import (
     FieldTooLong,
     FormError,
     FormSpec,
@@ -57,6 +63,7 @@ from dropbox.whistleblower.forms import (
     read_form,
     read_small_form,
 )
+from dropbox.whistleblower.display import CleaningLine, channel_name, cleaning_lines
 
 log = logging.getLogger(__name__)
 
@@ -167,41 +174,40 @@ async def submit(request: web.Request) -> web.Response:
         return await _form_page(request, services, None, e.fields, problems, status,
                                 headers={"Retry-After": "60"} if status == 503 else None)
     fields = parsed.fields
-    try:
-        channels = await services.store.channels()
-        channel = _find(channels, fields.get("channel")) if fields.get("channel") else _default(channels)
-        if channel is None:
-            return await _form_page(request, services, None, fields, [_problem(request, None, UNKNOWN_CHANNEL)],
-                                    400)
-        questions = _questions(channel)
-        answers, missing = answers_for(questions, fields)
-        problems = [_problem(request, q.field_name, REQUIRED) for q in missing]
-        text = fields.get("text", "")
-        if not text.strip() and not answers and not parsed.staged.files:
-            problems.insert(0, _problem(request, "text", EMPTY))
-        if problems:
-            if parsed.staged.files:
+    async with owning(parsed.staged) as staged:
+        try:
+            channels = await services.store.channels()
+            channel = _find(channels, fields.get("channel")) if fields.get("channel") else _default(channels)
+            if channel is None:
+                return await _form_page(request, services, None, fields,
+                                        [_problem(request, None, UNKNOWN_CHANNEL)], 400)
+            questions = _questions(channel)
+            answers, missing = answers_for(questions, fields)
+            problems = [_problem(request, q.field_name, REQUIRED) for q in missing]
+            text = fields.get("text", "")
+            if not text.strip() and not answers and not staged.files:
+                problems.insert(0, _problem(request, "text", EMPTY))
+            if problems:
+                if staged.files:
+                    problems.append(_problem(request, "files", FILES_AGAIN))
+                return await _form_page(request, services, channel, fields, problems, 400)
+            body = ReportBody(text=text, answers=answers, contact=fields.get("contact", "").strip())
+            cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=staged,
+                                        channel_id=channel.id, wanted=bool(fields.get(CLEAN_FIELD)))
+            receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
+                                          channel_id=channel.id, body=body, staged=staged,
+                                          take_receipt=services.receipts.take, cleaned=cleaned)
+        except (UnknownChannel, NoRecipients, KdfBusy, StorageUnavailable) as e:
+            if isinstance(e, NoRecipients):
+                log.error("a report was refused: channel %r has no active caseworker", e.args[0])
+            elif isinstance(e, StorageUnavailable):
+                log.error("the database refused to store a report (%s)", type(e).__name__)
+            message, status = _REFUSED[type(e)]
+            problems = [_problem(request, None, message)]
+            if staged.files:
                 problems.append(_problem(request, "files", FILES_AGAIN))
-            return await _form_page(request, services, channel, fields, problems, 400)
-        body = ReportBody(text=text, answers=answers, contact=fields.get("contact", "").strip())
-        cleaned = await clean_files(cleaner=services.cleaner, store=services.store, staged=parsed.staged,
-                                    channel_id=channel.id, wanted=bool(fields.get(CLEAN_FIELD)))
-        receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
-                                      channel_id=channel.id, body=body, keys=ReportKeys.generate(),
-                                      staged=parsed.staged, take_receipt=services.receipts.take, cleaned=cleaned)
-    except (UnknownChannel, NoRecipients, KdfBusy, StorageUnavailable) as e:
-        if isinstance(e, NoRecipients):
-            log.error("a report was refused: channel %r has no active caseworker", e.args[0])
-        elif isinstance(e, StorageUnavailable):
-            log.error("the database refused to store a report (%s)", type(e).__name__)
-        message, status = _REFUSED[type(e)]
-        problems = [_problem(request, None, message)]
-        if parsed.staged.files:
-            problems.append(_problem(request, "files", FILES_AGAIN))
-        return await _form_page(request, services, None, fields, problems, status,
-                                headers={"Retry-After": "60"} if status == 503 else None)
-    finally:
-        await parsed.staged.discard()  # a no-op once submit_report has kept the files
+            return await _form_page(request, services, None, fields, problems, status,
+                                    headers={"Retry-After": "60"} if status == 503 else None)
     tokens = request.config_dict[RECEIPT_TOKENS]
     return _receipt_page(request, format_receipt(receipt), tokens.issue(receipt), mismatch=False,
                          cleaning=cleaning_lines(request, cleaned.shown))
@@ -258,7 +264,7 @@ def _form_error_problems(request: web.Request, e: FormError) -> tuple[list[FormP
     config = request.config_dict[SERVICES].config
     lang = request_language(request)
     if isinstance(e, FieldTooLong):
-        limit = format_decimal(e.limit, locale=babel_locale(lang))
+        limit = format_number(e.limit, lang)
         if e.name == "text":
             return [_problem(request, "text", TEXT_TOO_LONG, limit=limit)], 400
         if e.name.startswith(ANSWER_PREFIX) or e.name == "contact":

@@ -1,4 +1,9 @@
-"""Reading a multipart/form-data upload as it streams in: text fields, and files sealed on arrival.
+"""The one reader of multipart/form-data for both apps: text fields, and files sealed on arrival.
+
+Every multipart POST of the whistleblower and the caseworker app comes through `read_form`; every
+other POST through `read_small_form`, which refuses multipart. aiohttp's `request.post()` would
+spool a multipart body's file parts, unencrypted, to a temporary file, so it is never called on a
+body that may be multipart.
 
 `read_form` walks the parts with aiohttp's `request.multipart()`. Text fields are read up to their
 limit and no further; files go straight into `StagedFiles` in chunks of `file_chunk_bytes`, so a
@@ -20,7 +25,7 @@ disk. Every limit is enforced while reading, and the first one crossed stops the
 
 Each error carries `fields`: the text fields read before it, so the page can be filled in again.
 On any error the staged files are discarded before the error leaves `read_form`; on success the
-caller owns them (submit_report and post_whistleblower_message discard or keep them).
+caller owns them (reports.owning: kept by the report or message, else discarded).
 
 Nothing here logs: field values and file names are what the person typed.
 """
@@ -28,6 +33,7 @@ Nothing here logs: field values and file names are what the person typed.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import unicodedata
 import warnings
@@ -38,6 +44,7 @@ from typing import TypeVar
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
+from multidict import MultiDict, MultiDictProxy
 
 from dropbox.blobs import BlobStore, DiskLow, FileTooLarge, StagedFiles, StorageFull, UploadsBusy
 from dropbox.config import Config
@@ -63,6 +70,8 @@ _TEXT_READ_BYTES = 16 * 1024
 FIRST_FIELD_CHARS = 128
 
 _T = TypeVar("_T")
+#: The check of the first field: raises to refuse the request; may be a coroutine function.
+FirstCheck = Callable[[str], Awaitable[None] | None]
 
 
 class FormError(Exception):
@@ -142,15 +151,16 @@ class FormSpec:
     at most `max_prefixed` such fields in all.
     `file_field`: the name of the file input, or None for a form without files.
     `first`: a field that must be the first part (the CSRF token) and a check that raises to
-    refuse the request. The check runs before any other part is read, so a forged request never
-    gets a byte of its files onto the disk. The field is not returned with the others.
+    refuse the request (it may be async, e.g. to check a caseworker's grant as well). The check
+    runs before any other part is read, so a forged request never gets a byte of its files onto
+    the disk. The field is not returned with the others.
     """
 
     fields: Mapping[str, int]
     prefixed: Mapping[str, int] = field(default_factory=dict)
     max_prefixed: int = 0
     file_field: str | None = "files"
-    first: tuple[str, Callable[[str], None]] | None = None
+    first: tuple[str, FirstCheck] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,16 +190,17 @@ class UploadLimits:
             + _max_parts(spec, self) * PART_OVERHEAD_BYTES
 
 
-async def read_small_form(request: web.Request) -> dict[str, str]:
-    """The fields of a small url-encoded form (login, logout, confirmation), first value of each.
+async def read_small_form(request: web.Request) -> MultiDictProxy[str]:
+    """The fields of a form without files (login, logout, a note, a setting); `get` gives the
+    first value of a name, `getall` every value (a list of checkboxes).
 
-    Anything else is MalformedForm: `request.post()` would accept multipart too, and spool its
-    file parts, unencrypted, to a temporary file on disk.
+    Anything but url-encoded is MalformedForm: `request.post()` would accept multipart too, and
+    spool its file parts, unencrypted, to a temporary file on disk.
     """
     if request.content_type != "application/x-www-form-urlencoded":
         raise MalformedForm()
     form = await request.post()
-    return {name: value for name, value in reversed(list(form.items())) if isinstance(value, str)}
+    return MultiDictProxy(MultiDict((name, value) for name, value in form.items() if isinstance(value, str)))
 
 
 @dataclass
@@ -199,10 +210,13 @@ class ParsedForm:
 
 
 async def read_form(request: web.Request, *, spec: FormSpec, limits: UploadLimits, blobs: BlobStore,
-                    clock: Callable[[], float] = time.monotonic) -> ParsedForm:
-    """Read the whole form as it arrives; see the module docstring for the errors."""
+                    public: bool = True, clock: Callable[[], float] = time.monotonic) -> ParsedForm:
+    """Read the whole form as it arrives; see the module docstring for the errors.
+
+    `public`: an anonymous upload, held to the install-wide caps (blobs.BlobStore.stage); a
+    caseworker's is not, so a flood of whistleblower uploads cannot stop replies."""
     try:
-        staged = blobs.stage(byte_budget=limits.max_total_bytes)
+        staged = blobs.stage(byte_budget=limits.max_total_bytes, public=public)
     except (UploadsBusy, DiskLow) as e:
         raise TryLater() from e
     reader = _Reader(spec, limits, staged, limits.rate_guard(clock))
@@ -263,14 +277,16 @@ class _Reader:
         if parts == 0 and self.spec.first is not None:
             await self._check_first(self.spec.first, None, "", None)
 
-    async def _check_first(self, first: tuple[str, Callable[[str], None]], part: BodyPartReader | None,
+    async def _check_first(self, first: tuple[str, FirstCheck], part: BodyPartReader | None,
                            name: str, filename: str | None) -> None:
         expected, check = first
         value = ""
         if part is not None and name == expected and filename is None:
             value = await self._text(part, name, FIRST_FIELD_CHARS)
             self.fields.pop(name, None)
-        check(value)
+        checked = check(value)
+        if inspect.isawaitable(checked):
+            await checked
         if not value:
             raise MalformedForm()  # the check must refuse a missing value; never read on without it
 
