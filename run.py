@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "stopped; old proofs keep verifying)")
     signing_key.add_argument("--pem", action="store_true", help="print the public key as PEM (for openssl)")
     _data_option(signing_key)
+    verify = commands.add_parser("verify", help="check a proof of reporting against the install's signing keys; "
+                                 "exit 0 valid, 1 not")
+    verify.add_argument("file", type=Path, metavar="FILE", help="the proof")
+    _data_option(verify)
     _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
                                      "(take a backup first)"))
 
@@ -125,6 +129,8 @@ def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[
         return k.purge(config)
     if args.command == "migrate":
         return k.migrate(config)
+    if args.command == "verify":
+        return k.verify(config, path=args.file)
     if args.command == "signing-key":
         return k.signing_key(config, rotate=args.rotate, pem=args.pem)
     if args.command == "backup":

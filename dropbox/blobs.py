@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -93,10 +94,23 @@ class StagedFile:
     file_key: bytes
     #: The exact size in bytes (sealed in the row; never stored in the clear).
     size: int = 0
+    #: SHA-256 of the plaintext, updated as it streams in (for proofs of reporting, dropbox/proof.py).
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
+    #: (size, SHA-256 hex) of the bytes the person sent, on a file that is not them (a cleaned copy).
+    sent_as: tuple[int, str] | None = None
 
     @property
     def bucket(self) -> int:
         return size_bucket(self.size)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes this file holds (complete once `add` returned)."""
+        return self.hasher.hexdigest()
+
+    def as_sent(self) -> tuple[int, str]:
+        """(size, SHA-256 hex) of what the person sent, before any cleaning."""
+        return self.sent_as or (self.size, self.sha256)
 
 
 @dataclass
@@ -131,6 +145,7 @@ class StagedFiles:
         writer = _ChunkWriter(self, staged.id, FileSealer(file_key=staged.file_key, file_id=staged.id))
         async for piece in chunks:
             staged.size += len(piece)
+            staged.hasher.update(piece)
             if staged.size > max_file_bytes:
                 raise FileTooLarge(max_file_bytes)
             if self.total_bytes > self.byte_budget:

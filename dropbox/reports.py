@@ -163,8 +163,29 @@ def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
             sealed_cleaning=None if cleaning is None else seal_json(
                 cleaning.stored().to_json(), key=report_key, context=context("file-cleaning")),
             original_of=cleaned.originals.get(f.id) if cleaned else None,
+            sealed_sent=seal_json(dict(zip(("size", "sha256"), f.as_sent(), strict=True)), key=report_key,
+                                  context=context("file-sent")),
         ))
     return rows
+
+
+@dataclass(frozen=True)
+class SentFile:
+    """What the person sent as one file: its exact size and SHA-256, before any cleaning."""
+
+    size: int
+    sha256: str
+
+
+def open_file_sent(f: StoredFile, *, report_key: bytes) -> SentFile | None:
+    """Size and SHA-256 of the bytes as sent; None for a file stored before migration 9."""
+    if f.sealed_sent is None:
+        return None
+    value = open_json(f.sealed_sent, key=report_key, context=_stored_context("file-sent", f))
+    if not (isinstance(value, dict) and isinstance(value.get("size"), int)
+            and isinstance(value.get("sha256"), str)):
+        raise TamperedData("file digest record is malformed")
+    return SentFile(size=value["size"], sha256=value["sha256"])
 
 
 def open_file_cleaning(f: StoredFile, *, report_key: bytes) -> FileCleaning | None:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 9
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
 #: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
@@ -229,6 +229,16 @@ _MIGRATIONS: dict[int, str | Callable[[aiosqlite.Connection], Awaitable[None]]] 
         oral INTEGER NOT NULL DEFAULT 0 CHECK (oral IN (0, 1))
     ) WITHOUT ROWID;
     CREATE INDEX report_stats_by_month ON report_stats (received_month);
+    """,
+    # 8: reserved for oral reports (built on another branch; this empty step only keeps the
+    # numbers contiguous here and is replaced by that migration when the branches merge).
+    8: "",
+    # 9 (proof). Each file row may carry the size and SHA-256 of the bytes the whistleblower sent,
+    # computed while the upload streamed and before any cleaning, sealed under the report key like
+    # its name (reports.py), for the proof of reporting (dropbox/proof.py). Rows from before have
+    # none: a proof lists them as "digest not recorded".
+    9: """
+    ALTER TABLE files ADD COLUMN sealed_sent BLOB;
     """,
 }
 
@@ -531,6 +541,8 @@ class StoredFile:
     sealed_cleaning: bytes | None = None
     #: For a kept original: the id of the cleaned copy made from it.
     original_of: str | None = None
+    #: Size and SHA-256 of the bytes as sent, sealed (None on rows from before migration 9).
+    sealed_sent: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -555,6 +567,7 @@ class NewFile:
     seq: int
     sealed_cleaning: bytes | None = None
     original_of: str | None = None
+    sealed_sent: bytes | None = None
 
 
 def _day(day: dt.date) -> str:
@@ -1387,9 +1400,9 @@ async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: st
                         files: Sequence[NewFile]) -> None:
     await db.executemany(
         "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size, seq, sealed_size,"
-        " ad_version, sealed_cleaning, original_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?)",
+        " ad_version, sealed_cleaning, original_of, sealed_sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?, ?)",
         [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size, f.seq, f.sealed_size,
-          f.sealed_cleaning, f.original_of) for f in files],
+          f.sealed_cleaning, f.original_of, f.sealed_sent) for f in files],
     )
 
 

@@ -45,6 +45,7 @@ FORMS: Mapping[str, Callable[[str, str, str], object]] = {
     "/{lang}/mailbox/reply": lambda receipt, token, csrf: _reply(csrf),
     "/{lang}/mailbox/meeting": lambda receipt, token, csrf: {"csrf_token": csrf, "kind": "meeting"},
     "/{lang}/mailbox/logout": lambda receipt, token, csrf: {"csrf_token": csrf},
+    "/{lang}/mailbox/proof": lambda receipt, token, csrf: {"csrf_token": csrf, "contents": "1"},
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from dropbox import casework, channels, outcomes
+from dropbox import casework, channels, outcomes, signing
 from dropbox.storage import AuditEntry
 from dropbox.web.i18n import N_, translate
 
@@ -68,6 +68,7 @@ AUDIT_LABELS: Mapping[str, str] = {
     channels.MEMBERSHIP_REQUESTED: N_("Asked another admin to change the membership of %(value)s in %(channel)s"),
     channels.MEMBERSHIP_APPROVED: N_("Approved the membership change of %(value)s in %(channel)s"),
     channels.MEMBERSHIP_REJECTED: N_("Rejected the membership change of %(value)s in %(channel)s"),
+    signing.SIGNING_KEY_ROTATED: N_("Replaced the install's signing key; the new fingerprint is %(value)s"),
 }
 
 #: Actions whose detail is "<channel id>/<caseworker id>".

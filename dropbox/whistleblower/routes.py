@@ -10,6 +10,8 @@
     GET  /{lang}/mailbox/files/{file_id} mailbox_file     a caseworker's file, as an attachment
     POST /{lang}/mailbox/meeting         mailbox_meeting  CSRF, kind=meeting|call → flagged on the report, 303 inbox
     POST /{lang}/mailbox/logout          mailbox_logout   CSRF → session ended, 303 to the landing page
+    GET  /{lang}/mailbox/proof           mailbox_proof    warning page before the proof of reporting
+    POST /{lang}/mailbox/proof           mailbox_proof    CSRF, options → the signed proof (proof.py)
 
 The landing page (GET /{lang}/) comes with make_base_app.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dropbox.web.i18n import localized
-from dropbox.whistleblower import mailbox, submit
+from dropbox.whistleblower import mailbox, proof, submit
 from dropbox.whistleblower.confirm import ReceiptTokens
 
 #: File ids are 32 lowercase hex characters; nothing else reaches the view.
@@ -40,3 +42,5 @@ def add_whistleblower_routes(app: web.Application) -> None:
     router.add_get(localized("/mailbox/files/" + _FILE_ID), mailbox.download, name="mailbox_file", allow_head=False)
     router.add_post(localized("/mailbox/meeting"), mailbox.meeting, name="mailbox_meeting")
     router.add_post(localized("/mailbox/logout"), mailbox.logout, name="mailbox_logout")
+    router.add_get(localized("/mailbox/proof"), proof.warning, name="mailbox_proof")
+    router.add_post(localized("/mailbox/proof"), proof.download, name="mailbox_proof")
