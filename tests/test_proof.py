@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +17,9 @@ import pytest
 from aiohttp import FormData
 
 from dropbox import proof, signing
-from dropbox.config import config_for_tests
+from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install
+from dropbox.storage import SCHEMA_VERSION, schema_version
 from tests.server_process import REPO_ROOT
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import (
@@ -313,3 +316,40 @@ async def test_the_openssl_recipe_of_docs_proof_md_verifies_a_proof(site: Site, 
     done = subprocess.run(["sh", "-e", "-c", script], cwd=tmp_path, text=True, capture_output=True, timeout=60,
                           check=False)
     assert done.returncode != 0
+
+
+# --- an install from before proofs (schema 7) -------------------------------------------------
+
+
+def _back_to_schema_7(config: Config) -> None:
+    """What an install made before migration 9 has: no digest column, no signing key."""
+    with contextlib.closing(sqlite3.connect(config.db_path)) as db:
+        db.execute("ALTER TABLE files DROP COLUMN sealed_sent")
+        db.execute("PRAGMA user_version = 7")
+        db.commit()
+    shutil.rmtree(config.data_dir / "keys" / "signing")
+
+
+async def test_migrating_a_schema_7_install_keeps_its_reports_and_proofs_say_digest_not_recorded(
+        aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    # Given an install at schema 7 with a report and its files, and no signing key
+    config = await make_install(tmp_path / "data")
+    async with open_site(aiohttp_client, config) as site:
+        receipt = await _submit(site)
+    _back_to_schema_7(config)
+    assert schema_version(config.db_path) == 7
+    # When the operator migrates it
+    done = _run("migrate", "--data", str(config.data_dir))
+    assert done.returncode == 0, done.stderr
+    assert "Made the install signing key" in done.stdout
+    assert schema_version(config.db_path) == SCHEMA_VERSION
+    # Then the report opens as before, and its proof verifies and says the old files' digests were
+    # not recorded (rather than inventing them)
+    async with open_site(aiohttp_client, config) as site:
+        page = await log_in(site.client, receipt)
+        assert "minutes.pdf" in page and "photo.jpg" in page
+        data = await _download(site, contents=True)
+        verified = _verify(data, site)
+    assert [(f.name, f.size, f.sha256) for f in verified.facts.contents[0].files] == [  # type: ignore[index]
+        ("minutes.pdf", None, None), ("photo.jpg", None, None)]
+    assert data.decode().count(f"SHA-256: {proof.NOT_RECORDED}") == 4  # in the summary and in the contents
