@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -17,9 +18,13 @@ import pytest
 from aiohttp import FormData
 
 from dropbox import proof, signing
+from dropbox.cleaning import Outcome, Policy
 from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install
+from dropbox.reports import open_file_key, thread
 from dropbox.storage import SCHEMA_VERSION, schema_version
+from dropbox.submissions import open_mailbox
+from tests.metadata_files import BUILDERS
 from tests.server_process import REPO_ROOT
 from tests.web_fixtures import AiohttpClient
 from tests.whistleblower_fixtures import (
@@ -353,3 +358,32 @@ async def test_migrating_a_schema_7_install_keeps_its_reports_and_proofs_say_dig
     assert [(f.name, f.size, f.sha256) for f in verified.facts.contents[0].files] == [  # type: ignore[index]
         ("minutes.pdf", None, None), ("photo.jpg", None, None)]
     assert data.decode().count(f"SHA-256: {proof.NOT_RECORDED}") == 4  # in the summary and in the contents
+
+
+# --- what was sent, not the cleaned copy ----------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", [Policy.REMOVE, Policy.KEEP_ORIGINAL])
+async def test_the_digest_is_of_the_bytes_sent_not_of_the_cleaned_copy(site: Site, tmp_path: Path,
+                                                                       policy: Policy) -> None:
+    # Given a channel that cleans files, and a photo carrying its camera and GPS position
+    channel = await site.services.store.channel("default")
+    await site.services.store.update_channel(dataclasses.replace(channel, cleaning_policy=policy.value))
+    name, data, _planted = BUILDERS["jpeg"](tmp_path)
+    receipt = await _submit(site, files={name: data})
+    # When the whistleblower downloads a proof
+    await log_in(site.client, receipt)
+    verified = _verify(await _download(site, contents=True), site)
+    # Then it names one file, with the size and SHA-256 of the photo as sent ...
+    ((listed,),) = [verified.facts.contents[0].files]  # type: ignore[index]
+    assert (listed.name, listed.size, listed.sha256) == (name, len(data), hashlib.sha256(data).hexdigest())
+    # ... while what the caseworkers read is the cleaned copy, whose bytes differ
+    access = await open_mailbox(store=site.services.store, kdf=site.services.public_kdf,
+                                install=site.services.install, receipt_text=receipt)
+    files, _ = await thread(site.services.store, report_id=access.report_id, report_key=access.report_key)
+    (shown,) = files
+    assert shown.cleaning is not None and shown.cleaning.outcome is Outcome.CLEANED
+    stored = await site.services.store.file(report_id=access.report_id, file_id=shown.id)
+    copy = b"".join(site.services.blobs.read(stored.id, file_key=open_file_key(stored, report_key=access.report_key),
+                                             size=shown.size))
+    assert copy != data and hashlib.sha256(copy).hexdigest() != listed.sha256

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import sqlite3
 import stat
 import subprocess
@@ -14,7 +15,10 @@ from dropbox import signing
 from dropbox.backup import create_backup, restore_backup
 from dropbox.config import config_for_tests
 from dropbox.sealing import new_signing_key, sign_detached, signing_public_key, verify_detached
+from tests.caseworker_fixtures import Site, site_fixture  # noqa: F401 - the `site` fixture
 from tests.server_process import REPO_ROOT, cheap_install
+from tests.web_fixtures import AiohttpClient
+from tests.whistleblower_fixtures import make_install, open_site
 
 
 def _mode(path: Path) -> int:
@@ -158,3 +162,34 @@ def test_signing_key_prints_the_key_and_rotate_is_audited(tmp_path: Path) -> Non
 def test_signing_key_without_an_install_is_one_line_and_status_2(tmp_path: Path) -> None:
     result = run("signing-key", data=tmp_path / "nothing")
     assert result.returncode == 2 and "run.py init" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+# --- where people see the key ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang, heading", [("en", "This install's signing key"),
+                                           ("da", "Installationens signeringsnøgle"),
+                                           ("sv", "Installationens signeringsnyckel")])
+async def test_the_caseworker_settings_page_shows_the_key_and_fingerprint(site: Site, lang: str,
+                                                                          heading: str) -> None:
+    signer = signing.load_signer(site.services.config.data_dir)
+    page = await (await site.signed_in("alice")).text(f"/{lang}/settings")
+    assert heading in html.unescape(page)
+    assert signer.fingerprint in page and signer.public_key_text in page
+
+
+async def test_the_landing_page_shows_the_key_in_about_this_channel(aiohttp_client: AiohttpClient,
+                                                                    tmp_path: Path) -> None:
+    config = await make_install(tmp_path / "data")
+    async with open_site(aiohttp_client, config) as wb:
+        for lang, heading in (("en", "About this channel"), ("da", "Om denne ordning"), ("sv", "Om den här kanalen")):
+            page = html.unescape(await (await wb.client.get(f"/{lang}/")).text())
+            about = page.split(heading, 1)[1]
+            assert wb.services.signer.fingerprint in about and wb.services.signer.public_key_text in about
+
+
+async def test_a_rotation_shows_in_the_audit_log_in_words(site: Site) -> None:
+    await site.services.store.audit(hour="2026-01-01 10:00", actor=None, action=signing.SIGNING_KEY_ROTATED,
+                                    detail="AAAA BBBB")
+    page = html.unescape(await (await site.signed_in("alice")).text("/en/admin/audit"))
+    assert "Replaced the install's signing key; the new fingerprint is AAAA BBBB" in page
