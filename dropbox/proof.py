@@ -197,9 +197,24 @@ def render(facts: ProofFacts, *, signer: InstallSigner, intro: Sequence[str]) ->
 # --- reading and verifying ------------------------------------------------------------------
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def looks_like_proof(head: bytes) -> bool:
     """Whether a file's first bytes are this format's first line (the `verify` dispatcher asks)."""
-    return head.startswith(FORMAT_LINE.encode("ascii") + b"\n")
+    return head.removeprefix(_BOM).startswith((FORMAT_LINE.encode("ascii") + b"\n",
+                                               FORMAT_LINE.encode("ascii") + b"\r\n"))
+
+
+def _as_written(data: bytes) -> bytes:
+    """Undo what an editor does to a text file it saves (Windows Notepad: a byte-order mark, CRLF
+    line endings). A proof as written has neither: its texts reach it with CRLF already turned
+    into LF (the form reader), so turning every CRLF back gives the signed bytes (unless a file
+    name held a CRLF of its own; such a proof verifies only as downloaded)."""
+    data = data.removeprefix(_BOM)
+    if data.startswith(FORMAT_LINE.encode("ascii") + b"\r\n"):
+        data = data.replace(b"\r\n", b"\n")
+    return data
 
 
 @dataclass(frozen=True)
@@ -312,6 +327,7 @@ def _check_contents(facts: ProofFacts) -> None:
 
 def parse(data: bytes) -> tuple[ProofFacts, bytes, bytes, bytes]:
     """(facts, signed bytes, public key named in it, signature); MalformedProof if it is not one."""
+    data = _as_written(data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

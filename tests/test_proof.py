@@ -216,6 +216,16 @@ async def test_changing_any_byte_fails_with_a_reason(site: Site) -> None:
             _verify(bytes(flipped), site)
 
 
+async def test_a_proof_saved_by_a_windows_editor_still_verifies(site: Site) -> None:
+    receipt = await _submit(site)
+    await log_in(site.client, receipt)
+    data = await _download(site, contents=True)
+    notepad = b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")
+    assert _verify(notepad, site).facts == _verify(data, site).facts
+    with pytest.raises(proof.BadSignature, match="signature does not match"):
+        _verify(notepad.replace(b"Organisation: ", b"Organisation: X"), site)
+
+
 @pytest.mark.parametrize("damage, reason", [
     (lambda d: b"hello\n" + d, "the first line is not"),
     (lambda d: d.rsplit(b"Signature: ", 1)[0], "the last line is not"),
