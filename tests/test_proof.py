@@ -100,6 +100,10 @@ async def test_a_downloaded_proof_verifies_and_states_the_digest_of_what_was_sen
     digits = receipt.replace(" ", "")
     for spelling in (receipt, digits, digits[:6], digits[6:]):
         assert spelling.encode() not in data
+    # nor the report's id, which would find the report on the server
+    access = await open_mailbox(store=site.services.store, kdf=site.services.public_kdf,
+                                install=site.services.install, receipt_text=receipt)
+    assert access.report_id.encode() not in data
 
 
 async def test_with_the_contents_the_proof_carries_the_text_and_files_and_they_must_match(site: Site) -> None:
