@@ -38,7 +38,9 @@ from tests.whistleblower_fixtures import (
     visible_text,
 )
 
-FILES = {"minutes.pdf": b"%PDF-1.4 the minutes of the meeting " * 40, "photo.jpg": b"\xff\xd8\xff" + bytes(5000)}
+#: The last one is larger than LIMITS' file_chunk_bytes: hashed over several pieces as it streams.
+FILES = {"minutes.pdf": b"%PDF-1.4 the minutes of the meeting " * 40, "photo.jpg": b"\xff\xd8\xff" + bytes(5000),
+         "ledger.bin": bytes(range(256)) * 200}
 TEXT = "The director approved the invoices himself.\n  Twice.\n"
 
 
@@ -234,7 +236,7 @@ async def test_a_proof_saved_by_a_windows_editor_still_verifies(site: Site) -> N
     (lambda d: b"hello\n" + d, "the first line is not"),
     (lambda d: d.rsplit(b"Signature: ", 1)[0], "the last line is not"),
     (lambda d: d.replace(b"Signature: ", b"Signature: !!"), "not base64"),
-    (lambda d: d.replace(b"Report files: 2", b"Report files: x"), "not a count"),
+    (lambda d: d.replace(b"Report files: 3", b"Report files: x"), "not a count"),
     (lambda d: b"\xff" + d, "not UTF-8"),
 ])
 async def test_a_malformed_proof_says_what_is_wrong(site: Site, damage: object, reason: str) -> None:
@@ -370,8 +372,8 @@ async def test_migrating_a_schema_7_install_keeps_its_reports_and_proofs_say_dig
         data = await _download(site, contents=True)
         verified = _verify(data, site)
     assert [(f.name, f.size, f.sha256) for f in verified.facts.contents[0].files] == [  # type: ignore[index]
-        ("minutes.pdf", None, None), ("photo.jpg", None, None)]
-    assert data.decode().count(f"SHA-256: {proof.NOT_RECORDED}") == 4  # in the summary and in the contents
+        ("minutes.pdf", None, None), ("photo.jpg", None, None), ("ledger.bin", None, None)]
+    assert data.decode().count(f"SHA-256: {proof.NOT_RECORDED}") == 6  # in the summary and in the contents
 
 
 # --- what was sent, not the cleaned copy ----------------------------------------------------
