@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     restore = commands.add_parser("restore", help="restore an archive into a new or empty --data folder")
     restore.add_argument("file", type=Path, metavar="FILE", help="an archive written by backup")
     _data_option(restore)
+    signing_key = commands.add_parser("signing-key", help="show the install's signing key (proofs of reporting "
+                                      "are checked against it)")
+    signing_key.add_argument("--rotate", action="store_true", help="retire the key and make a new one (server "
+                             "stopped; old proofs keep verifying)")
+    signing_key.add_argument("--pem", action="store_true", help="print the public key as PEM (for openssl)")
+    _data_option(signing_key)
+    verify = commands.add_parser("verify", help="check a proof of reporting against the install's signing keys; "
+                                 "exit 0 valid, 1 not")
+    verify.add_argument("file", type=Path, metavar="FILE", help="the proof")
+    _data_option(verify)
     _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
                                      "(take a backup first)"))
 
@@ -122,6 +132,10 @@ def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[
         return k.purge(config)
     if args.command == "migrate":
         return k.migrate(config)
+    if args.command == "verify":
+        return k.verify(config, path=args.file)
+    if args.command == "signing-key":
+        return k.signing_key(config, rotate=args.rotate, pem=args.pem)
     if args.command == "backup":
         return k.backup(config, target=args.file)
     if args.command == "restore":

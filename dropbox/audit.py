@@ -50,6 +50,8 @@ class AuditAction(StrEnum):
     ORIGINAL_OPENED = "original_opened"
     # the system (retention.py)
     PURGED = "purged"
+    # the operator (keys/commands.py)
+    SIGNING_KEY_ROTATED = "signing_key_rotated"
     # oral reports (oral.py)
     ORAL_REGISTERED = "oral_registered"
     MINUTES_PUBLISHED = "minutes_published"

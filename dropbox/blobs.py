@@ -114,13 +114,24 @@ class StagedFile:
     file_key: bytes
     #: The exact size in bytes (sealed in the row; never stored in the clear).
     size: int = 0
-    #: SHA-256 of the file's plaintext (without the padding), computed while it streamed in;
-    #: set once the whole file is staged.
-    sha256: bytes = b""
+    #: SHA-256 of the file's plaintext (without the padding), computed on the sealing worker while
+    #: it streamed in; set once the whole file is staged.
+    digest: bytes = b""
+    #: (size, SHA-256 hex) of the bytes the person sent, on a file that is not them (a cleaned copy).
+    sent_as: tuple[int, str] | None = None
 
     @property
     def bucket(self) -> int:
         return size_bucket(self.size)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes this file holds (complete once `add` returned)."""
+        return self.digest.hex()
+
+    def as_sent(self) -> tuple[int, str]:
+        """(size, SHA-256 hex) of what the person sent, before any cleaning."""
+        return self.sent_as or (self.size, self.sha256)
 
 
 @dataclass
@@ -174,7 +185,7 @@ class StagedFiles:
                 self._sealing.cancel()
                 self._sealing = None
             raise
-        staged.sha256 = sink.sha256
+        staged.digest = sink.sha256
         return staged
 
     async def _stream(self, staged: StagedFile, sink: _FileSink, chunks: AsyncIterator[bytes],

@@ -359,6 +359,7 @@ async def clean_upload(
 def _put_in_place(staged: StagedFiles, copy: StagedFile, original: StagedFile) -> None:
     """Keep the files in the order they were sent: the copy goes just before its original (which
     is then forgotten, or kept unlisted), so it takes the original's place."""
+    copy.sent_as = original.as_sent()  # a proof of reporting names what was sent, not the copy
     staged.files.remove(copy)
     staged.files.insert(staged.files.index(original), copy)
 

@@ -21,7 +21,7 @@ class MigrationFailed(Exception):
     (Store.open raises it as storage.StoreError)."""
 
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
 #: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
@@ -338,6 +338,12 @@ async def _migration_8(db: aiosqlite.Connection) -> None:
 
 
 _MIGRATIONS[8] = _migration_8
+
+# 9 (proof). Each file row may carry the size and SHA-256 of the bytes the whistleblower sent,
+# computed while the upload streamed and before any cleaning, sealed under the report key like
+# its name (reports.py), for the proof of reporting (dropbox/proof.py). Rows from before have
+# none: a proof lists them as "digest not recorded".
+_MIGRATIONS[9] = "ALTER TABLE files ADD COLUMN sealed_sent BLOB;"
 
 
 async def repage(db: aiosqlite.Connection) -> None:

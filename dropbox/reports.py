@@ -174,6 +174,8 @@ def sealed_file_rows(staged: StagedFiles, *, report_key: bytes, report_id: str,
                 _cleaning_record(cleaning, sender_key=sender_key, context=context("file-values")),
                 key=report_key, context=context("file-cleaning")),
             original_of=cleaned.originals.get(f.id) if cleaned else None,
+            sealed_sent=seal_json(dict(zip(("size", "sha256"), f.as_sent(), strict=True)), key=report_key,
+                                  context=context("file-sent")),
         ))
     return rows
 
@@ -197,6 +199,25 @@ def _cleaning_record(cleaning: FileCleaning, *, sender_key: bytes | None, contex
         sealed = seal_json([f.to_json() for f in cleaning.found], key=sender_key, context=context)
         record["values"] = base64.b64encode(sealed).decode()
     return record
+
+
+@dataclass(frozen=True)
+class SentFile:
+    """What the person sent as one file: its exact size and SHA-256, before any cleaning."""
+
+    size: int
+    sha256: str
+
+
+def open_file_sent(f: StoredFile, *, report_key: bytes) -> SentFile | None:
+    """Size and SHA-256 of the bytes as sent; None for a file stored before migration 9."""
+    if f.sealed_sent is None:
+        return None
+    value = open_json(f.sealed_sent, key=report_key, context=_stored_context("file-sent", f))
+    if not (isinstance(value, dict) and isinstance(value.get("size"), int)
+            and isinstance(value.get("sha256"), str)):
+        raise TamperedData("file digest record is malformed")
+    return SentFile(size=value["size"], sha256=value["sha256"])
 
 
 def open_file_cleaning(f: StoredFile, *, report_key: bytes, sender_key: bytes | None = None) -> FileCleaning | None:

@@ -287,6 +287,8 @@ class StoredFile:
     sealed_cleaning: bytes | None = None
     #: For a kept original: the id of the cleaned copy made from it.
     original_of: str | None = None
+    #: Size and SHA-256 of the bytes as sent, sealed (None on rows from before migration 9).
+    sealed_sent: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +313,7 @@ class NewFile:
     seq: int
     sealed_cleaning: bytes | None = None
     original_of: str | None = None
+    sealed_sent: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -1305,11 +1308,13 @@ async def _insert_message(db: aiosqlite.Connection, message: Message, *, seal_bo
 
 async def _insert_files(db: aiosqlite.Connection, report_id: str, message_id: str | None,
                         files: Sequence[NewFile]) -> None:
+    if not files:
+        return  # most reports and messages come without files: no statement to prepare
     await db.executemany(
         "INSERT INTO files (id, report_id, message_id, sealed_name, sealed_file_key, size, seq, sealed_size,"
-        " ad_version, sealed_cleaning, original_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?)",
+        " ad_version, sealed_cleaning, original_of, sealed_sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?, ?)",
         [(f.id, report_id, message_id, f.sealed_name, f.sealed_file_key, f.size, f.seq, f.sealed_size,
-          f.sealed_cleaning, f.original_of) for f in files],
+          f.sealed_cleaning, f.original_of, f.sealed_sent) for f in files],
     )
 
 

@@ -126,13 +126,16 @@ async def test_every_whistleblower_page_passes_axe(apps: LiveApps, browser: Any,
     await page.click("form.reply-form button")
     await expect(page.locator(".notice")).to_have_count(1)
     await scan("inbox-sent")
+    await page.goto(f"{base}/{lang}/mailbox/proof")
+    await scan("proof-warning")
+    await page.goto(f"{base}/{lang}/mailbox/inbox")
     await page.click(".mailbox-head form.logout-form button")
     await page.goto(f"{base}/{lang}/mailbox?ended=1")
     await scan("mailbox-ended")
     await page.goto(f"{base}/{lang}/nothing-here")
     await scan("not-found")
     await context.close()
-    assert len(scan.scanned) == 16
+    assert len(scan.scanned) == 17
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -49,6 +49,7 @@ FORMS: Mapping[str, Callable[[str, str, str], object]] = {
     "/{lang}/mailbox/minutes/correct": lambda receipt, token, csrf: {"csrf_token": csrf, "version": "1",
                                                                       "text": "a correction"},
     "/{lang}/mailbox/logout": lambda receipt, token, csrf: {"csrf_token": csrf},
+    "/{lang}/mailbox/proof": lambda receipt, token, csrf: {"csrf_token": csrf, "contents": "1"},
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dropbox import accounts, migrations, oral, statistics, storage
+from dropbox import accounts, oral, statistics, storage
 from dropbox.audit import AuditAction
 from dropbox.ids import today
 from dropbox.retention import purge_expired
@@ -231,17 +231,22 @@ def report_on(page: str) -> str:
     return match.group(1)
 
 
-async def test_migration_8_keeps_every_report_and_adds_oral_reports(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given an install made at schema 7 (the one before), with a web report that has a message
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 7)
+async def test_migration_8_keeps_every_report_and_adds_oral_reports(tmp_path: Path) -> None:
+    # Given an install at schema 7 (the one before oral reports), with a web report that has a
+    # message: made with today's code and taken back to what schema 7 had (no oral tables, and no
+    # digest column of migration 9), since the code that wrote schema 7 is gone
     config = await new_install(tmp_path / "data")
     async with Services.open(config) as services:
         before = await submit(services, text="from before the upgrade")
         await services.store.update_report(before.report_id, status="closed", closed_day="2026-01-05",
                                            outcome="No grounds")
+    with contextlib.closing(sqlite3.connect(config.db_path)) as db:
+        for table in ("minutes_corrections", "oral_minutes", "oral_reports"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("ALTER TABLE files DROP COLUMN sealed_sent")
+        db.execute("PRAGMA user_version = 7")
+        db.commit()
     assert schema_version(config.db_path) == 7
-    monkeypatch.undo()
     # When it is migrated
     assert await migrate_database(config.db_path) == (7, storage.SCHEMA_VERSION)
     # Then the report is all there, counts as a web report, and oral reports can be registered

@@ -75,7 +75,7 @@ async def test_each_staged_file_carries_the_sha256_of_its_plaintext(blobs: BlobS
     try:
         for i, data in enumerate(contents):
             added = await staged.add(f"f{i}", _pieces(data, [100_000, MiB]), max_file_bytes=8 * MiB)
-            assert added.sha256 == hashlib.sha256(data).digest()  # of the bytes sent, not the padding
+            assert added.sha256 == hashlib.sha256(data).hexdigest()  # of the bytes sent, not the padding
     finally:
         await staged.discard()
 

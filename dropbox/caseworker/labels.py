@@ -79,6 +79,7 @@ AUDIT_LABELS: Mapping[str, str] = {
     AuditAction.MEMBERSHIP_REQUESTED: N_("Asked another admin to change the membership of %(value)s in %(channel)s"),
     AuditAction.MEMBERSHIP_APPROVED: N_("Approved the membership change of %(value)s in %(channel)s"),
     AuditAction.MEMBERSHIP_REJECTED: N_("Rejected the membership change of %(value)s in %(channel)s"),
+    AuditAction.SIGNING_KEY_ROTATED: N_("Replaced the install's signing key; the new fingerprint is %(value)s"),
 }
 
 #: Actions whose detail is a caseworker id, shown as that caseworker's name.

@@ -28,6 +28,7 @@ async def settings_page(request: web.Request) -> web.StreamResponse:
         "totp_enrolled": totp.enrolled(staff.caseworker.totp_sealed),
         "notices_on": bool(services(request).config.smtp_host),
         "min_passphrase": MIN_PASSPHRASE_CHARS,
+        "signer": services(request).signer,
     }, section="settings")
 
 

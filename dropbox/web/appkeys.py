@@ -33,5 +33,5 @@ SERVICES: Final[web.AppKey[Services]] = web.AppKey("services")
 #: The landing page rendered once per language: it depends on nothing else, and it is what a
 #: flood of visitors hits, so it must stay cheap while Argon2id runs use the cores.
 LANDING_PAGES: Final[web.AppKey[dict[str, bytes]]] = web.AppKey("landing_pages")
-#: Today's (UTC) day for the caseworker list's deadlines: install.today, or a test's fixed clock.
+#: Today's (UTC) day for the caseworker list's deadlines: ids.today, or a test's fixed clock.
 TODAY: Final[web.AppKey[Callable[[], dt.date]]] = web.AppKey("today")

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from dropbox.config import LANGUAGES, Config
-from dropbox.web.appkeys import APP_KIND, CONFIG, LANDING_PAGES, AppKind
+from dropbox.web.appkeys import APP_KIND, CONFIG, LANDING_PAGES, SERVICES, AppKind
 from dropbox.web.events import EVENTS, EventTally, divert_logs_middleware, install_diversion
 from dropbox.web.i18n import (
     BASE_TEMPLATES,
@@ -174,7 +174,9 @@ async def _landing(request: web.Request) -> web.Response:
     lang = request_language(request)
     pages = request.app[LANDING_PAGES]
     if lang not in pages:
-        pages[lang] = render(request, "landing.html").body  # type: ignore[assignment]
+        services = request.config_dict.get(SERVICES)  # a bare app (tests of the plumbing) has none
+        signer = services.signer if services is not None else None
+        pages[lang] = render(request, "landing.html", {"signer": signer}).body  # type: ignore[assignment]
     response = web.Response(body=pages[lang], content_type="text/html", charset="utf-8")
     response.headers["Content-Language"] = lang
     return response

@@ -13,6 +13,8 @@
     POST /{lang}/mailbox/minutes/approve mailbox_minutes_approve  CSRF, version, agree → the day recorded, 303
     POST /{lang}/mailbox/minutes/correct mailbox_minutes_correct  CSRF, version, text → to the caseworkers, 303
     POST /{lang}/mailbox/logout          mailbox_logout   CSRF → session ended, 303 to the landing page
+    GET  /{lang}/mailbox/proof           mailbox_proof    warning page before the proof of reporting
+    POST /{lang}/mailbox/proof           mailbox_proof    CSRF, options → the signed proof (proof.py)
 
 The landing page (GET /{lang}/) comes with make_base_app.
 """
@@ -23,7 +25,7 @@ from aiohttp import web
 
 from dropbox.receipt_tokens import ReceiptTokens
 from dropbox.web.i18n import localized
-from dropbox.whistleblower import mailbox, minutes, submit
+from dropbox.whistleblower import mailbox, minutes, proof, submit
 
 #: File ids are 32 lowercase hex characters; nothing else reaches the view.
 _FILE_ID = "{file_id:[0-9a-f]{32}}"
@@ -46,3 +48,5 @@ def add_whistleblower_routes(app: web.Application) -> None:
     router.add_post(localized("/mailbox/minutes/approve"), minutes.approve, name="mailbox_minutes_approve")
     router.add_post(localized("/mailbox/minutes/correct"), minutes.correct, name="mailbox_minutes_correct")
     router.add_post(localized("/mailbox/logout"), mailbox.logout, name="mailbox_logout")
+    router.add_get(localized("/mailbox/proof"), proof.warning, name="mailbox_proof")
+    router.add_post(localized("/mailbox/proof"), proof.download, name="mailbox_proof")
