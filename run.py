@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore = commands.add_parser("restore", help="restore an archive into a new or empty --data folder")
     restore.add_argument("file", type=Path, metavar="FILE", help="an archive written by backup")
     _data_option(restore)
+    signing_key = commands.add_parser("signing-key", help="show the install's signing key (proofs of reporting "
+                                      "are checked against it)")
+    signing_key.add_argument("--rotate", action="store_true", help="retire the key and make a new one (server "
+                             "stopped; old proofs keep verifying)")
+    signing_key.add_argument("--pem", action="store_true", help="print the public key as PEM (for openssl)")
+    _data_option(signing_key)
     _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
                                      "(take a backup first)"))
 
@@ -119,6 +125,8 @@ def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[
         return k.purge(config)
     if args.command == "migrate":
         return k.migrate(config)
+    if args.command == "signing-key":
+        return k.signing_key(config, rotate=args.rotate, pem=args.pem)
     if args.command == "backup":
         return k.backup(config, target=args.file)
     if args.command == "restore":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dropbox.config import Config
 from dropbox.sealing import KdfParams
+from dropbox.signing import ensure_signing_key
 from dropbox.storage import Channel, NotFound, Store
 
 DEFAULT_CHANNEL_ID = "default"
@@ -42,11 +43,12 @@ def make_private_dir(path: Path) -> None:
 
 
 async def init_install(config: Config) -> None:
-    """Create folders (0700), the database, the receipt salt and a default channel."""
+    """Create folders (0700), the signing key, the database, the receipt salt and a default channel."""
     if config.db_path.exists():
         raise AlreadyInitialised(str(config.data_dir))
     for path in (config.data_dir, config.keys_dir):
         make_private_dir(path)
+    ensure_signing_key(config.data_dir)
     store = await Store.open(config.db_path, create=True)
     try:
         kdf = KdfParams.fresh(ops=config.kdf_ops, mem=config.kdf_mem)

@@ -35,6 +35,7 @@ import nacl.encoding
 import nacl.exceptions
 import nacl.hash
 import nacl.pwhash.argon2id as argon2id
+import nacl.signing
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 ReceiptCode = NewType("ReceiptCode", str)
@@ -447,3 +448,49 @@ def open_file(source: Readable, *, file_key: bytes, file_id: str) -> Iterator[by
                 yield chunk
             return
         yield chunk
+
+
+# --- install signing key (Ed25519) ---------------------------------------------------------
+
+SIGNING_SEED_BYTES = 32
+SIGNING_PUBLIC_BYTES = 32
+SIGNATURE_BYTES = 64
+
+
+def new_signing_key() -> tuple[bytes, bytes]:
+    """A fresh Ed25519 key pair as (secret seed, public key), 32 bytes each.
+
+    The seed is all that is stored: the public key derives from it, so the two cannot drift apart.
+    """
+    key = nacl.signing.SigningKey.generate()
+    return bytes(key), bytes(key.verify_key)
+
+
+def signing_public_key(seed: bytes) -> bytes:
+    """The Ed25519 public key of a 32-byte seed."""
+    if len(seed) != SIGNING_SEED_BYTES:
+        raise ValueError("an Ed25519 seed is 32 bytes")
+    return bytes(nacl.signing.SigningKey(seed).verify_key)
+
+
+def sign_detached(seed: bytes, message: bytes) -> bytes:
+    """The 64-byte Ed25519 signature (RFC 8032, pure Ed25519) of `message` under `seed`.
+
+    Pure Ed25519 over the exact bytes, so anyone can check it with standard tools
+    (`openssl pkeyutl -verify -rawin`, PyNaCl, libsodium) without knowing this code.
+    """
+    if len(seed) != SIGNING_SEED_BYTES:
+        raise ValueError("an Ed25519 seed is 32 bytes")
+    return nacl.signing.SigningKey(seed).sign(message).signature
+
+
+def verify_detached(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True if `signature` is `public_key`'s Ed25519 signature of `message`; False for anything else,
+    including keys and signatures of the wrong length (so callers need no try around it)."""
+    if len(public_key) != SIGNING_PUBLIC_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
+        return False
+    return True

@@ -21,6 +21,7 @@ from dropbox.install import Install, load_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.receipt_stock import ReceiptStock
 from dropbox.sandbox import probe as sandbox_probe
+from dropbox.signing import InstallSigner, ensure_signing_key, load_signer
 from dropbox.storage import Store
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class Services:
     receipts: ReceiptStock
     blobs: BlobStore
     install: Install
+    #: The install's signing key (proofs of reporting, exports); `signing-key --rotate` needs the
+    #: server stopped (it takes the data folder's lock), so this never goes stale.
+    signer: InstallSigner
     #: The one gate to the metadata cleaning sandbox (bounded concurrency, see cleaning.py).
     cleaner: Cleaner
     #: Why the cleaning sandbox could not start in this process (None: it starts). `serve` puts it
@@ -61,6 +65,8 @@ class Services:
             blobs = BlobStore(store, config)
             await blobs.recover()
             install = await load_install(store)
+            ensure_signing_key(config.data_dir)  # installs from before proofs get theirs here
+            signer = load_signer(config.data_dir)
             receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock,
                                     quiet=blobs.no_uploads.wait)
             receipts.start()
@@ -69,7 +75,7 @@ class Services:
                 log.error("the metadata cleaning sandbox cannot start (%s): files will be kept as sent, "
                           "flagged as not cleaned", unusable)
             yield cls(config=config, store=store, public_kdf=public_kdf, staff_kdf=staff_kdf, receipts=receipts,
-                      blobs=blobs, install=install, cleaner=Cleaner(settings_from(config)),
+                      blobs=blobs, install=install, signer=signer, cleaner=Cleaner(settings_from(config)),
                       cleaning_problem=unusable)
         finally:
             if receipts is not None:

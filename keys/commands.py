@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from dropbox import accounts, statistics
+from dropbox import accounts, signing, statistics
 from dropbox.backup import BackupError, RestoreError, create_backup, needs_migration_after_restore, restore_backup
 from dropbox.channels import join_channels
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.health import Level, check_all
-from dropbox.install import AlreadyInitialised, init_install, make_private_dir, migration_advice
+from dropbox.install import AlreadyInitialised, init_install, make_private_dir, migration_advice, this_hour
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
@@ -243,14 +243,54 @@ async def migrate(config: Config) -> int:
         before = schema_version(config.db_path)
         if before == SCHEMA_VERSION:
             print(f"The database is at schema {before} already; nothing to do.")
+            _ensure_signing_key(config)
             return OK
         if before > SCHEMA_VERSION:
             return _fail(f"the database is at schema {before}, newer than this code ({SCHEMA_VERSION}): "
                          "run the newer version, or restore the backup taken before the upgrade")
         print(f"Migrating the database from schema {before} to {SCHEMA_VERSION} ...")
         await migrate_database(config.db_path)
+        _ensure_signing_key(config)
     print(f"Done: the database is at schema {SCHEMA_VERSION}.")
     return OK
+
+
+def _ensure_signing_key(config: Config) -> None:
+    """An install from before proofs of reporting gets its signing key with the migration."""
+    if signing.ensure_signing_key(config.data_dir):
+        print(f"Made the install signing key, fingerprint {signing.load_signer(config.data_dir).fingerprint}.")
+
+
+async def signing_key(config: Config, *, rotate: bool, pem: bool) -> int:
+    """Print the signing key's public half and fingerprint (what proofs are checked against);
+    with `rotate`, retire it first and make a new one (audited; old proofs keep verifying)."""
+    if not config.db_path.exists():
+        return _fail(f"no install in {config.data_dir}; run `python run.py init` first")
+    try:
+        if rotate:
+            await _rotate_signing_key(config)
+        signer = signing.load_signer(config.data_dir)
+        retired = signing.known_public_keys(config.data_dir)[1:]
+    except signing.SigningKeyError as e:
+        return _fail(str(e))
+    if pem:
+        sys.stdout.write(signing.public_key_pem(signer.public_key))
+        return OK
+    print(f"Public key (Ed25519, base64): {signer.public_key_text}")
+    print(f"Fingerprint:                  {signer.fingerprint}")
+    for key in retired:
+        print(f"Retired key (still verifies): {signing.encode_public_key(key)}  {signing.fingerprint(key)}")
+    return OK
+
+
+async def _rotate_signing_key(config: Config) -> None:
+    """Rotate under the data folder's lock (so not while serving: the apps hold the key) and audit it."""
+    async with _opened(config) as (store, _):
+        old = signing.load_signer(config.data_dir).fingerprint
+        signing.rotate_signing_key(config.data_dir)
+        new = signing.load_signer(config.data_dir).fingerprint
+        await store.audit(hour=this_hour(), actor=None, action=signing.SIGNING_KEY_ROTATED, detail=new)
+    print(f"Rotated the signing key: {old} is retired (proofs it signed still verify); {new} signs from now.")
 
 
 def backup(config: Config, *, target: Path) -> int:
