@@ -33,6 +33,7 @@ import pytest
 
 from dropbox import accounts
 from dropbox.blobs import new_id
+from dropbox.forwarding import new_key_file
 from dropbox.install import load_install
 from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys
@@ -70,6 +71,8 @@ class Expect:
 
 
 EVERYONE = {role: "ok" for role in ROLES}
+#: A receiving authority's public key, for the forward form.
+RECIPIENT_KEY = new_key_file()[1]
 
 EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/"): Expect(EVERYONE),  # redirect to the default language
@@ -102,6 +105,8 @@ EXPECTED: dict[tuple[str, str], Expect] = {
                                                                          "reason": "matrix reason"}),
     ("POST", "/{lang}/reports/{report_id}/close"): Expect(REPORT, form={"outcome": "No grounds",
                                                                         "message": "matrix closing"}),
+    ("POST", "/{lang}/reports/{report_id}/export"): Expect(REPORT, form={"notes": "1"}),
+    ("POST", "/{lang}/reports/{report_id}/forward"): Expect(REPORT, form={"recipient": RECIPIENT_KEY}),
     ("GET", "/{lang}/reports/{report_id}/delete"): Expect(REPORT),
     ("POST", "/{lang}/reports/{report_id}/delete"): Expect(REPORT, form={"confirm": "on"}),
     ("GET", "/{lang}/settings"): Expect(SELF),

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from dropbox import casework, channels, outcomes
+from dropbox import casework, channels, export, outcomes
 from dropbox.storage import AuditEntry
 from dropbox.web.i18n import N_, translate
 
@@ -50,6 +50,10 @@ AUDIT_LABELS: Mapping[str, str] = {
     casework.DELETED: N_("Deleted the report"),
     casework.FILE_DOWNLOADED: N_("Downloaded a file"),
     casework.ORIGINAL_OPENED: N_("Opened the original of a file, with its hidden information"),
+    export.EXPORTED: N_("Exported the report"),
+    export.EXPORTED_NOTES: N_("Included the internal notes in the export"),
+    export.EXPORTED_ORIGINALS: N_("Included the originals of files, with their hidden information, in the export"),
+    export.FORWARDED: N_("Forwarded the report, sealed to the recipient key %(value)s"),
     casework.PASSPHRASE_CHANGED: N_("Changed their passphrase"),
     casework.TOTP_ENABLED: N_("Turned on two-step login"),
     casework.TOTP_DISABLED: N_("Turned off two-step login"),
