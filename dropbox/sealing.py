@@ -362,9 +362,9 @@ def generate_passphrase(words: list[str], *, count: int = 7) -> tuple[Passphrase
 
 #: A forwarded export: this magic, the stream key in a sealed box to the recipient, then the
 #: sealed bytes in exactly the file format below (docs/PROTOCOL.md, "Forwarding").
-_FORWARD_MAGIC = b"dbxfwd1\n"
+FORWARD_MAGIC = b"dbxfwd1\n"
 _SEALED_KEY_BYTES = KEY_BYTES + sodium.crypto_box_SEALBYTES
-FORWARD_HEAD_BYTES = len(_FORWARD_MAGIC) + _SEALED_KEY_BYTES
+FORWARD_HEAD_BYTES = len(FORWARD_MAGIC) + _SEALED_KEY_BYTES
 
 
 class InvalidRecipientKey(SealingError):
@@ -408,7 +408,7 @@ class ForwardSealer:
             sealed_key = SealedBox(PublicKey(recipient_public_key)).encrypt(stream_key)
         except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as e:
             raise InvalidRecipientKey("not a usable X25519 public key") from e
-        self._head: bytes | None = _FORWARD_MAGIC + sealed_key
+        self._head: bytes | None = FORWARD_MAGIC + sealed_key
         self._stream = FileSealer(file_key=stream_key, file_id=_forward_context(recipient_public_key))
 
     def _with_head(self, data: bytes) -> bytes:
@@ -428,11 +428,11 @@ def open_forwarded(source: Readable, *, secret_key: bytes) -> Iterator[bytes]:
     """Yield the plaintext of a forwarded export. WrongRecipient if `secret_key` does not open
     its key; TamperedData if it is not one, or was altered or cut anywhere (even at the end)."""
     head = source.read(FORWARD_HEAD_BYTES)
-    if len(head) != FORWARD_HEAD_BYTES or not head.startswith(_FORWARD_MAGIC):
+    if len(head) != FORWARD_HEAD_BYTES or not head.startswith(FORWARD_MAGIC):
         raise TamperedData("not a forwarded export")
     public_key = recipient_public_key(secret_key)
     try:
-        stream_key = SealedBox(PrivateKey(secret_key)).decrypt(head[len(_FORWARD_MAGIC):])
+        stream_key = SealedBox(PrivateKey(secret_key)).decrypt(head[len(FORWARD_MAGIC):])
     except nacl.exceptions.CryptoError as e:
         raise WrongRecipient("this key does not open the export") from e
     yield from open_file(source, file_key=stream_key, file_id=_forward_context(public_key))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from dropbox import accounts, signing, statistics
+from dropbox import verify as verification
 from dropbox.backup import BackupError, RestoreError, create_backup, needs_migration_after_restore, restore_backup
 from dropbox.channels import join_channels
 from dropbox.config import Config
@@ -291,6 +292,20 @@ async def _rotate_signing_key(config: Config) -> None:
         new = signing.load_signer(config.data_dir).fingerprint
         await store.audit(hour=this_hour(), actor=None, action=signing.SIGNING_KEY_ROTATED, detail=new)
     print(f"Rotated the signing key: {old} is retired (proofs it signed still verify); {new} signs from now.")
+
+
+def verify(config: Config, *, path: Path) -> int:
+    """Check a signed file against the install's keys: 0 and what it proves if valid, 1 and the
+    reason if not, 2 if nothing could be checked (no such file, no install)."""
+    try:
+        verified = verification.check(path, data_dir=config.data_dir)
+    except verification.CannotVerify as e:
+        return _fail(str(e))
+    except verification.VerifyError as e:
+        print(f"INVALID: {e}")
+        return 1
+    print("\n".join(verified.lines))
+    return OK
 
 
 def backup(config: Config, *, target: Path) -> int:
