@@ -24,6 +24,7 @@ import json
 import re
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,10 +287,16 @@ class _Sink:
         return out
 
 
-def _info(name: str, day: str, size: int, *, compress: bool) -> zipfile.ZipInfo:
-    """A member's header: the export's day (never an hour), no owner or permission bits."""
+def _info(name: str, day: str, size: int, *, level: int = 6) -> zipfile.ZipInfo:
+    """A member's header: the export's day (never an hour), no owner or permission bits.
+
+    Every member is deflated, files at the fastest level (they are mostly compressed already):
+    a member streamed with a data descriptor must be, for readers that go through a ZIP from
+    the front (Java's ZipInputStream refuses a stored one), as a records system may.
+    """
     info = zipfile.ZipInfo(name, date_time=(*dt.date.fromisoformat(day).timetuple()[:3], 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = level  # type: ignore[attr-defined]  # (what ZipFile.open sets for a name)
     info.file_size = size  # lets zipfile choose ZIP64 up front for a member over 4 GiB
     info.external_attr = 0o644 << 16
     return info
@@ -307,13 +314,13 @@ def stream_export(export: CaseExport) -> Iterator[bytes]:
     listed: list[dict[str, Any]] = []
     with zipfile.ZipFile(sink, "w") as archive:  # type: ignore[arg-type]
         for name, data in export.documents:
-            with archive.open(_info(name, export.day, len(data), compress=True), "w") as out:
+            with archive.open(_info(name, export.day, len(data)), "w") as out:
                 out.write(data)
             listed.append({"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
             yield sink.take()
         for f in export.files:
             digest, size = hashlib.sha256(), 0
-            with archive.open(_info(f.member, export.day, f.size, compress=False), "w") as out, \
+            with archive.open(_info(f.member, export.day, f.size, level=1), "w") as out, \
                     contextlib.closing(f.open()) as chunks:
                 for chunk in chunks:
                     digest.update(chunk)
@@ -327,7 +334,7 @@ def stream_export(export: CaseExport) -> Iterator[bytes]:
                                 "signing_key": encode_public_key(export.signer.public_key),
                                 "fingerprint": fingerprint(export.signer.public_key), "members": listed})
         for name, data in ((MANIFEST, manifest), (SIGNATURE, export.signer.sign(manifest))):
-            with archive.open(_info(name, export.day, len(data), compress=False), "w") as out:
+            with archive.open(_info(name, export.day, len(data)), "w") as out:
                 out.write(data)
     yield sink.take()
 
@@ -358,10 +365,12 @@ def _invalid(reason: str) -> ExportCheck:
     return ExportCheck(valid=False, reason=reason)
 
 
-def _digest(archive: zipfile.ZipFile, name: str) -> tuple[int, str]:
+def _digest(archive: zipfile.ZipFile, name: str, *, most: int) -> tuple[int, str]:
+    """Size and SHA-256 of a member, read in pieces; stops past `most` bytes (the size the
+    manifest lists), so a member that inflates without end costs no more than a genuine one."""
     digest, size = hashlib.sha256(), 0
     with archive.open(name) as member:
-        while chunk := member.read(_READ_BYTES):
+        while size <= most and (chunk := member.read(_READ_BYTES)):
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
@@ -384,7 +393,7 @@ def check_export(path: Path, *, public_keys: list[bytes]) -> ExportCheck:
     try:
         with zipfile.ZipFile(path) as archive:
             return _check(archive, public_keys)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError) as e:
         return _invalid(f"not a readable ZIP file ({e})")
 
 
@@ -414,8 +423,8 @@ def _check(archive: zipfile.ZipFile, public_keys: list[bytes]) -> ExportCheck:
         if name not in names:
             return _invalid(f"member {name}: missing")
         try:
-            got_size, got = _digest(archive, name)
-        except (zipfile.BadZipFile, OSError, EOFError):
+            got_size, got = _digest(archive, name, most=size)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
             return _invalid(f"member {name}: digest does not match (the ZIP member is damaged)")
         if got != expected or got_size != size:
             return _invalid(f"member {name}: digest does not match")

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from dropbox import forwarding
 from dropbox.sealing import FORWARD_MAGIC, TamperedData, WrongRecipient
@@ -61,33 +62,35 @@ def open_export(*, source: Path, key: Path, out: Path | None) -> int:
     if target.exists():
         raise CommandError(f"{target} exists; choose another --out")
     try:
-        reader = source.open("rb")
-        if not reader.read(len(FORWARD_MAGIC)).startswith(FORWARD_MAGIC):
-            reader.close()
-            raise CommandError(f"{source} is not a forwarded export (a .dbxexport file from the Forward button)")
-        reader.seek(0)
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    except OSError as e:
-        raise CommandError(f"{e.filename}: {e.strerror}") from None
-    try:
-        with reader, os.fdopen(fd, "wb") as written:
-            for chunk in forwarding.opened(reader, secret_key=secret):
-                written.write(chunk)
-            written.flush()
-            os.fsync(written.fileno())
-        os.link(temp_name, target)
+        with source.open("rb") as reader:
+            if reader.read(len(FORWARD_MAGIC)) != FORWARD_MAGIC:
+                raise CommandError(f"{source} is not a forwarded export (a .dbxexport file from the Forward button)")
+            reader.seek(0)
+            _write_opened(reader, secret=secret, target=target)
     except WrongRecipient:
-        print(f"NOT OPENED: {key} does not open {source}: it was sealed to another recipient key",
-              file=sys.stderr)
+        print(f"NOT OPENED: {key} does not open {source}: it was sealed to another recipient key", file=sys.stderr)
         return NOT_OPENED
     except TamperedData as e:
         print(f"NOT OPENED: {source} is damaged or was altered ({e}); nothing was written", file=sys.stderr)
         return NOT_OPENED
     except FileExistsError:
         raise CommandError(f"{target} exists; choose another --out") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
+    except OSError as e:
+        raise CommandError(f"{e.filename or target}: {e.strerror}") from None
     print(f"Opened into {target}. Check its signature and contents with the sending channel's public key "
           "(docs/PROOF.md, \"Verifying an export\").")
     return OK
+
+
+def _write_opened(reader: BinaryIO, *, secret: bytes, target: Path) -> None:
+    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as written:
+            for chunk in forwarding.opened(reader, secret_key=secret):
+                written.write(chunk)
+            written.flush()
+            os.fsync(written.fileno())
+        os.link(temp_name, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)

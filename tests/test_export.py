@@ -205,7 +205,9 @@ async def test_a_manifest_changed_to_match_a_forged_file_fails_the_signature(cas
 
 async def test_a_flipped_byte_in_the_zip_fails(case: Case, tmp_path: Path) -> None:
     data = bytearray(await _export(case))
-    data[data.index(LATER) + 3] ^= 0x01  # inside a stored member: its CRC no longer matches either
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo("files/002-later.txt")
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + 2] ^= 0x01  # in its deflated bytes
     check = export.check_export(_write(tmp_path, bytes(data)), public_keys=known_public_keys(case.config.data_dir))
     assert not check.valid and "member files/002-later.txt: digest does not match" in check.reason
 
