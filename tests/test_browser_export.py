@@ -12,7 +12,7 @@ from playwright.async_api import expect
 
 from dropbox import accounts, casework, export
 from dropbox.signing import known_public_keys
-from tests.browser_fixtures import LiveApps, browser, live, new_context  # noqa: F401
+from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot  # noqa: F401
 from tests.caseworker_fixtures import submit
 from tests.conftest import PASSPHRASES
 
@@ -43,6 +43,7 @@ async def test_an_exported_report_renders_offline_and_fetches_nothing(
         # When the caseworker exports it from the report page, with the internal notes
         await page.goto(f"{live.caseworker_url}/{lang}/reports/{sent.report_id}")
         await page.check("#export-notes")
+        await screenshot(page, f"export_{lang}_01_report_page")
         async with page.expect_download() as download_info:
             await page.click("#export button[type=submit] >> nth=0")
         download = await download_info.value
@@ -68,5 +69,6 @@ async def test_an_exported_report_renders_offline_and_fetches_nothing(
         assert NOTES_HEADING[lang] in text and EXPORTED_ON[lang] in text
         assert await offline.get_attribute("html", "lang") == lang
         assert requests == [url], requests
+        await screenshot(offline, f"export_{lang}_02_report_html")
         await viewer.close()  # type: ignore[attr-defined]
     await context.close()  # type: ignore[attr-defined]
