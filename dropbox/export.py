@@ -236,7 +236,9 @@ async def prepare_export(*, store: Store, blobs: BlobStore, session: accounts.Ca
 
     Audited first (the export, and as their own entries the notes and the originals when asked
     for; a forward with the recipient's fingerprint), so the export's own history shows it and
-    an export cut short still counts as one. NotGranted, KeyUnavailable as for reading it.
+    an export cut short still counts as one. Then opening it is reading it (casework.read_report:
+    a new report becomes "opened", the whistleblower's messages count as read, the view is
+    audited). NotGranted, KeyUnavailable as for reading it.
     """
     await casework.check_access(store=store, session=session, report_id=report_id)
     actions = [(FORWARDED, fingerprint(forwarded_to)) if forwarded_to is not None else (EXPORTED, "")]
@@ -406,7 +408,7 @@ def _check(archive: zipfile.ZipFile, public_keys: list[bytes]) -> ExportCheck:
         manifest = json.loads(manifest_bytes)
         if manifest.get("format") != MANIFEST_FORMAT:
             return _invalid(f"manifest.json is not a {MANIFEST_FORMAT} manifest")
-        signing_key = decode_key(manifest["signing_key"])
+        signing_key = _manifest_key(manifest["signing_key"])
         members = [(str(m["name"]), int(m["size"]), str(m["sha256"])) for m in manifest["members"]]
     except (ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         return _invalid(f"manifest: {e}")
@@ -433,7 +435,7 @@ def _check(archive: zipfile.ZipFile, public_keys: list[bytes]) -> ExportCheck:
                        members=members, current_key=signing_key == public_keys[0])
 
 
-def decode_key(text: object) -> bytes:
+def _manifest_key(text: object) -> bytes:
     """The manifest's `signing_key` (base64, as `run.py signing-key` prints it)."""
     if not isinstance(text, str):
         raise ValueError("signing_key is not text")

@@ -10,7 +10,7 @@ marks the download failed instead of keeping a silently short file.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 from aiohttp import web
 
@@ -26,7 +26,7 @@ BAD_KEY = N_("This is not a recipient key, or part of it was changed or cut off.
 MAX_KEY_CHARS = 400
 
 
-async def _prepare(request: web.Request, staff: Staff, form: dict[str, str], *,
+async def _prepare(request: web.Request, staff: Staff, form: Mapping[str, object], *,
                    forwarded_to: bytes | None = None) -> export.CaseExport:
     report_id = forms.hex_id(request.match_info["report_id"])
     svc = services(request)
@@ -76,7 +76,7 @@ async def _send(request: web.Request, chunks: Iterator[bytes], *, name: str, con
 
 async def export_case(request: web.Request) -> web.StreamResponse:
     staff, form = await require_form(request)
-    prepared = await _prepare(request, staff, form)  # type: ignore[arg-type]
+    prepared = await _prepare(request, staff, form)
     return await _send(request, export.stream_export(prepared), name=export.export_file_name(prepared),
                        content_type="application/zip")
 
@@ -89,6 +89,6 @@ async def forward_case(request: web.Request) -> web.StreamResponse:
         recipient = forwarding.parse_public(forms.text(form, "recipient", max_chars=MAX_KEY_CHARS))
     except forwarding.RecipientKeyError as e:
         raise UserError(400, BAD_KEY) from e
-    prepared = await _prepare(request, staff, form, forwarded_to=recipient)  # type: ignore[arg-type]
+    prepared = await _prepare(request, staff, form, forwarded_to=recipient)
     return await _send(request, forwarding.sealed(export.stream_export(prepared), recipient=recipient),
                        name=export.export_file_name(prepared, sealed=True), content_type="application/octet-stream")
