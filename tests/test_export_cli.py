@@ -9,17 +9,14 @@ import stat
 import subprocess
 import sys
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from dropbox import accounts, export, forwarding
+from dropbox import forwarding
 from dropbox.config import Config
 from dropbox.sealing import TamperedData, WrongRecipient, new_recipient_key
-from dropbox.services import Services
-from tests.caseworker_fixtures import new_install, submit
-from tests.conftest import PASSPHRASES
+from tests.export_fixtures import exported_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,16 +34,11 @@ def recipient(tmp_path: Path, name: str = "authority.key") -> tuple[Path, bytes]
 
 
 @pytest.fixture(name="install")
-async def install_fixture(tmp_path: Path) -> AsyncIterator[tuple[Config, bytes]]:
+async def install_fixture(tmp_path: Path) -> tuple[Config, bytes]:
     """An install with one report, and that report's export ZIP."""
-    config = await new_install(tmp_path / "data", others=())
-    async with Services.open(config) as services:
-        sent = await submit(services, text="The tender was rigged.", files={"minutes.txt": b"the minutes"})
-        session = await accounts.login(store=services.store, kdf=services.staff_kdf, config=config, name="alice",
-                                       passphrase=PASSPHRASES["alice"])
-        prepared = await export.prepare_export(store=services.store, blobs=services.blobs, session=session,
-                                               report_id=sent.report_id, signer=services.signer)
-        yield config, b"".join(export.stream_export(prepared))
+    made = await exported_report(tmp_path / "data", text="The tender was rigged.",
+                                 files={"minutes.txt": b"the minutes"})
+    return made.config, made.zip_bytes
 
 
 async def test_a_forwarded_export_opens_with_the_recipient_key_only_and_then_verifies(

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dropbox import accounts, export
-from dropbox.services import Services
 from dropbox.signing import public_key_pem
-from tests.caseworker_fixtures import new_install, submit
-from tests.conftest import PASSPHRASES
+from tests.export_fixtures import exported_report
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "PROOF.md"
 
@@ -41,14 +38,9 @@ def _python_lines(public_key: str) -> str:
 @pytest.fixture(name="made")
 async def made_fixture(tmp_path: Path) -> tuple[bytes, bytes]:
     """A real export, and the install's public key."""
-    config = await new_install(tmp_path / "data", others=())
-    async with Services.open(config) as services:
-        sent = await submit(services, text="Minutes were rewritten.", files={"minutes v2.pdf": b"%PDF-1.7 minutes"})
-        session = await accounts.login(store=services.store, kdf=services.staff_kdf, config=config, name="alice",
-                                       passphrase=PASSPHRASES["alice"])
-        prepared = await export.prepare_export(store=services.store, blobs=services.blobs, session=session,
-                                               report_id=sent.report_id, signer=services.signer)
-        return b"".join(export.stream_export(prepared)), services.signer.public_key
+    made = await exported_report(tmp_path / "data", text="Minutes were rewritten.",
+                                 files={"minutes v2.pdf": b"%PDF-1.7 minutes"})
+    return made.zip_bytes, made.public_key
 
 
 def _run_recipe(tmp_path: Path, zip_bytes: bytes, public_key: bytes) -> subprocess.CompletedProcess[str]:
