@@ -72,10 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "stopped; old proofs keep verifying)")
     signing_key.add_argument("--pem", action="store_true", help="print the public key as PEM (for openssl)")
     _data_option(signing_key)
-    verify = commands.add_parser("verify", help="check a proof of reporting against the install's signing keys; "
-                                 "exit 0 valid, 1 not")
-    verify.add_argument("file", type=Path, metavar="FILE", help="the proof")
+    verify = commands.add_parser("verify", help="check a proof of reporting or a case export against the install's "
+                                 "signing keys; exit 0 valid, 1 not")
+    verify.add_argument("file", type=Path, metavar="FILE", help="the proof or the export ZIP")
     _data_option(verify)
+    recipient = commands.add_parser("recipient-key", help="make a key pair for an authority that receives "
+                                    "forwarded cases (needs no install)")
+    recipient.add_argument("--out", type=Path, required=True, metavar="KEYFILE",
+                           help="where to write the secret key (must not exist; made 0600)")
+    opener = commands.add_parser("open-export", help="open a forwarded export with the recipient's key file "
+                                 "(needs no install); exit 1 if the key does not open it")
+    opener.add_argument("file", type=Path, metavar="FILE", help="the forwarded export (.dbxexport)")
+    opener.add_argument("--key", type=Path, required=True, metavar="KEYFILE", help="written by recipient-key")
+    opener.add_argument("--out", type=Path, metavar="ZIP", help="where to write the export (default: FILE as .zip)")
     _data_option(commands.add_parser("migrate", help="upgrade the database to this version's schema "
                                      "(take a backup first)"))
 
@@ -162,6 +171,19 @@ def _dispatch(args: argparse.Namespace, config: Config, settings_problems: list[
     raise AssertionError(f"unhandled command {args}")
 
 
+def _recipient_command(args: argparse.Namespace) -> int:
+    """The receiving authority's commands: no install, so no Config."""
+    from keys import exports
+
+    try:
+        if args.command == "recipient-key":
+            return exports.recipient_key(out=args.out)
+        return exports.open_export(source=args.file, key=args.key, out=args.out)
+    except CommandError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+
+
 def _config(args: argparse.Namespace) -> Config:
     """Defaults, then the settings file (DATA/config.toml or --config), then command-line flags."""
     from dropbox.settings import FILE_NAME, settings_for
@@ -196,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cleaner(parser, args)
     from dropbox.settings import SettingsError
 
+    if args.command in ("recipient-key", "open-export"):
+        return _recipient_command(args)
     problems: list[str] = []
     try:
         config = _config(args)

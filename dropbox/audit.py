@@ -48,6 +48,11 @@ class AuditAction(StrEnum):
     DELETED = "deleted"
     FILE_DOWNLOADED = "file_downloaded"
     ORIGINAL_OPENED = "original_opened"
+    # exports (export.py)
+    EXPORTED = "exported"
+    FORWARDED = "forwarded"
+    EXPORTED_NOTES = "exported_notes"
+    EXPORTED_ORIGINALS = "exported_originals"
     # the system (retention.py)
     PURGED = "purged"
     # the operator (keys/commands.py)

@@ -369,6 +369,86 @@ def generate_passphrase(words: list[str], *, count: int = 7) -> tuple[Passphrase
     return Passphrase(phrase), count * math.log2(len(unique))
 
 
+# --- forwarding to a receiving authority (X25519) ------------------------------------------
+
+#: A forwarded export: this magic, the stream key in a sealed box to the recipient, then the
+#: sealed bytes in exactly the file format below (docs/PROTOCOL.md, "Forwarding").
+FORWARD_MAGIC = b"dbxfwd1\n"
+_SEALED_KEY_BYTES = KEY_BYTES + sodium.crypto_box_SEALBYTES
+FORWARD_HEAD_BYTES = len(FORWARD_MAGIC) + _SEALED_KEY_BYTES
+
+
+class InvalidRecipientKey(SealingError):
+    """Bytes that cannot be an X25519 public key to seal to (wrong length, a low-order point)."""
+
+
+class WrongRecipient(SealingError):
+    """A forwarded export that this secret key does not open: sealed to someone else, or altered."""
+
+
+def new_recipient_key() -> tuple[bytes, bytes]:
+    """A receiving authority's X25519 key pair, as (secret key, public key), 32 bytes each."""
+    private = PrivateKey.generate()
+    return bytes(private), bytes(private.public_key)
+
+
+def recipient_public_key(secret_key: bytes) -> bytes:
+    if len(secret_key) != KEY_BYTES:
+        raise InvalidRecipientKey("a recipient secret key is 32 bytes")
+    return bytes(PrivateKey(secret_key).public_key)
+
+
+def _forward_context(public_key: bytes) -> str:
+    """The stream's associated data: the recipient's key, so a stream cannot be re-addressed."""
+    return f"forwarded-export:{public_key.hex()}"
+
+
+class ForwardSealer:
+    """Seals a byte stream (an export ZIP, as it is made) so only one recipient can open it.
+
+    A fresh stream key goes to the recipient in a sealed box (X25519, anonymous sender); the
+    bytes go through the same secretstream framing as stored files, so a truncated, reordered
+    or altered stream fails to open, at the end as anywhere else.
+    """
+
+    def __init__(self, recipient_public_key: bytes) -> None:
+        if len(recipient_public_key) != KEY_BYTES:
+            raise InvalidRecipientKey("a recipient public key is 32 bytes")
+        stream_key = new_file_key()
+        try:
+            sealed_key = SealedBox(PublicKey(recipient_public_key)).encrypt(stream_key)
+        except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as e:
+            raise InvalidRecipientKey("not a usable X25519 public key") from e
+        self._head: bytes | None = FORWARD_MAGIC + sealed_key
+        self._stream = FileSealer(file_key=stream_key, file_id=_forward_context(recipient_public_key))
+
+    def _with_head(self, data: bytes) -> bytes:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        return data
+
+    def push(self, chunk: bytes) -> bytes:
+        """Seal one chunk (at most MAX_FRAME_BYTES - ABYTES); the bytes to send next."""
+        return self._with_head(self._stream.push(chunk))
+
+    def finish(self) -> bytes:
+        return self._with_head(self._stream.finish())
+
+
+def open_forwarded(source: Readable, *, secret_key: bytes) -> Iterator[bytes]:
+    """Yield the plaintext of a forwarded export. WrongRecipient if `secret_key` does not open
+    its key; TamperedData if it is not one, or was altered or cut anywhere (even at the end)."""
+    head = source.read(FORWARD_HEAD_BYTES)
+    if len(head) != FORWARD_HEAD_BYTES or not head.startswith(FORWARD_MAGIC):
+        raise TamperedData("not a forwarded export")
+    public_key = recipient_public_key(secret_key)
+    try:
+        stream_key = SealedBox(PrivateKey(secret_key)).decrypt(head[len(FORWARD_MAGIC):])
+    except nacl.exceptions.CryptoError as e:
+        raise WrongRecipient("this key does not open the export") from e
+    yield from open_file(source, file_key=stream_key, file_id=_forward_context(public_key))
+
+
 # --- files (secretstream) ------------------------------------------------------------------
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropbox import proof
+from dropbox import export, proof
+from dropbox.sealing import FORWARD_MAGIC
 from dropbox.signing import SigningKeyError, known_public_keys
 
 #: Read at most this much of a proof: a proof is a few KiB plus the report's text; anything far
 #: larger is not one, and must not be read into memory whole.
 MAX_PROOF_BYTES = 16 * 1024 * 1024
+#: The first bytes of a ZIP file (a local file header): a case export.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 class VerifyError(Exception):
@@ -50,8 +53,19 @@ def check(path: Path, *, data_dir: Path) -> Verified:
                 return _proof(data, keys)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise CannotVerify(f"{path}: {e.strerror}") from None
-    raise VerifyError("malformed: not a file this drop box signs (its first line is not a proof of "
-                      "reporting's)")
+    if head.startswith(ZIP_MAGIC):
+        return _export(path, keys)
+    if head.startswith(FORWARD_MAGIC):
+        raise VerifyError("sealed: this is a forwarded export; open it first with "
+                          "`python run.py open-export FILE --key KEYFILE`, then verify the ZIP")
+    raise VerifyError("malformed: not a file this drop box signs (neither a proof of reporting nor an export)")
+
+
+def _export(path: Path, keys: list[bytes]) -> Verified:
+    checked = export.check_export(path, public_keys=keys)
+    if not checked.valid:
+        raise VerifyError(checked.reason)
+    return Verified(kind="export", lines=export.describe(checked))
 
 
 def _proof(data: bytes, keys: list[bytes]) -> Verified:

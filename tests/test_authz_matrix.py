@@ -32,6 +32,7 @@ import aiohttp
 import pytest
 
 from dropbox import accounts
+from dropbox.forwarding import new_key_file
 from dropbox.ids import new_id
 from dropbox.install import load_install
 from dropbox.reports import ReportBody
@@ -70,6 +71,8 @@ class Expect:
 
 
 EVERYONE = {role: "ok" for role in ROLES}
+#: A receiving authority's public key, for the forward form.
+RECIPIENT_KEY = new_key_file()[1]
 
 EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/"): Expect(EVERYONE),  # redirect to the default language
@@ -113,6 +116,8 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         {ANON: "login", DISABLED: "login", OTHER: "refused", ADMIN: "refused", GRANTED: "ok"},
         form={"channel": "default", "medium": "phone", "minutes": "matrix minutes", "consent": "no",
               "consent_day": "2026-01-01"}, multipart=True),
+    ("POST", "/{lang}/reports/{report_id}/export"): Expect(REPORT, form={"notes": "1"}),
+    ("POST", "/{lang}/reports/{report_id}/forward"): Expect(REPORT, form={"recipient": RECIPIENT_KEY}),
     ("GET", "/{lang}/reports/{report_id}/delete"): Expect(REPORT),
     ("POST", "/{lang}/reports/{report_id}/delete"): Expect(REPORT, form={"confirm": "on"}),
     ("GET", "/{lang}/settings"): Expect(SELF),

@@ -6,9 +6,10 @@ a person can fill in: report text, contact, an answer, file names and contents, 
 whistleblower's reply and its file, the caseworker's reply, file and internal note, the reasons for
 no acknowledgement and for an extension, a disclosure notice and a closing message, plus the URL,
 the User-Agent and the client's address (the client connects from 127.0.0.77, so that address in
-a log can only be the client's). Afterwards no canary, receipt or passphrase is in any file under
-the data folder, in anything the server printed, in the server's TMPDIR or in new files in the
-system temp folder, and no upload was spooled to a temp file while it streamed.
+a log can only be the client's); the caseworker also exports the case and forwards it. Afterwards
+no canary, receipt or passphrase is in any file under the data folder, in anything the server
+printed, in the server's TMPDIR or in new files in the system temp folder, and no upload, export
+or forward was spooled to a temp file while it streamed.
 
 The other tests check, on both apps: the security headers on every response (404, 405, 413,
 redirects, errors included); no cookie on the submission path; a new session id at every login
@@ -28,6 +29,7 @@ import secrets
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -35,6 +37,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from dropbox.forwarding import new_key_file
 from dropbox.install import DEFAULT_CHANNEL_ID
 from dropbox.storage import Store
 from dropbox.web.middleware import SESSION_CACHE_CONTROL, content_security_policy
@@ -183,6 +186,20 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
                 async with cw.post(f"{server.admin_url}/en/reports/{report_id}/{action}",
                                    data={"csrf_token": token, **form}, allow_redirects=False) as done:
                     assert done.status == 303, action
+
+            # and exports the case with its notes, and forwards it sealed to an authority's key: both
+            # stream from the database to the response (the watcher above sees any spooled copy)
+            recipient = new_key_file()[1]
+            for action, form in (("export", {"notes": "1"}), ("forward", {"notes": "1", "recipient": recipient})):
+                async with cw.post(f"{server.admin_url}/en/reports/{report_id}/{action}",
+                                   data={"csrf_token": token, **form}, allow_redirects=False) as done:
+                    assert done.status == 200, action
+                    sent_out = await done.read()
+                if action == "export":
+                    with zipfile.ZipFile(io.BytesIO(sent_out)) as archive:
+                        assert c["note"] in archive.read("report.json").decode()
+                else:
+                    assert c["text"].encode() not in sent_out and c["content"].encode() not in sent_out
 
             # and the whistleblower reads the answer and downloads the caseworker's file
             inbox = await open_inbox(wb, server.url, receipt)

@@ -7,6 +7,8 @@
     GET  /{lang}/reports/{id}             the report page (opens a new report)
     GET  /{lang}/reports/{id}/files/{fid} a file, decrypted as a stream, as an attachment
     POST /{lang}/reports/{id}/reply       multipart: CSRF token first, text, feedback, files
+    POST /{lang}/reports/{id}/export      the case as a signed ZIP, streamed (notes=1, originals=1)
+    POST /{lang}/reports/{id}/forward     the same sealed to a recipient key (recipient=dbxr1:...)
     POST /{lang}/reports/{id}/notes | status | deadline | grant | reason | disclosure | close | retention | hold
     GET  /{lang}/reports/{id}/delete, POST    confirmation page, then deletion
     GET  /{lang}/oral, POST               register an oral report → its receipt, shown once (oral.py)
@@ -35,7 +37,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from dropbox import accounts, casework
-from dropbox.caseworker import admin, cases, closing, login, oral, settings, statistics
+from dropbox.caseworker import admin, cases, closing, export, login, oral, settings, statistics
 from dropbox.caseworker.staff import sessions, to_login
 from dropbox.kdf_pool import KdfBusy
 from dropbox.notify import Notifier
@@ -105,6 +107,8 @@ def add_caseworker_routes(app: web.Application) -> None:
     r.add_post(localized("/reports/{report_id}/minutes"), oral.publish, name="minutes")
     r.add_get(localized("/oral"), oral.new_form, name="oral_new")
     r.add_post(localized("/oral"), oral.register)
+    r.add_post(localized("/reports/{report_id}/export"), export.export_case, name="export")
+    r.add_post(localized("/reports/{report_id}/forward"), export.forward_case, name="forward")
     r.add_get(localized("/reports/{report_id}/delete"), cases.delete_form, name="delete")
     r.add_post(localized("/reports/{report_id}/delete"), cases.delete)
 
