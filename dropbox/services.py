@@ -66,8 +66,10 @@ class Services:
             blobs = BlobStore(store, config)
             await blobs.recover()
             install = await load_install(store)
-            ensure_signing_key(config.data_dir)  # installs from before proofs get theirs here
+            made = ensure_signing_key(config.data_dir)  # installs from before proofs get theirs here
             signer = load_signer(config.data_dir)
+            if made:
+                log.info("made the install signing key %s", signer.fingerprint)
             receipts = ReceiptStock(kdf=public_kdf, install=install, size=config.receipt_stock,
                                     quiet=blobs.no_uploads.wait)
             receipts.start()

@@ -176,8 +176,7 @@ def ensure_signing_key(data_dir: Path) -> bool:
     except FileExistsError:  # another process made it between our look and our write
         _read_seed(data_dir)
         return False
-    log.info("made the install signing key %s", fingerprint(signing_public_key(seed)))
-    return True
+    return True  # the caller says so (init and migrate print it; serve logs it)
 
 
 def load_signer(data_dir: Path) -> InstallSigner:

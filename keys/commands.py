@@ -103,6 +103,7 @@ async def init(config: Config) -> int:
         if write_settings(config, settings_path):
             print(f"Wrote the settings to {settings_path}: every setting, commented; edit it, then restart.")
     print(f"Initialised a new install in {config.data_dir}.")
+    print(f"Signing key fingerprint (proofs of reporting): {signing.load_signer(config.data_dir).fingerprint}")
     print("Next: python run.py caseworker add NAME")
     return OK
 
