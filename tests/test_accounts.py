@@ -15,9 +15,10 @@ from dropbox.passphrases import new_passphrase
 from dropbox.sealing import KdfParams, Passphrase, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
 from dropbox.storage import SCHEMA_VERSION, Caseworker, Conflict, Store
 from dropbox.web.sessions import SESSIONS
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
-from tests.conftest import PASSPHRASES
-from tests.web_fixtures import FakeClock
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.clock import FakeClock
+from tests.support.domain import submit  # noqa: F401
+from tests.support.installs import PASSPHRASES
 
 NEW = "alice moves to a quiet flat near the harbour"
 

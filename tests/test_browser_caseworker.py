@@ -19,8 +19,9 @@ from playwright.async_api import expect
 
 from dropbox.install import today
 from dropbox.submissions import open_mailbox, read_mailbox
-from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot  # noqa: F401
-from tests.conftest import PASSPHRASES
+from tests.support.chromium import browser, new_context, screenshot  # noqa: F401
+from tests.support.installs import PASSPHRASES
+from tests.support.live_server import LiveApps, live  # noqa: F401
 
 CATALOGUE = str(Path(__file__).resolve().parent.parent / "dropbox/locale/{lang}/LC_MESSAGES/caseworker.po")
 

@@ -9,7 +9,8 @@ import pytest
 
 from dropbox import channels
 from dropbox.storage import Channel
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.domain import submit  # noqa: F401
 
 CANARY = "CANARY-admin-9e2f"
 

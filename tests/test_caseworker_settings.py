@@ -11,8 +11,8 @@ import pytest
 from dropbox import totp
 from dropbox.accounts import login
 from dropbox.totp import TotpRejected, TotpSeed, code_at, current_step
-from tests.caseworker_fixtures import Agent, Site, site_fixture  # noqa: F401
-from tests.conftest import PASSPHRASES
+from tests.support.caseworker_site import Agent, Site, site_fixture  # noqa: F401
+from tests.support.installs import PASSPHRASES, STAFF
 
 NEW_PASSPHRASE = "a brand new passphrase for alice"
 
@@ -153,9 +153,10 @@ async def test_totp_state_is_sealed_to_the_caseworker_and_consumed_atomically(si
 
 
 async def test_notice_address_is_kept_and_checked(tmp_path: object) -> None:
-    from tests.caseworker_fixtures import new_install, serve_site
+    from tests.support.caseworker_site import serve_site
+    from tests.support.installs import new_install
 
-    config = await new_install(tmp_path / "data", smtp_host="127.0.0.1", smtp_port=9)  # type: ignore[operator]
+    config = await new_install(tmp_path / "data", STAFF, smtp_host="127.0.0.1", smtp_port=9)  # type: ignore[operator]
     async with serve_site(config) as served:
         alice = await served.signed_in("alice")
         await alice.post("/en/settings/email", {"email": "not an address"})

@@ -5,7 +5,6 @@ carries none of it (checked with exiftool and by searching the bytes).
 
 from __future__ import annotations
 
-import re
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,11 +14,13 @@ from aiohttp import FormData
 
 from dropbox.cleaning import Policy
 from dropbox.config import Config, MiB
-from tests.caseworker_fixtures import Site as StaffSite
-from tests.caseworker_fixtures import new_install, serve_site
-from tests.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import Site, log_in, open_site, receipt_in, report_form, visible_text
+from tests.support.caseworker_site import Site as StaffSite
+from tests.support.caseworker_site import downloads, only_report_url, serve_site
+from tests.support.forms import csrf_in, hrefs, receipt_in, report_form, visible_text
+from tests.support.installs import STAFF, new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
+from tests.support.whistleblower_site import Site, log_in, open_site
 
 #: Findings as each language names them (the receipt page's words, not ids).
 FOUND_WORDS = {"en": ("Author", "GPS position", "Camera"), "da": ("Forfatter", "GPS-position", "Kamera"),
@@ -28,7 +29,7 @@ FOUND_WORDS = {"en": ("Author", "GPS position", "Camera"), "da": ("Forfatter", "
 
 @pytest.fixture(name="config")
 async def config_fixture(tmp_path: Path) -> Config:
-    return await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=32 * MiB,
+    return await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=32 * MiB,
                              max_files_per_submission=10)
 
 
@@ -38,27 +39,6 @@ async def sites_fixture(aiohttp_client: AiohttpClient, config: Config) -> AsyncI
         yield site, staff
 
 
-_FILE_LINK = re.compile(r'href="(/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32})"[^>]*>([^<]+)</a>')
-
-
-async def downloads(staff: StaffSite, report_url: str) -> dict[str, bytes]:
-    """Every file linked from the report page, downloaded as a caseworker does, by name."""
-    agent = await staff.signed_in("alice")
-    page = await agent.text(report_url)
-    files = {}
-    for url, name in _FILE_LINK.findall(page):
-        response = await agent.get(url)
-        assert response.status == 200, url
-        files[name] = await response.read()
-    return files
-
-
-async def only_report_url(staff: StaffSite) -> str:
-    agent = await staff.signed_in("alice")
-    listing = await agent.text("/en/reports")
-    urls = set(re.findall(r'href="(/en/reports/[0-9a-f]{32})"', listing))
-    assert len(urls) == 1, urls
-    return urls.pop()
 
 
 async def test_every_planted_value_is_gone_from_what_caseworkers_download(
@@ -132,7 +112,7 @@ async def test_a_file_that_cannot_be_cleaned_is_kept_and_flagged(
 async def test_a_zip_bomb_and_a_gigabyte_of_zeros_get_an_answer(aiohttp_client: AiohttpClient,
                                                                  tmp_path: Path) -> None:
     # Given an install that takes 1 GiB files but cleans only up to 16 MiB
-    config = await new_install(tmp_path / "data", max_file_bytes=1100 * MiB, max_submission_bytes=1200 * MiB,
+    config = await new_install(tmp_path / "data", STAFF, max_file_bytes=1100 * MiB, max_submission_bytes=1200 * MiB,
                                clean_max_bytes=16 * MiB, file_chunk_bytes=1 * MiB)
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive, \
@@ -154,7 +134,7 @@ async def test_a_zip_bomb_and_a_gigabyte_of_zeros_get_an_answer(aiohttp_client: 
             assert "Not cleaned" in page
         agent = await staff.signed_in("alice")
         listing = await agent.text("/en/reports")
-        assert len(set(re.findall(r'href="(/en/reports/[0-9a-f]{32})"', listing))) == 2
+        assert len(set(hrefs(listing, r"/en/reports/[0-9a-f]{32}"))) == 2
 
 
 async def test_keep_original_keeps_both_and_opening_the_original_is_audited(
@@ -170,7 +150,7 @@ async def test_keep_original_keeps_both_and_opening_the_original_is_audited(
     assert MARKER.encode() not in got[name]  # the normal link is the cleaned copy
     agent = await staff.signed_in("alice")
     page = await agent.text(report_url)
-    originals = re.findall(r'href="(/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32}/original)"', page)
+    originals = hrefs(page, r"/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32}/original")
     assert len(originals) == 1
     response = await agent.get(originals[0])
     assert response.status == 200 and await response.read() == data
@@ -212,7 +192,7 @@ async def test_a_caseworkers_reply_file_reaches_the_whistleblower_cleaned(
     assert sent.status == 303
     # When the whistleblower downloads it from the mailbox
     inbox = await log_in(site.client, receipt)
-    (link,) = re.findall(r'href="(/en/mailbox/files/[0-9a-f]{32})"', inbox)
+    (link,) = hrefs(inbox, r"/en/mailbox/files/[0-9a-f]{32}")
     download = await site.client.get(link)
     assert download.status == 200
     # Then it carries none of the planted values
@@ -226,11 +206,10 @@ async def test_a_file_sent_later_from_the_mailbox_is_cleaned(sites: tuple[Site, 
     response = await site.client.post("/en/submit", data=report_form("x"))
     receipt = receipt_in(await response.text())
     inbox = await log_in(site.client, receipt)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', inbox)
-    assert csrf
+    csrf = csrf_in(inbox)
     name, data, _ = BUILDERS["docx"](tmp_path)
     form = FormData(default_to_multipart=True)
-    form.add_field("csrf_token", csrf.group(1))
+    form.add_field("csrf_token", csrf)
     form.add_field("text", "one more")
     form.add_field("files", data, filename=name, content_type="application/octet-stream")
     sent = await site.client.post("/en/mailbox/reply", data=form)

@@ -15,12 +15,12 @@ import aiosqlite
 from dropbox.cleaning import Cleaner, CleaningSettings, Outcome
 from dropbox.config import MiB
 from dropbox.storage import _MIGRATIONS, SCHEMA_VERSION, Store
-from tests.caseworker_fixtures import new_install, serve_site
-from tests.metadata_files import BUILDERS
-from tests.test_cleaning import LIMITS
-from tests.test_cleaning_flow import downloads, only_report_url
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import open_site, report_form
+from tests.support.caseworker_site import downloads, only_report_url, serve_site
+from tests.support.forms import report_form
+from tests.support.installs import STAFF, new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.metadata_files import BUILDERS, SANDBOX_LIMITS
+from tests.support.whistleblower_site import open_site
 
 #: Files larger than this are skipped by the scan: a leaked copy of the small test files would not be.
 SCAN_MAX_BYTES = 64 * MiB
@@ -65,7 +65,7 @@ async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path
     data = _canary_pdf(tmp_path / "build", canary)
     assert canary.encode() in data
     assert not disk_holding(canary.encode(), *HOST_TEMP)
-    cleaner = Cleaner(CleaningSettings(max_bytes=32 * MiB, concurrency=1, limits=LIMITS))
+    cleaner = Cleaner(CleaningSettings(max_bytes=32 * MiB, concurrency=1, limits=SANDBOX_LIMITS))
     seen_during: list[list[Path]] = []
 
     async def source() -> AsyncIterator[bytes]:
@@ -85,7 +85,7 @@ async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path
 async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohttp_client: AiohttpClient,
                                                                           tmp_path: Path) -> None:
     # Given an install, and a report with files carrying a canary in their content and metadata
-    config = await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
+    config = await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
     canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     files = {"budget.pdf": _canary_pdf(tmp_path / "build", canary), "notes.txt": f"body {canary}\n".encode()}
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:

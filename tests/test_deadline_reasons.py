@@ -9,8 +9,9 @@ import datetime as dt
 
 from dropbox.casework import deadlines, feedback_cut, feedback_due
 from dropbox.install import today
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
-from tests.conftest import all_bytes_under
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.data_checks import all_bytes_under
+from tests.support.domain import submit  # noqa: F401
 
 D = dt.date
 NO_ACK_CANARY = "CANARY-no-ack-reason-5c1e"
@@ -79,7 +80,7 @@ async def test_an_extension_needs_a_reason_and_shows_on_the_report_and_in_the_au
     assert not any(EXTENSION_CANARY.encode() in data for data in all_bytes_under(site.config.data_dir).values())
     # A colleague without the report cannot record one
     carol = await site.signed_in("carol")
-    from tests.caseworker_fixtures import only_for
+    from tests.support.domain import only_for
 
     hidden = await submit(site.services, channel_id=await only_for(site.services, "alice"))
     assert (await carol.post(f"/en/reports/{hidden.report_id}/reason",

@@ -12,8 +12,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
-from dropbox.config import LANGUAGES
 from dropbox.catalogues import LOCALE_DIR, load_translations, read_catalog
+from dropbox.config import LANGUAGES
 from dropbox.web.i18n import (
     UnknownRoute,
     localized,
@@ -22,7 +22,8 @@ from dropbox.web.i18n import (
     translate,
     url_for,
 )
-from tests.web_fixtures import AiohttpClient, build_app, start
+from tests.support.base_app import build_app
+from tests.support.live_server import AiohttpClient, start
 
 REPO = Path(__file__).resolve().parent.parent
 #: The same keywords babel.cfg tells pybabel to use.

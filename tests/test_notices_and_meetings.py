@@ -11,9 +11,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from dropbox.install import today
 from dropbox.web.apps import create_whistleblower_app
 from dropbox.web.middleware import run_kwargs
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
-from tests.conftest import all_bytes_under
-from tests.whistleblower_fixtures import csrf_in, log_in
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.data_checks import all_bytes_under
+from tests.support.domain import submit  # noqa: F401
+from tests.support.forms import csrf_in
+from tests.support.whistleblower_site import log_in
 
 NOTICE_CANARY = "CANARY-disclosure-notice-41aa"
 

@@ -17,7 +17,9 @@ from dropbox.install import today
 from dropbox.retention import purge_expired
 from dropbox.services import Services
 from dropbox.storage import Store, migrate_database, schema_version
-from tests.caseworker_fixtures import Agent, Site, new_install, serve_site, site_fixture, submit  # noqa: F401
+from tests.support.caseworker_site import Agent, Site, serve_site, site_fixture  # noqa: F401
+from tests.support.domain import submit  # noqa: F401
+from tests.support.installs import STAFF, new_install  # noqa: F401
 
 
 def days(n: int) -> dt.date:
@@ -26,7 +28,7 @@ def days(n: int) -> dt.date:
 
 @contextlib.asynccontextmanager
 async def swedish_site(tmp_path: Path) -> AsyncIterator[Site]:
-    config = await new_install(tmp_path / "data", country="se")
+    config = await new_install(tmp_path / "data", STAFF, country="se")
     async with serve_site(config) as served:
         yield served
 
@@ -160,7 +162,7 @@ async def test_migration_7_deletes_nothing_and_turns_expiry_into_the_state_rules
     # Given an install made at schema 6 (the one before), with an open and a closed report both
     # past the old 90-days-after-activity expiry
     monkeypatch.setattr(storage, "SCHEMA_VERSION", 6)
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with Services.open(config) as services:
         idle, closed = await submit(services), await submit(services)
     db_path = config.db_path
@@ -188,12 +190,12 @@ async def test_migration_7_deletes_nothing_and_turns_expiry_into_the_state_rules
 
 
 async def test_the_purge_command_keeps_open_reports(tmp_path: Path) -> None:
-    from tests.test_migrate import run
+    from tests.support.server_process import run_cli
 
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with Services.open(config) as services:
         report = await submit(services)
         await services.store.update_report(report.report_id, last_activity_day="2020-01-01", expires_day="2020-03-31")
-    done = run("purge", data=config.data_dir)
+    done = run_cli("purge", data=config.data_dir, check=False)
     assert done.returncode == 0, done.stderr
     assert "Purged 0 expired report(s)." in done.stdout

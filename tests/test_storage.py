@@ -14,8 +14,8 @@ from dropbox.kdf_pool import KdfPool
 from dropbox.retention import purge_expired
 from dropbox.statistics import recorder
 from dropbox.storage import SCHEMA_VERSION, NotFound, Store, StoreError
-from tests.robust_checks import chunk_files
-from tests.test_submissions import _submit
+from tests.support.data_checks import chunk_files
+from tests.support.domain import hand_in
 
 
 async def test_database_runs_in_wal_with_foreign_keys_and_current_schema(store: Store, config: Config) -> None:
@@ -46,8 +46,8 @@ async def test_failed_transaction_leaves_no_rows(store: Store) -> None:
 async def test_purge_deletes_expired_reports_rows_and_file_contents(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
 ) -> None:
-    await _submit(store, kdf, install, blobs, config, files={"a": b"1"})
-    keep = await _submit(store, kdf, install, blobs, config, files={"b": b"2"})
+    await hand_in(store, kdf, install, blobs, config, files={"a": b"1"})
+    keep = await hand_in(store, kdf, install, blobs, config, files={"b": b"2"})
     assert keep and len(chunk_files(config)) == 2
     assert await purge_expired(store=store) == 0
     # Open reports never expire; closed today, both go ninety days on (default retention),
@@ -74,7 +74,7 @@ async def test_recovery_deletes_staged_chunks_no_row_refers_to_and_keeps_committ
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
 ) -> None:
     # Given a committed file, and the chunks of an upload the process died in the middle of
-    await _submit(store, kdf, install, blobs, config, files={"kept.txt": b"kept"})
+    await hand_in(store, kdf, install, blobs, config, files={"kept.txt": b"kept"})
     (kept,) = chunk_files(config)
     await store.put_chunks([("b" * 32, 0, b"sealed"), ("b" * 32, 1, b"sealed")])
     # When recovery runs at the next start

@@ -27,31 +27,17 @@ from dropbox.submissions import (
     read_mailbox,
     submit_report,
 )
-from tests.conftest import PASSPHRASES, all_bytes_under, database_full, login
-from tests.robust_checks import chunk_files, leftover_staged
-
-CANARY = "CANARY-7f3a9e-whistle"
-
-
-async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
-
-
-async def _submit(store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, *,
-                  text: str = "report text", files: dict[str, bytes] | None = None) -> str:
-    staged = blobs.stage(byte_budget=config.max_submission_bytes)
-    for name, data in (files or {}).items():
-        await staged.add(name, chunks_of(data), max_file_bytes=config.max_file_bytes)
-    return await submit_report(store=store, kdf=kdf, install=install, channel_id="default",
-                               body=ReportBody(text=text, answers={"q1": "answer"}), keys=ReportKeys.generate(),
-                               staged=staged)
+from tests.support.data_checks import CANARY, all_bytes_under, chunk_files, leftover_staged
+from tests.support.domain import chunks_of, hand_in
+from tests.support.full_disk import database_full
+from tests.support.installs import PASSPHRASES, login
 
 
 async def test_report_round_trips_for_whistleblower_and_caseworker(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config, text="the account", files={"a.txt": b"hello"})
+    receipt = await hand_in(store, kdf, install, blobs, config, text="the account", files={"a.txt": b"hello"},
+                            answers={"q1": "answer"})
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     view = await read_mailbox(store=store, access=access, record_visit=True)
     assert view.body.text == "the account" and view.body.answers == {"q1": "answer"}
@@ -73,7 +59,7 @@ async def test_report_round_trips_for_whistleblower_and_caseworker(
 async def test_wrong_or_malformed_receipt_is_one_typed_error(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     wrong = f"{(int(receipt) + 1) % 10**24:024d}"
     for attempt in (wrong, "", "abcd", "1" * 5000):
         with pytest.raises(WrongReceipt):
@@ -83,7 +69,7 @@ async def test_wrong_or_malformed_receipt_is_one_typed_error(
 async def test_a_wiped_mailbox_access_is_zeroed_in_place_and_opens_nothing(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     held = access.key
     assert isinstance(held, bytearray) and any(held) and access.report_key == bytes(held)
@@ -96,7 +82,7 @@ async def test_a_wiped_mailbox_access_is_zeroed_in_place_and_opens_nothing(
 async def test_whistleblower_message_with_file_reaches_caseworker(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     staged = blobs.stage(byte_budget=config.max_submission_bytes)
     await staged.add("more.pdf", chunks_of(b"%PDF more"), max_file_bytes=config.max_file_bytes)
@@ -115,7 +101,7 @@ async def test_whistleblower_message_with_file_reaches_caseworker(
 async def test_caseworker_not_granted_cannot_open_until_granted(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     # Given bob joins after the report arrived
     await accounts.add_caseworker(store=store, kdf=kdf, config=config, name="bob", passphrase=PASSPHRASES["bob"])
@@ -142,7 +128,7 @@ async def test_caseworker_not_granted_cannot_open_until_granted(
 async def test_passphrase_change_keeps_access(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name="alice",
                                                old=PASSPHRASES["alice"], new="a brand new passphrase for alice")
@@ -167,7 +153,7 @@ async def test_channel_without_caseworkers_refuses_and_leaves_nothing(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config
 ) -> None:
     with pytest.raises(NoRecipients):
-        await _submit(store, kdf, install, blobs, config, files={"x.bin": b"data" * 100})
+        await hand_in(store, kdf, install, blobs, config, files={"x.bin": b"data" * 100})
     staged = blobs.stage(byte_budget=10)
     with pytest.raises(UnknownChannel):
         await submit_report(store=store, kdf=kdf, install=install, channel_id="nope",
@@ -238,7 +224,7 @@ async def test_canary_appears_in_no_byte_on_disk(
     """A canary in the report, an answer, a message, a note, a file name and a 5 MB file."""
     canary = CANARY.encode()
     five_mb = (canary + b" ") * (5 * 1024 * 1024 // (len(canary) + 1))
-    receipt = await _submit(store, kdf, install, blobs, config, text=f"text {CANARY}",
+    receipt = await hand_in(store, kdf, install, blobs, config, text=f"text {CANARY}",
                             files={f"{CANARY}.docx": five_mb})
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     staged = blobs.stage(byte_budget=config.max_submission_bytes)

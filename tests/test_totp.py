@@ -13,8 +13,11 @@ from dropbox.accounts import CaseworkerSession
 from dropbox.services import Services
 from dropbox.storage import Store
 from dropbox.totp import TotpRejected, TotpWait, code_at, current_step
-from tests.caseworker_fixtures import Site, new_install, serve_site, site_fixture  # noqa: F401
-from tests.conftest import PASSPHRASES
+from tests.support.caseworker_site import Site, serve_site, site_fixture  # noqa: F401
+from tests.support.installs import (
+    PASSPHRASES,
+    new_install,  # noqa: F401
+)
 
 NOW = 1_900_000_000.0
 CAP = 900
