@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import FormData
 
-from dropbox.blobs import MIN_BUCKET, BlobStore, size_bucket
+from dropbox.blobs import BlobStore
 from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install, make_private_dir
 from dropbox.reports import open_file_key, open_file_name, open_file_size, open_message, open_note
@@ -40,13 +40,6 @@ KiB, MiB = 1024, 1024 * 1024
 def _rows(config: Config, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with contextlib.closing(sqlite3.connect(config.db_path)) as db:
         return db.execute(sql, params).fetchall()
-
-
-def test_sizes_are_padded_to_powers_of_two_then_whole_mebibytes() -> None:
-    assert [size_bucket(n) for n in (0, 1, 1000, 1900, 4096, 4097, 700 * KiB, MiB)] == [
-        MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, 8 * KiB, MiB, MiB]
-    assert [size_bucket(n) for n in (MiB + 1, 5 * MiB - 1, 5 * MiB, 1024 * MiB - 3)] == [
-        2 * MiB, 5 * MiB, 5 * MiB, 1024 * MiB]
 
 
 async def test_a_full_flow_leaves_no_upload_file_and_no_timestamp_under_data(site: Site) -> None:

@@ -70,20 +70,6 @@ async def test_delete_unknown_report_is_not_found(store: Store) -> None:
         await store.delete_report("0" * 32, record=recorder())
 
 
-async def test_recovery_deletes_staged_chunks_no_row_refers_to_and_keeps_committed_files(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
-) -> None:
-    # Given a committed file, and the chunks of an upload the process died in the middle of
-    await hand_in(store, kdf, install, blobs, config, files={"kept.txt": b"kept"})
-    (kept,) = chunk_files(config)
-    await store.put_chunks([("b" * 32, 0, b"sealed"), ("b" * 32, 1, b"sealed")])
-    # When recovery runs at the next start
-    counts = await BlobStore(store, config).recover()
-    # Then the abandoned chunks are gone and the committed file is untouched
-    assert counts == {"moved_in": 0, "discarded": 1}
-    assert chunk_files(config) == {kept}
-
-
 async def test_updates_touch_only_allow_listed_columns_of_existing_rows(store: Store) -> None:
     with pytest.raises(ValueError):
         await store.update_report("0" * 32, lookup_id=b"x")  # written once, at insert
