@@ -1,4 +1,4 @@
-"""OnionServices against real tor on a private Tor network (see tests/tor_network.py).
+"""OnionServices against real tor on a private Tor network (see tests/support/tor_network.py).
 
 Stand-in aiohttp apps answer on the two app ports; requests travel through a client tor's
 SOCKS port to the onion addresses, exactly as from Tor Browser. Waits are deadlines on tor's
@@ -422,55 +422,6 @@ async def test_a_dead_tor_is_restarted_and_republished(
     status = await services.wait_until_published(timeout=PUBLISH_TIMEOUT)
     assert int((config.tor_dir / "tor.pid").read_text()) != pid
     assert await fetch(tor_client, status.public_address or "") == "whistleblower stand-in"
-
-
-# -- without a Tor network ------------------------------------------------------------------
-
-
-def not_running(status: OnionStatus) -> bool:
-    return status.state.startswith("failed")
-
-
-async def test_missing_tor_is_reported_with_the_fix(tmp_path: Path) -> None:
-    config = config_for_tests(tmp_path / "data")
-    services = OnionServices(config, tor_cmd="no-such-tor-here", retry_max_seconds=1)
-    await services.start()
-    try:
-        status = await services.wait_for(not_running, timeout=30)
-    finally:
-        await services.stop()
-    assert "apt-get install tor" in status.detail
-    # the addresses are known all the same, from the keys
-    assert status.public_address == ensure_service_keys(config)[WHISTLEBLOWER].address
-    assert services.status.state == "stopped"
-
-
-async def test_unreachable_system_tor_is_reported(tmp_path: Path) -> None:
-    config = config_for_tests(tmp_path / "data")
-    services = OnionServices(config, tor_control=str(tmp_path / "no.sock"), retry_max_seconds=1)
-    await services.start()
-    try:
-        status = await services.wait_for(not_running, timeout=30)
-    finally:
-        await services.stop()
-    assert "nothing answers" in status.detail and "torrc" in status.detail
-
-
-async def test_stop_right_after_start_leaves_no_tor_behind(tmp_path: Path) -> None:
-    if shutil.which("tor") is None:
-        pytest.skip("tor is not installed")
-    config = config_for_tests(tmp_path / "data")
-    offline = {"DisableNetwork": "1"}  # no network needed to start and stop
-    # When the app stops while its tor is still starting (or just started)
-    services = OnionServices(config, tor_config_overrides=offline)
-    await services.start()
-    # (the addresses are set just before tor is launched)
-    await services.wait_for(lambda status: status.public_address is not None, timeout=30)
-    await services.stop()
-    # Then that tor is gone: another one can take the same data folder at once
-    tor = await launch_tor(tor_dir=config.tor_dir, overrides=offline)
-    await tor.close()
-    assert tor.process is not None and tor.process.returncode is not None
 
 
 async def test_tor_takes_the_stream_cap_of_both_onions_and_checks_it(tmp_path: Path) -> None:
