@@ -6,11 +6,8 @@ import html
 import re
 
 import pyotp
-import pytest
 
-from dropbox import totp
-from dropbox.accounts import login
-from dropbox.totp import TotpRejected, TotpSeed, code_at, current_step
+from dropbox.totp import TotpSeed, code_at, current_step
 from tests.support.caseworker_site import Agent, Site, site_fixture  # noqa: F401
 from tests.support.installs import PASSPHRASES, STAFF
 
@@ -121,35 +118,6 @@ async def test_totp_pages_without_a_pending_seed_go_back_to_settings(site: Site)
     assert (await carol.get("/en/settings/totp/qr.png")).status == 404
     assert (await carol.post("/en/settings/totp/confirm", {"code": "123456"})).status == 303
     assert (await site.services.store.caseworker_by_name("carol")).totp_sealed is None
-
-
-async def test_totp_state_is_sealed_to_the_caseworker_and_consumed_atomically(site: Site) -> None:
-    svc = site.services
-    session = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
-                          passphrase=PASSPHRASES["carol"])
-    seed = totp.new_seed()
-    now = 1_900_000_000.0
-    await totp.enrol(store=svc.store, session=session, seed=seed, code=code_at(seed, current_step(now)), now=now)
-    with pytest.raises(totp.AlreadyEnrolled):
-        await totp.enrol(store=svc.store, session=session, seed=seed, code=code_at(seed, current_step(now)), now=now)
-
-    # Two logins racing with the same fresh code: only one swap can win.
-    first = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
-                        passphrase=PASSPHRASES["carol"])
-    second = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
-                         passphrase=PASSPHRASES["carol"])
-    code = code_at(seed, current_step(now) + 1)
-    await totp.check_login(store=svc.store, session=first, code=code, now=now + 30, cap=900)
-    with pytest.raises(TotpRejected):
-        await totp.check_login(store=svc.store, session=second, code=code, now=now + 30, cap=900)
-    # Another caseworker's key does not open carol's sealed state.
-    bob = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="bob", passphrase=PASSPHRASES["bob"])
-    stored = (await svc.store.caseworker_by_name("carol")).totp_sealed
-    with pytest.raises(Exception):  # noqa: B017 - TamperedData from the AEAD
-        totp.open_state(stored, session=bob)  # type: ignore[arg-type]
-    for code in ("", "12345", "1234567", "abcdef", "１２３４５６"):
-        with pytest.raises(TotpRejected):
-            totp.matching_step(seed, code, after=-1, now=now)
 
 
 async def test_notice_address_is_kept_and_checked(tmp_path: object) -> None:
