@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import tracemalloc
 from collections.abc import AsyncIterator
 
@@ -16,8 +15,8 @@ from dropbox.config import Config
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
 from dropbox.reports import ReportBody, open_body, open_file_key, open_file_size, thread
-from dropbox.sealing import KeyWiped, ReportKeys, TamperedData
-from dropbox.storage import Caseworker, NotFound, Store
+from dropbox.sealing import KeyWiped, ReportKeys
+from dropbox.storage import Caseworker, Store
 from dropbox.submissions import (
     NoRecipients,
     UnknownChannel,
@@ -30,7 +29,7 @@ from dropbox.submissions import (
 from tests.support.data_checks import CANARY, all_bytes_under, chunk_files, leftover_staged
 from tests.support.domain import chunks_of, hand_in
 from tests.support.full_disk import database_full
-from tests.support.installs import PASSPHRASES, login
+from tests.support.installs import login
 
 
 async def test_report_round_trips_for_whistleblower_and_caseworker(
@@ -96,57 +95,6 @@ async def test_whistleblower_message_with_file_reaches_caseworker(
                                                               feedback_cut="0000-01-01", extended_cut="0000-01-01",
                                                               deletion_cut="0000-01-01")
     assert total == 1 and summaries[0].unread == 1
-
-
-async def test_caseworker_not_granted_cannot_open_until_granted(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
-) -> None:
-    receipt = await hand_in(store, kdf, install, blobs, config)
-    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
-    # Given bob joins after the report arrived
-    await accounts.add_caseworker(store=store, kdf=kdf, config=config, name="bob", passphrase=PASSPHRASES["bob"])
-    bob = await login(store, kdf, config, "bob")
-    with pytest.raises(NotFound):
-        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
-    # Even if someone copies alice's grant row to bob, bob's key does not open it.
-    cur = sqlite3.connect(config.db_path)
-    with cur:
-        cur.execute("INSERT INTO report_grants SELECT report_id, ?, sealed_keys FROM report_grants",
-                    (bob.caseworker.id,))
-    cur.close()
-    with pytest.raises(TamperedData):
-        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
-    await store._writer.execute("DELETE FROM report_grants WHERE caseworker_id = ?", (bob.caseworker.id,))
-    # When alice grants everything she can read to bob
-    granted = await accounts.grant_all(store=store, granter=await login(store, kdf, config, "alice"),
-                                       grantee_name="bob")
-    assert granted == 1
-    keys = await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
-    assert keys.report_key == access.report_key
-
-
-async def test_passphrase_change_keeps_access(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
-) -> None:
-    receipt = await hand_in(store, kdf, install, blobs, config)
-    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
-    renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name="alice",
-                                               old=PASSPHRASES["alice"], new="a brand new passphrase for alice")
-    renewed.wipe()
-    with pytest.raises(accounts.LoginFailed):
-        await login(store, kdf, config, "alice")
-    session = await accounts.login(store=store, kdf=kdf, config=config, name="alice",
-                                   passphrase="a brand new passphrase for alice")
-    assert (await accounts.report_keys(store=store, session=session, report_id=access.report_id)).report_key \
-        == access.report_key
-
-
-async def test_disabled_and_unknown_caseworkers_cannot_log_in(store: Store, kdf: KdfPool, config: Config,
-                                                              alice: Caseworker) -> None:
-    await accounts.set_disabled(store=store, name="alice", disabled=True)
-    for name, passphrase in (("alice", PASSPHRASES["alice"]), ("nobody", "whatever passphrase")):
-        with pytest.raises(accounts.LoginFailed):
-            await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)
 
 
 async def test_channel_without_caseworkers_refuses_and_leaves_nothing(
