@@ -1,6 +1,6 @@
 """The data folder fills up, or turns read-only, while a whistleblower is uploading.
 
-The data folder lives on a small ext4 filesystem of its own (tests/robust_disk.py; needs root, as
+The data folder lives on a small ext4 filesystem of its own (tests/support/full_disk.py; needs root, as
 CI has). Whatever the disk does: the whistleblower sees a clear error page (503 or 507, never a
 500 or a traceback), no receipt is shown for a report that was not stored, nothing half-written
 stays behind, earlier reports are intact, and once space returns the running server accepts
