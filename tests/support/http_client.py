@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from tests.support.forms import Field, find_csrf, find_receipt, multipart, submission_fields
+from tests.support.forms import Field, find_csrf, find_receipt_digits, multipart, submission_fields
 
 
 def new_client(*, local_addr: str | None = None, limit: int = 100) -> aiohttp.ClientSession:
@@ -73,7 +73,7 @@ async def submit(client: aiohttp.ClientSession, base: str, *, text: str, contact
                  slow: tuple[int, float] | None = None, lang: str = "en") -> Submitted:
     body, content_type = multipart(submission_fields(text=text, contact=contact, answers=answers, files=files))
     answer = await post_body(client, f"{base}/{lang}/submit", body, content_type, slow=slow)
-    return Submitted(answer, find_receipt(answer.body) if answer.status == 200 else None)
+    return Submitted(answer, find_receipt_digits(answer.body) if answer.status == 200 else None)
 
 
 async def mailbox_login(client: aiohttp.ClientSession, base: str, receipt: str, *, lang: str = "en") -> Answer:
