@@ -1,8 +1,10 @@
-"""Shared fixtures: every test gets a fresh install under its own temp folder, cheap Argon2id."""
+"""Shared fixtures: every test gets a fresh install under its own temp folder, cheap Argon2id.
+
+Helpers that tests import live in tests/support/ (see its __init__); this file holds fixtures only.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,11 +16,9 @@ from dropbox.config import Config, config_for_tests
 from dropbox.install import Install, init_install, load_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.storage import Caseworker, Store
+from tests.support.installs import PASSPHRASES
 
-pytest_plugins = ["tests.tor_fixtures"]
-
-PASSPHRASES = {"alice": "correct horse battery staple", "bob": "bob's long enough passphrase",
-               "carol": "carol also has a passphrase"}
+pytest_plugins = ["tests.support.tor_fixtures"]
 
 
 @pytest.fixture
@@ -55,27 +55,3 @@ def blobs(config: Config, store: Store) -> BlobStore:
 async def alice(store: Store, kdf: KdfPool, config: Config) -> Caseworker:
     return await accounts.add_caseworker(store=store, kdf=kdf, config=config, name="alice",
                                          passphrase=PASSPHRASES["alice"])
-
-
-async def login(store: Store, kdf: KdfPool, config: Config, name: str) -> accounts.CaseworkerSession:
-    return await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=PASSPHRASES[name])
-
-
-def all_bytes_under(folder: Path) -> dict[Path, bytes]:
-    """Every file below `folder`, read raw: what someone holding the disk would see."""
-    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-@contextlib.asynccontextmanager
-async def database_full(store: Store) -> AsyncIterator[None]:
-    """The database refuses to grow, as on a full disk: SQLite's own SQLITE_FULL ("database or
-    disk is full"), raised by the real pager, through `PRAGMA max_page_count`. Nothing is mocked."""
-    async with store._lock:  # between two of the store's transactions
-        await store._writer.execute("VACUUM")  # no free pages left inside the file to grow into
-        row = await store._one("PRAGMA page_count")
-        await store._writer.execute(f"PRAGMA max_page_count = {int(row[0]) if row else 1}")
-    try:
-        yield
-    finally:
-        async with store._lock:
-            await store._writer.execute("PRAGMA max_page_count = 4294967294")

@@ -24,9 +24,11 @@ import pytest
 from playwright.async_api import expect
 
 from dropbox.config import LANGUAGES
-from tests.browser_fixtures import LiveApps, browser, serve_apps  # noqa: F401
-from tests.conftest import PASSPHRASES
-from tests.whistleblower_fixtures import KiB, add_channel_with_question, caseworker_reply, make_install
+from tests.support.chromium import browser  # noqa: F401
+from tests.support.domain import add_channel_with_question, caseworker_reply
+from tests.support.installs import PASSPHRASES
+from tests.support.live_server import LiveApps, serve_apps  # noqa: F401
+from tests.support.whistleblower_site import KiB, make_install
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -10,14 +10,22 @@ import pytest
 
 from dropbox import accounts, totp
 from dropbox.accounts import CaseworkerSession
+from dropbox.blobs import BlobStore
 from dropbox.config import Config
+from dropbox.install import Install
+from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.sealing import KdfParams, Passphrase, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
-from dropbox.storage import SCHEMA_VERSION, Caseworker, Conflict, Store
+from dropbox.storage import SCHEMA_VERSION, Caseworker, Conflict, NotFound, Store
+from dropbox.submissions import open_mailbox
 from dropbox.web.sessions import SESSIONS
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
-from tests.conftest import PASSPHRASES
-from tests.web_fixtures import FakeClock
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.clock import FakeClock
+from tests.support.domain import (
+    hand_in,
+    submit,  # noqa: F401
+)
+from tests.support.installs import PASSPHRASES, login
 
 NEW = "alice moves to a quiet flat near the harbour"
 
@@ -201,3 +209,57 @@ async def test_migration_5_carries_an_old_install_forward(tmp_path: Path) -> Non
         await store.close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# -- through the domain functions, on the conftest install ---------------------------------------
+
+
+async def test_caseworker_not_granted_cannot_open_until_granted(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await hand_in(store, kdf, install, blobs, config)
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    # Given bob joins after the report arrived
+    await accounts.add_caseworker(store=store, kdf=kdf, config=config, name="bob", passphrase=PASSPHRASES["bob"])
+    bob = await login(store, kdf, config, "bob")
+    with pytest.raises(NotFound):
+        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
+    # Even if someone copies alice's grant row to bob, bob's key does not open it.
+    cur = sqlite3.connect(config.db_path)
+    with cur:
+        cur.execute("INSERT INTO report_grants SELECT report_id, ?, sealed_keys FROM report_grants",
+                    (bob.caseworker.id,))
+    cur.close()
+    with pytest.raises(TamperedData):
+        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
+    await store._writer.execute("DELETE FROM report_grants WHERE caseworker_id = ?", (bob.caseworker.id,))
+    # When alice grants everything she can read to bob
+    granted = await accounts.grant_all(store=store, granter=await login(store, kdf, config, "alice"),
+                                       grantee_name="bob")
+    assert granted == 1
+    keys = await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
+    assert keys.report_key == access.report_key
+
+
+async def test_passphrase_change_keeps_access(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
+) -> None:
+    receipt = await hand_in(store, kdf, install, blobs, config)
+    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
+    renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name="alice",
+                                               old=PASSPHRASES["alice"], new="a brand new passphrase for alice")
+    renewed.wipe()
+    with pytest.raises(accounts.LoginFailed):
+        await login(store, kdf, config, "alice")
+    session = await accounts.login(store=store, kdf=kdf, config=config, name="alice",
+                                   passphrase="a brand new passphrase for alice")
+    assert (await accounts.report_keys(store=store, session=session, report_id=access.report_id)).report_key \
+        == access.report_key
+
+
+async def test_disabled_and_unknown_caseworkers_cannot_log_in(store: Store, kdf: KdfPool, config: Config,
+                                                              alice: Caseworker) -> None:
+    await accounts.set_disabled(store=store, name="alice", disabled=True)
+    for name, passphrase in (("alice", PASSPHRASES["alice"]), ("nobody", "whatever passphrase")):
+        with pytest.raises(accounts.LoginFailed):
+            await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)

@@ -39,10 +39,11 @@ from dropbox.reports import ReportBody
 from dropbox.sealing import ReportKeys
 from dropbox.storage import PendingMembership, Store
 from dropbox.submissions import submit_report
-from tests.browser_fixtures import serve_apps
-from tests.robust_http import caseworker_login, csrf_token, get, multipart, new_client
-from tests.robust_routes import Route, app_routes
-from tests.server_process import Account, cheap_install
+from tests.support.forms import find_csrf, multipart
+from tests.support.http_client import caseworker_login, get, new_client
+from tests.support.installs import Account, new_install
+from tests.support.live_server import serve_apps
+from tests.support.routes import Route, app_routes
 
 ANON, OTHER, DISABLED, ADMIN, GRANTED = "anonymous", "other", "disabled", "admin", "granted"
 ROLES = (ANON, OTHER, DISABLED, ADMIN, GRANTED)  # GRANTED last: it may delete the report
@@ -186,7 +187,7 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    config = await cheap_install(tmp_path / "data", tuple(ACCOUNTS.values()))
+    config = await new_install(tmp_path / "data", tuple(ACCOUNTS.values()))
     async with serve_apps(config) as live:
         store = live.services.store
         staged = live.services.blobs.stage(byte_budget=config.max_submission_bytes)
@@ -211,7 +212,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 login = await caseworker_login(clients[role], live.caseworker_url, account.name, account.passphrase)
                 assert login.status == 303, f"{role} could not sign in: {login.status}"
                 page = await get(clients[role], f"{live.caseworker_url}/en/reports")
-                csrf[role] = csrf_token(page.body) or ""
+                csrf[role] = find_csrf(page.body) or ""
                 assert csrf[role], f"no CSRF token on {role}'s report list"
             # The disabled visitor signed in while enabled; an admin disables them afterwards.
             await accounts.set_disabled(store=store, name=ACCOUNTS[DISABLED].name, disabled=True)
@@ -248,7 +249,7 @@ async def _request(w: World, route: Route, role: str, *, csrf: str | None = None
     if route.pattern == "/{lang}/login":
         # The login form's own double-submit token: from the login page's cookie and form.
         page = await get(client, w.admin_url + "/en/login")
-        token = (csrf_token(page.body) or "") if csrf is None else csrf
+        token = (find_csrf(page.body) or "") if csrf is None else csrf
     if expect.multipart:
         body, content_type = multipart([("csrf_token", token, None), *[(k, v, None) for k, v in fields.items()]])
         async with client.post(url, data=body, headers={"Content-Type": content_type, **(headers or {})},

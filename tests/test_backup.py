@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from dropbox.config import config_for_tests
-from tests.robust_checks import Sent, assert_every_report_opens, assert_receipts_open, digest
-from tests.robust_http import new_client, submit
-from tests.server_process import ALICE, REPO_ROOT, cheap_install, running_server
+from tests.support.data_checks import Sent, assert_every_report_opens, assert_receipts_open, digest
+from tests.support.http_client import new_client, submit
+from tests.support.installs import ALICE, new_install
+from tests.support.server_process import REPO_ROOT, running_server
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
@@ -28,7 +29,7 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
 
 async def test_a_backup_taken_during_20_submissions_restores_every_receipt_shown(tmp_path: Path) -> None:
     # Given a serving install and 20 whistleblowers submitting at once, their bodies streamed slowly
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     archive = tmp_path / "backup.tar"
     with running_server(config.data_dir, tmp_path / "server.log") as server:
         async with new_client() as client:
@@ -98,7 +99,7 @@ def _tamper(archive: Path, target: Path, change: str) -> None:
 
 @pytest.mark.parametrize("change", ["flip", "traversal", "no-manifest", "foreign-manifest"])
 async def test_a_damaged_or_foreign_archive_is_refused_and_leaves_nothing(tmp_path: Path, change: str) -> None:
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     archive, bad = tmp_path / "b.tar", tmp_path / "bad.tar"
     assert (await run_cli("backup", str(archive), "--data", str(config.data_dir)))[0] == 0
     _tamper(archive, bad, change)
@@ -110,7 +111,7 @@ async def test_a_damaged_or_foreign_archive_is_refused_and_leaves_nothing(tmp_pa
 
 
 async def test_restore_refuses_a_folder_that_is_not_empty_and_backup_never_overwrites(tmp_path: Path) -> None:
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     archive = tmp_path / "b.tar"
     assert (await run_cli("backup", str(archive), "--data", str(config.data_dir)))[0] == 0
     before = archive.read_bytes()

@@ -23,17 +23,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dropbox.config import Config
-from tests.robust_checks import (
+from tests.support.data_checks import (
     assert_every_report_opens,
     assert_settled,
     db_snapshot,
     files_of_their_own,
     leftover_staged,
 )
-from tests.robust_http import multipart, receipt_in, submission_fields
-from tests.robust_raw import RawAnswer, exchange, request
-from tests.robust_routes import Route, app_routes
-from tests.server_process import ALICE, ServerProcess, cheap_install
+from tests.support.forms import find_receipt_digits, multipart, submission_fields
+from tests.support.installs import ALICE, new_install
+from tests.support.raw_http import RawAnswer, exchange, request
+from tests.support.routes import Route, app_routes
+from tests.support.server_process import ServerProcess
 
 SETTINGS = settings(deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -62,7 +63,7 @@ class Harness:
         assert answer.status != 500
         assert not answer.leaks_traceback(), f"{what}: traceback in the response"
         if answer.status == 200:
-            receipt = receipt_in(answer.body.decode("utf-8", "replace"))
+            receipt = find_receipt_digits(answer.body.decode("utf-8", "replace"))
             if receipt:
                 self.receipts.add(receipt)
         assert self.server.running, f"{what}: the server died\n{self.server.log_tail()}"
@@ -72,7 +73,7 @@ class Harness:
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     root = tmp_path_factory.mktemp("bad-input")
-    config = asyncio.run(cheap_install(root / "data"))
+    config = asyncio.run(new_install(root / "data"))
     changes = {"failed_receipt_budget_per_minute": 1_000_000, "failed_login_budget_per_minute": 1_000_000,
                "slowdown_seconds": 0.0}
     server = ServerProcess(data_dir=config.data_dir, log_path=root / "server.log", config_changes=changes)
@@ -201,7 +202,7 @@ def test_broken_multipart_bodies_on_the_submit_form(harness: Harness, mutation: 
     answer = harness.send(harness.server.port, request("POST", "/en/submit", headers=headers, body=body),
                           f"multipart {mutation}", half_close=mutation in ("length-more", "truncate"), timeout=5)
     stored = db_snapshot(harness.config)["reports"] - before
-    assert stored == (1 if answer.status == 200 and receipt_in(answer.body.decode("utf-8", "replace")) else 0)
+    assert stored == (1 if answer.status == 200 and find_receipt_digits(answer.body.decode("utf-8", "replace")) else 0)
 
 
 def test_thousands_of_parts_are_refused_early(harness: Harness) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pyotp
@@ -19,14 +20,11 @@ from playwright.async_api import expect
 
 from dropbox.ids import today
 from dropbox.submissions import open_mailbox, read_mailbox
-from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot  # noqa: F401
-from tests.conftest import PASSPHRASES
+from tests.support.chromium import Camera, browser, new_context, screenshot  # noqa: F401
+from tests.support.installs import PASSPHRASES
+from tests.support.live_server import LiveApps, live  # noqa: F401
 
 CATALOGUE = str(Path(__file__).resolve().parent.parent / "dropbox/locale/{lang}/LC_MESSAGES/caseworker.po")
-
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
 
 def _catalogue(lang: str) -> dict[str, str]:
     with Path(CATALOGUE.format(lang=lang)).open("rb") as po:
@@ -40,27 +38,14 @@ def _english_phrases(lang: str) -> list[str]:
             and other.get(msgid) and other[msgid] != msgid]
 
 
-class Camera:
-    """Photographs each page at desktop and phone width, as the whistleblower tests name them
-    (caseworker_<lang>_<nn>_<page>_<desktop|phone>.png), and checks no English is left in da/sv."""
+def _untranslated(lang: str) -> Callable[[str], list[str]]:
+    """The English sentences of this app's catalogue left on a page in `lang` (none for en)."""
+    english = _english_phrases(lang) if lang != "en" else []
 
-    def __init__(self, page: object, lang: str) -> None:
-        self.page = page
-        self.lang = lang
-        self.english = _english_phrases(lang) if lang != "en" else []
-        self.count = 0
-        self.taken: list[Path] = []
-
-    async def __call__(self, name: str) -> None:
-        self.count += 1
-        stem = f"caseworker_{self.lang}_{self.count:02d}_{name}"
-        self.taken.append(await screenshot(self.page, stem + "_desktop"))
-        await self.page.set_viewport_size(PHONE)  # type: ignore[attr-defined]
-        self.taken.append(await screenshot(self.page, stem + "_phone"))
-        await self.page.set_viewport_size(DESKTOP)  # type: ignore[attr-defined]
-        text = " ".join((await self.page.inner_text("body")).split())  # type: ignore[attr-defined]
-        left = [phrase for phrase in self.english if phrase in text]
-        assert not left, f"untranslated on {stem}: {left}"
+    def left(text: str) -> list[str]:
+        text = " ".join(text.split())
+        return [phrase for phrase in english if phrase in text]
+    return left
 
 
 REPORT_TEXT = "The procurement unit splits contracts to stay under the tender threshold."
@@ -172,7 +157,7 @@ async def test_every_caseworker_page_works_without_javascript_in_each_language(
     for lang in ("en", "da", "sv"):
         context = await new_context(browser)
         page = await context.new_page()  # type: ignore[attr-defined]
-        camera = Camera(page, lang)
+        camera = Camera(page, lang, app="caseworker", untranslated=_untranslated(lang))
         await page.goto(f"{live.caseworker_url}/{lang}/login")
         await camera("login")
         await _sign_in(page, live, lang)

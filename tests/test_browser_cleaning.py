@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from dropbox.config import LANGUAGES
-from tests.browser_fixtures import LiveApps, browser, live, new_context  # noqa: F401
-from tests.metadata_files import BUILDERS
-from tests.test_browser_whistleblower import Camera
+from tests.support.chromium import Camera, browser, new_context  # noqa: F401
+from tests.support.live_server import LiveApps, live  # noqa: F401
+from tests.support.metadata_files import BUILDERS
 
 #: The words each language uses (msgstr of "Author", "GPS position", "Camera", the cleaned line).
 WORDS = {

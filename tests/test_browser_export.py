@@ -12,9 +12,10 @@ from playwright.async_api import expect
 
 from dropbox import accounts, casework, export
 from dropbox.signing import known_public_keys
-from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot  # noqa: F401
-from tests.caseworker_fixtures import submit
-from tests.conftest import PASSPHRASES
+from tests.support.chromium import browser, new_context, screenshot  # noqa: F401
+from tests.support.domain import submit
+from tests.support.installs import PASSPHRASES
+from tests.support.live_server import LiveApps, live  # noqa: F401
 
 REPORT_TEXT = "The depot signs for deliveries that never arrive."
 NOTE_TEXT = "Ask the depot for the delivery notes of March."

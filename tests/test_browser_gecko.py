@@ -35,12 +35,12 @@ import pytest
 from dropbox.config import LANGUAGES
 from onion.keys import add_client
 from onion.publish import OnionServices
-from tests.browser_fixtures import LiveApps, fresh_install, serve_apps
-from tests.conftest import PASSPHRASES
-from tests.gecko import DESKTOP, NARROW, Gecko, start_gecko
-from tests.test_onion_tor import PUBLISH_TIMEOUT, client_auth_add, client_auth_remove, fetch
-from tests.tor_network import TorNetwork, TorNode
-from tests.whistleblower_fixtures import caseworker_reply
+from tests.support.domain import caseworker_reply
+from tests.support.gecko import DESKTOP, NARROW, Gecko, start_gecko
+from tests.support.installs import PASSPHRASES, new_install
+from tests.support.live_server import LiveApps, serve_apps
+from tests.support.tor_client import PUBLISH_TIMEOUT, client_auth_add, client_auth_remove, fetch
+from tests.support.tor_network import TorNetwork, TorNode
 
 #: Budget per whistleblower page over Tor: one document and at most one stylesheet.
 HTML_BUDGET = 20 * 1024
@@ -164,7 +164,7 @@ class OnionApps:
 async def onion_apps(tmp_path: Path, tor_network: TorNetwork, tor_client: TorNode) -> AsyncIterator[OnionApps]:
     """Both real apps, published as onions on the private network; the client tor holds the
     caseworker onion's client-auth key (as Tor Browser's tor does once the key is pasted)."""
-    config = await fresh_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     async with serve_apps(config) as apps:
         ports = {name: int(url.rsplit(":", 1)[1]) for name, url in
                  (("port", apps.whistleblower_url), ("admin_port", apps.caseworker_url))}
@@ -244,7 +244,7 @@ async def test_the_whole_flow_in_firefox_at_safest_over_tor(onion_apps: OnionApp
 
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[LiveApps]:
-    config = await fresh_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     async with serve_apps(config) as apps:
         yield apps
 

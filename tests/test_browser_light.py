@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser_fixtures import LiveApps, browser, live, new_context  # noqa: F401
+from tests.support.chromium import browser, new_context  # noqa: F401
+from tests.support.live_server import LiveApps, live  # noqa: F401
 
 
 async def test_chromium_asks_for_the_page_and_once_for_the_stylesheet(

@@ -12,8 +12,9 @@ from babel.messages.pofile import read_po
 from playwright.async_api import expect
 
 from dropbox.ids import today
-from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot  # noqa: F401
-from tests.conftest import PASSPHRASES
+from tests.support.chromium import browser, new_context, screenshot  # noqa: F401
+from tests.support.installs import PASSPHRASES
+from tests.support.live_server import LiveApps, live  # noqa: F401
 
 ORAL_CATALOGUE = Path(__file__).resolve().parent.parent / "dropbox/locale/{lang}/LC_MESSAGES/oral.po"
 MINUTES = "Caller described invoices approved twice, first noticed on Monday."

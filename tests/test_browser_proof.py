@@ -12,7 +12,8 @@ import pytest
 
 from dropbox import proof, signing
 from dropbox.config import LANGUAGES
-from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot  # noqa: F401
+from tests.support.chromium import browser, new_context, screenshot  # noqa: F401
+from tests.support.live_server import LiveApps, live  # noqa: F401
 
 WARNING = {
     "en": "Anyone who finds this file on your device learns that you made a report.",

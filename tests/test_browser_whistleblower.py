@@ -10,20 +10,16 @@ English message that has a translation.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dropbox.catalogues import LOCALE_DIR, read_catalog
 from dropbox.config import LANGUAGES
-from tests.browser_fixtures import LiveApps, browser, live, new_context, screenshot, serve_apps  # noqa: F401
-from tests.whistleblower_fixtures import KiB, add_channel_with_question, caseworker_reply, make_install
-
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+from tests.support.chromium import Camera, UntranslatedCheck, browser, new_context, screenshot  # noqa: F401
+from tests.support.domain import add_channel_with_question, caseworker_reply
+from tests.support.live_server import LiveApps, live, serve_apps  # noqa: F401
+from tests.support.whistleblower_site import KiB, make_install
 
 #: What the person types and attaches, in the page's language (never an English message id).
 CONTENT: dict[str, dict[str, Any]] = {
@@ -38,61 +34,6 @@ FILES = [
     {"name": "foto æøå.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff" + b"1" * 1200},
 ]
 CASEWORKER_FILE = b"questions for you " * 100
-
-
-def _placeholder_free(msgid: str) -> str:
-    return re.sub(r"<[^>]+>", "", msgid)
-
-
-@dataclass
-class UntranslatedCheck:
-    """English msgids that have a different translation in `lang`, as patterns over visible text."""
-
-    lang: str
-    patterns: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        english = read_catalog(LOCALE_DIR, "en")
-        translated = read_catalog(LOCALE_DIR, self.lang)
-        for message in english:
-            msgid = message.id
-            if not msgid or not isinstance(msgid, str):
-                continue
-            target = translated.get(msgid)
-            if target is None or not target.string or target.string == msgid:
-                continue
-            literal = [re.escape(" ".join(part.split())) for part in
-                       re.split(r"%\(\w+\)s", _placeholder_free(msgid))]
-            body = r".+?".join(literal).replace(r"\ ", r"\s+")
-            self.patterns.append((msgid, re.compile(r"(?<!\w)" + body + r"(?!\w)")))
-
-    def offenders(self, visible_text: str) -> Iterator[str]:
-        for msgid, pattern in self.patterns:
-            if pattern.search(visible_text):
-                yield msgid
-
-
-class Camera:
-    """Photographs each page at desktop and phone width, and checks its visible text."""
-
-    def __init__(self, page: Any, lang: str) -> None:
-        self.page = page
-        self.lang = lang
-        self.check = UntranslatedCheck(lang) if lang != "en" else None
-        self.count = 0
-        self.taken: list[Path] = []
-
-    async def __call__(self, name: str) -> str:
-        self.count += 1
-        stem = f"whistleblower_{self.lang}_{self.count:02d}_{name}"
-        self.taken.append(await screenshot(self.page, stem + "_desktop"))
-        await self.page.set_viewport_size(PHONE)
-        self.taken.append(await screenshot(self.page, stem + "_phone"))
-        await self.page.set_viewport_size(DESKTOP)
-        text: str = await self.page.inner_text("body")
-        if self.check is not None:
-            assert not list(self.check.offenders(text)), f"untranslated on {stem}: {list(self.check.offenders(text))}"
-        return text
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -22,9 +22,9 @@ from dropbox.reports import open_note, thread
 from dropbox.sealing import TamperedData
 from dropbox.storage import Caseworker, Store
 from dropbox.submissions import open_mailbox, read_mailbox
-from tests.conftest import PASSPHRASES, all_bytes_under, login
-from tests.robust_checks import chunk_files, leftover_staged
-from tests.test_submissions import CANARY, _submit, chunks_of
+from tests.support.data_checks import CANARY, all_bytes_under, chunk_files, leftover_staged
+from tests.support.domain import chunks_of, hand_in
+from tests.support.installs import PASSPHRASES, login
 
 D = dt.date
 
@@ -80,7 +80,7 @@ async def _report_id(store: Store, kdf: KdfPool, install: Install, receipt: str)
 async def test_reading_opens_a_new_report_once_and_marks_messages_read(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config, text="the account", files={"a.txt": b"A"})
+    receipt = await hand_in(store, kdf, install, blobs, config, text="the account", files={"a.txt": b"A"})
     report_id = await _report_id(store, kdf, install, receipt)
     session = await login(store, kdf, config, "alice")
 
@@ -97,7 +97,7 @@ async def test_reading_opens_a_new_report_once_and_marks_messages_read(
 async def test_first_reply_acknowledges_and_reaches_the_mailbox(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     report_id = await _report_id(store, kdf, install, receipt)
     session = await login(store, kdf, config, "alice")
     staged = blobs.stage(byte_budget=config.max_submission_bytes)
@@ -120,7 +120,7 @@ async def test_first_reply_acknowledges_and_reaches_the_mailbox(
 async def test_an_empty_reply_is_refused_and_leaves_no_file(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    report_id = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
+    report_id = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config))
     session = await login(store, kdf, config, "alice")
     staged = blobs.stage(byte_budget=config.max_submission_bytes)
     with pytest.raises(casework.EmptyText):
@@ -131,7 +131,7 @@ async def test_an_empty_reply_is_refused_and_leaves_no_file(
 async def test_notes_are_sealed_under_the_staff_key_the_whistleblower_does_not_hold(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     report_id = await _report_id(store, kdf, install, receipt)
     session = await login(store, kdf, config, "alice")
     await casework.add_note(store=store, session=session, report_id=report_id, text=CANARY)
@@ -150,11 +150,11 @@ async def test_ungranted_and_unknown_reports_and_foreign_files_are_the_same_erro
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker,
     bob: Caseworker,
 ) -> None:
-    mine = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config,
+    mine = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config,
                                                                 files={"x": b"secret"}))
     alice_session = await login(store, kdf, config, "alice")
     await accounts.grant_report(store=store, granter=alice_session, report_id=mine, grantee_id=bob.id)
-    other = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config,
+    other = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config,
                                                                  files={"y": b"other"}))
     bob_session = await login(store, kdf, config, "bob")
     other_file = (await store.files(other))[0].id
@@ -177,7 +177,7 @@ async def test_ungranted_and_unknown_reports_and_foreign_files_are_the_same_erro
 async def test_a_wiped_session_cannot_open_anything(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    report_id = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
+    report_id = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config))
     session = await login(store, kdf, config, "alice")
     assert accounts.key_usable(session)
     session.wipe()
@@ -192,7 +192,7 @@ async def test_grant_hands_the_report_to_an_active_colleague_only(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker,
     bob: Caseworker,
 ) -> None:
-    report_id = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
+    report_id = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config))
     session = await login(store, kdf, config, "alice")
     assert await casework.grant(store=store, session=session, report_id=report_id, grantee_id=bob.id)
     assert not await casework.grant(store=store, session=session, report_id=report_id, grantee_id=bob.id)
@@ -209,7 +209,7 @@ async def test_grant_hands_the_report_to_an_active_colleague_only(
 async def test_status_deadlines_and_retention(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    report_id = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
+    report_id = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config))
     session = await login(store, kdf, config, "alice")
     close = {"store": store, "session": session, "report_id": report_id, "categories": ["No grounds"]}
     with pytest.raises(casework.InvalidChoice):  # closing needs one of the outcome categories
@@ -235,9 +235,9 @@ async def test_status_deadlines_and_retention(
 async def test_delete_removes_rows_and_file_contents(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config, files={"a": b"1", "b": b"2"})
+    receipt = await hand_in(store, kdf, install, blobs, config, files={"a": b"1", "b": b"2"})
     report_id = await _report_id(store, kdf, install, receipt)
-    keep = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config,
+    keep = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config,
                                                                 files={"c": b"3"}))
     session = await login(store, kdf, config, "alice")
     await casework.add_note(store=store, session=session, report_id=report_id, text="note")
@@ -259,7 +259,7 @@ async def test_delete_removes_rows_and_file_contents(
 async def test_audit_log_never_holds_content(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config, text=CANARY, files={CANARY: CANARY.encode()})
+    receipt = await hand_in(store, kdf, install, blobs, config, text=CANARY, files={CANARY: CANARY.encode()})
     report_id = await _report_id(store, kdf, install, receipt)
     session = await login(store, kdf, config, "alice")
     await casework.read_report(store=store, session=session, report_id=report_id)
@@ -285,7 +285,7 @@ async def test_audit_log_never_holds_content(
 async def test_list_filters_sorts_and_counts_overdue_reports(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    ids = [await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
+    ids = [await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config))
            for _ in range(4)]
     on = D(2026, 3, 2)  # the day the list counts on, passed in: nothing depends on today's date
     received = {ids[0]: on, ids[1]: on - dt.timedelta(days=8), ids[2]: on - dt.timedelta(days=100),
@@ -318,7 +318,7 @@ async def test_list_filters_sorts_and_counts_overdue_reports(
 async def test_thread_helper_still_reads_what_casework_wrote(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    report_id = await _report_id(store, kdf, install, await _submit(store, kdf, install, blobs, config))
+    report_id = await _report_id(store, kdf, install, await hand_in(store, kdf, install, blobs, config))
     session = await login(store, kdf, config, "alice")
     staged = blobs.stage(byte_budget=config.max_submission_bytes)
     await casework.post_reply(store=store, session=session, report_id=report_id, text="hi", staged=staged)
@@ -351,7 +351,7 @@ async def test_only_the_messages_shown_are_marked_read(
 ) -> None:
     from dropbox.submissions import post_whistleblower_message
 
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     shown = await post_whistleblower_message(store=store, access=access, text="first",
                                              staged=blobs.stage(byte_budget=10))

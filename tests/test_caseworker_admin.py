@@ -1,15 +1,12 @@
-"""The admin role over HTTP and in dropbox.channels: channels, accounts, the audit log."""
+"""The admin role over HTTP: channels, accounts, the audit log (dropbox.channels itself: test_channels.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 
-import pytest
-
 from dropbox import channels
-from dropbox.storage import Channel
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.domain import submit  # noqa: F401
 
 CANARY = "CANARY-admin-9e2f"
 
@@ -158,42 +155,3 @@ async def test_audit_log_says_who_did_what_to_which_report_and_nothing_more(site
     assert CANARY not in page and "example.org" not in page
     danish = await alice.text("/da/admin/audit")
     assert "Satte status til I gang" in danish
-
-
-async def test_channel_domain_refuses_non_admins_and_bad_input(site: Site) -> None:
-    store = site.services.store
-    bob = await store.caseworker_by_name("bob")
-    form = channels.ChannelForm(name="x", description="", questions="", retention_days=5, make_default=False,
-                                member_ids=frozenset())
-    with pytest.raises(channels.NotAdmin):
-        await channels.add_channel(store=store, actor_id=bob.id, channel_id="x", form=form)
-    with pytest.raises(channels.NotAdmin):
-        await channels.set_disabled(store=store, actor_id=bob.id, caseworker_id=bob.id, disabled=True)
-    alice = await store.caseworker_by_name("alice")
-    with pytest.raises(channels.InvalidQuestionList):
-        await channels.add_channel(store=store, actor_id=alice.id, channel_id="x",
-                                   form=form.__class__(**{**form.__dict__, "questions": "q\n" * 31}))
-    with pytest.raises(channels.InvalidChannel):
-        await channels.add_channel(store=store, actor_id=alice.id, channel_id="x",
-                                   form=form.__class__(**{**form.__dict__, "retention_days": 0}))
-    with pytest.raises(channels.UnknownAccount):
-        await channels.add_channel(store=store, actor_id=alice.id, channel_id="y",
-                                   form=form.__class__(**{**form.__dict__, "member_ids": frozenset({"z" * 32})}))
-
-
-def test_questions_are_edited_as_lines_or_as_json() -> None:
-    def channel(questions: str) -> Channel:
-        return Channel(id="c", name="c", description="", questions=questions, retention_days=1, is_default=False)
-
-    assert channels.questions_of(channel("not json")) == []
-    assert channels.questions_of(channel('[{"id": "x", "text": "wrong key"}]')) == []
-    lines = channels.questions_json("Plain?\n\nPlain?\n")
-    made = json.loads(lines)
-    assert [q["label"] for q in made] == ["Plain?", "Plain?"] and made[0]["id"] != made[1]["id"]
-    assert channels.questions_for_editing(channel(lines)) == "Plain?\nPlain?"
-    rich = '[{"id": "when", "label": {"en": "When?", "da": "Hvornår?"}, "required": true, "kind": "textarea"}]'
-    assert json.loads(channels.questions_json(rich)) == json.loads(rich)
-    assert json.loads(channels.questions_for_editing(channel(rich))) == json.loads(rich)  # shown as JSON
-    assert channels.questions_json("[]") == "[]"
-    with pytest.raises(channels.InvalidQuestionList, match="unknown keys"):
-        channels.questions_json('[{"id": "a", "label": "x", "colour": "red"}]')

@@ -15,7 +15,8 @@ from dropbox import export, forwarding
 from dropbox.audit import AuditAction
 from dropbox.sealing import WrongRecipient, new_recipient_key
 from dropbox.signing import fingerprint, known_public_keys
-from tests.caseworker_fixtures import Site, only_for, site_fixture, submit  # noqa: F401
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.domain import only_for, submit  # noqa: F401
 
 NOTE = "Internal: the supplier is the mayor's cousin."
 

@@ -9,8 +9,14 @@ from dropbox.accounts import key_usable
 from dropbox.caseworker.staff import StaffSession
 from dropbox.web.sessions import SESSIONS, Session
 from dropbox.web.throttle import FAILURE_BUDGET
-from tests.caseworker_fixtures import Agent, Site, csrf_of, new_install, serve_site, site_fixture, submit  # noqa: F401
-from tests.conftest import PASSPHRASES
+from tests.support.caseworker_site import Agent, Site, serve_site, site_fixture  # noqa: F401
+from tests.support.domain import submit  # noqa: F401
+from tests.support.forms import csrf_in  # noqa: F401
+from tests.support.installs import (
+    PASSPHRASES,
+    STAFF,
+    new_install,  # noqa: F401
+)
 
 GENERIC = "That did not work. Check your name, passphrase and code, and try again."
 
@@ -35,7 +41,7 @@ async def test_login_page_sets_a_browser_session_token_cookie_and_strict_headers
     cookie = _cookie(response, "cw_login")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert "Max-Age" not in cookie and "expires" not in cookie.lower()
-    assert csrf_of(page) in cookie
+    assert csrf_in(page) in cookie
     assert response.headers["Cache-Control"] == "no-store"
     assert "script-src" not in response.headers["Content-Security-Policy"]
     assert "<script" not in page
@@ -89,14 +95,14 @@ async def test_login_form_needs_its_token_cookie_and_field(site: Site) -> None:
         assert response.status == 403, form
     # The right field but no cookie (a cross-site post carries no SameSite=Strict cookie).
     other = await site.agent()
-    response = await other.client.post("/en/login", data={**data, "csrf_token": csrf_of(page)},
+    response = await other.client.post("/en/login", data={**data, "csrf_token": csrf_in(page)},
                                        allow_redirects=False)
     assert response.status == 403
     assert len(live_sessions(site)) == 0
 
 
 async def test_failures_slow_logins_down_but_never_lock_anyone_out(tmp_path: Path) -> None:
-    config = await new_install(tmp_path / "data", failed_login_budget_per_minute=1, slowdown_seconds=0)
+    config = await new_install(tmp_path / "data", STAFF, failed_login_budget_per_minute=1, slowdown_seconds=0)
     async with serve_site(config) as served:
         agent = await served.agent()
         first = await agent.login("alice", passphrase="not the passphrase")
@@ -109,7 +115,7 @@ async def test_failures_slow_logins_down_but_never_lock_anyone_out(tmp_path: Pat
 
 async def test_a_passphrase_no_key_could_have_does_not_spend_the_failure_budget(tmp_path: Path) -> None:
     # Given a budget of one failure a minute
-    config = await new_install(tmp_path / "data", failed_login_budget_per_minute=1, slowdown_seconds=0)
+    config = await new_install(tmp_path / "data", STAFF, failed_login_budget_per_minute=1, slowdown_seconds=0)
     async with serve_site(config) as served:
         agent = await served.agent()
         # When passphrases refused before any Argon2id run are sent (empty, over the byte cap)

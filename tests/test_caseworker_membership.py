@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.caseworker_fixtures import Agent, Site, only_for, site_fixture  # noqa: F401
+from tests.support.caseworker_site import Agent, Site, site_fixture  # noqa: F401
+from tests.support.domain import only_for  # noqa: F401
 
 
 async def _save_members(admin: Agent, channel_id: str, *names_ids: str) -> aiohttp.ClientResponse:

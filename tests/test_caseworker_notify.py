@@ -20,7 +20,9 @@ from dropbox.config import Config
 from dropbox.notify import Notifier
 from dropbox.services import Services
 from dropbox.submissions import open_mailbox, post_whistleblower_message
-from tests.caseworker_fixtures import new_install, serve_site, submit
+from tests.support.caseworker_site import serve_site
+from tests.support.domain import submit
+from tests.support.installs import STAFF, new_install
 
 CANARY = "CANARY-notice-51ab"
 
@@ -61,7 +63,7 @@ async def smtp_server() -> AsyncIterator[tuple[Inbox, int]]:
 
 
 async def _setup(tmp_path: Path, port: int) -> Config:
-    config = await new_install(tmp_path / "data", smtp_host="127.0.0.1", smtp_port=port,
+    config = await new_install(tmp_path / "data", STAFF, smtp_host="127.0.0.1", smtp_port=port,
                                smtp_sender="dropbox@example.org")
     async with Services.open(config) as services:
         for name in ("alice", "bob"):

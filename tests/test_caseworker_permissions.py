@@ -14,8 +14,9 @@ import pytest
 
 from dropbox.ids import new_id
 from dropbox.storage import PendingMembership
-from tests.caseworker_fixtures import Site, only_for, site_fixture, submit  # noqa: F401
-from tests.robust_checks import leftover_staged
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.data_checks import leftover_staged
+from tests.support.domain import only_for, submit  # noqa: F401
 
 REPORT_POSTS = {
     "notes": {"text": "note"}, "status": {"status": "closed"}, "deadline": {"deadline": "acknowledgement"},

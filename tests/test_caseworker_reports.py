@@ -13,8 +13,10 @@ import aiohttp
 
 from dropbox.ids import today
 from dropbox.submissions import open_mailbox, post_whistleblower_message, read_mailbox
-from tests.caseworker_fixtures import Agent, Site, chunks_of, new_install, serve_site, site_fixture, submit  # noqa: F401
-from tests.robust_checks import chunk_files, leftover_staged
+from tests.support.caseworker_site import Agent, Site, serve_site, site_fixture  # noqa: F401
+from tests.support.data_checks import chunk_files, leftover_staged
+from tests.support.domain import chunks_of, submit  # noqa: F401
+from tests.support.installs import STAFF, new_install  # noqa: F401
 
 CANARY = "CANARY-3c1d-caseworker"
 
@@ -39,7 +41,7 @@ async def _mailbox(site: Site, receipt: str) -> object:
 async def test_list_shows_status_dates_unread_and_deadlines(tmp_path: Path) -> None:
     # Given a list that counts deadlines on 2 March 2026, whatever today's date
     on = dt.date(2026, 3, 2)
-    async with serve_site(await new_install(tmp_path / "data"), today=lambda: on) as site:
+    async with serve_site(await new_install(tmp_path / "data", STAFF), today=lambda: on) as site:
         await _list_shows_status_dates_unread_and_deadlines(site, on)
 
 
@@ -182,9 +184,10 @@ async def test_empty_reply_is_refused_with_a_message(site: Site) -> None:
 
 
 async def test_too_large_reply_file_is_refused_and_discarded(tmp_path: object) -> None:
-    from tests.caseworker_fixtures import new_install, serve_site
+    from tests.support.caseworker_site import serve_site
+    from tests.support.installs import STAFF, new_install
 
-    config = await new_install(tmp_path / "data", max_file_bytes=1000)  # type: ignore[operator]
+    config = await new_install(tmp_path / "data", STAFF, max_file_bytes=1000)  # type: ignore[operator]
     async with serve_site(config) as served:
         report = await submit(served.services)
         alice = await served.signed_in("alice")
@@ -227,7 +230,7 @@ async def test_status_deadline_and_retention_forms(site: Site) -> None:
 
 
 async def test_grant_offers_colleagues_and_hands_the_report_over(site: Site) -> None:
-    from tests.caseworker_fixtures import only_for
+    from tests.support.domain import only_for
 
     channel = await only_for(site.services, "alice")
     report = await submit(site.services, channel_id=channel, text="handed over")

@@ -6,13 +6,10 @@ import html
 import re
 
 import pyotp
-import pytest
 
-from dropbox import totp
-from dropbox.accounts import login
-from dropbox.totp import TotpRejected, TotpSeed, code_at, current_step
-from tests.caseworker_fixtures import Agent, Site, site_fixture  # noqa: F401
-from tests.conftest import PASSPHRASES
+from dropbox.totp import TotpSeed, code_at, current_step
+from tests.support.caseworker_site import Agent, Site, site_fixture  # noqa: F401
+from tests.support.installs import PASSPHRASES, STAFF
 
 NEW_PASSPHRASE = "a brand new passphrase for alice"
 
@@ -123,39 +120,11 @@ async def test_totp_pages_without_a_pending_seed_go_back_to_settings(site: Site)
     assert (await site.services.store.caseworker_by_name("carol")).totp_sealed is None
 
 
-async def test_totp_state_is_sealed_to_the_caseworker_and_consumed_atomically(site: Site) -> None:
-    svc = site.services
-    session = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
-                          passphrase=PASSPHRASES["carol"])
-    seed = totp.new_seed()
-    now = 1_900_000_000.0
-    await totp.enrol(store=svc.store, session=session, seed=seed, code=code_at(seed, current_step(now)), now=now)
-    with pytest.raises(totp.AlreadyEnrolled):
-        await totp.enrol(store=svc.store, session=session, seed=seed, code=code_at(seed, current_step(now)), now=now)
-
-    # Two logins racing with the same fresh code: only one swap can win.
-    first = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
-                        passphrase=PASSPHRASES["carol"])
-    second = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
-                         passphrase=PASSPHRASES["carol"])
-    code = code_at(seed, current_step(now) + 1)
-    await totp.check_login(store=svc.store, session=first, code=code, now=now + 30, cap=900)
-    with pytest.raises(TotpRejected):
-        await totp.check_login(store=svc.store, session=second, code=code, now=now + 30, cap=900)
-    # Another caseworker's key does not open carol's sealed state.
-    bob = await login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="bob", passphrase=PASSPHRASES["bob"])
-    stored = (await svc.store.caseworker_by_name("carol")).totp_sealed
-    with pytest.raises(Exception):  # noqa: B017 - TamperedData from the AEAD
-        totp.open_state(stored, session=bob)  # type: ignore[arg-type]
-    for code in ("", "12345", "1234567", "abcdef", "１２３４５６"):
-        with pytest.raises(TotpRejected):
-            totp.matching_step(seed, code, after=-1, now=now)
-
-
 async def test_notice_address_is_kept_and_checked(tmp_path: object) -> None:
-    from tests.caseworker_fixtures import new_install, serve_site
+    from tests.support.caseworker_site import serve_site
+    from tests.support.installs import new_install
 
-    config = await new_install(tmp_path / "data", smtp_host="127.0.0.1", smtp_port=9)  # type: ignore[operator]
+    config = await new_install(tmp_path / "data", STAFF, smtp_host="127.0.0.1", smtp_port=9)  # type: ignore[operator]
     async with serve_site(config) as served:
         alice = await served.signed_in("alice")
         await alice.post("/en/settings/email", {"email": "not an address"})

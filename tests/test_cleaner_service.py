@@ -17,12 +17,14 @@ import pytest
 from dropbox.cleaner_service import probe_remote
 from dropbox.config import Config, MiB
 from dropbox.sandbox import encode_frame
-from tests.caseworker_fixtures import Site as StaffSite
-from tests.caseworker_fixtures import new_install, serve_site
-from tests.cleaning_fixtures import CleanerProcess, cleaner_process, downloads, only_report_url
-from tests.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import Site, open_site, receipt_in, report_form, visible_text
+from tests.support.caseworker_site import Site as StaffSite
+from tests.support.caseworker_site import downloads, only_report_url, serve_site
+from tests.support.cleaning import CleanerProcess, cleaner_process
+from tests.support.forms import receipt_in, report_form, visible_text
+from tests.support.installs import STAFF, new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
+from tests.support.whistleblower_site import Site, open_site
 
 UNAVAILABLE = "Not cleaned: the checker is not available right now. The file was kept as sent."
 
@@ -36,7 +38,7 @@ async def worker_fixture() -> AsyncIterator[CleanerProcess]:
 @pytest.fixture(name="sites")
 async def sites_fixture(aiohttp_client: AiohttpClient, tmp_path: Path,
                         worker: CleanerProcess) -> AsyncIterator[tuple[Site, StaffSite]]:
-    config: Config = await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=32 * MiB,
+    config: Config = await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=32 * MiB,
                                        cleaner_socket=worker.socket)
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
         yield site, staff

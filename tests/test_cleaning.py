@@ -18,9 +18,8 @@ import pytest
 from dropbox.cleaning import Cleaner, CleaningSettings, Kind, Outcome, kind_of, suffix_of, summarise
 from dropbox.config import MiB
 from dropbox.sandbox import SandboxLimits, bwrap_argv
-from tests.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
-
-LIMITS = SandboxLimits(memory_bytes=1024 * MiB, cpu_seconds=60, wall_seconds=120, tmpfs_bytes=96 * MiB)
+from tests.support.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
+from tests.support.metadata_files import SANDBOX_LIMITS as LIMITS
 
 
 def cleaner(**changes: object) -> Cleaner:

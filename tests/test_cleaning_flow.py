@@ -15,12 +15,14 @@ from aiohttp import FormData
 
 from dropbox.cleaning import Policy
 from dropbox.config import Config, MiB
-from tests.caseworker_fixtures import Site as StaffSite
-from tests.caseworker_fixtures import new_install, serve_site
-from tests.cleaning_fixtures import downloads, only_report_url, set_policy
-from tests.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import Site, log_in, open_site, receipt_in, report_form, visible_text
+from tests.support.caseworker_site import Site as StaffSite
+from tests.support.caseworker_site import downloads, only_report_url, serve_site
+from tests.support.cleaning import set_policy
+from tests.support.forms import receipt_in, report_form, visible_text
+from tests.support.installs import STAFF, new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
+from tests.support.whistleblower_site import Site, log_in, open_site
 
 #: Findings as each language names them (the receipt page's words, not ids).
 FOUND_WORDS = {"en": ("Author", "GPS position", "Camera"), "da": ("Forfatter", "GPS-position", "Kamera"),
@@ -29,7 +31,7 @@ FOUND_WORDS = {"en": ("Author", "GPS position", "Camera"), "da": ("Forfatter", "
 
 @pytest.fixture(name="config")
 async def config_fixture(tmp_path: Path) -> Config:
-    return await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=32 * MiB,
+    return await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=32 * MiB,
                              max_files_per_submission=10)
 
 
@@ -111,7 +113,7 @@ async def test_a_file_that_cannot_be_cleaned_is_kept_and_flagged(
 async def test_a_zip_bomb_and_a_gigabyte_of_zeros_get_an_answer(aiohttp_client: AiohttpClient,
                                                                  tmp_path: Path) -> None:
     # Given an install that takes 1 GiB files but cleans only up to 16 MiB
-    config = await new_install(tmp_path / "data", max_file_bytes=1100 * MiB, max_submission_bytes=1200 * MiB,
+    config = await new_install(tmp_path / "data", STAFF, max_file_bytes=1100 * MiB, max_submission_bytes=1200 * MiB,
                                clean_max_bytes=16 * MiB, file_chunk_bytes=1 * MiB)
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive, \

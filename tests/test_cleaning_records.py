@@ -19,13 +19,12 @@ from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
 from dropbox.reports import open_file_cleaning
 from dropbox.sealing import KdfParams, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
 from dropbox.storage import Store
-from tests.caseworker_fixtures import new_install, serve_site
-from tests.cleaning_fixtures import downloads, only_report_url
-from tests.conftest import PASSPHRASES
-from tests.metadata_files import BUILDERS, MARKER
-from tests.test_cleaning import LIMITS
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import log_in, open_site, receipt_in, report_form, visible_text
+from tests.support.caseworker_site import downloads, only_report_url, serve_site
+from tests.support.forms import receipt_in, report_form, visible_text
+from tests.support.installs import PASSPHRASES, STAFF, new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.metadata_files import BUILDERS, MARKER, SANDBOX_LIMITS
+from tests.support.whistleblower_site import log_in, open_site
 
 #: Files larger than this are skipped by the scan: a leaked copy of the small test files would not be.
 SCAN_MAX_BYTES = 64 * MiB
@@ -70,7 +69,7 @@ async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path
     data = _canary_pdf(tmp_path / "build", canary)
     assert canary.encode() in data
     assert not disk_holding(canary.encode(), *HOST_TEMP)
-    cleaner = Cleaner(CleaningSettings(max_bytes=32 * MiB, concurrency=1, limits=LIMITS))
+    cleaner = Cleaner(CleaningSettings(max_bytes=32 * MiB, concurrency=1, limits=SANDBOX_LIMITS))
     seen_during: list[list[Path]] = []
 
     async def source() -> AsyncIterator[bytes]:
@@ -90,7 +89,7 @@ async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path
 async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohttp_client: AiohttpClient,
                                                                           tmp_path: Path) -> None:
     # Given an install, and a report with files carrying a canary in their content and metadata
-    config = await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
+    config = await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
     canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     files = {"budget.pdf": _canary_pdf(tmp_path / "build", canary), "notes.txt": f"body {canary}\n".encode()}
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
@@ -106,7 +105,7 @@ async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohtt
 async def test_the_values_found_open_for_the_whistleblower_and_no_caseworker(aiohttp_client: AiohttpClient,
                                                                              tmp_path: Path) -> None:
     # Given a report whose DOCX carried a creator, a modifier and a company, granted to three caseworkers
-    config = await new_install(tmp_path / "data", max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
+    config = await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
     name, data, planted = BUILDERS["docx"](tmp_path)
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
         response = await site.client.post("/en/submit", data=report_form("x", files={name: data}))

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str, data: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args, "--data", str(data)],
-        input=stdin, capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+from tests.support.server_process import run_cli
 
 
 @pytest.fixture
@@ -26,21 +17,21 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_init_then_caseworker_add_gives_a_working_install(data: Path) -> None:
-    result = run("init", data=data)
+    result = run_cli("init", data=data, check=False)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert stat.S_IMODE((data / "dropbox.sqlite3").stat().st_mode) == 0o600
-    added = run("caseworker", "add", "alice", data=data)
+    added = run_cli("caseworker", "add", "alice", data=data, check=False)
     assert added.returncode == 0, added.stderr
     words = [line.strip() for line in added.stdout.splitlines() if line.startswith("    ") and "run.py" not in line]
     assert len(words[0].split()) == 7 and "bits of entropy" in added.stdout
-    listed = run("caseworker", "list", data=data)
+    listed = run_cli("caseworker", "list", data=data, check=False)
     assert "alice" in listed.stdout and "default" in listed.stdout
     assert _row(data, "alice")[1] == 1  # generated: to be replaced at first sign-in
     # the printed passphrase is the one that works; the change makes a new key pair (M3)
     before = _row(data, "alice")
-    passwd = run("caseworker", "passwd", "alice", "--passphrase-stdin", data=data,
-                 stdin=f"{words[0]}\nmarble quietly orbits the kettle drum\n")
+    passwd = run_cli("caseworker", "passwd", "alice", "--passphrase-stdin", data=data, check=False,
+                     stdin=f"{words[0]}\nmarble quietly orbits the kettle drum\n")
     assert passwd.returncode == 0, passwd.stderr
     after = _row(data, "alice")
     assert after[0] != before[0] and after[1] == 0
@@ -54,9 +45,9 @@ def _row(data: Path, name: str) -> tuple[bytes, int]:
 
 
 def test_second_init_refuses_and_changes_nothing(data: Path) -> None:
-    assert run("init", data=data).returncode == 0
+    assert run_cli("init", data=data, check=False).returncode == 0
     before = (data / "dropbox.sqlite3").read_bytes()
-    again = run("init", data=data)
+    again = run_cli("init", data=data, check=False)
     assert again.returncode == 2 and "already" in again.stderr
     assert (data / "dropbox.sqlite3").read_bytes() == before
 
@@ -70,24 +61,25 @@ def test_second_init_refuses_and_changes_nothing(data: Path) -> None:
     ("nonsense",),
 ])
 def test_operator_mistakes_give_one_line_and_status_2(data: Path, args: tuple[str, ...]) -> None:
-    run("init", data=data)
-    result = run(*args, data=data)
+    run_cli("init", data=data, check=False)
+    result = run_cli(*args, data=data, check=False)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_commands_without_install_say_to_run_init(data: Path) -> None:
-    result = run("caseworker", "list", data=data)
+    result = run_cli("caseworker", "list", data=data, check=False)
     assert result.returncode == 2 and "run.py init" in result.stderr
 
 
 def test_weak_stdin_passphrase_is_refused(data: Path) -> None:
-    run("init", data=data)
-    result = run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="short\n")
+    run_cli("init", data=data, check=False)
+    result = run_cli("caseworker", "add", "alice", "--passphrase-stdin", data=data, check=False, stdin="short\n")
     assert result.returncode == 2 and "at least" in result.stderr
     # Long enough, but easy to guess: refused as well (I3)
-    guessable = run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin="password1234567\n")
+    guessable = run_cli("caseworker", "add", "alice", "--passphrase-stdin", data=data, check=False,
+                        stdin="password1234567\n")
     assert guessable.returncode == 2 and "hard to guess" in guessable.stderr
 
 
@@ -95,29 +87,29 @@ ALICE = "alice keeps seven ferrets in a blue barn\n"
 
 
 def test_grant_all_needs_the_granters_passphrase(data: Path) -> None:
-    run("init", data=data)
-    run("caseworker", "add", "alice", "--passphrase-stdin", data=data, stdin=ALICE)
-    run("caseworker", "add", "bob", "--passphrase-stdin", data=data, stdin="bob paints lighthouses every winter\n")
-    wrong = run("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data,
-                stdin="not alice's passphrase\n")
+    run_cli("init", data=data, check=False)
+    run_cli("caseworker", "add", "alice", "--passphrase-stdin", data=data, check=False, stdin=ALICE)
+    run_cli("caseworker", "add", "bob", "--passphrase-stdin", data=data, check=False,
+            stdin="bob paints lighthouses every winter\n")
+    wrong = run_cli("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data,
+                    check=False, stdin="not alice's passphrase\n")
     assert wrong.returncode == 2
-    ok = run("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data,
-             stdin=ALICE)
+    ok = run_cli("caseworker", "grant", "bob", "--all", "--by", "alice", "--passphrase-stdin", data=data, check=False,
+                 stdin=ALICE)
     assert ok.returncode == 0 and "Granted 0 report(s)" in ok.stdout
 
 
 def test_every_command_has_help(data: Path) -> None:
     for args in (("init",), ("serve",), ("purge",), ("caseworker", "add"), ("caseworker", "grant")):
-        result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, "--help"], capture_output=True,
-                                text=True, timeout=60, cwd=ROOT)
+        result = run_cli(*args, "--help", timeout=60, check=False)
         assert result.returncode == 0 and "--data" in result.stdout
 
 
 def test_channel_list_shows_the_default_channel_and_its_caseworkers(data: Path) -> None:
-    assert run("init", data=data).returncode == 0
-    assert run("caseworker", "add", "alice", "--passphrase-stdin", data=data,
-               stdin="ochre tram kettle ferry basalt lantern\n").returncode == 0
-    listed = run("channel", "list", data=data)
+    assert run_cli("init", data=data, check=False).returncode == 0
+    assert run_cli("caseworker", "add", "alice", "--passphrase-stdin", data=data, check=False,
+                   stdin="ochre tram kettle ferry basalt lantern\n").returncode == 0
+    listed = run_cli("channel", "list", data=data, check=False)
     assert listed.returncode == 0, listed.stderr
     (line,) = listed.stdout.splitlines()
     assert line.startswith("default") and "retention: 90 days" in line and "caseworkers: 1" in line
@@ -127,14 +119,12 @@ def test_channel_list_shows_the_default_channel_and_its_caseworkers(data: Path) 
 def test_a_port_in_use_is_one_clear_line_not_a_traceback(data: Path) -> None:
     import socket
 
-    assert run("init", data=data).returncode == 0
+    assert run_cli("init", data=data, check=False).returncode == 0
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, str(ROOT / "run.py"), "serve", "--no-tor", "--port", str(port),
-                               "--admin-port", "0", "--data", str(data)],
-                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        done = run_cli("serve", "--no-tor", "--port", str(port), "--admin-port", "0", data=data, check=False)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     (line,) = [ln for ln in done.stderr.splitlines() if "ERROR" in ln]
@@ -142,7 +132,6 @@ def test_a_port_in_use_is_one_clear_line_not_a_traceback(data: Path) -> None:
 
 
 def test_the_exposure_override_is_in_help() -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "run.py"), "serve", "--help"], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    done = run_cli("serve", "--help", timeout=60, check=False)
     # listed as an option of its own (not only named in --host's text)
     assert any(line.strip().startswith("--i-understand-this-exposes-the-server") for line in done.stdout.splitlines())

@@ -4,7 +4,8 @@ send the whistleblower a closing message, which reaches their mailbox sealed lik
 from __future__ import annotations
 
 from dropbox.submissions import open_mailbox, read_mailbox
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.domain import submit  # noqa: F401
 
 
 async def test_closing_needs_an_outcome_and_sends_the_closing_message_to_the_mailbox(site: Site) -> None:

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from dropbox.config import Config
-from tests.robust_checks import (
+from tests.support.data_checks import (
     Sent,
     assert_every_report_opens,
     assert_receipts_open,
@@ -34,8 +34,10 @@ from tests.robust_checks import (
     digest,
     leftover_staged,
 )
-from tests.robust_http import csrf_token, new_client, open_inbox, reply, submit
-from tests.server_process import ALICE, ALL_LOGINS_ADMITTED, ServerProcess, cheap_install
+from tests.support.forms import find_csrf
+from tests.support.http_client import new_client, open_inbox, reply, submit
+from tests.support.installs import ALICE, new_install
+from tests.support.server_process import ALL_LOGINS_ADMITTED, ServerProcess
 
 CLIENTS = 50
 
@@ -93,7 +95,7 @@ async def _whistleblower(client_no: int, base: str, state: Round, rng: random.Ra
             state.receipts += 1
             try:
                 inbox = await open_inbox(client, base, result.receipt)
-                csrf = csrf_token(inbox)
+                csrf = find_csrf(inbox)
                 assert csrf, "inbox has no csrf_token field"
                 for k in range(rng.randint(1, 2)):
                     reply_text = f"reply {token} {k}"
@@ -165,7 +167,7 @@ async def _check_over_http(base: str, confirmed: list[Sent]) -> None:
 
 @pytest.fixture
 async def crash_server(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Config]]:
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log",
                            config_changes=ALL_LOGINS_ADMITTED)
     try:

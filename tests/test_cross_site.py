@@ -13,17 +13,10 @@ from contextlib import closing
 
 from aiohttp import FormData
 
-from tests.robust_checks import files_of_their_own
-from tests.robust_routes import app_routes
-from tests.whistleblower_fixtures import (
-    Site,
-    csrf_in,
-    log_in,
-    receipt_in,
-    report_form,
-    site_fixture,  # noqa: F401 - the `site` fixture
-    token_in,
-)
+from tests.support.data_checks import files_of_their_own
+from tests.support.forms import csrf_in, receipt_in, report_form, token_in  # noqa: F401
+from tests.support.routes import app_routes
+from tests.support.whistleblower_site import Site, log_in, site_fixture  # noqa: F401
 
 CROSS_SITE = {"Sec-Fetch-Site": "cross-site"}
 POSTS = [r for r in app_routes("whistleblower") if r.method == "POST"]

@@ -7,9 +7,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.robust_checks import Sent, assert_receipts_open, digest
-from tests.robust_http import multipart, new_client, receipt_in, submission_fields
-from tests.server_process import REPO_ROOT, cheap_install, free_port, running_server
+from tests.support.data_checks import Sent, assert_receipts_open, digest
+from tests.support.forms import find_receipt_digits, multipart, submission_fields
+from tests.support.http_client import new_client
+from tests.support.installs import new_install
+from tests.support.server_process import REPO_ROOT, free_port, running_server
 
 
 async def run_cli(*args: str, stdin: bytes = b"") -> tuple[int, str]:
@@ -23,7 +25,7 @@ async def run_cli(*args: str, stdin: bytes = b"") -> tuple[int, str]:
 
 async def test_a_second_serve_is_refused_and_the_first_keeps_every_upload(tmp_path: Path) -> None:
     # Given a serving install with an upload half-way through its body
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     content = b"in flight " * 300_000  # 3 MB
     body, content_type = multipart(submission_fields(text="half sent", files=[("half.bin", content)]))
     resume = asyncio.Event()
@@ -56,7 +58,7 @@ async def test_a_second_serve_is_refused_and_the_first_keeps_every_upload(tmp_pa
             resume.set()
             async with await upload as response:
                 assert response.status == 200
-                receipt = receipt_in(await response.text())
+                receipt = find_receipt_digits(await response.text())
             assert receipt is not None
     await assert_receipts_open(config, [Sent(receipt=receipt, text="half sent",
                                              files={"half.bin": digest(content)})])
@@ -64,7 +66,7 @@ async def test_a_second_serve_is_refused_and_the_first_keeps_every_upload(tmp_pa
 
 async def test_the_lock_dies_with_its_holder(tmp_path: Path) -> None:
     # A server killed with SIGKILL leaves the lock file behind, but not the lock: a restart works.
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     with running_server(config.data_dir, tmp_path / "server.log") as server:
         server.restart()
         assert server.running

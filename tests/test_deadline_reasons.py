@@ -13,8 +13,10 @@ import pytest
 
 from dropbox.deadlines import deadlines, feedback_cut, feedback_due
 from dropbox.ids import today
-from tests.caseworker_fixtures import Site, new_install, serve_site, submit
-from tests.conftest import all_bytes_under
+from tests.support.caseworker_site import Site, serve_site
+from tests.support.data_checks import all_bytes_under
+from tests.support.domain import submit
+from tests.support.installs import STAFF, new_install
 
 D = dt.date
 #: The day the report list counts its deadlines on in these tests, whatever the real date.
@@ -40,7 +42,7 @@ def test_an_extension_moves_the_feedback_deadline_to_six_months_and_a_waiver_sto
 @pytest.fixture(name="site")
 async def fixed_day_site(tmp_path: Path) -> AsyncIterator[Site]:
     """The caseworker site whose list counts deadlines on ON: no test depends on today's date."""
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with serve_site(config, today=lambda: ON) as served:
         yield served
 
@@ -94,7 +96,7 @@ async def test_an_extension_needs_a_reason_and_shows_on_the_report_and_in_the_au
     assert not any(EXTENSION_CANARY.encode() in data for data in all_bytes_under(site.config.data_dir).values())
     # A colleague without the report cannot record one
     carol = await site.signed_in("carol")
-    from tests.caseworker_fixtures import only_for
+    from tests.support.domain import only_for
 
     hidden = await submit(site.services, channel_id=await only_for(site.services, "alice"))
     assert (await carol.post(f"/en/reports/{hidden.report_id}/reason",

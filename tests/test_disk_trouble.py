@@ -1,6 +1,6 @@
 """The data folder fills up, or turns read-only, while a whistleblower is uploading.
 
-The data folder lives on a small ext4 filesystem of its own (tests/robust_disk.py; needs root, as
+The data folder lives on a small ext4 filesystem of its own (tests/support/full_disk.py; needs root, as
 CI has). Whatever the disk does: the whistleblower sees a clear error page (503 or 507, never a
 500 or a traceback), no receipt is shown for a report that was not stored, nothing half-written
 stays behind, earlier reports are intact, and once space returns the running server accepts
@@ -18,22 +18,22 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.robust_checks import Sent, assert_receipts_open, assert_settled, db_snapshot, digest, leftover_staged
-from tests.robust_disk import DiskUnavailable, LoopDisk, MiB, loop_disk
-from tests.robust_http import (
+from tests.support.data_checks import Sent, assert_receipts_open, assert_settled, db_snapshot, digest, leftover_staged
+from tests.support.forms import find_csrf, multipart
+from tests.support.full_disk import DiskUnavailable, LoopDisk, MiB, loop_disk
+from tests.support.http_client import (
     Answer,
     caseworker_login,
-    csrf_token,
     get,
     mailbox_login,
-    multipart,
     new_client,
     open_inbox,
     post_body,
     reply,
     submit,
 )
-from tests.server_process import ALICE, ServerProcess, cheap_install
+from tests.support.installs import ALICE, new_install
+from tests.support.server_process import ServerProcess
 
 DISK_ERRORS = (503, 507)
 
@@ -64,7 +64,7 @@ def _assert_clear_error(answer: Answer, what: str) -> None:
 async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_recovers_when_space_returns(
     disk: LoopDisk, tmp_path: Path
 ) -> None:
-    config = await cheap_install(disk.mountpoint / "data")
+    config = await new_install(disk.mountpoint / "data")
     server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log")
     await asyncio.to_thread(server.start)
     try:
@@ -90,7 +90,7 @@ async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_rec
             assert "earlier report" in inbox
 
             # When the disk is completely full, so even the database cannot grow (a long text)
-            csrf = csrf_token(inbox)
+            csrf = find_csrf(inbox)
             assert csrf
             disk.fill(leave_bytes=0)
             before = db_snapshot(config)
@@ -110,7 +110,7 @@ async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_rec
             assert again.receipt, f"after space returned the submission answered {again.answer.status}"
             stored.append(Sent(again.receipt, "after space returned", {"again.bin": digest(again_file)}))
             inbox = await open_inbox(client, server.url, again.receipt)
-            answered = await reply(client, server.url, csrf=csrf_token(inbox) or "", text="reply after")
+            answered = await reply(client, server.url, csrf=find_csrf(inbox) or "", text="reply after")
             assert answered.status == 303
             stored[-1].replies.append(("reply after", {}))
         assert "Traceback" not in server.log_text()
@@ -123,7 +123,7 @@ async def test_full_disk_mid_upload_shows_an_error_keeps_earlier_reports_and_rec
 async def test_disk_turning_read_only_mid_upload_shows_an_error_and_loses_nothing_stored(
     disk: LoopDisk, tmp_path: Path
 ) -> None:
-    config = await cheap_install(disk.mountpoint / "data")
+    config = await new_install(disk.mountpoint / "data")
     server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log")
     await asyncio.to_thread(server.start)
     try:
@@ -184,7 +184,7 @@ async def _mailbox_status(client: aiohttp.ClientSession, base: str, receipt: str
 async def test_below_the_reserve_whistleblowers_get_a_clear_503_and_caseworkers_still_reply(
     disk: LoopDisk, tmp_path: Path
 ) -> None:
-    config = await cheap_install(disk.mountpoint / "data")
+    config = await new_install(disk.mountpoint / "data")
     server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log",
                            config_changes={"disk_reserve_bytes": 12 * MiB})
     await asyncio.to_thread(server.start)
@@ -206,7 +206,7 @@ async def test_below_the_reserve_whistleblowers_get_a_clear_503_and_caseworkers_
             listing = await get(staff, f"{server.admin_url}/en/reports")
             (report_id,) = set(re.findall(r"/en/reports/([0-9a-f]{32})", listing.body))
             page = await get(staff, f"{server.admin_url}/en/reports/{report_id}")
-            body, content_type = multipart([("csrf_token", csrf_token(page.body) or "", None),
+            body, content_type = multipart([("csrf_token", find_csrf(page.body) or "", None),
                                             ("text", "we are on it", None), ("files", os.urandom(MiB), "r.bin")])
             answered = await post_body(staff, f"{server.admin_url}/en/reports/{report_id}/reply", body, content_type)
             assert answered.status == 303, answered.status

@@ -27,14 +27,14 @@ from dropbox.web.events import (
     EventTally,
     install_diversion,
 )
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import (
+from tests.support.forms import report_form  # noqa: F401
+from tests.support.live_server import AiohttpClient
+from tests.support.whistleblower_site import (  # noqa: F401
     Site,
     logged_at_the_next_day,
     make_install,
     open_site,
-    report_form,
-    site_fixture,  # noqa: F401 - the `site` fixture
+    site_fixture,
     submit_report,
 )
 

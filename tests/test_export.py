@@ -29,8 +29,8 @@ from dropbox.sealing import ReportKeys
 from dropbox.services import Services
 from dropbox.signing import known_public_keys, rotate_signing_key
 from dropbox.submissions import open_mailbox, post_whistleblower_message, submit_report
-from tests.caseworker_fixtures import chunks_of, new_install
-from tests.conftest import PASSPHRASES
+from tests.support.domain import chunks_of
+from tests.support.installs import PASSPHRASES, new_install
 
 EVIDENCE = b"%PDF-1.4 cleaned evidence " + os.urandom(5000)
 ORIGINAL = b"%PDF-1.4 original with Author=Jane " + os.urandom(3000)
@@ -67,7 +67,7 @@ async def _submit_with_original(services: Services) -> str:
 
 @pytest.fixture(name="case")
 async def case_fixture(tmp_path: Path) -> AsyncIterator[Case]:
-    config = await new_install(tmp_path / "data", others=())
+    config = await new_install(tmp_path / "data")
     async with Services.open(config) as services:
         report_id = await _submit_with_original(services)
         session = await accounts.login(store=services.store, kdf=services.staff_kdf, config=config, name="alice",
@@ -216,7 +216,7 @@ async def test_a_flipped_byte_in_the_zip_fails(case: Case, tmp_path: Path) -> No
 async def test_an_export_from_another_install_fails_and_an_old_one_verifies_after_rotation(
         case: Case, tmp_path: Path) -> None:
     path = _write(tmp_path, await _export(case))
-    other = await new_install(tmp_path / "other", others=())
+    other = await new_install(tmp_path / "other")
     async with Services.open(other):  # makes its signing key
         pass
     check = export.check_export(path, public_keys=known_public_keys(other.data_dir))
@@ -257,7 +257,7 @@ def _drain(chunks: Iterator[bytes]) -> tuple[int, str]:
 
 async def test_a_200_mb_export_streams_in_constant_memory(tmp_path: Path) -> None:
     # Given a report with a 200 MB file
-    config = await new_install(tmp_path / "data", others=(), max_file_bytes=BIG, max_submission_bytes=BIG)
+    config = await new_install(tmp_path / "data", max_file_bytes=BIG, max_submission_bytes=BIG)
     async with Services.open(config) as services:
         staged = services.blobs.stage(byte_budget=BIG)
         await staged.add("big.bin", _big_chunks(), max_file_bytes=BIG)

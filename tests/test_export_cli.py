@@ -16,7 +16,7 @@ import pytest
 from dropbox import forwarding
 from dropbox.config import Config
 from dropbox.sealing import TamperedData, WrongRecipient, new_recipient_key
-from tests.export_fixtures import exported_report
+from tests.support.export import exported_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dropbox.signing import public_key_pem
-from tests.export_fixtures import exported_report
+from tests.support.export import exported_report
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "PROOF.md"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import FormData
 
-from dropbox.blobs import MIN_BUCKET, BlobStore, size_bucket
+from dropbox.blobs import BlobStore
 from dropbox.config import Config, config_for_tests
 from dropbox.install import init_install, make_private_dir
 from dropbox.migrations import _MIGRATIONS, SCHEMA_VERSION
@@ -24,18 +24,16 @@ from dropbox.sealing import FileSealer, KdfParams, new_file_key, seal
 from dropbox.services import Services
 from dropbox.storage import Store
 from dropbox.submissions import open_mailbox
-from tests.caseworker_fixtures import Site as CaseworkerSite
-from tests.caseworker_fixtures import new_install, serve_site, submit
-from tests.robust_checks import chunk_files, files_of_their_own, stored_lengths
-from tests.whistleblower_fixtures import (
-    Site,
-    caseworker_reply,
-    csrf_in,
-    log_in,
-    report_form,
-    site_fixture,  # noqa: F401 - the `site` fixture
-    submit_report,
+from tests.support.caseworker_site import Site as CaseworkerSite
+from tests.support.caseworker_site import serve_site
+from tests.support.data_checks import chunk_files, files_of_their_own, stored_lengths
+from tests.support.domain import (
+    caseworker_reply,  # noqa: F401
+    submit,
 )
+from tests.support.forms import csrf_in, report_form  # noqa: F401
+from tests.support.installs import STAFF, new_install
+from tests.support.whistleblower_site import Site, log_in, site_fixture, submit_report  # noqa: F401
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -43,13 +41,6 @@ KiB, MiB = 1024, 1024 * 1024
 def _rows(config: Config, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with contextlib.closing(sqlite3.connect(config.db_path)) as db:
         return db.execute(sql, params).fetchall()
-
-
-def test_sizes_are_padded_to_powers_of_two_then_whole_mebibytes() -> None:
-    assert [size_bucket(n) for n in (0, 1, 1000, 1900, 4096, 4097, 700 * KiB, MiB)] == [
-        MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, MIN_BUCKET, 8 * KiB, MiB, MiB]
-    assert [size_bucket(n) for n in (MiB + 1, 5 * MiB - 1, 5 * MiB, 1024 * MiB - 3)] == [
-        2 * MiB, 5 * MiB, 5 * MiB, 1024 * MiB]
 
 
 async def test_a_full_flow_leaves_no_upload_file_and_no_timestamp_under_data(site: Site) -> None:
@@ -204,7 +195,7 @@ async def _sealed_canaries(config: Config, report_id: str) -> list[bytes]:
 
 @contextlib.asynccontextmanager
 async def _caseworker_site(tmp_path: Path) -> AsyncIterator[CaseworkerSite]:
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with serve_site(config) as served:
         yield served
 
@@ -226,7 +217,7 @@ async def test_a_deleted_report_leaves_no_byte_of_it_under_data(tmp_path: Path) 
 
 
 async def test_a_purged_report_leaves_no_byte_of_it_under_data(tmp_path: Path) -> None:
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with Services.open(config) as services:
         gone = await submit(services, text="expire me", files={"f.bin": os.urandom(40 * KiB)})
         canaries = await _sealed_canaries(config, gone.report_id)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.robust_http import caseworker_login, mailbox_login, new_client, open_inbox, submit
-from tests.server_process import ALICE, ServerProcess, cli_install
+from tests.support.http_client import caseworker_login, mailbox_login, new_client, open_inbox, submit
+from tests.support.installs import ALICE
+from tests.support.server_process import ServerProcess, cli_install
 
 FLOOD = 100
 ROUNDS = 6

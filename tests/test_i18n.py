@@ -22,7 +22,8 @@ from dropbox.web.i18n import (
     translate,
     url_for,
 )
-from tests.web_fixtures import AiohttpClient, build_app, start
+from tests.support.base_app import build_app
+from tests.support.live_server import AiohttpClient, start
 
 REPO = Path(__file__).resolve().parent.parent
 #: The same keywords babel.cfg tells pybabel to use.

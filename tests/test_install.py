@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_process import REPO_ROOT
+from tests.support.server_process import REPO_ROOT
 
 #: Inside the chroot: every path the installer owns, as (path, type, mode, owner, content hash).
 SNAPSHOT = textwrap.dedent("""

@@ -19,8 +19,9 @@ from pathlib import Path
 import aiohttp
 
 from dropbox.config import Config, MiB
-from tests.robust_http import get, mailbox_login, new_client, open_inbox, submit
-from tests.server_process import ServerProcess, cheap_install
+from tests.support.http_client import get, mailbox_login, new_client, open_inbox, submit
+from tests.support.installs import new_install
+from tests.support.server_process import ServerProcess
 
 FLOOD = 200
 KDF_MEM = 64 * MiB
@@ -32,7 +33,7 @@ PAGE_DEADLINE = 5.0
 
 
 async def test_flood_of_wrong_receipts_keeps_memory_bounded_and_pages_answering(tmp_path: Path) -> None:
-    config: Config = await cheap_install(tmp_path / "data", kdf_ops=KDF_OPS, kdf_mem=KDF_MEM)
+    config: Config = await new_install(tmp_path / "data", kdf_ops=KDF_OPS, kdf_mem=KDF_MEM)
     assert config.kdf_concurrency == 2 and config.kdf_queue_limit == 64  # production's bounds
     server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log",
                            config_changes={"kdf_ops": KDF_OPS, "kdf_mem": KDF_MEM})

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -40,36 +40,25 @@ from yarl import URL
 from dropbox.forwarding import new_key_file
 from dropbox.install import DEFAULT_CHANNEL_ID
 from dropbox.storage import Store
-from dropbox.web.middleware import SESSION_CACHE_CONTROL, content_security_policy
-from tests.browser_fixtures import LiveApps, serve_apps
-from tests.robust_checks import db_snapshot, files_containing
-from tests.robust_http import (
+from tests.support.data_checks import db_snapshot, files_containing
+from tests.support.forms import find_csrf, hrefs, multipart, submission_fields
+from tests.support.headers import headers_that_differ
+from tests.support.http_client import (
     caseworker_login,
-    csrf_token,
     get,
     mailbox_login,
-    multipart,
     new_client,
     open_inbox,
     post_body,
     reply,
-    submission_fields,
     submit,
 )
-from tests.robust_routes import app_routes
-from tests.server_process import ALICE, Account, ServerProcess, cheap_install, cli_install
+from tests.support.installs import ALICE, Account, new_install
+from tests.support.live_server import LiveApps, serve_apps
+from tests.support.routes import app_routes
+from tests.support.server_process import ServerProcess, cli_install
 
 CLIENT_ADDRESS = "127.0.0.77"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": content_security_policy(),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-    "Server": "dropbox",
-}
 QUESTIONS = '[{"id": "where", "label": "Where did it happen?"}]'
 
 
@@ -149,7 +138,7 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             assert (await mailbox_login(wb, server.url, wrong)).status == 403
             inbox = await open_inbox(wb, server.url, receipt)
             assert c["text"] in inbox and c["answer"] in inbox and c["contact"] in inbox
-            answered = await reply(wb, server.url, csrf=csrf_token(inbox) or "", text=c["reply"],
+            answered = await reply(wb, server.url, csrf=find_csrf(inbox) or "", text=c["reply"],
                                    files=[(f"{c['replyfile']}.txt", c["replycontent"].encode())])
             assert answered.status == 303
 
@@ -164,7 +153,7 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             assert file_ids
             for file_id in set(file_ids):
                 assert (await get(cw, f"{server.admin_url}/en/reports/{report_id}/files/{file_id}")).status == 200
-            token = csrf_token(page.body) or ""
+            token = find_csrf(page.body) or ""
             # reasons for no acknowledgement and for an extension (before the reply acknowledges)
             for form in ({"kind": "no_acknowledgement", "reason": c["noack"]},
                          {"kind": "extension", "reason": c["extension"]}):
@@ -205,7 +194,7 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             inbox = await open_inbox(wb, server.url, receipt)
             assert c["cwreply"] in inbox and c["note"] not in inbox
             assert c["notice"] in inbox and c["closing"] in inbox and c["noack"] not in inbox
-            [download] = re.findall(r'href="(/en/mailbox/files/[0-9a-f]{32})"', inbox)
+            [download] = hrefs(inbox, r"/en/mailbox/files/[0-9a-f]{32}")
             got = await get(wb, server.url + download)
             assert got.status == 200 and got.body == c["cwcontent"]
             # and an oral report (art. 18): minutes and a recording registered by the caseworker, the
@@ -224,13 +213,13 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             minutes = (await get(wb, f"{server.url}/en/mailbox/minutes")).body
             assert c["minutes"] in minutes
             async with wb.post(f"{server.url}/en/mailbox/minutes/correct", allow_redirects=False, data={
-                    "csrf_token": csrf_token(minutes) or "", "version": "1", "text": c["correction"]}) as done:
+                    "csrf_token": find_csrf(minutes) or "", "version": "1", "text": c["correction"]}) as done:
                 assert done.status == 303
             async with cw.post(f"{server.admin_url}/en/reports/{oral_id}/minutes", allow_redirects=False,
                                data={"csrf_token": token, "after": "1", "text": c["version"]}) as done:
                 assert done.status == 303
             async with wb.post(f"{server.url}/en/mailbox/minutes/approve", allow_redirects=False, data={
-                    "csrf_token": csrf_token(minutes) or "", "version": "2", "agree": "yes"}) as done:
+                    "csrf_token": find_csrf(minutes) or "", "version": "2", "agree": "yes"}) as done:
                 assert done.status == 303
             shown = (await get(cw, f"{server.admin_url}/en/reports/{oral_id}")).body
             assert c["correction"] in shown and c["version"] in shown and "Approved on" in shown
@@ -243,7 +232,7 @@ async def test_a_full_flow_leaves_no_canary_receipt_passphrase_or_address_anywhe
             for client, base in ((wb, server.url), (cw, server.admin_url)):
                 page = await get(client, f"{base}/en/mailbox/inbox" if client is wb else f"{base}/en/reports")
                 async with client.post(f"{base}/en/{'mailbox/' if client is wb else ''}logout",
-                                       data={"csrf_token": csrf_token(page.body) or ""},
+                                       data={"csrf_token": find_csrf(page.body) or ""},
                                        allow_redirects=False) as out:
                     assert out.status == 303
     finally:
@@ -274,14 +263,14 @@ async def test_debug_logging_in_process_carries_no_canary_or_receipt(
     """Every logger at DEBUG (more than production's INFO), as the test process captures it."""
     caplog.set_level(logging.DEBUG)
     c = _canaries()
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     async with serve_apps(config) as live, new_client() as client:
         client.headers.update({"User-Agent": c["useragent"]})
         sent = await submit(client, live.whistleblower_url, text=c["text"], contact=c["contact"],
                             files=[(c["filename"], c["content"].encode())])
         assert sent.receipt
         inbox = await open_inbox(client, live.whistleblower_url, sent.receipt)
-        answered = await reply(client, live.whistleblower_url, csrf=csrf_token(inbox) or "", text=c["reply"])
+        answered = await reply(client, live.whistleblower_url, csrf=find_csrf(inbox) or "", text=c["reply"])
         assert answered.status == 303
         login = await caseworker_login(client, live.caseworker_url, ALICE.name, ALICE.passphrase)
         assert login.status == 303
@@ -296,15 +285,9 @@ async def test_debug_logging_in_process_carries_no_canary_or_receipt(
 
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[LiveApps]:
-    config = await cheap_install(tmp_path / "data", (ALICE, Account("bob", "bob's long enough passphrase")))
+    config = await new_install(tmp_path / "data", (ALICE, Account("bob", "bob's long enough passphrase")))
     async with serve_apps(config) as apps:
         yield apps
-
-
-def _missing_headers(headers: Mapping[str, str], *, cacheable: bool = False) -> dict[str, str | None]:
-    """What differs from the security headers; a `cacheable` response (the stylesheet) may be cached."""
-    expected = {**SECURITY_HEADERS, "Cache-Control": SESSION_CACHE_CONTROL} if cacheable else SECURITY_HEADERS
-    return {k: headers.get(k) for k, v in expected.items() if headers.get(k) != v}
 
 
 async def test_every_response_carries_the_security_headers(live: LiveApps) -> None:
@@ -339,7 +322,7 @@ async def test_every_response_carries_the_security_headers(live: LiveApps) -> No
                                           allow_redirects=False) as response:
                     await response.read()
                     seen.add(response.status)
-                    missing = _missing_headers(response.headers, cacheable=(
+                    missing = headers_that_differ(response.headers, cacheable=(
                         path.startswith("/static/") and response.status == 200))
                     assert not missing, f"{method} {path} ({response.status}) lacks {missing}"
     assert {200, 303, 302, 403, 404, 405, 413} <= seen, f"statuses covered: {sorted(seen)}"
@@ -405,13 +388,13 @@ async def test_mailbox_posts_need_the_session_csrf_token(live: LiveApps) -> None
             assert sent.receipt
             receipts.append(sent.receipt)
         my_inbox = await open_inbox(mine, base, receipts[0])
-        their_token = csrf_token(await open_inbox(theirs, base, receipts[1])) or ""
+        their_token = find_csrf(await open_inbox(theirs, base, receipts[1])) or ""
         before = db_snapshot(live.config)["messages"]
         for token in ("", "forged", their_token):
             answer = await reply(mine, base, csrf=token, text="should not be stored")
             assert answer.status == 403, f"a reply with token {token!r} answered {answer.status}"
         body, ctype = multipart([("text", "token not first", None),
-                                 ("csrf_token", csrf_token(my_inbox) or "", None)])
+                                 ("csrf_token", find_csrf(my_inbox) or "", None)])
         assert (await post_body(mine, f"{base}/en/mailbox/reply", body, ctype)).status == 403
         assert db_snapshot(live.config)["messages"] == before
         async with mine.post(f"{base}/en/mailbox/logout", data={"csrf_token": their_token},
@@ -428,12 +411,12 @@ async def _download_urls(live: LiveApps, client: aiohttp.ClientSession) -> tuple
     listing = await get(client, f"{live.caseworker_url}/en/reports")
     [report_id] = set(re.findall(r"/en/reports/([0-9a-f]{32})", listing.body))
     page = await get(client, f"{live.caseworker_url}/en/reports/{report_id}")
-    body, ctype = multipart([("csrf_token", csrf_token(page.body) or "", None), ("text", "here", None),
+    body, ctype = multipart([("csrf_token", find_csrf(page.body) or "", None), ("text", "here", None),
                              ("files", b"caseworker file", "c.txt")])
     assert (await post_body(client, f"{live.caseworker_url}/en/reports/{report_id}/reply", body, ctype)).status == 303
     [cw_file] = re.findall(rf"/en/reports/{report_id}/files/[0-9a-f]{{32}}", page.body)
     inbox = await open_inbox(client, live.whistleblower_url, sent.receipt)
-    [wb_file] = re.findall(r'href="(/en/mailbox/files/[0-9a-f]{32})"', inbox)
+    [wb_file] = hrefs(inbox, r"/en/mailbox/files/[0-9a-f]{32}")
     return live.whistleblower_url + wb_file, live.caseworker_url + cw_file
 
 

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.robust_checks import assert_settled, db_snapshot
-from tests.robust_http import csrf_token, get, new_client, open_inbox, reply, submit
-from tests.server_process import ALL_LOGINS_ADMITTED, ServerProcess, cheap_install
+from tests.support.data_checks import assert_settled, db_snapshot
+from tests.support.forms import find_csrf
+from tests.support.http_client import get, new_client, open_inbox, reply, submit
+from tests.support.installs import new_install
+from tests.support.server_process import ALL_LOGINS_ADMITTED, ServerProcess
 
 SUBMISSIONS = 1000
 CLIENTS = 50
@@ -30,7 +32,7 @@ TOKEN = re.compile(r"LOAD-\d{4}-[0-9a-f]{8}")
 
 
 async def test_thousand_submissions_from_fifty_clients_lose_nothing_and_never_5xx(tmp_path: Path) -> None:
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log",
                            config_changes=ALL_LOGINS_ADMITTED)
     await asyncio.to_thread(server.start)
@@ -52,7 +54,7 @@ async def test_thousand_submissions_from_fifty_clients_lose_nothing_and_never_5x
                 if n % MAILBOX_EVERY == 0:
                     inbox = await open_inbox(client, server.url, result.receipt)
                     statuses["inbox", 200] += 1
-                    answer = await reply(client, server.url, csrf=csrf_token(inbox) or "", text=f"reply {token}")
+                    answer = await reply(client, server.url, csrf=find_csrf(inbox) or "", text=f"reply {token}")
                     statuses["reply", answer.status] += 1
                     statuses["inbox", (await get(client, f"{server.url}/en/mailbox/inbox")).status] += 1
 

@@ -3,32 +3,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-from aiohttp.test_utils import TestClient, TestServer
-
 from dropbox.ids import today
-from dropbox.web.apps import create_whistleblower_app
-from dropbox.web.middleware import run_kwargs
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
-from tests.conftest import all_bytes_under
-from tests.whistleblower_fixtures import csrf_in, log_in
+from tests.support.caseworker_site import Site, site_fixture, whistleblower_client  # noqa: F401
+from tests.support.data_checks import all_bytes_under
+from tests.support.domain import submit  # noqa: F401
+from tests.support.forms import csrf_in
+from tests.support.whistleblower_site import log_in
 
 NOTICE_CANARY = "CANARY-disclosure-notice-41aa"
-
-
-@contextlib.asynccontextmanager
-async def whistleblower_client(site: Site) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    """The whistleblower app over the caseworker site's own services (one install, both apps)."""
-    server = TestServer(create_whistleblower_app(site.config, services=site.services))
-    await server.start_server(**run_kwargs())
-    client = TestClient(server)
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_a_disclosure_notice_reaches_the_mailbox_and_its_day_is_recorded(site: Site) -> None:

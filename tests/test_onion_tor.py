@@ -1,4 +1,4 @@
-"""OnionServices against real tor on a private Tor network (see tests/tor_network.py).
+"""OnionServices against real tor on a private Tor network (see tests/support/tor_network.py).
 
 Stand-in aiohttp apps answer on the two app ports; requests travel through a client tor's
 SOCKS port to the onion addresses, exactly as from Tor Browser. Waits are deadlines on tor's
@@ -11,22 +11,18 @@ import asyncio
 import base64
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
 import stem.process
 import stem.response.events
 from aiohttp import web
-from aiohttp_socks import ProxyConnector, ProxyError, ProxyTimeoutError
 from stem.control import EventType
 
 from dropbox.config import Config, config_for_tests
@@ -46,7 +42,16 @@ from onion.protocol import MAX_STREAMS_PER_CIRCUIT, add_onion_command, reply
 from onion.publish import OnionServices, OnionStatus
 from onion.support import installed_tor, pow_support
 from onion.sync import sync_to_system_tor
-from tests.tor_network import (
+from tests.support.tor_client import (
+    BAD_CLIENT_AUTH,
+    MISSING_CLIENT_AUTH,
+    PUBLISH_TIMEOUT,
+    client_auth_add,
+    client_auth_remove,
+    fetch,
+    refusal,
+)
+from tests.support.tor_network import (
     TorNetwork,
     TorNode,
     owner_sentinel,
@@ -54,16 +59,7 @@ from tests.tor_network import (
     torrc_text,
 )
 
-PUBLISH_TIMEOUT = 90.0
-FETCH_TIMEOUT = 60.0
 TORRC_EXAMPLE = Path(__file__).resolve().parent.parent / "torrc.example"
-
-#: SOCKS replies that mean "not yet" on a fresh network: the descriptor is not on the HSDirs
-#: yet (0xF0), an introduction or rendezvous failed or timed out (0xF2, 0xF3, 0xF7), or a
-#: generic failure while circuits are still being built (0x01, 0x04, 0x06).
-RETRYABLE = {0x01, 0x04, 0x06, 0xF0, 0xF2, 0xF3, 0xF7}
-MISSING_CLIENT_AUTH = 0xF4
-BAD_CLIENT_AUTH = 0xF5
 
 
 # -- stand-in apps --------------------------------------------------------------------------
@@ -125,77 +121,6 @@ async def start_services(tor_network: TorNetwork) -> AsyncIterator[StartServices
     yield start
     for services in started:
         await services.stop()
-
-
-# -- fetching through the client tor --------------------------------------------------------
-
-
-async def _get_once(socks_port: int, address: str) -> str:
-    connector = ProxyConnector.from_url(f"socks5://127.0.0.1:{socks_port}", rdns=True)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with (
-        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-        session.get(f"http://{address}/") as response,
-    ):
-        response.raise_for_status()
-        return await response.text()
-
-
-def socks_code(exc: ProxyError) -> int | None:
-    """The SOCKS5 reply code of a failed connect.
-
-    python_socks only knows the RFC 1928 codes; tor's onion codes (0xF0-0xF7) arrive as
-    "Invalid reply code: 0XF4" without an error_code, so read them from the message.
-    """
-    if exc.error_code is not None:
-        return int(exc.error_code)
-    match = re.search(r"reply code: 0X([0-9A-F]{2})", str(exc), re.IGNORECASE)
-    return int(match.group(1), 16) if match else None
-
-
-async def fetch(client: TorNode, address: str, *, timeout: float = FETCH_TIMEOUT) -> str:
-    """GET http://address/ through the client tor, retrying "not yet" failures until a deadline."""
-    assert client.socks_port is not None
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await _get_once(client.socks_port, address)
-        except ProxyError as exc:
-            if socks_code(exc) not in RETRYABLE or time.monotonic() > deadline:
-                raise
-        except (ProxyTimeoutError, aiohttp.ClientError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.5)  # back off between attempts; the deadline bounds the wait
-
-
-async def refusal(client: TorNode, address: str, *, timeout: float = FETCH_TIMEOUT) -> int | None:
-    """The first definite SOCKS error for address (after "not yet" ones); fails if it loads."""
-    assert client.socks_port is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            page = await _get_once(client.socks_port, address)
-        except ProxyError as exc:
-            if socks_code(exc) not in RETRYABLE:
-                return socks_code(exc)
-        except (ProxyTimeoutError, aiohttp.ClientError, TimeoutError):
-            pass
-        else:
-            pytest.fail(f"{address} served {page!r} but should have refused")
-        await asyncio.sleep(0.5)  # back off between attempts; the deadline bounds the wait
-    pytest.fail(f"{address} neither loaded nor refused within {timeout} s")
-
-
-def client_auth_add(client: TorNode, address: str, private_key_b64: str) -> None:
-    service_id = address.removesuffix(".onion")
-    reply = client.controller.msg(f"ONION_CLIENT_AUTH_ADD {service_id} {private_key_b64}")
-    # 250 added, 251 replaced an older key, 252 added and decrypted a cached descriptor
-    assert reply.content()[0][0] in ("250", "251", "252"), str(reply)
-
-
-def client_auth_remove(client: TorNode, address: str) -> None:
-    client.controller.msg(f"ONION_CLIENT_AUTH_REMOVE {address.removesuffix('.onion')}")
 
 
 @pytest.fixture
@@ -497,55 +422,6 @@ async def test_a_dead_tor_is_restarted_and_republished(
     status = await services.wait_until_published(timeout=PUBLISH_TIMEOUT)
     assert int((config.tor_dir / "tor.pid").read_text()) != pid
     assert await fetch(tor_client, status.public_address or "") == "whistleblower stand-in"
-
-
-# -- without a Tor network ------------------------------------------------------------------
-
-
-def not_running(status: OnionStatus) -> bool:
-    return status.state.startswith("failed")
-
-
-async def test_missing_tor_is_reported_with_the_fix(tmp_path: Path) -> None:
-    config = config_for_tests(tmp_path / "data")
-    services = OnionServices(config, tor_cmd="no-such-tor-here", retry_max_seconds=1)
-    await services.start()
-    try:
-        status = await services.wait_for(not_running, timeout=30)
-    finally:
-        await services.stop()
-    assert "apt-get install tor" in status.detail
-    # the addresses are known all the same, from the keys
-    assert status.public_address == ensure_service_keys(config)[WHISTLEBLOWER].address
-    assert services.status.state == "stopped"
-
-
-async def test_unreachable_system_tor_is_reported(tmp_path: Path) -> None:
-    config = config_for_tests(tmp_path / "data")
-    services = OnionServices(config, tor_control=str(tmp_path / "no.sock"), retry_max_seconds=1)
-    await services.start()
-    try:
-        status = await services.wait_for(not_running, timeout=30)
-    finally:
-        await services.stop()
-    assert "nothing answers" in status.detail and "torrc" in status.detail
-
-
-async def test_stop_right_after_start_leaves_no_tor_behind(tmp_path: Path) -> None:
-    if shutil.which("tor") is None:
-        pytest.skip("tor is not installed")
-    config = config_for_tests(tmp_path / "data")
-    offline = {"DisableNetwork": "1"}  # no network needed to start and stop
-    # When the app stops while its tor is still starting (or just started)
-    services = OnionServices(config, tor_config_overrides=offline)
-    await services.start()
-    # (the addresses are set just before tor is launched)
-    await services.wait_for(lambda status: status.public_address is not None, timeout=30)
-    await services.stop()
-    # Then that tor is gone: another one can take the same data folder at once
-    tor = await launch_tor(tor_dir=config.tor_dir, overrides=offline)
-    await tor.close()
-    assert tor.process is not None and tor.process.returncode is not None
 
 
 async def test_tor_takes_the_stream_cap_of_both_onions_and_checks_it(tmp_path: Path) -> None:

@@ -20,10 +20,12 @@ from dropbox.retention import purge_expired
 from dropbox.sealing import TamperedData, parse_receipt
 from dropbox.services import Services
 from dropbox.storage import migrate_database, schema_version
-from tests.caseworker_fixtures import Agent, Site, new_install, serve_site, site_fixture, submit  # noqa: F401
-from tests.conftest import all_bytes_under, login
-from tests.test_notices_and_meetings import whistleblower_client
-from tests.whistleblower_fixtures import csrf_in, log_in, visible_text
+from tests.support.caseworker_site import Agent, Site, serve_site, site_fixture, whistleblower_client  # noqa: F401
+from tests.support.data_checks import all_bytes_under
+from tests.support.domain import submit  # noqa: F401
+from tests.support.forms import csrf_in, visible_text
+from tests.support.installs import STAFF, login, new_install  # noqa: F401
+from tests.support.whistleblower_site import log_in
 
 MINUTES_CANARY = "CANARY-oral-minutes-7f3e"
 CORRECTION_CANARY = "CANARY-oral-correction-19bd"
@@ -235,7 +237,7 @@ async def test_migration_8_keeps_every_report_and_adds_oral_reports(tmp_path: Pa
     # Given an install at schema 7 (the one before oral reports), with a web report that has a
     # message: made with today's code and taken back to what schema 7 had (no oral tables, and no
     # digest column of migration 9), since the code that wrote schema 7 is gone
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with Services.open(config) as services:
         before = await submit(services, text="from before the upgrade")
         await services.store.update_report(before.report_id, status="closed", closed_day="2026-01-05",

@@ -24,19 +24,11 @@ from dropbox.install import init_install
 from dropbox.reports import open_file_key, thread
 from dropbox.storage import SCHEMA_VERSION, schema_version
 from dropbox.submissions import open_mailbox
-from tests.metadata_files import BUILDERS
-from tests.server_process import REPO_ROOT
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import (
-    Site,
-    csrf_in,
-    log_in,
-    make_install,
-    open_site,
-    report_form,
-    site_fixture,  # noqa: F401 - the `site` fixture
-    visible_text,
-)
+from tests.support.forms import csrf_in, report_form, visible_text  # noqa: F401
+from tests.support.live_server import AiohttpClient
+from tests.support.metadata_files import BUILDERS
+from tests.support.server_process import REPO_ROOT
+from tests.support.whistleblower_site import Site, log_in, make_install, open_site, site_fixture  # noqa: F401
 
 #: The last one is larger than LIMITS' file_chunk_bytes: hashed over several pieces as it streams.
 FILES = {"minutes.pdf": b"%PDF-1.4 the minutes of the meeting " * 40, "photo.jpg": b"\xff\xd8\xff" + bytes(5000),

@@ -30,7 +30,7 @@ from dropbox.sealing import (
 )
 from dropbox.storage import Caseworker, Store
 from dropbox.submissions import NoRecipients, WrongReceipt, open_mailbox, read_mailbox, submit_report
-from tests.web_fixtures import until
+from tests.support.clock import until
 
 T = TypeVar("T")
 

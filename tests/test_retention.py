@@ -12,12 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from dropbox import channels, migrations, storage
+from dropbox import channels, migrations, retention, storage
+from dropbox.blobs import BlobStore
+from dropbox.config import Config
 from dropbox.ids import today
+from dropbox.install import Install
+from dropbox.kdf_pool import KdfPool
 from dropbox.retention import purge_expired
 from dropbox.services import Services
 from dropbox.storage import Store, migrate_database, schema_version
-from tests.caseworker_fixtures import Agent, Site, new_install, serve_site, site_fixture, submit  # noqa: F401
+from tests.support.caseworker_site import Agent, Site, serve_site, site_fixture  # noqa: F401
+from tests.support.data_checks import chunk_files
+from tests.support.domain import (
+    hand_in,
+    submit,  # noqa: F401
+)
+from tests.support.installs import STAFF, new_install  # noqa: F401
 
 
 def days(n: int) -> dt.date:
@@ -26,7 +36,7 @@ def days(n: int) -> dt.date:
 
 @contextlib.asynccontextmanager
 async def swedish_site(tmp_path: Path) -> AsyncIterator[Site]:
-    config = await new_install(tmp_path / "data", country="se")
+    config = await new_install(tmp_path / "data", STAFF, country="se")
     async with serve_site(config) as served:
         yield served
 
@@ -160,7 +170,7 @@ async def test_migration_7_deletes_nothing_and_turns_expiry_into_the_state_rules
     # Given an install made at schema 6 (the one before), with an open and a closed report both
     # past the old 90-days-after-activity expiry
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", 6)
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with Services.open(config) as services:
         idle, closed = await submit(services), await submit(services)
     db_path = config.db_path
@@ -188,12 +198,79 @@ async def test_migration_7_deletes_nothing_and_turns_expiry_into_the_state_rules
 
 
 async def test_the_purge_command_keeps_open_reports(tmp_path: Path) -> None:
-    from tests.test_migrate import run
+    from tests.support.server_process import run_cli
 
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with Services.open(config) as services:
         report = await submit(services)
         await services.store.update_report(report.report_id, last_activity_day="2020-01-01", expires_day="2020-03-31")
-    done = run("purge", data=config.data_dir)
+    done = run_cli("purge", data=config.data_dir, check=False)
     assert done.returncode == 0, done.stderr
     assert "Purged 0 expired report(s)." in done.stdout
+
+
+async def test_purge_deletes_expired_reports_rows_and_file_contents(
+    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
+) -> None:
+    await hand_in(store, kdf, install, blobs, config, files={"a": b"1"})
+    keep = await hand_in(store, kdf, install, blobs, config, files={"b": b"2"})
+    assert keep and len(chunk_files(config)) == 2
+    assert await purge_expired(store=store) == 0
+    # Open reports never expire; closed today, both go ninety days on (default retention),
+    # file contents included.
+    later = today() + dt.timedelta(days=config.default_retention_days + 1)
+    assert await purge_expired(store=store, on=later) == 0
+    async with store.transaction() as db:
+        await db.execute("UPDATE reports SET status = 'closed', closed_day = ?, expires_day = ?",
+                         (today().isoformat(), (later - dt.timedelta(days=1)).isoformat()))
+    assert await purge_expired(store=store, on=later) == 2
+    assert chunk_files(config) == set()
+    for table in ("reports", "files", "report_grants", "messages", "file_chunks"):
+        row = await store._one(f"SELECT count(*) FROM {table}")
+        assert row[0] == 0, table
+    assert [e.action for e in await store.audit_log()] == ["purged", "purged"]
+
+
+# -- the rules themselves -------------------------------------------------------------------
+
+
+def test_the_deletion_day_counts_from_closing_and_is_capped_by_the_country() -> None:
+    closed = dt.date(2026, 1, 31)
+    assert retention.deletion_day(closed, 30, max_days=3650) == "2026-03-02"
+    assert retention.deletion_day(closed, 3650, max_days=730) == "2028-01-31"  # Sweden: at most 730
+    assert retention.on_close(_report(retention_days=90), closed, max_days=730) == {
+        "closed_day": "2026-01-31", "expires_day": "2026-05-01"}
+    assert retention.on_reopen() == {"closed_day": None}
+
+
+@pytest.mark.parametrize(("status", "held", "expires_in", "due"), [
+    ("closed", False, 14, True),
+    ("closed", False, 0, True),
+    ("closed", False, 15, False),
+    ("closed", True, 1, False),  # a legal hold
+    ("open", False, 1, False),  # an open report never expires, whatever its row says
+    ("in_progress", False, 1, False),
+])
+def test_due_soon_is_a_closed_unheld_report_deleted_within_14_days(
+    status: str, held: bool, expires_in: int, due: bool
+) -> None:
+    on = dt.date(2026, 6, 1)
+    expires = (on + dt.timedelta(days=expires_in)).isoformat()
+    assert retention.due_soon(status, held, expires, on=on) is due
+
+
+def test_a_configured_default_above_the_country_cap_keeps_the_cap(tmp_path: Path) -> None:
+    from dropbox.config import config_for_tests
+
+    swedish = config_for_tests(tmp_path, country="se", default_retention_days=3650)
+    assert retention.max_retention_days(swedish) == 730
+    assert retention.default_retention_days(swedish) == 730
+    danish = config_for_tests(tmp_path, default_retention_days=100)
+    assert retention.default_retention_days(danish) == 100
+
+
+def _report(*, retention_days: int) -> storage.Report:
+    return storage.Report(id="r" * 32, channel_id="default", status="open", received_day="2026-01-02",
+                          last_activity_day="2026-01-02", retention_days=retention_days, expires_day="",
+                          acknowledged_day=None, feedback_day=None, whistleblower_seen_day=None,
+                          whistleblower_key=b"", sealed_body=b"")

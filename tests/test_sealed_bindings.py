@@ -13,10 +13,10 @@ import pytest
 from dropbox import accounts, casework
 from dropbox.reports import open_file_key, open_file_name, open_file_size, open_message, open_note
 from dropbox.sealing import TamperedData
-from tests.caseworker_fixtures import Site, submit
-from tests.caseworker_fixtures import site_fixture as site_fixture  # the `site` fixture
-from tests.conftest import PASSPHRASES
-from tests.whistleblower_fixtures import caseworker_reply
+from tests.support.caseworker_site import Site
+from tests.support.caseworker_site import site_fixture as site_fixture
+from tests.support.domain import caseworker_reply, submit
+from tests.support.installs import PASSPHRASES
 
 
 @contextlib.contextmanager

@@ -17,9 +17,24 @@ from dropbox.web.sessions import (
     CsrfError,
     SessionStore,
 )
-from tests.web_fixtures import AiohttpClient, FakeClock, WipeRecorder, build_app, start
+from tests.support.base_app import build_app
+from tests.support.clock import FakeClock
+from tests.support.live_server import AiohttpClient, start
 
 COOKIE = "wb_session"
+
+
+class WipeRecorder:
+    """A session payload that records whether it was wiped."""
+
+    def __init__(self, secret: bytes = b"key material") -> None:
+        self.secret = bytearray(secret)
+        self.wiped = False
+
+    def wipe(self) -> None:
+        for i in range(len(self.secret)):
+            self.secret[i] = 0
+        self.wiped = True
 
 
 def _session_app(tmp_path: Path, payloads: list[WipeRecorder], **config: object) -> web.Application:

@@ -14,7 +14,7 @@ import pytest
 
 from dropbox.config import TEST_KDF_MEM, TEST_KDF_OPS, Config, MiB
 from dropbox.settings import SettingsError, read_settings, render_settings, settings
-from tests.server_process import REPO_ROOT, ServerProcess
+from tests.support.server_process import REPO_ROOT, ServerProcess
 
 OPERATOR_FIELDS = {f.name for f in dataclasses.fields(Config) if "section" in f.metadata}
 

@@ -16,10 +16,11 @@ from dropbox.audit import AuditAction
 from dropbox.backup import create_backup, restore_backup
 from dropbox.config import config_for_tests
 from dropbox.sealing import new_signing_key, sign_detached, signing_public_key, verify_detached
-from tests.caseworker_fixtures import Site, site_fixture  # noqa: F401 - the `site` fixture
-from tests.server_process import REPO_ROOT, cheap_install
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import make_install, open_site
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.installs import new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.server_process import REPO_ROOT
+from tests.support.whistleblower_site import make_install, open_site
 
 
 def _mode(path: Path) -> int:
@@ -124,7 +125,7 @@ def test_rotation_keeps_every_old_public_key_and_forgets_the_old_seed(tmp_path: 
 
 
 async def test_a_restored_backup_keeps_the_signing_keys_old_and_new(tmp_path: Path) -> None:
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     old = signing.load_signer(config.data_dir)
     signing.rotate_signing_key(config.data_dir)
     current = signing.load_signer(config.data_dir)

@@ -11,8 +11,9 @@ from dropbox.ids import today
 from dropbox.retention import purge_expired
 from dropbox.statistics import record_of
 from dropbox.storage import ReportFacts
-from tests.caseworker_fixtures import Site, site_fixture, submit  # noqa: F401
-from tests.test_migrate import run
+from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.domain import submit  # noqa: F401
+from tests.support.server_process import run_cli
 
 D = dt.date
 
@@ -66,10 +67,11 @@ async def test_statistics_count_a_deleted_report_on_the_page_in_the_csv_and_from
     # The page shows the counts; the CLI prints the very same CSV
     page = await alice.text(f"/en/admin/statistics?year={year}")
     assert "Statistics" in page and "secret text" not in page
-    done = run("statistics", "--year", str(year), data=site.config.data_dir)
+    done = run_cli("statistics", "--year", str(year), data=site.config.data_dir, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == csv
-    assert run("statistics", "--year", str(year), "--channel", "default", data=site.config.data_dir).stdout == csv
+    assert run_cli("statistics", "--year", str(year), "--channel", "default", data=site.config.data_dir,
+                   check=False).stdout == csv
     # And the records hold no text, and no day finer than a month
     with contextlib.closing(sqlite3.connect(site.config.db_path)) as raw:
         stored = raw.execute("SELECT * FROM report_stats").fetchall()
@@ -84,7 +86,8 @@ async def test_bad_years_and_channels_are_refused_with_a_clear_answer(site: Site
     assert (await alice.get("/en/admin/statistics.csv?channel=nope")).status == 400
     bob = await site.signed_in("bob")
     assert (await bob.get("/en/admin/statistics.csv")).status in (403, 404)
-    bad = run("statistics", "--year", "99999", data=site.config.data_dir)
+    bad = run_cli("statistics", "--year", "99999", data=site.config.data_dir, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
-    assert run("statistics", "--year", "2026", "--channel", "nope", data=site.config.data_dir).returncode == 2
-    assert run("statistics", data=site.config.data_dir).returncode == 2
+    assert run_cli("statistics", "--year", "2026", "--channel", "nope", data=site.config.data_dir,
+                   check=False).returncode == 2
+    assert run_cli("statistics", data=site.config.data_dir, check=False).returncode == 2

@@ -15,8 +15,9 @@ from pathlib import Path
 from dropbox.config import Config
 from dropbox.settings import render_settings
 from dropbox.storage import SCHEMA_VERSION
-from tests.cleaning_fixtures import cleaner_process
-from tests.server_process import REPO_ROOT, ServerProcess, cheap_install, running_server
+from tests.support.cleaning import cleaner_process
+from tests.support.installs import new_install
+from tests.support.server_process import REPO_ROOT, ServerProcess, running_server
 
 
 def status(data: Path) -> subprocess.CompletedProcess[str]:
@@ -31,7 +32,7 @@ def line(done: subprocess.CompletedProcess[str], name: str) -> str:
 
 async def install(tmp_path: Path, **changes: object) -> tuple[Config, ServerProcess]:
     """An install whose config.toml names the ports the server process will use."""
-    config = await cheap_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data")
     server = ServerProcess(data_dir=config.data_dir, log_path=tmp_path / "server.log")
     config = config.replace(port=server.port, admin_port=server.admin_port, **changes)
     (config.data_dir / "config.toml").write_text(render_settings(config))

@@ -1,22 +1,14 @@
-"""The store's own promises: schema, durability settings, migrations, retention, deletion."""
+"""The store's own promises: schema, durability settings, migrations, deletion."""
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 
 import pytest
 
-from dropbox.blobs import BlobStore
 from dropbox.config import Config
-from dropbox.ids import today
-from dropbox.install import Install
-from dropbox.kdf_pool import KdfPool
-from dropbox.retention import purge_expired
 from dropbox.statistics import recorder
 from dropbox.storage import SCHEMA_VERSION, NotFound, Store, StoreError
-from tests.robust_checks import chunk_files
-from tests.test_submissions import _submit
 
 
 async def test_database_runs_in_wal_with_foreign_keys_and_current_schema(store: Store, config: Config) -> None:
@@ -44,45 +36,9 @@ async def test_failed_transaction_leaves_no_rows(store: Store) -> None:
     assert await store.audit_log() == []
 
 
-async def test_purge_deletes_expired_reports_rows_and_file_contents(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
-) -> None:
-    await _submit(store, kdf, install, blobs, config, files={"a": b"1"})
-    keep = await _submit(store, kdf, install, blobs, config, files={"b": b"2"})
-    assert keep and len(chunk_files(config)) == 2
-    assert await purge_expired(store=store) == 0
-    # Open reports never expire; closed today, both go ninety days on (default retention),
-    # file contents included.
-    later = today() + dt.timedelta(days=config.default_retention_days + 1)
-    assert await purge_expired(store=store, on=later) == 0
-    async with store.transaction() as db:
-        await db.execute("UPDATE reports SET status = 'closed', closed_day = ?, expires_day = ?",
-                         (today().isoformat(), (later - dt.timedelta(days=1)).isoformat()))
-    assert await purge_expired(store=store, on=later) == 2
-    assert chunk_files(config) == set()
-    for table in ("reports", "files", "report_grants", "messages", "file_chunks"):
-        row = await store._one(f"SELECT count(*) FROM {table}")
-        assert row[0] == 0, table
-    assert [e.action for e in await store.audit_log()] == ["purged", "purged"]
-
-
 async def test_delete_unknown_report_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.delete_report("0" * 32, record=recorder())
-
-
-async def test_recovery_deletes_staged_chunks_no_row_refers_to_and_keeps_committed_files(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: object
-) -> None:
-    # Given a committed file, and the chunks of an upload the process died in the middle of
-    await _submit(store, kdf, install, blobs, config, files={"kept.txt": b"kept"})
-    (kept,) = chunk_files(config)
-    await store.put_chunks([("b" * 32, 0, b"sealed"), ("b" * 32, 1, b"sealed")])
-    # When recovery runs at the next start
-    counts = await BlobStore(store, config).recover()
-    # Then the abandoned chunks are gone and the committed file is untouched
-    assert counts == {"moved_in": 0, "discarded": 1}
-    assert chunk_files(config) == {kept}
 
 
 async def test_updates_touch_only_allow_listed_columns_of_existing_rows(store: Store) -> None:

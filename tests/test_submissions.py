@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import tracemalloc
 from collections.abc import AsyncIterator
 
@@ -16,8 +15,8 @@ from dropbox.config import Config
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
 from dropbox.reports import ReportBody, open_body, open_file_key, open_file_size, thread
-from dropbox.sealing import KeyWiped, ReportKeys, TamperedData
-from dropbox.storage import Caseworker, NotFound, Store
+from dropbox.sealing import KeyWiped, ReportKeys
+from dropbox.storage import Caseworker, Store
 from dropbox.submissions import (
     NoRecipients,
     UnknownChannel,
@@ -27,31 +26,17 @@ from dropbox.submissions import (
     read_mailbox,
     submit_report,
 )
-from tests.conftest import PASSPHRASES, all_bytes_under, database_full, login
-from tests.robust_checks import chunk_files, leftover_staged
-
-CANARY = "CANARY-7f3a9e-whistle"
-
-
-async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
-
-
-async def _submit(store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, *,
-                  text: str = "report text", files: dict[str, bytes] | None = None) -> str:
-    staged = blobs.stage(byte_budget=config.max_submission_bytes)
-    for name, data in (files or {}).items():
-        await staged.add(name, chunks_of(data), max_file_bytes=config.max_file_bytes)
-    return await submit_report(store=store, kdf=kdf, install=install, channel_id="default",
-                               body=ReportBody(text=text, answers={"q1": "answer"}), keys=ReportKeys.generate(),
-                               staged=staged)
+from tests.support.data_checks import CANARY, all_bytes_under, chunk_files, leftover_staged
+from tests.support.domain import chunks_of, hand_in
+from tests.support.full_disk import database_full
+from tests.support.installs import login
 
 
 async def test_report_round_trips_for_whistleblower_and_caseworker(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config, text="the account", files={"a.txt": b"hello"})
+    receipt = await hand_in(store, kdf, install, blobs, config, text="the account", files={"a.txt": b"hello"},
+                            answers={"q1": "answer"})
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     view = await read_mailbox(store=store, access=access, record_visit=True)
     assert view.body.text == "the account" and view.body.answers == {"q1": "answer"}
@@ -73,7 +58,7 @@ async def test_report_round_trips_for_whistleblower_and_caseworker(
 async def test_wrong_or_malformed_receipt_is_one_typed_error(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     wrong = f"{(int(receipt) + 1) % 10**24:024d}"
     for attempt in (wrong, "", "abcd", "1" * 5000):
         with pytest.raises(WrongReceipt):
@@ -83,7 +68,7 @@ async def test_wrong_or_malformed_receipt_is_one_typed_error(
 async def test_a_wiped_mailbox_access_is_zeroed_in_place_and_opens_nothing(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     held = access.key
     assert isinstance(held, bytearray) and any(held) and access.report_key == bytes(held)
@@ -96,7 +81,7 @@ async def test_a_wiped_mailbox_access_is_zeroed_in_place_and_opens_nothing(
 async def test_whistleblower_message_with_file_reaches_caseworker(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
 ) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
+    receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     staged = blobs.stage(byte_budget=config.max_submission_bytes)
     await staged.add("more.pdf", chunks_of(b"%PDF more"), max_file_bytes=config.max_file_bytes)
@@ -112,62 +97,11 @@ async def test_whistleblower_message_with_file_reaches_caseworker(
     assert total == 1 and summaries[0].unread == 1
 
 
-async def test_caseworker_not_granted_cannot_open_until_granted(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
-) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
-    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
-    # Given bob joins after the report arrived
-    await accounts.add_caseworker(store=store, kdf=kdf, config=config, name="bob", passphrase=PASSPHRASES["bob"])
-    bob = await login(store, kdf, config, "bob")
-    with pytest.raises(NotFound):
-        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
-    # Even if someone copies alice's grant row to bob, bob's key does not open it.
-    cur = sqlite3.connect(config.db_path)
-    with cur:
-        cur.execute("INSERT INTO report_grants SELECT report_id, ?, sealed_keys FROM report_grants",
-                    (bob.caseworker.id,))
-    cur.close()
-    with pytest.raises(TamperedData):
-        await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
-    await store._writer.execute("DELETE FROM report_grants WHERE caseworker_id = ?", (bob.caseworker.id,))
-    # When alice grants everything she can read to bob
-    granted = await accounts.grant_all(store=store, granter=await login(store, kdf, config, "alice"),
-                                       grantee_name="bob")
-    assert granted == 1
-    keys = await accounts.report_keys(store=store, session=bob, report_id=access.report_id)
-    assert keys.report_key == access.report_key
-
-
-async def test_passphrase_change_keeps_access(
-    store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config, alice: Caseworker
-) -> None:
-    receipt = await _submit(store, kdf, install, blobs, config)
-    access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
-    renewed = await accounts.change_passphrase(store=store, kdf=kdf, config=config, name="alice",
-                                               old=PASSPHRASES["alice"], new="a brand new passphrase for alice")
-    renewed.wipe()
-    with pytest.raises(accounts.LoginFailed):
-        await login(store, kdf, config, "alice")
-    session = await accounts.login(store=store, kdf=kdf, config=config, name="alice",
-                                   passphrase="a brand new passphrase for alice")
-    assert (await accounts.report_keys(store=store, session=session, report_id=access.report_id)).report_key \
-        == access.report_key
-
-
-async def test_disabled_and_unknown_caseworkers_cannot_log_in(store: Store, kdf: KdfPool, config: Config,
-                                                              alice: Caseworker) -> None:
-    await accounts.set_disabled(store=store, name="alice", disabled=True)
-    for name, passphrase in (("alice", PASSPHRASES["alice"]), ("nobody", "whatever passphrase")):
-        with pytest.raises(accounts.LoginFailed):
-            await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)
-
-
 async def test_channel_without_caseworkers_refuses_and_leaves_nothing(
     store: Store, kdf: KdfPool, install: Install, blobs: BlobStore, config: Config
 ) -> None:
     with pytest.raises(NoRecipients):
-        await _submit(store, kdf, install, blobs, config, files={"x.bin": b"data" * 100})
+        await hand_in(store, kdf, install, blobs, config, files={"x.bin": b"data" * 100})
     staged = blobs.stage(byte_budget=10)
     with pytest.raises(UnknownChannel):
         await submit_report(store=store, kdf=kdf, install=install, channel_id="nope",
@@ -238,7 +172,7 @@ async def test_canary_appears_in_no_byte_on_disk(
     """A canary in the report, an answer, a message, a note, a file name and a 5 MB file."""
     canary = CANARY.encode()
     five_mb = (canary + b" ") * (5 * 1024 * 1024 // (len(canary) + 1))
-    receipt = await _submit(store, kdf, install, blobs, config, text=f"text {CANARY}",
+    receipt = await hand_in(store, kdf, install, blobs, config, text=f"text {CANARY}",
                             files={f"{CANARY}.docx": five_mb})
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
     staged = blobs.stage(byte_budget=config.max_submission_bytes)

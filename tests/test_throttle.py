@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from dropbox.web.throttle import FailureBudget
-from tests.web_fixtures import FakeClock
+from tests.support.clock import FakeClock
 
 
 class SleepRecorder:

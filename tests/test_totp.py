@@ -10,11 +10,15 @@ import pytest
 
 from dropbox import account_actions, accounts, totp
 from dropbox.accounts import CaseworkerSession
+from dropbox.sealing import TamperedData
 from dropbox.services import Services
 from dropbox.storage import Store
 from dropbox.totp import TotpRejected, TotpWait, code_at, current_step
-from tests.caseworker_fixtures import Site, new_install, serve_site, site_fixture  # noqa: F401
-from tests.conftest import PASSPHRASES
+from tests.support.caseworker_site import Site, serve_site, site_fixture  # noqa: F401
+from tests.support.installs import (
+    PASSPHRASES,
+    new_install,  # noqa: F401
+)
 
 NOW = 1_900_000_000.0
 CAP = 900
@@ -153,3 +157,73 @@ async def test_turning_totp_off_needs_the_passphrase_and_backs_off_too(site: Sit
         await account_actions.disable_totp(store=svc.store, kdf=svc.staff_kdf, config=config, session=session,
                                     passphrase=PASSPHRASES["bob"], code=code_at(seed, current_step()))
     assert (await svc.store.caseworker(session.caseworker.id)).totp_sealed is not None
+
+
+async def test_totp_state_is_sealed_to_the_caseworker_and_consumed_atomically(site: Site) -> None:
+    svc = site.services
+    session = await accounts.login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
+                          passphrase=PASSPHRASES["carol"])
+    seed = totp.new_seed()
+    now = 1_900_000_000.0
+    await totp.enrol(store=svc.store, session=session, seed=seed, code=code_at(seed, current_step(now)), now=now)
+    with pytest.raises(totp.AlreadyEnrolled):
+        await totp.enrol(store=svc.store, session=session, seed=seed, code=code_at(seed, current_step(now)), now=now)
+
+    # Two logins racing with the same fresh code: only one swap can win.
+    first = await accounts.login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
+                        passphrase=PASSPHRASES["carol"])
+    second = await accounts.login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="carol",
+                         passphrase=PASSPHRASES["carol"])
+    code = code_at(seed, current_step(now) + 1)
+    await totp.check_login(store=svc.store, session=first, code=code, now=now + 30, cap=900)
+    with pytest.raises(TotpRejected):
+        await totp.check_login(store=svc.store, session=second, code=code, now=now + 30, cap=900)
+    # Another caseworker's key does not open carol's sealed state.
+    bob = await accounts.login(store=svc.store, kdf=svc.staff_kdf, config=svc.config, name="bob",
+                               passphrase=PASSPHRASES["bob"])
+    stored = (await svc.store.caseworker_by_name("carol")).totp_sealed
+    with pytest.raises(Exception):  # noqa: B017 - TamperedData from the AEAD
+        totp.open_state(stored, session=bob)  # type: ignore[arg-type]
+    for code in ("", "12345", "1234567", "abcdef", "１２３４５６"):
+        with pytest.raises(TotpRejected):
+            totp.matching_step(seed, code, after=-1, now=now)
+
+
+# -- the module's own pieces: codes, the drift window, the sealed state -----------------------
+
+#: RFC 6238's SHA-1 secret ("12345678901234567890") in base32, and its test vectors cut to six digits.
+RFC_SEED = totp.TotpSeed("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+RFC_VECTORS = {59: "287082", 1111111109: "081804", 1234567890: "005924", 2000000000: "279037"}
+
+
+@pytest.mark.parametrize(("unix_time", "code"), RFC_VECTORS.items())
+def test_codes_are_rfc_6238s(unix_time: int, code: str) -> None:
+    assert code_at(RFC_SEED, current_step(unix_time)) == code
+
+
+def test_a_code_is_taken_within_one_step_of_drift_once_and_in_any_spacing() -> None:
+    step = current_step(NOW)
+    for drift in (-1, 0, 1):
+        code = code_at(RFC_SEED, step + drift)
+        assert totp.matching_step(RFC_SEED, code, after=-1, now=NOW) == step + drift
+        assert totp.matching_step(RFC_SEED, f" {code[:3]} {code[3:]} ", after=-1, now=NOW) == step + drift
+        # a step already used (or an earlier one) is never taken again: no replay
+        with pytest.raises(TotpRejected):
+            totp.matching_step(RFC_SEED, code, after=step + drift, now=NOW)
+    for far in (-3, -2, 2, 3):
+        code = code_at(RFC_SEED, step + far)
+        if code not in {code_at(RFC_SEED, step + d) for d in (-1, 0, 1)}:
+            with pytest.raises(TotpRejected):
+                totp.matching_step(RFC_SEED, code, after=-1, now=NOW)
+    for malformed in ("٢٨٧٠٨٢", "28708", "2870822", "28708x"):
+        with pytest.raises(TotpRejected):
+            totp.well_formed(malformed)
+
+
+async def test_a_flipped_byte_of_the_sealed_state_opens_nothing(site: Site) -> None:
+    session, _seed = await _enrolled(site.services)
+    sealed = bytearray((await site.services.store.caseworker(session.caseworker.id)).totp_sealed or b"")
+    assert totp.enrolled(bytes(sealed))
+    sealed[len(sealed) // 2] ^= 1
+    with pytest.raises(TamperedData):
+        totp.open_state(bytes(sealed), session=session)

@@ -16,10 +16,14 @@ import pytest
 from dropbox.blobs import DiskLow, UploadsBusy
 from dropbox.services import Services
 from dropbox.web.uploads import RateGuard, TooSlow
-from tests.caseworker_fixtures import new_install, serve_site, submit
-from tests.robust_checks import chunk_files
-from tests.web_fixtures import AiohttpClient, FakeClock
-from tests.whistleblower_fixtures import KiB, Site, make_install, open_site, report_form
+from tests.support.caseworker_site import serve_site
+from tests.support.clock import FakeClock
+from tests.support.data_checks import chunk_files
+from tests.support.domain import submit
+from tests.support.forms import report_form
+from tests.support.installs import STAFF, new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.whistleblower_site import KiB, Site, make_install, open_site
 
 BUSY_TEXT = "The site is very busy right now, so your report was not read or saved"
 TOO_SLOW_TEXT = "Your upload arrived too slowly"
@@ -135,7 +139,7 @@ async def test_below_the_reserve_whistleblowers_are_refused_before_any_read_and_
     with pytest.raises(DiskLow):
         site.services.blobs.stage(byte_budget=KiB)
     # While the caseworker app, on an install with the same reserve, still stores a reply with a file
-    config = await new_install(tmp_path / "staff")
+    config = await new_install(tmp_path / "staff", STAFF)
     async with Services.open(config) as services:
         report = await submit(services)
     async with serve_site(config.replace(disk_reserve_bytes=2**62)) as staff_site:

@@ -24,9 +24,9 @@ import pytest
 from dropbox.blobs import BATCH_BYTES, ROW_BYTES, BlobStore, StagedFiles, StorageFull, size_bucket
 from dropbox.config import Config
 from dropbox.storage import PAGE_BYTES, Store
-from tests.conftest import database_full
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import make_install, open_site
+from tests.support.full_disk import database_full
+from tests.support.live_server import AiohttpClient
+from tests.support.whistleblower_site import make_install, open_site
 
 MiB = 1024 * 1024
 WAIT_S = 60  # generous: only ever reached when something is wrong

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -23,21 +22,9 @@ from dropbox.web.middleware import (
     UserError,
     run_kwargs,
 )
-from tests.web_fixtures import DISTINCTIVE_UA, DISTINCTIVE_XFF, AiohttpClient, build_app, start
-
-EXPECTED_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-    "Server": "dropbox",
-}
+from tests.support.base_app import DISTINCTIVE_UA, DISTINCTIVE_XFF, build_app
+from tests.support.headers import assert_security_headers
+from tests.support.live_server import AiohttpClient, start
 
 SECRET_DETAIL = "secret-detail-in-exception-message"  # noqa: S105 - a canary, not a password
 
@@ -100,15 +87,6 @@ def _app_with_test_routes(tmp_path: Path, **kwargs: object) -> web.Application:
     return app
 
 
-def _assert_security_headers(headers: Mapping[str, str], *, cacheable: bool = False) -> None:
-    expected = {**EXPECTED_HEADERS, "Cache-Control": SESSION_CACHE_CONTROL} if cacheable else EXPECTED_HEADERS
-    for name, value in expected.items():
-        assert headers[name] == value, name
-    policy = headers["Permissions-Policy"]
-    for feature in ("camera", "microphone", "geolocation", "interest-cohort"):
-        assert f"{feature}=()" in policy
-
-
 @pytest.mark.parametrize(
     ("method", "path", "status", "body"),
     [
@@ -135,7 +113,7 @@ async def test_security_headers_on_every_kind_of_response(
     response = await client.request(method, path, data=body, allow_redirects=False)
     # Then it carries every security header and a versionless Server header
     assert response.status == status
-    _assert_security_headers(response.headers, cacheable=path.startswith("/static/") and status == 200)
+    assert_security_headers(response.headers, cacheable=path.startswith("/static/") and status == 200)
 
 
 async def test_stylesheet_is_served_as_css(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
@@ -480,7 +458,7 @@ async def test_unsafe_requests_sent_by_another_site_are_refused(
     headers = {"Sec-Fetch-Site": fetch_site} if fetch_site is not None else {}
     response = await client.request(method, path, headers=headers, allow_redirects=False)
     assert response.status == status
-    _assert_security_headers(response.headers)
+    assert_security_headers(response.headers)
     if status == 403:
         page = await response.text()
         assert "Denne formular kom fra et andet websted" in page and "intet blev sendt eller ændret" in page

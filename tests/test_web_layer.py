@@ -19,11 +19,13 @@ import aiohttp
 import pytest
 
 from dropbox.submissions import open_mailbox
-from tests.caseworker_fixtures import new_install, serve_site, submit
-from tests.robust_checks import leftover_staged
-from tests.web_fixtures import AiohttpClient
-from tests.whistleblower_fixtures import caseworker_reply, log_in, make_install, open_site
-from tests.whistleblower_fixtures import submit_report as submit_over_http
+from tests.support.caseworker_site import serve_site
+from tests.support.data_checks import leftover_staged
+from tests.support.domain import caseworker_reply, submit
+from tests.support.installs import STAFF, new_install
+from tests.support.live_server import AiohttpClient
+from tests.support.whistleblower_site import log_in, make_install, open_site
+from tests.support.whistleblower_site import submit_report as submit_over_http
 
 REPO = Path(__file__).resolve().parent.parent
 KiB = 1024
@@ -77,7 +79,7 @@ def _multipart(token: str, *parts: tuple[str, str | bytes]) -> aiohttp.FormData:
 
 async def test_a_caseworker_form_without_files_refuses_a_multipart_body(tmp_path: Path) -> None:
     # Given a signed-in caseworker and a report
-    async with serve_site(await new_install(tmp_path / "data")) as site:
+    async with serve_site(await new_install(tmp_path / "data", STAFF)) as site:
         report = await submit(site.services)
         alice = await site.signed_in("alice")
         # When a note (a form without files) arrives as multipart, with the right token and a file part
@@ -96,7 +98,7 @@ async def test_a_caseworker_form_without_files_refuses_a_multipart_body(tmp_path
 async def test_a_caseworker_reply_declaring_more_than_the_limits_is_refused_before_any_read(
         tmp_path: Path) -> None:
     # Given a signed-in caseworker
-    async with serve_site(await new_install(tmp_path / "data")) as site:
+    async with serve_site(await new_install(tmp_path / "data", STAFF)) as site:
         report = await submit(site.services)
         alice = await site.signed_in("alice")
         # When a reply declares a terabyte but sends only a few bytes (the rest may never come)
@@ -112,7 +114,7 @@ async def test_a_caseworker_reply_declaring_more_than_the_limits_is_refused_befo
 
 async def test_a_caseworker_reply_with_a_repeated_field_is_refused_and_keeps_nothing(tmp_path: Path) -> None:
     # Given a signed-in caseworker
-    async with serve_site(await new_install(tmp_path / "data")) as site:
+    async with serve_site(await new_install(tmp_path / "data", STAFF)) as site:
         report = await submit(site.services)
         alice = await site.signed_in("alice")
         # When a reply carries a file and then its text twice (no browser sends that)
@@ -152,7 +154,7 @@ async def _cut_short(response: aiohttp.ClientResponse, size: int) -> bool:
 @pytest.mark.parametrize("where", ["first", "last"])
 async def test_the_caseworker_app_never_serves_a_damaged_file_as_complete(tmp_path: Path, where: str) -> None:
     data = bytes(range(256)) * 240  # 60 KiB: 15 frames of 4 KiB
-    async with serve_site(await new_install(tmp_path / "data", **SMALL_CHUNKS)) as site:
+    async with serve_site(await new_install(tmp_path / "data", STAFF, **SMALL_CHUNKS)) as site:
         report = await submit(site.services, files={"evidence.bin": data})
         (stored,) = await site.services.store.files(report.report_id)
         assert _damage(site.config.db_path, stored.id, last=where == "last") >= 3

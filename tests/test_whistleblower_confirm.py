@@ -8,7 +8,7 @@ import pytest
 
 from dropbox.receipt_tokens import ReceiptTokens, TokenUnusable, typed_matches
 from dropbox.sealing import ReceiptCode
-from tests.web_fixtures import FakeClock
+from tests.support.clock import FakeClock
 
 CODE = ReceiptCode("1234567890123456")
 

@@ -27,9 +27,9 @@ from dropbox.web.uploads import (
     clean_filename,
     read_form,
 )
-from tests.conftest import database_full
-from tests.robust_checks import leftover_staged, stored_lengths
-from tests.web_fixtures import AiohttpClient
+from tests.support.data_checks import leftover_staged, stored_lengths
+from tests.support.full_disk import database_full
+from tests.support.live_server import AiohttpClient
 
 KiB = 1024
 LIMITS = UploadLimits(max_file_bytes=40 * KiB, max_total_bytes=64 * KiB, max_files=3, chunk_bytes=16 * KiB)

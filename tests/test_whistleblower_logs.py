@@ -8,23 +8,15 @@ app itself logs nothing at the time of a visit (events.py counts problems, logge
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import pytest
 from aiohttp import FormData
 
-from tests.web_fixtures import DISTINCTIVE_UA, DISTINCTIVE_XFF
-from tests.whistleblower_fixtures import (
-    KiB,
-    Site,
-    caseworker_reply,
-    csrf_in,
-    receipt_in,
-    report_form,
-    site_fixture,  # noqa: F401 - the `site` fixture
-    token_in,
-)
+from tests.support.base_app import DISTINCTIVE_UA, DISTINCTIVE_XFF
+from tests.support.domain import caseworker_reply  # noqa: F401
+from tests.support.forms import csrf_in, hrefs, receipt_in, report_form, token_in  # noqa: F401
+from tests.support.whistleblower_site import KiB, Site, site_fixture  # noqa: F401
 
 CANARY = "CANARY-wb-5d1e"
 HEADERS = {"User-Agent": DISTINCTIVE_UA, "X-Forwarded-For": DISTINCTIVE_XFF, "X-Real-IP": DISTINCTIVE_XFF,
@@ -65,7 +57,7 @@ async def test_a_full_flow_with_every_error_leaves_no_client_data_and_no_content
     await call("GET", "/en/mailbox/inbox")  # no session yet
     await call("POST", "/en/mailbox/login", data={"receipt": receipt})
     inbox = await call("GET", "/en/mailbox/inbox")
-    (download,) = re.findall(r'href="(/en/mailbox/files/[0-9a-f]{32})"', inbox)
+    (download,) = hrefs(inbox, r"/en/mailbox/files/[0-9a-f]{32}")
     await call("GET", download)
     csrf = csrf_in(inbox)
     reply = FormData(quote_fields=False)

@@ -17,22 +17,21 @@ from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox
 from dropbox.web.sessions import SESSIONS
 from dropbox.web.throttle import FAILURE_BUDGET
-from tests.robust_checks import chunk_files
-from tests.web_fixtures import AiohttpClient, FakeClock
-from tests.whistleblower_fixtures import (
+from tests.support.clock import FakeClock
+from tests.support.data_checks import chunk_files
+from tests.support.domain import caseworker_reply  # noqa: F401
+from tests.support.forms import csrf_in, receipt_in, report_form  # noqa: F401
+from tests.support.headers import assert_security_headers  # noqa: F401
+from tests.support.live_server import AiohttpClient
+from tests.support.whistleblower_site import (  # noqa: F401
     Client,
     KiB,
     Site,
-    assert_security_headers,
-    caseworker_reply,
-    csrf_in,
     log_in,
     logged_at_the_next_day,
     make_install,
     open_site,
-    receipt_in,
-    report_form,
-    site_fixture,  # noqa: F401 - the `site` fixture
+    site_fixture,
     submit_report,
 )
 

@@ -18,21 +18,13 @@ from aiohttp import ClientResponse, FormData
 from dropbox.questions import MAX_QUESTIONS
 from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox, read_mailbox
-from tests.conftest import database_full
-from tests.robust_checks import chunk_files
-from tests.web_fixtures import AiohttpClient, until
-from tests.whistleblower_fixtures import (
-    KiB,
-    Site,
-    assert_security_headers,
-    logged_at_the_next_day,
-    make_install,
-    open_site,
-    receipt_in,
-    report_form,
-    site_fixture,  # noqa: F401 - the `site` fixture
-    token_in,
-)
+from tests.support.clock import until
+from tests.support.data_checks import chunk_files
+from tests.support.forms import receipt_in, report_form, token_in  # noqa: F401
+from tests.support.full_disk import database_full
+from tests.support.headers import assert_security_headers  # noqa: F401
+from tests.support.live_server import AiohttpClient
+from tests.support.whistleblower_site import KiB, Site, logged_at_the_next_day, make_install, open_site, site_fixture  # noqa: F401
 
 RECEIPT_SHAPE = re.compile(r"\d{4}( \d{4}){5}")
 QUESTIONS = [

@@ -1,6 +1,9 @@
-"""A small real filesystem to put a data folder on, which a test can fill up or break.
+"""A full disk, for real: the database refused room to grow, or a small filesystem to fill or break.
 
-An ext4 image on a loop device (root only): `fill()` leaves a chosen number of bytes free with a
+`database_full(store)` makes SQLite's own pager answer SQLITE_FULL between two of the store's
+transactions (`PRAGMA max_page_count`), for in-process tests.
+
+`loop_disk()`: an ext4 image on a loop device (root only): `fill()` leaves a chosen number of bytes free with a
 filler file, `release()` gives the space back, `fail_read_only()` makes the kernel turn the
 filesystem read-only at once (ext4's `trigger_fs_error` with `errors=remount-ro`: what happens
 when a disk starts failing; unlike `mount -o remount,ro` it also works while files are open for
@@ -16,8 +19,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+
+from dropbox.storage import Store
 
 MiB = 1024 * 1024
 
@@ -138,3 +143,18 @@ def loop_disk(folder: Path, *, size_mib: int = 48) -> Iterator[LoopDisk]:
         yield disk
     finally:
         disk.destroy()
+
+
+@contextlib.asynccontextmanager
+async def database_full(store: Store) -> AsyncIterator[None]:
+    """The database refuses to grow, as on a full disk: SQLite's own SQLITE_FULL ("database or
+    disk is full"), raised by the real pager, through `PRAGMA max_page_count`. Nothing is mocked."""
+    async with store._lock:  # between two of the store's transactions
+        await store._writer.execute("VACUUM")  # no free pages left inside the file to grow into
+        row = await store._one("PRAGMA page_count")
+        await store._writer.execute(f"PRAGMA max_page_count = {int(row[0]) if row else 1}")
+    try:
+        yield
+    finally:
+        async with store._lock:
+            await store._writer.execute("PRAGMA max_page_count = 4294967294")

@@ -24,6 +24,14 @@ from dropbox.reports import open_body, open_file_key, open_file_name, open_file_
 from dropbox.storage import Store, StoredFile
 from dropbox.submissions import open_mailbox, read_mailbox
 
+#: A string a test writes as a whistleblower or caseworker would, then searches the disk for.
+CANARY = "CANARY-7f3a9e-whistle"
+
+
+def all_bytes_under(folder: Path) -> dict[Path, bytes]:
+    """Every file below `folder`, read raw: what someone holding the disk would see."""
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

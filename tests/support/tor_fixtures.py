@@ -1,6 +1,6 @@
 """Session fixtures for tests that need real tor: a private Tor network and a client on it.
 
-Loaded from tests/conftest.py with `pytest_plugins = ["tests.tor_fixtures"]`. The network is
+Loaded from tests/conftest.py with `pytest_plugins = ["tests.support.tor_fixtures"]`. The network is
 built once per session (the first test that asks for it pays ~10-30 s) and torn down at the
 end; every tor in it is owned by its controller, so none outlives the test run.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.tor_network import TorNetwork, TorNetworkError, TorNode, tools_missing
+from tests.support.tor_network import TorNetwork, TorNetworkError, TorNode, tools_missing
 
 
 def _report(config: pytest.Config, line: str) -> None:

@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from tests.server_process import LOOPBACK
+from tests.support.server_process import LOOPBACK
 
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3})")
 #: What a Python traceback or an aiohttp default error page would put into a response.

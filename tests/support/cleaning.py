@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -17,30 +16,9 @@ from pathlib import Path
 
 from dropbox.cleaner_service import probe_remote
 from dropbox.cleaning import Policy
-from tests.caseworker_fixtures import Site as StaffSite
+from tests.support.caseworker_site import Site as StaffSite
 
-ROOT = Path(__file__).resolve().parent.parent
-_FILE_LINK = re.compile(r'href="(/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32})"[^>]*>([^<]+)</a>')
-
-
-async def downloads(staff: StaffSite, report_url: str) -> dict[str, bytes]:
-    """Every file linked from the report page, downloaded as a caseworker does, by name."""
-    agent = await staff.signed_in("alice")
-    page = await agent.text(report_url)
-    files = {}
-    for url, name in _FILE_LINK.findall(page):
-        response = await agent.get(url)
-        assert response.status == 200, url
-        files[name] = await response.read()
-    return files
-
-
-async def only_report_url(staff: StaffSite) -> str:
-    agent = await staff.signed_in("alice")
-    listing = await agent.text("/en/reports")
-    urls = set(re.findall(r'href="(/en/reports/[0-9a-f]{32})"', listing))
-    assert len(urls) == 1, urls
-    return urls.pop()
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 async def set_policy(staff: StaffSite, policy: Policy) -> None:

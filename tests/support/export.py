@@ -9,8 +9,8 @@ from pathlib import Path
 from dropbox import accounts, export
 from dropbox.config import Config
 from dropbox.services import Services
-from tests.caseworker_fixtures import new_install, submit
-from tests.conftest import PASSPHRASES
+from tests.support.domain import submit
+from tests.support.installs import PASSPHRASES, new_install
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Exported:
 
 
 async def exported_report(data_dir: Path, *, text: str, files: dict[str, bytes]) -> Exported:
-    config = await new_install(data_dir, others=())
+    config = await new_install(data_dir)
     async with Services.open(config) as services:
         sent = await submit(services, text=text, files=files)
         session = await accounts.login(store=services.store, kdf=services.staff_kdf, config=config, name="alice",

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.browser_fixtures import SCREENSHOT_DIR
+from tests.support.chromium import SCREENSHOT_DIR
 
 FIREFOX = shutil.which("firefox-esr") or "/usr/bin/firefox-esr"
 STARTUP_TIMEOUT = 120.0

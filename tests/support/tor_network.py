@@ -7,7 +7,7 @@ a few relays, and client tors that join it. Everything listens on 127.0.0.1 only
 `TEST_NETWORK_OPTIONS` keep the consensus cycle short so the network is usable within seconds.
 
 It is synchronous on purpose (plain threads, stem's blocking controller): session fixtures build
-it once, outside any event loop. Run `python -m tests.tor_network` to bring one up and time it.
+it once, outside any event loop. Run `python -m tests.support.tor_network` to bring one up and time it.
 
 Every tor is started with `__OwningControllerProcess` and then owned by its stem controller
 (TAKEOWNERSHIP), so it exits when its controller closes or when this process dies: a crashed test

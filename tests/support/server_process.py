@@ -7,9 +7,9 @@ appended to one file outside the data folder, so a test can read what production
 
 Two ways to start it:
 
-* `launcher="tests"` (default): `python -m tests.robust_server_main`, which builds the Config with
+* `launcher="tests"` (default): `python -m tests.support.server_main`, which builds the Config with
   `config_for_tests` (cheap Argon2id unless the install was made with another cost), so tests
-  can run thousands of submissions. Pair it with `cheap_install()`.
+  can run thousands of submissions. Pair it with `tests.support.installs.new_install()`.
 * `launcher="cli"`: exactly `python run.py serve --no-tor ...`, the operator's command, with
   production cost. Pair it with `cli_install()` (`run.py init` + `caseworker add --passphrase-stdin`).
 """
@@ -30,25 +30,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dropbox import accounts
-from dropbox.config import Config, config_for_tests
-from dropbox.install import init_install
-from dropbox.kdf_pool import KdfPool
-from dropbox.storage import Store
+from tests.support.installs import ALICE, Account
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class Account:
-    """A caseworker to create at install time."""
-
-    name: str
-    passphrase: str
-    admin: bool = False
-    #: None: the default channel (so new reports are granted to them); []: no channel at all.
-    channels: tuple[str, ...] | None = None
 
 
 #: Config changes for tests of losing nothing under many concurrent whistleblowers (at cheap
@@ -57,9 +42,6 @@ class Account:
 #: they check.
 ALL_LOGINS_ADMITTED: Mapping[str, object] = {"max_receipt_logins_in_flight": 64}
 
-ALICE = Account("alice", "correct horse battery staple", admin=True)
-DEFAULT_ACCOUNTS: tuple[Account, ...] = (ALICE,)
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -67,34 +49,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def cheap_install(data_dir: Path, accounts_: Sequence[Account] = DEFAULT_ACCOUNTS,
-                        **changes: object) -> Config:
-    """`init` + `caseworker add` in-process, at the Config's (by default the cheapest) Argon2id cost."""
-    config = config_for_tests(data_dir, **changes)
-    await init_install(config)
-    store = await Store.open(config.db_path)
-    kdf = KdfPool(concurrency=2, queue_limit=64)
-    try:
-        for account in accounts_:
-            await accounts.add_caseworker(
-                store=store, kdf=kdf, config=config, name=account.name, passphrase=account.passphrase,
-                is_admin=account.admin, channel_ids=None if account.channels is None else list(account.channels))
-    finally:
-        kdf.close()
-        await store.close()
-    return config
+def run_cli(*args: str, data: Path | None = None, stdin: str = "", timeout: float = 120,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`python run.py ARGS [--data DATA]` from the repository root, its output captured.
 
-
-def run_cli(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python run.py ARGS` from the repository root; raises with its output if it fails."""
-    done = subprocess.run([sys.executable, "run.py", *args], cwd=REPO_ROOT, input=stdin, text=True,
+    `check`: raise with its output if it fails; without, the test reads the exit status itself.
+    """
+    argv = [*args, "--data", str(data)] if data is not None else list(args)
+    done = subprocess.run([sys.executable, "run.py", *argv], cwd=REPO_ROOT, input=stdin, text=True,
                           capture_output=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise AssertionError(f"run.py {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    if check and done.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
 
 
-def cli_install(data_dir: Path, accounts_: Sequence[Account] = DEFAULT_ACCOUNTS) -> None:
+def cli_install(data_dir: Path, accounts_: Sequence[Account] = (ALICE,)) -> None:
     """The operator's way, at production cost: `run.py init`, then `caseworker add` per account."""
     run_cli("init", "--data", str(data_dir))
     for account in accounts_:
@@ -137,7 +106,7 @@ class ServerProcess:
             return [sys.executable, "run.py", "serve", "--no-tor", "--port", str(self.port),
                     "--admin-port", str(self.admin_port), "--data", str(self.data_dir)]
         if self.launcher == "tests":
-            return [sys.executable, "-m", "tests.robust_server_main", "--data", str(self.data_dir),
+            return [sys.executable, "-m", "tests.support.server_main", "--data", str(self.data_dir),
                     "--port", str(self.port), "--admin-port", str(self.admin_port),
                     "--config", json.dumps(dict(self.config_changes))]
         raise ValueError(f"unknown launcher {self.launcher!r}")

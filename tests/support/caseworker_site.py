@@ -1,7 +1,8 @@
-"""Helpers for the caseworker-app tests: a fresh install, the app on a real loopback server, a
-signed-in client per caseworker, and reports handed in through the whistleblower's domain code.
+"""The caseworker app for a test: served on loopback over one install, a signed-in client per caseworker.
 
-Kept out of conftest.py so each test file says what it uses.
+`site` (the fixture) is the app over a fresh install with STAFF (alice the admin, bob, carol);
+`serve_site(config)` serves any install. Reports to work on are handed in with
+tests/support/domain.py.
 """
 
 from __future__ import annotations
@@ -19,64 +20,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropbox import accounts
-from dropbox.config import Config, config_for_tests
+from dropbox.config import Config
 from dropbox.ids import today as utc_today
-from dropbox.install import init_install
-from dropbox.reports import ReportBody
-from dropbox.sealing import ReportKeys
 from dropbox.services import Services
-from dropbox.storage import Channel
-from dropbox.submissions import open_mailbox, submit_report
-from dropbox.web.apps import create_caseworker_app
-from dropbox.web.middleware import run_kwargs
-from tests.conftest import PASSPHRASES
-
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-async def new_install(data_dir: Path, *, admins: tuple[str, ...] = ("alice",),
-                      others: tuple[str, ...] = ("bob", "carol"), **changes: Any) -> Config:
-    config = config_for_tests(data_dir, **changes)
-    await init_install(config)
-    async with Services.open(config) as services:
-        for name in (*admins, *others):
-            await accounts.add_caseworker(store=services.store, kdf=services.staff_kdf, config=config, name=name,
-                                          passphrase=PASSPHRASES[name], is_admin=name in admins)
-    return config
-
-
-async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
-
-
-@dataclass(frozen=True)
-class Submitted:
-    receipt: str
-    report_id: str
-
-
-async def submit(services: Services, *, text: str = "what happened", files: dict[str, bytes] | None = None,
-                 channel_id: str = "default", answers: dict[str, str] | None = None,
-                 contact: str = "") -> Submitted:
-    """A report handed in as the whistleblower app does it: sealed to the channel's members."""
-    staged = services.blobs.stage(byte_budget=services.config.max_submission_bytes)
-    for name, data in (files or {}).items():
-        await staged.add(name, chunks_of(data), max_file_bytes=services.config.max_file_bytes)
-    receipt = await submit_report(store=services.store, kdf=services.public_kdf, install=services.install,
-                                  channel_id=channel_id, body=ReportBody(text=text, answers=answers or {},
-                                                                         contact=contact),
-                                  keys=ReportKeys.generate(), staged=staged)
-    access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
-                                receipt_text=receipt)
-    return Submitted(receipt=receipt, report_id=access.report_id)
-
-
-def csrf_of(page: str) -> str:
-    match = CSRF_INPUT.search(page)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
+from dropbox.web.apps import create_caseworker_app, create_whistleblower_app
+from tests.support.forms import csrf_in, hrefs
+from tests.support.installs import PASSPHRASES, STAFF, new_install
+from tests.support.live_server import started_server
 
 
 @dataclass
@@ -108,7 +58,7 @@ class Agent:
                     lang: str = "en") -> aiohttp.ClientResponse:
         page = await self.text(f"/{lang}/login")
         response = await self.client.post(f"/{lang}/login", allow_redirects=False, data={
-            "csrf_token": csrf_of(page), "name": name,
+            "csrf_token": csrf_in(page), "name": name,
             "passphrase": PASSPHRASES[name] if passphrase is None else passphrase, "totp": totp})
         if response.status == 303:
             self.name = name
@@ -116,7 +66,7 @@ class Agent:
             landing = await self.client.get(f"/{lang}/reports")
             assert landing.status == 200, landing.status
             self.landing = await landing.text()
-            self.csrf = csrf_of(self.landing)
+            self.csrf = csrf_in(self.landing)
         return response
 
 
@@ -153,8 +103,7 @@ async def serve_site(config: Config, *, today: Callable[[], dt.date] = utc_today
     """`today`: the day the report list counts deadlines on (a fixed one makes a test date-proof)."""
     async with Services.open(config) as services:
         app = create_caseworker_app(config, services=services, today=today)
-        server = TestServer(app)
-        await server.start_server(**run_kwargs())
+        server = await started_server(app)
         site = Site(config=config, services=services, app=app, server=server)
         try:
             yield site
@@ -166,16 +115,41 @@ async def serve_site(config: Config, *, today: Callable[[], dt.date] = utc_today
 @pytest.fixture(name="site")
 async def site_fixture(tmp_path: Path) -> AsyncIterator[Site]:
     """alice (admin), bob and carol, all members of the default channel, the app on loopback."""
-    config = await new_install(tmp_path / "data")
+    config = await new_install(tmp_path / "data", STAFF)
     async with serve_site(config) as served:
         yield served
 
 
-async def only_for(services: Services, *names: str, channel_id: str = "unit") -> str:
-    """A channel whose only members are `names`, so its reports are granted to them alone."""
-    members = [await services.store.caseworker_by_name(n) for n in names]
-    await services.store.add_channel(Channel(id=channel_id, name=f"Unit {channel_id}", description="",
-                                             questions="[]", retention_days=30, is_default=False))
-    for cw in members:
-        await services.store.set_channel_member(channel_id=channel_id, caseworker_id=cw.id, member=True)
-    return channel_id
+#: A file link on a caseworker's report page: (its URL, the file's name as shown).
+_FILE_LINK = re.compile(r'href="(/en/reports/[0-9a-f]{32}/files/[0-9a-f]{32})"[^>]*>([^<]+)</a>')
+
+
+async def downloads(staff: Site, report_url: str) -> dict[str, bytes]:
+    """Every file linked from the report page, downloaded as a caseworker does, by name."""
+    agent = await staff.signed_in("alice")
+    page = await agent.text(report_url)
+    files = {}
+    for url, name in _FILE_LINK.findall(page):
+        response = await agent.get(url)
+        assert response.status == 200, url
+        files[name] = await response.read()
+    return files
+
+
+async def only_report_url(staff: Site) -> str:
+    agent = await staff.signed_in("alice")
+    listing = await agent.text("/en/reports")
+    urls = set(hrefs(listing, r"/en/reports/[0-9a-f]{32}"))
+    assert len(urls) == 1, urls
+    return urls.pop()
+
+
+@contextlib.asynccontextmanager
+async def whistleblower_client(site: Site) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    """The whistleblower app over the caseworker site's own services (one install, both apps)."""
+    client = TestClient(await started_server(create_whistleblower_app(site.config, services=site.services)))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()

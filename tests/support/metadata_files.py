@@ -18,7 +18,13 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from dropbox.config import MiB
+from dropbox.sandbox import SandboxLimits
+
 MARKER = "PLANTzq"
+
+#: Sandbox limits roomy enough for every builder's file on a loaded machine.
+SANDBOX_LIMITS = SandboxLimits(memory_bytes=1024 * MiB, cpu_seconds=60, wall_seconds=120, tmpfs_bytes=96 * MiB)
 
 #: A plain 16×16 red JPEG (made once with Pillow), to which exiftool adds the EXIF.
 _JPEG = base64.b64decode(

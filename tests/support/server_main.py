@@ -1,4 +1,4 @@
-"""Test-only launcher: `python -m tests.robust_server_main --data D --port P --admin-port Q [--config JSON]`.
+"""Test-only launcher: `python -m tests.support.server_main --data D --port P --admin-port Q [--config JSON]`.
 
 It does what `python run.py serve --no-tor` does (same logging set-up, same `dropbox.web.server.serve`),
 but builds the Config with `config_for_tests`, so the crash and load tests can run thousands of
@@ -22,7 +22,7 @@ from dropbox.web.server import serve
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="tests.robust_server_main")
+    parser = argparse.ArgumentParser(prog="tests.support.server_main")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--admin-port", type=int, required=True)
