@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nacl.pwhash.argon2id as _argon2id
+from dropbox import sealing
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 #: libsodium's MODERATE cost: t=3, m=256 MiB. The floor for production (see docs/PROTOCOL.md).
-PRODUCTION_KDF_OPS = _argon2id.OPSLIMIT_MODERATE
-PRODUCTION_KDF_MEM = _argon2id.MEMLIMIT_MODERATE
+PRODUCTION_KDF_OPS = sealing.KDF_OPS_MODERATE
+PRODUCTION_KDF_MEM = sealing.KDF_MEM_MODERATE
 
 #: The cheapest cost libsodium accepts; only test configs use it.
-TEST_KDF_OPS = _argon2id.OPSLIMIT_MIN
-TEST_KDF_MEM = _argon2id.MEMLIMIT_MIN
+TEST_KDF_OPS = sealing.KDF_OPS_MIN
+TEST_KDF_MEM = sealing.KDF_MEM_MIN
 
 LANGUAGES = ("en", "da", "sv")
 
@@ -62,10 +62,10 @@ class Config:
     # Argon2id cost for new passphrase wraps and, at `init`, for the install's receipt scheme.
     kdf_ops: int = setting(PRODUCTION_KDF_OPS, "kdf", "Argon2id passes for passphrases set from now on "
                            "(and, at init, for receipts). Existing passphrases keep the cost they were made with.",
-                           min=_argon2id.OPSLIMIT_MIN, max=_argon2id.OPSLIMIT_MAX)
+                           min=sealing.KDF_OPS_MIN, max=sealing.KDF_OPS_MAX)
     kdf_mem: int = setting(PRODUCTION_KDF_MEM, "kdf", "Argon2id memory in bytes for passphrases set from now on; "
                            "each login in flight takes this much RAM (the service's MemoryMax must cover "
-                           "kdf_concurrency times this).", min=_argon2id.MEMLIMIT_MIN, max=_argon2id.MEMLIMIT_MAX)
+                           "kdf_concurrency times this).", min=sealing.KDF_MEM_MIN, max=sealing.KDF_MEM_MAX)
     #: The whistleblower app's pool; the caseworker app has its own (staff_kdf_concurrency), so both
     #: together hold at most (kdf_concurrency + staff_kdf_concurrency) × kdf_mem.
     kdf_concurrency: int = setting(2, "kdf", "Argon2id runs the whistleblower app may have in flight at once "

@@ -40,6 +40,15 @@ from nacl._sodium import ffi as _ffi
 from nacl._sodium import lib as _sodium_lib
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
+#: Argon2id's cost bounds, for the settings that choose a cost (config.py): libsodium's MODERATE
+#: (t=3, m=256 MiB, the production floor), its cheapest (tests only) and its ceiling.
+KDF_OPS_MODERATE = argon2id.OPSLIMIT_MODERATE
+KDF_MEM_MODERATE = argon2id.MEMLIMIT_MODERATE
+KDF_OPS_MIN = argon2id.OPSLIMIT_MIN
+KDF_MEM_MIN = argon2id.MEMLIMIT_MIN
+KDF_OPS_MAX = argon2id.OPSLIMIT_MAX
+KDF_MEM_MAX = argon2id.MEMLIMIT_MAX
+
 ReceiptCode = NewType("ReceiptCode", str)
 """The whistleblower's only credential, decimal digits without separators: 24 (a 6-digit locator,
 then an 18-digit secret), or 16 for a report made before schema 3 (see docs/PROTOCOL.md)."""

@@ -32,6 +32,13 @@ def test_only_storage_and_its_migrations_speak_sql() -> None:
     assert speaking == {"dropbox/storage.py", "dropbox/migrations.py"}
 
 
+
+def test_only_sealing_holds_cryptography_in_the_app() -> None:
+    # One module owns all cryptography (PyNaCl), so every primitive and parameter is reviewed in
+    # one file; onion/ is the library for tor's own key formats and keeps its own.
+    crypto = {p for p in _sources("dropbox", "keys") if any(n == "nacl" or n.startswith("nacl.") for n in _imports(p))}
+    assert {str(p.relative_to(ROOT)) for p in crypto} == {"dropbox/sealing.py"}
+
 def _production() -> list[Path]:
     return [*_sources("dropbox", "keys", "onion"), ROOT / "run.py"]
 
