@@ -229,9 +229,11 @@ class CaseView:
     history: list[AuditEntry]
 
 
-async def read_report(*, store: Store, session: CaseworkerSession, report_id: str) -> CaseView:
-    """Open a report. Side effects: a new report becomes "opened", the whistleblower's messages
-    count as read, and the view is audited (once per hour and caseworker)."""
+async def read_report(*, store: Store, session: CaseworkerSession, report_id: str,
+                      on: dt.date | None = None) -> CaseView:
+    """Open a report, its deadlines counted on the day `on` (today unless given). Side effects: a
+    new report becomes "opened", the whistleblower's messages count as read, and the view is
+    audited (once per hour and caseworker)."""
     keys = await _keys(store, session, report_id)
     report = await _report(store, report_id)
     body = open_body(report.sealed_body, report_key=keys.report_key, report_id=report.id)
@@ -255,7 +257,7 @@ async def read_report(*, store: Store, session: CaseworkerSession, report_id: st
         messages=messages, message_authors={m.id: m.caseworker_id for m in await store.messages(report.id)},
         notes=notes,
         deadlines=deadlines(received=report.received_day, acknowledged=report.acknowledged_day,
-                            feedback=report.feedback_day, status=report.status, on=today(),
+                            feedback=report.feedback_day, status=report.status, on=on or today(),
                             no_ack=report.no_ack_day is not None, extended=report.extended_day is not None),
         reasons=[ReasonView(kind=r.kind, author_id=r.caseworker_id, day=r.written_day,
                             text=open_reason(r, staff_key=keys.staff_key)) for r in await store.reasons(report.id)],

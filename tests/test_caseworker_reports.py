@@ -45,6 +45,20 @@ async def test_list_shows_status_dates_unread_and_deadlines(tmp_path: Path) -> N
         await _list_shows_status_dates_unread_and_deadlines(site, on)
 
 
+async def test_the_report_page_counts_its_deadlines_on_the_apps_day(tmp_path: Path) -> None:
+    # Given an app that counts deadlines on 2 March 2026 and a report received 10 days before
+    on = dt.date(2026, 3, 2)
+    async with serve_site(await new_install(tmp_path / "data", STAFF), today=lambda: on) as site:
+        report = await submit(site.services)
+        async with site.services.store.transaction() as db:
+            await db.execute("UPDATE reports SET received_day = ? WHERE id = ?",
+                             ((on - dt.timedelta(days=10)).isoformat(), report.report_id))
+        alice = await site.signed_in("alice")
+        # Then its page says so on that day, whatever the date the test runs on
+        page = await alice.text(f"/en/reports/{report.report_id}")
+        assert "10 days ago" in page
+
+
 async def _list_shows_status_dates_unread_and_deadlines(site: Site, on: dt.date) -> None:
     svc = site.services
     fresh = await submit(svc)

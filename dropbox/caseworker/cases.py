@@ -84,7 +84,8 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     store = services(request).store
     # First: it writes the audit entries of new approvals, which the history below then shows.
     spoken = await oral.for_caseworker(store=store, session=staff.account, report_id=report_id)
-    view = await casework.read_report(store=store, session=staff.account, report_id=report_id)
+    view = await casework.read_report(store=store, session=staff.account, report_id=report_id,
+                                      on=request.config_dict[TODAY]())
     names = {c.id: c.name for c in await store.caseworkers()}
     history = [{"hour": e.hour, "who": labels.actor(request, e, names), "what": labels.audit_action(request, e, names)}
                for e in view.history]
