@@ -176,7 +176,7 @@ async def test_members_change_audited_and_told_to_everyone_involved_but_the_acto
                                   form=form(member_ids=frozenset({carol})))
     # Then both changes are in the audit log, and bob and carol are each told of both; alice is told nothing
     assert [m.id for m in await store.channel_members("unit")] == [carol]
-    assert (await actions(store))[-2:] == ["member_added", "member_removed"]
+    assert sorted((await actions(store))[-2:]) == ["member_added", "member_removed"]  # one change, in no set order
     for person in (bob, carol):
         told = {(n.subject_id, n.member) for n in await store.take_membership_notices(person)
                 if n.channel_id == "unit" and n.subject_id in (bob, carol) and n.actor_id == alice}
