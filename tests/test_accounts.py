@@ -4,6 +4,8 @@ are as strong as generated ones (I3), and a migration carries old installs forwa
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -263,3 +265,16 @@ async def test_disabled_and_unknown_caseworkers_cannot_log_in(store: Store, kdf:
     for name, passphrase in (("alice", PASSPHRASES["alice"]), ("nobody", "whatever passphrase")):
         with pytest.raises(accounts.LoginFailed):
             await accounts.login(store=store, kdf=kdf, config=config, name=name, passphrase=passphrase)
+
+
+def test_the_server_loads_the_passphrase_estimator_only_when_a_passphrase_is_judged() -> None:
+    # zxcvbn's word lists are 13 MiB of Python objects: a server at rest must not carry them
+    # (issue 16: the server's memory during an upload), yet a passphrase is still judged by them
+    script = ("import sys, run, dropbox.web.server, dropbox.web.apps, dropbox.caseworker.routes\n"
+              "from dropbox import accounts\n"
+              "assert 'zxcvbn' not in sys.modules, 'loaded at start'\n"
+              "assert accounts.strength_bits('password1234') < accounts.MIN_PASSPHRASE_BITS\n"
+              "assert 'zxcvbn' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent.parent, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
