@@ -1,7 +1,8 @@
 """Sealed file contents, kept inside the database, and the limits on uploads in progress.
 
 A file is padded to a size bucket (`size_bucket`), sealed chunk by chunk as it arrives, and its
-sealed bytes are written as rows of `file_chunks` (storage.py), a few MiB per short transaction.
+sealed frames are written as rows of `file_chunks` (storage.py), one frame a row, a few MiB per
+short transaction.
 Only the transaction that stores the report or message also stores the file's row; until then
 the chunks are *staged*: nothing refers to them, and their file key exists only in memory. So at
 any crash point one of these holds, and `recover()` at start-up settles it:
@@ -35,7 +36,7 @@ from pathlib import Path
 from dropbox.config import Config
 from dropbox.ids import new_id
 from dropbox.sealing import FileSealer, new_file_key, open_file
-from dropbox.storage import PAGE_BYTES, StorageUnavailable, Store
+from dropbox.storage import StorageUnavailable, Store
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +46,10 @@ MiB = 1024 * 1024
 MIN_BUCKET = 4096
 #: Sealed bytes gathered before they are written in one transaction. Larger batches write faster;
 #: each one holds the database's write lock for as long as it takes to write it.
-BATCH_BYTES = 4 * MiB
+BATCH_BYTES = 2 * MiB
 
 
-def _row_bytes(page_bytes: int) -> int:
-    """The longest row of sealed bytes of which four fit inside one page of `file_chunks`.
-
-    `file_chunks` is WITHOUT ROWID, so it is an index B-tree whose cells are whole records, and
-    SQLite compares a new key against a cell by reading that cell's whole record, overflow pages
-    and all: with 1 MiB rows every insert read back several MiB (strace: 3.4x the WAL written, in
-    reads) and half of the sealed path's CPU went there. A row must therefore stay in its page
-    (an index cell keeps at most (usable - 12) * 64 / 255 - 23 bytes there), and four of them
-    should fill it: three would leave a quarter of every page, and of the disk, empty. Per row
-    the page also holds a cell pointer (2), the payload length (3), the record header (6), the
-    file id (32) and seq (up to 4); a leaf page's own header is 8 bytes.
-    """
-    per_row = (page_bytes - 8) // 4 - (2 + 3 + 6 + 32 + 4)
-    most_local = (page_bytes - 12) * 64 // 255 - 23 - (6 + 32 + 4)
-    return min(per_row, most_local) // 64 * 64
-
-
-#: Sealed bytes per row of file_chunks (16,320 with the 64 KiB pages of storage.PAGE_BYTES).
-ROW_BYTES = _row_bytes(PAGE_BYTES)
-#: (file id, seq, sealed bytes) of one row of file_chunks.
+#: (file id, seq, sealed frame) of one row of file_chunks.
 Row = tuple[str, int, memoryview]
 
 
@@ -323,8 +305,8 @@ class _FileSink:
     Evens the bytes into chunks of exactly `chunk_bytes` in one buffer allocated once per file,
     so the stored frames are uniform and their lengths tell nothing about how the upload arrived
     (and, with the padding, nothing but the bucket about its size); hashes the plaintext; seals
-    each chunk straight from that buffer into its frame; and cuts each frame into rows of at most
-    ROW_BYTES (a row never spans two frames, so row lengths too depend on the bucket alone).
+    each chunk straight from that buffer into its frame, which becomes one row (the first with
+    the stream's header before it), so row lengths too depend on the bucket alone.
     """
 
     def __init__(self, file_id: str, file_key: bytes, chunk_bytes: int) -> None:
@@ -378,10 +360,8 @@ class _FileSink:
                 self._fill = 0
 
     def _rows(self, frame: bytearray, rows: list[Row]) -> None:
-        view = memoryview(frame)
-        for start in range(0, len(view), ROW_BYTES):
-            rows.append((self._file_id, self._seq, view[start : start + ROW_BYTES]))
-            self._seq += 1
+        rows.append((self._file_id, self._seq, memoryview(frame)))
+        self._seq += 1
 
 
 class BlobStore:

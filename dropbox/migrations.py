@@ -21,7 +21,7 @@ class MigrationFailed(Exception):
     (Store.open raises it as storage.StoreError)."""
 
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: Database page size. File contents live in the database (1 MiB chunks); with SQLite's default
 #: 4 KiB pages each chunk is a chain of 257 overflow pages, each written to the WAL and again at
@@ -344,6 +344,24 @@ _MIGRATIONS[8] = _migration_8
 # its name (reports.py), for the proof of reporting (dropbox/proof.py). Rows from before have
 # none: a proof lists them as "digest not recorded".
 _MIGRATIONS[9] = "ALTER TABLE files ADD COLUMN sealed_sent BLOB;"
+
+# 10 (issue 16, upload speed). `file_chunks` becomes a rowid table with one sealed frame (about
+# 1 MiB) per row, and a unique index on (file_id, seq). In the WITHOUT ROWID table a row had to
+# stay inside its page (SQLite reads a cell's whole record, overflow and all, to compare keys),
+# so frames were cut into 16 KiB rows, four to a page, and every insert split and rebalanced
+# leaf pages full of file contents: the database thread spent 2 to 4 CPU-s per GiB there. In a
+# rowid table the key is the integer alone, a frame's bytes go to overflow pages written once,
+# and the leaf and index cells are small. The rowids of new rows are random (storage.put_chunks),
+# so, as before, the order of the rows says nothing about when a file arrived; rows carried over
+# here are numbered in the old table's order, which is that of the random file ids. Readers join
+# a file's rows in seq order whatever their lengths, so files stored before keep opening.
+_MIGRATIONS[10] = """
+ALTER TABLE file_chunks RENAME TO file_chunks_before_10;
+CREATE TABLE file_chunks (id INTEGER PRIMARY KEY, file_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL);
+INSERT INTO file_chunks (file_id, seq, data) SELECT file_id, seq, data FROM file_chunks_before_10 ORDER BY file_id, seq;
+DROP TABLE file_chunks_before_10;
+CREATE UNIQUE INDEX file_chunks_by_file ON file_chunks (file_id, seq);
+"""
 
 
 async def repage(db: aiosqlite.Connection) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
@@ -31,8 +32,18 @@ from dropbox import migrations
 from dropbox.ids import new_id
 from dropbox.migrations import PAGE_BYTES, SCHEMA_VERSION  # noqa: F401 - the schema and page size this store speaks, for its callers
 
-#: Rows of file_chunks fetched per query when a file is read (about 1 MiB: blobs.ROW_BYTES each).
-_READ_ROWS = 64
+log = logging.getLogger(__name__)
+
+#: Sealed bytes of file_chunks fetched per query when a file is read: a row is one frame (about
+#: 1 MiB) since migration 10, 16 KiB in files stored before it; the query asks for as many rows as
+#: fit in this many bytes, by the length of the rows it has seen.
+_READ_BYTES = 4 * 1024 * 1024
+#: Pages of WAL after which the writer checkpoints at its own commit (SQLite's wal_autocheckpoint):
+#: the bound on the WAL (256 MiB of 64 KiB pages). While uploads stream, a connection of its own
+#: checkpoints in the background (`Store._checkpoint_soon`) long before, so the writer rarely does.
+_WAL_PAGES_MAX = 4096
+#: Bytes of chunks written between two background checkpoints.
+_CHECKPOINT_EVERY = 16 * 1024 * 1024
 
 
 class StoreError(Exception):
@@ -347,6 +358,11 @@ def _day(day: dt.date) -> str:
     return day.isoformat()
 
 
+def _chunk_id() -> int:
+    """A random rowid for a row of file_chunks: the rows' order must not follow the order of writes."""
+    return secrets.randbits(63)
+
+
 def _row(cls: type, row: aiosqlite.Row | None) -> Any:
     if row is None:
         raise NotFound(cls.__name__)
@@ -356,7 +372,9 @@ def _row(cls: type, row: aiosqlite.Row | None) -> Any:
 # --- the store -----------------------------------------------------------------------------
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
+async def _connect(path: Path, *, cache_kib: int = 8192) -> aiosqlite.Connection:
+    """A connection with the store's settings; `cache_kib` bounds its page cache (8 MiB: 128 of
+    the 64 KiB pages, for the reader's lists and searches)."""
     db = await aiosqlite.connect(path, isolation_level=None)
     db.row_factory = aiosqlite.Row
     await db.execute("PRAGMA foreign_keys = ON")
@@ -366,7 +384,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     # SQLite's own temporary files (statement journals, sorts, transient indices) would otherwise
     # go to TMPDIR, outside the data folder (seen in test_leaks as an open etilqs_* file).
     await db.execute("PRAGMA temp_store = MEMORY")
-    await db.execute("PRAGMA cache_size = -8192")  # KiB: 128 of the 64 KiB pages
+    await db.execute(f"PRAGMA cache_size = -{cache_kib}")
     return db
 
 
@@ -375,11 +393,19 @@ class Store:
 
     # --- the connections: open, close, one transaction at a time, reads ---------------------------
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path,
+                 checkpointer: aiosqlite.Connection) -> None:
         self._path = path
         self._writer = writer
         self._reader = reader
         self._lock = asyncio.Lock()
+        #: Copies the WAL into the database on its own thread while uploads stream (put_chunks).
+        self._checkpointer = checkpointer
+        #: Held by whoever checkpoints: SQLite lets one checkpoint run at a time and answers a
+        #: second with SQLITE_BUSY, which forget_deleted must not take for a failure.
+        self._checkpoint_lock = asyncio.Lock()
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._unchecked_bytes = 0
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = False, migrate: bool = False) -> Store:
@@ -388,20 +414,33 @@ class Store:
         existed = path.exists()
         if not create and not existed:
             raise NotInitialised(str(path))
-        writer = await _connect(path)
+        # The writer's cache small: what passes through it is mostly the overflow pages of file
+        # chunks, each written once and never read again by this connection (2 MiB: 32 pages,
+        # the B-tree pages its commits touch stay in it).
+        writer = await _connect(path, cache_kib=2048)
         try:
             if not existed:
                 await writer.execute(f"PRAGMA page_size = {migrations.PAGE_BYTES}")
             await writer.execute_fetchall("PRAGMA journal_mode = WAL")  # fetched: no statement left open
+            await writer.execute_fetchall(f"PRAGMA wal_autocheckpoint = {_WAL_PAGES_MAX}")
             if await _migrate(writer, allowed=create or migrate) < 4 and existed:
                 await migrations.repage(writer)
             reader = await _connect(path)
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader, path)
+        try:
+            checkpointer = await _connect(path, cache_kib=1024)  # a checkpoint copies frames past the cache
+        except BaseException:
+            await reader.close()
+            await writer.close()
+            raise
+        return cls(writer, reader, path, checkpointer)
 
     async def close(self) -> None:
+        if self._checkpoint_task is not None:
+            await asyncio.wait([self._checkpoint_task])
+        await self._checkpointer.close()
         await self._reader.close()
         await self._writer.close()
 
@@ -470,7 +509,7 @@ class Store:
         and truncated. True if the checkpoint completed (False: a reader held it up; the next
         one finishes it). Blocks other writers for the length of the checkpoint.
         """
-        async with self._lock:
+        async with self._lock, self._checkpoint_lock:
             try:
                 rows = await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.OperationalError as e:
@@ -1000,14 +1039,49 @@ class Store:
 
     # --- file_chunks: the sealed contents of files ------------------------------------------------
 
-    # A file's sealed bytes are rows (file id, seq) of file_chunks, WITHOUT ROWID: the order on
-    # disk is that of the random file ids, and no upload has a file (or a timestamp) of its own.
+    # A file's sealed bytes are rows (random id, file id, seq, frame) of file_chunks (migration 10):
+    # the order of the rows is that of their random ids, and no upload has a file (or a timestamp)
+    # of its own.
 
     async def put_chunks(self, rows: Sequence[tuple[str, int, bytes | memoryview]]) -> None:
         """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
-        transaction that other writers wait for only as long as it takes to write them."""
-        async with self.transaction(durable=False) as db:
-            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)", rows)
+        transaction that other writers wait for only as long as it takes to write them.
+
+        Each row gets a random 63-bit rowid. Two equal ones among millions of rows are about as
+        likely as guessing a key, but the insert would then fail, so the batch is tried again
+        with new ids (a duplicate (file id, seq) fails every time and is raised)."""
+        for attempt in range(3):
+            try:
+                async with self.transaction(durable=False) as db:
+                    await db.executemany("INSERT INTO file_chunks (id, file_id, seq, data) VALUES (?, ?, ?, ?)",
+                                         [(_chunk_id(), *row) for row in rows])
+                break
+            except sqlite3.IntegrityError:
+                if attempt == 2:
+                    raise
+        self._unchecked_bytes += sum(len(row[2]) for row in rows)
+        if self._unchecked_bytes >= _CHECKPOINT_EVERY:
+            self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """Start a background checkpoint unless one is running.
+
+        Left to the writer, a checkpoint runs inside the commit that crossed the threshold, and
+        the upload behind it waits while the WAL is copied into the database (every byte of a
+        file is written twice in WAL mode). On its own connection and thread it overlaps the next
+        batches. PASSIVE: it never waits for, or blocks, a reader or the writer; what it cannot
+        copy yet, the next one does, and the writer's own checkpoint at _WAL_PAGES_MAX bounds the
+        WAL whatever happens here."""
+        if self._checkpoint_task is None or self._checkpoint_task.done():
+            self._unchecked_bytes = 0
+            self._checkpoint_task = asyncio.ensure_future(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        async with self._checkpoint_lock:
+            try:
+                await self._checkpointer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.OperationalError as e:  # busy, or the disk: the writer's commits say so
+                log.info("background checkpoint: %s", e.sqlite_errorname)
 
     async def delete_chunks(self, file_ids: Sequence[str]) -> None:
         """Delete the chunks of files no row refers to (a failed or abandoned upload)."""
@@ -1029,8 +1103,8 @@ class Store:
         else is writing then). `chunks` is consumed lazily on the database thread, so a file of
         any size costs one chunk of memory."""
         async with self.transaction() as db:
-            await db.executemany("INSERT INTO file_chunks (file_id, seq, data) VALUES (?, ?, ?)",
-                                 ((file_id, seq, data) for seq, data in enumerate(chunks)))
+            await db.executemany("INSERT INTO file_chunks (id, file_id, seq, data) VALUES (?, ?, ?, ?)",
+                                 ((_chunk_id(), file_id, seq, data) for seq, data in enumerate(chunks)))
 
     async def has_chunks(self, file_id: str) -> bool:
         return await self._one("SELECT 1 FROM file_chunks WHERE file_id = ? LIMIT 1", (file_id,)) is not None
@@ -1038,23 +1112,24 @@ class Store:
     def read_chunks(self, file_id: str) -> Generator[bytes, None, None]:
         """A stored file's sealed bytes, chunk by chunk (blocking: advance it in a worker thread).
 
-        Its own connection, one short query per _READ_ROWS rows: no read transaction stays open while a
+        Its own connection, one short query per _READ_BYTES: no read transaction stays open while a
         slow client downloads, so checkpoints are never held up for the length of a download.
         Committed chunks never change, so reading them in separate snapshots is consistent.
         """
         db = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10)
         try:
-            seq = 0
+            seq, limit = 0, 1
             while True:
                 rows = db.execute("SELECT seq, CAST(data AS BLOB) FROM file_chunks WHERE file_id = ? AND seq >= ?"
-                                  " ORDER BY seq LIMIT ?", (file_id, seq, _READ_ROWS)).fetchall()
+                                  " ORDER BY seq LIMIT ?", (file_id, seq, limit)).fetchall()
                 for got, data in rows:
                     if got != seq:
                         return  # a missing row ends the file here: the reader sees it truncated
                     yield bytes(data)
                     seq += 1
-                if len(rows) < _READ_ROWS:
+                if len(rows) < limit:
                     return
+                limit = max(1, _READ_BYTES // max(len(data) for _, data in rows))
         finally:
             db.close()
 

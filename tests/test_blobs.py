@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dropbox.blobs import MIN_BUCKET, ROW_BYTES, BlobStore, DiskLow, FileTooLarge, UploadsBusy, size_bucket
+from dropbox.blobs import MIN_BUCKET, BlobStore, DiskLow, FileTooLarge, UploadsBusy, size_bucket
 from dropbox.config import Config
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
@@ -60,13 +60,13 @@ async def test_a_file_reads_back_byte_for_byte_however_its_upload_arrived(
     staged = await upload.add("f.bin", pieces(data, arrives_in), max_file_bytes=MiB)
     await upload.settle()
     # Then it reads back exactly, without its padding, and is stored as its bucket: the rows hold
-    # the sealed bucket, none longer than a row may be (how they split depends on the bucket only,
-    # see test_two_sizes_in_one_bucket_are_stored_alike)
+    # the sealed bucket, one frame a row (how they split depends on the bucket only, see
+    # test_two_sizes_in_one_bucket_are_stored_alike)
     assert staged.size == size
     assert await read_back(blobs, staged.id, staged.file_key, size) == data
     lengths = stored_lengths(config, staged.id)
     assert sum(lengths) == sealed_size(staged.bucket, chunk_bytes=blobs.chunk_bytes), lengths
-    assert max(lengths) <= ROW_BYTES, lengths
+    assert len(lengths) == -(-staged.bucket // blobs.chunk_bytes) + 1, lengths  # the data frames and the final one
     await upload.discard()
 
 

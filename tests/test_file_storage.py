@@ -83,16 +83,22 @@ async def test_the_stored_size_is_a_bucket_and_the_stored_bytes_do_not_tell_the_
     assert "(1000\u00a0B)" in page and "(1.9\u00a0kB)" in page and "(4\u00a0kB)" not in page
 
 
-async def test_tables_that_could_date_an_action_have_no_rowid_and_keep_their_indexes(site: Site) -> None:
-    await submit_report(site.client, files={"a.bin": b"a"})
+async def test_tables_that_could_date_an_action_have_no_rowid_or_a_random_one_and_keep_their_indexes(
+        site: Site) -> None:
+    await submit_report(site.client, files={"a.bin": b"a", "b.bin": os.urandom(60 * KiB)})
     sql = dict(_rows(site.config, "SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
-    for table in ("reports", "report_grants", "messages", "notes", "files", "file_chunks"):
+    for table in ("reports", "report_grants", "messages", "notes", "files"):
         assert str(sql[table]).rstrip().endswith("WITHOUT ROWID"), table
         with pytest.raises(sqlite3.OperationalError):
             _rows(site.config, f"SELECT rowid FROM {table}")  # noqa: S608
+    # file_chunks has a rowid (a frame's bytes must sit in overflow pages, migration 10), drawn at
+    # random from 63 bits, not counted up from 1 in the order the rows were written (the order itself
+    # is checked on a larger file in test_upload_pipeline.py)
+    ids = [int(r[0]) for r in _rows(site.config, "SELECT rowid FROM file_chunks")]
+    assert len(ids) == 2 + 5 and min(ids) >= 2**32
     indexes = {r[0] for r in _rows(site.config, "SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"reports_listing", "reports_by_received", "reports_by_expiry", "files_by_report",
-            "audit_by_report"} <= indexes
+            "audit_by_report", "file_chunks_by_file"} <= indexes
 
 
 async def test_a_failed_upload_leaves_no_chunk(site: Site) -> None:
@@ -175,6 +181,55 @@ async def test_migration_4_moves_old_blob_files_into_the_database_and_old_rows_k
         assert await BlobStore(store, config).recover() == {"moved_in": 0, "discarded": 0}
     finally:
         await store.close()
+
+
+# -- migration 10 -------------------------------------------------------------------------------
+
+
+def _back_to_schema_9(config: Config) -> None:
+    """file_chunks as schema 9 kept it: WITHOUT ROWID, every frame cut into rows of 16,320 bytes."""
+    with contextlib.closing(sqlite3.connect(config.db_path)) as db:
+        frames = db.execute("SELECT file_id, seq, data FROM file_chunks ORDER BY file_id, seq").fetchall()
+        db.execute("DROP TABLE file_chunks")
+        db.execute("CREATE TABLE file_chunks (file_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
+                   " PRIMARY KEY (file_id, seq)) WITHOUT ROWID")
+        seqs: dict[str, int] = {}
+        for file_id, _, frame in frames:
+            for at in range(0, len(frame), 16_320):
+                seq = seqs[file_id] = seqs.get(file_id, -1) + 1
+                db.execute("INSERT INTO file_chunks VALUES (?, ?, ?)", (file_id, seq, frame[at : at + 16_320]))
+        db.execute("PRAGMA user_version = 9")
+        db.commit()
+
+
+async def test_migration_10_keeps_every_file_of_a_schema_9_install_and_new_uploads_are_one_frame_a_row(
+        tmp_path: Path) -> None:
+    # Given a schema 9 install with a report of three files, stored in 16 KiB rows
+    config = await new_install(tmp_path / "data", file_chunk_bytes=64 * KiB)
+    contents = {"a.bin": os.urandom(300 * KiB + 7), "b.bin": b"", "c.bin": os.urandom(5000)}
+    async with Services.open(config) as services:
+        sent = await submit(services, files=contents)
+    _back_to_schema_9(config)
+    assert max(int(r[0]) for r in _rows(config, "SELECT length(data) FROM file_chunks")) == 16_320
+    # When it is migrated (run.py migrate opens the store this way)
+    store = await Store.open(config.db_path, migrate=True)
+    await store.close()
+    # Then every file opens whole from its old rows, and the database is sound
+    assert _rows(config, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert _rows(config, "PRAGMA integrity_check") == [("ok",)]
+    async with Services.open(config) as services:
+        access = await open_mailbox(store=services.store, kdf=services.public_kdf, install=services.install,
+                                    receipt_text=sent.receipt)
+        files = await services.store.files(sent.report_id)
+        stored = {open_file_name(f, report_key=access.report_key): f for f in files}
+        for name, data in contents.items():
+            f = stored[name]
+            key = open_file_key(f, report_key=access.report_key)
+            assert b"".join(services.blobs.read(f.id, file_key=key, size=len(data))) == data, name
+        # and a new upload is stored one frame a row beside them
+        later = await submit(services, files={"d.bin": os.urandom(200 * KiB)})
+        (d,) = await services.store.files(later.report_id)
+        assert len(stored_lengths(config, d.id)) == 256 // 64 + 1
 
 
 # -- I1: a deleted report leaves no byte behind ---------------------------------------------------

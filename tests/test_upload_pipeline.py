@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from dropbox.blobs import BATCH_BYTES, ROW_BYTES, BlobStore, StagedFiles, StorageFull, size_bucket
+from dropbox.blobs import BATCH_BYTES, BlobStore, StagedFiles, StorageFull, size_bucket
 from dropbox.config import Config
-from dropbox.storage import PAGE_BYTES, Store
+from dropbox.storage import Store
 from tests.support.full_disk import database_full
 from tests.support.live_server import AiohttpClient
 from tests.support.whistleblower_site import make_install, open_site
@@ -50,21 +50,25 @@ def _read_back(blobs: BlobStore, staged: StagedFiles) -> list[bytes]:
     return [b"".join(blobs.read(f.id, file_key=f.file_key, size=f.size)) for f in staged.files]
 
 
-async def test_rows_fit_in_one_page_and_files_of_any_piece_sizes_read_back_whole(
+async def test_one_frame_a_row_in_random_order_and_files_of_any_piece_sizes_read_back_whole(
         config: Config, blobs: BlobStore) -> None:
-    # 1 MiB rows overflowed into 17 pages each, and SQLite read whole records back on every
-    # insert into the WITHOUT ROWID table: rows must now stay within one page's local payload.
-    contents = [os.urandom(3 * MiB + 12_345), b"", os.urandom(5000), os.urandom(MiB)]
+    # Frames were cut into 16 KiB rows of a WITHOUT ROWID table, and every insert rebalanced leaf
+    # pages full of file contents; since migration 10 a frame is one row of a rowid table whose
+    # rowids are random, so the rows' order still says nothing about when they were written.
+    contents = [os.urandom(12 * MiB + 12_345), b"", os.urandom(5000), os.urandom(MiB)]
     staged = blobs.stage(byte_budget=64 * MiB)
     try:
         for i, data in enumerate(contents):
-            await staged.add(f"f{i}", _pieces(data, [1, 65_536, 700_001, MiB, 3 * MiB]), max_file_bytes=8 * MiB)
+            await staged.add(f"f{i}", _pieces(data, [1, 65_536, 700_001, MiB, 3 * MiB]), max_file_bytes=16 * MiB)
         await staged.settle()
         assert _read_back(blobs, staged) == contents
-        lengths = _rows(config, "SELECT file_id, length(data) FROM file_chunks")
-        assert max(n for _, n in lengths) == ROW_BYTES < PAGE_BYTES // 4
-        big = [n for file_id, n in lengths if file_id == staged.files[0].id]
-        assert len(big) > size_bucket(len(contents[0])) // ROW_BYTES
+        for f in staged.files:
+            rows = _rows(config, "SELECT id, length(data) FROM file_chunks WHERE file_id = ? ORDER BY seq", (f.id,))
+            assert len(rows) == -(-size_bucket(f.size) // blobs.chunk_bytes) + 1  # data frames, then the final one
+        big = [int(r[0]) for r in _rows(config, "SELECT id FROM file_chunks WHERE file_id = ? ORDER BY seq",
+                                          (staged.files[0].id,))]
+        assert len(big) == 14 and big != sorted(big) and big != sorted(big, reverse=True)
+        assert min(big) >= 2**32  # drawn from 63 bits, not counted up
     finally:
         await staged.discard()
 
@@ -201,6 +205,24 @@ class _AlwaysOpen(asyncio.Event):
 
     def clear(self) -> None:
         pass
+
+
+async def test_chunks_are_copied_into_the_database_file_in_the_background_while_the_upload_goes_on(
+        config: Config, blobs: BlobStore) -> None:
+    # In WAL mode every byte is written twice: to the WAL, then by a checkpoint into the database
+    # file. Left to the writer, the checkpoint ran inside the commit that crossed 1000 pages, and the
+    # upload waited for it; now a connection of its own copies what was written every 16 MiB, while
+    # the next batches are written. So after 40 MiB, well under the writer's own threshold, most of
+    # the file is already in the database file, and the WAL is not what holds it.
+    staged = blobs.stage(byte_budget=64 * MiB)
+    try:
+        await staged.add("big", _pieces(os.urandom(40 * MiB), [MiB]), max_file_bytes=64 * MiB)
+        await staged.settle()
+        async with asyncio.timeout(WAIT_S):  # a checkpoint may still be copying: wait for it, not for a time
+            while config.db_path.stat().st_size <= 16 * MiB:
+                await asyncio.sleep(0.05)
+    finally:
+        await staged.discard()
 
 
 async def test_a_write_refused_on_the_database_thread_mid_file_is_storage_full_and_leaves_nothing(
