@@ -97,7 +97,7 @@ class StagedFile:
     #: The exact size in bytes (sealed in the row; never stored in the clear).
     size: int = 0
     #: SHA-256 of the file's plaintext (without the padding), computed on the sealing worker while
-    #: it streamed in; set once the whole file is staged.
+    #: it streamed in; set once the whole file is sealed (StagedFiles.settle).
     digest: bytes = b""
     #: (size, SHA-256 hex) of the bytes the person sent, on a file that is not them (a cleaned copy).
     sent_as: tuple[int, str] | None = None
@@ -108,7 +108,7 @@ class StagedFile:
 
     @property
     def sha256(self) -> str:
-        """Hex SHA-256 of the bytes this file holds (complete once `add` returned)."""
+        """Hex SHA-256 of the bytes this file holds (complete once `StagedFiles.settle` returned)."""
         return self.digest.hex()
 
     def as_sent(self) -> tuple[int, str]:
@@ -141,8 +141,9 @@ class StagedFiles:
     _rows: list[Row] = field(default_factory=list)
     _row_bytes: int = 0
     _pending: asyncio.Task[None] | None = None
-    #: The worker thread's job in flight (sealing the previous chunk), if any.
+    #: The worker thread's job in flight (sealing the previous chunk), if any, and whose it is.
     _sealing: asyncio.Future[list[Row]] | None = None
+    _sealing_for: StagedFile | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -153,7 +154,10 @@ class StagedFiles:
         end it; the caller then discards, which deletes whatever was written.
 
         `chunks` may come in any sizes: they are evened into `file_chunk_bytes` on the worker
-        thread. While the worker seals one chunk, the loop already reads the next."""
+        thread. While the worker seals one chunk, the loop already reads the next; and it returns
+        while the file's last chunk is still being sealed, so the loop reads the next file (of
+        many small ones, each is one chunk: waiting here took turns instead of overlapping). The
+        file's `digest` is set when that seal is done: it is complete once `settle()` returned."""
         staged = StagedFile(id=new_id(), name=name, file_key=new_file_key())
         self.files.append(staged)
         self.blobs.staging_ids.add(staged.id)
@@ -162,12 +166,12 @@ class StagedFiles:
             await self._stream(staged, sink, chunks, max_file_bytes)
         except BaseException:
             # This file's seal in flight must not hand its rows to a later file's batch (the
-            # cleaning step goes on with other files after one failed to stage).
-            if self._sealing is not None:
+            # cleaning step goes on with other files after one failed to stage). One of the file
+            # before, still finishing, is left to be collected: that file is whole.
+            if self._sealing is not None and self._sealing_for is staged:
                 self._sealing.cancel()
                 self._sealing = None
             raise
-        staged.digest = sink.sha256
         return staged
 
     async def _stream(self, staged: StagedFile, sink: _FileSink, chunks: AsyncIterator[bytes],
@@ -184,17 +188,18 @@ class StagedFiles:
             gathered.append(piece)
             held += len(piece)
             if held >= self.blobs.chunk_bytes:
-                await self._seal(sink.absorb, gathered)
+                await self._seal(staged, sink.absorb, gathered)
                 gathered, held = [], 0
         padding = staged.bucket - staged.size
         self._count(padding)
-        await self._seal(functools.partial(sink.finish, gathered, padding))
-        await self._collect()
+        await self._seal(staged, functools.partial(_finish, staged, sink, gathered, padding))
 
-    async def _seal(self, job: Callable[..., list[Row]], *args: object) -> None:
-        """Hand `job` to the worker thread once the previous one is done and its rows queued."""
+    async def _seal(self, owner: StagedFile, job: Callable[..., list[Row]], *args: object) -> None:
+        """Hand `job` (for `owner`) to the worker thread once the previous one is done and its
+        rows queued."""
         await self._collect()
         self._sealing = asyncio.get_running_loop().run_in_executor(self.blobs.executor, job, *args)
+        self._sealing_for = owner
 
     async def _collect(self) -> None:
         """Wait for the worker's job in flight and queue the rows it sealed."""
@@ -230,9 +235,10 @@ class StagedFiles:
             self._pending = asyncio.ensure_future(self.blobs.store.put_chunks(rows))
 
     async def settle(self) -> None:
-        """Write what is gathered and wait until it is written; StorageFull if the disk refused
-        it. The domain functions that commit file rows call it first: a row must never refer to
-        a file whose contents the disk refused."""
+        """Finish sealing, write what is gathered and wait until it is written; StorageFull if the
+        disk refused it. The domain functions that commit file rows call it first: a row must
+        never refer to a file whose contents the disk refused."""
+        await self._collect()
         await self._write()
         await self._wait()
 
@@ -295,6 +301,13 @@ class StagedFiles:
             self._counted_bytes = 0
             if self.blobs.in_flight == 0:
                 self.blobs.no_uploads.set()
+
+
+def _finish(staged: StagedFile, sink: _FileSink, pieces: list[bytes], padding: int) -> list[Row]:
+    """The worker's last job for a file: its last rows, and its digest set on the StagedFile."""
+    rows = sink.finish(pieces, padding)
+    staged.digest = sink.sha256
+    return rows
 
 
 class _FileSink:

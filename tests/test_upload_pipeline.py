@@ -77,9 +77,11 @@ async def test_each_staged_file_carries_the_sha256_of_its_plaintext(blobs: BlobS
     contents = [os.urandom(2 * MiB + 7), b"", b"x" * 4096]
     staged = blobs.stage(byte_budget=64 * MiB)
     try:
-        for i, data in enumerate(contents):
-            added = await staged.add(f"f{i}", _pieces(data, [100_000, MiB]), max_file_bytes=8 * MiB)
-            assert added.sha256 == hashlib.sha256(data).hexdigest()  # of the bytes sent, not the padding
+        added = [await staged.add(f"f{i}", _pieces(data, [100_000, MiB]), max_file_bytes=8 * MiB)
+                 for i, data in enumerate(contents)]
+        await staged.settle()  # the last chunk's seal, which sets the digest, may still be running before
+        for f, data in zip(added, contents, strict=True):
+            assert f.sha256 == hashlib.sha256(data).hexdigest()  # of the bytes sent, not the padding
     finally:
         await staged.discard()
 
@@ -147,6 +149,33 @@ class _SlowDisk(Store):
         self.gate.clear()
         await super().put_chunks(rows)
         self.batches_done += 1
+
+
+async def test_the_next_file_is_read_while_the_last_chunk_of_the_one_before_is_being_sealed(
+        config: Config, store: Store) -> None:
+    # Before, `add` waited for its file's last seal: with many small files (one chunk each) the
+    # loop and the worker took turns. Now the next file is read while the worker seals.
+    executor = _HeldExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    blobs = BlobStore(store, config)
+    contents = [os.urandom(300_000), os.urandom(5000), os.urandom(MiB)]
+    staged = blobs.stage(byte_budget=64 * MiB)
+    try:
+        first = await asyncio.wait_for(staged.add("a", _pieces(contents[0], [65_536]), max_file_bytes=8 * MiB), 20)
+        assert not executor.release.is_set() and executor.submitted.is_set()  # its seal is held, not done
+        assert first.digest == b""
+        second = asyncio.ensure_future(staged.add("b", _pieces(contents[1], [65_536]), max_file_bytes=8 * MiB))
+        await asyncio.sleep(0)
+        executor.release.set()
+        await asyncio.wait_for(second, WAIT_S)
+        await staged.add("c", _pieces(contents[2], [65_536]), max_file_bytes=8 * MiB)
+        await staged.settle()
+        assert _read_back(blobs, staged) == contents
+        assert [f.sha256 for f in staged.files] == [hashlib.sha256(c).hexdigest() for c in contents]
+    finally:
+        executor.release.set()
+        await staged.discard()
+        executor.shutdown()
 
 
 async def test_a_slow_disk_slows_the_reader_and_never_lets_sealed_bytes_pile_up(config: Config, store: Store) -> None:
