@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dropbox.reports import Damaged, FileView, intact, open_body, open_file_sent, thread
-from dropbox.sealing import verify_detached
+from dropbox.sealing import TamperedData, verify_detached
 from dropbox.signing import InstallSigner, decode_public_key, fingerprint
 from dropbox.storage import Store
 
@@ -46,6 +46,11 @@ class MalformedProof(ProofError):
 
 class BadSignature(ProofError):
     """The signature does not match the signed bytes, or was made by a key this install never had."""
+
+
+class ReportDamaged(ProofError):
+    """A sealed part of the report does not open (its stored copy is damaged): a proof states
+    everything or nothing, so none is made."""
 
 
 # --- the canonical digest -------------------------------------------------------------------
@@ -416,7 +421,11 @@ def describe(proof: VerifiedProof) -> list[str]:
 
 async def make_proof(*, store: Store, report_id: str, report_key: bytes, signer: InstallSigner, organisation: str,
                      include_contents: bool, include_messages: bool, intro: Sequence[str], today: dt.date) -> bytes:
-    """The signed proof file of a report, as the whistleblower downloads it from the mailbox."""
-    facts = await gather(store=store, report_id=report_id, report_key=report_key, organisation=organisation,
-                         include_contents=include_contents, include_messages=include_messages, today=today)
+    """The signed proof file of a report, as the whistleblower downloads it from the mailbox;
+    ReportDamaged if a part of it does not open."""
+    try:
+        facts = await gather(store=store, report_id=report_id, report_key=report_key, organisation=organisation,
+                             include_contents=include_contents, include_messages=include_messages, today=today)
+    except TamperedData as e:
+        raise ReportDamaged("a part of the report does not open") from e
     return render(facts, signer=signer, intro=intro)

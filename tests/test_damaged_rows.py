@@ -18,6 +18,7 @@ import pytest
 
 from dropbox import oral
 from dropbox.catalogues import LOCALE_DIR, load_translations
+from dropbox.submissions import open_mailbox, post_whistleblower_message
 from dropbox.web.events import EVENTS
 from tests.support.caseworker_site import Agent, Site, site_fixture, whistleblower_client  # noqa: F401
 from tests.support.domain import caseworker_reply, submit
@@ -38,7 +39,8 @@ WB_MINUTES_DAMAGED = ("This version of the minutes could not be opened: its stor
                       "Do not approve it; tell the caseworkers in a correction or a message.")
 WB_REPORT_DAMAGED = ("The text of your report could not be opened: its stored copy is damaged. "
                      "You can tell the caseworkers in a message.")
-WB_FILE_DAMAGED = "A file here could not be opened: its stored copy is damaged. You can tell the caseworkers in a message."
+WB_FILE_DAMAGED = ("A file here could not be opened: its stored copy is damaged. "
+                   "You can tell the caseworkers in a message.")
 
 
 def damage(db: Path, table: str, column: str, where: str, *params: object) -> None:
@@ -67,7 +69,9 @@ async def report_page(agent: Agent, report_id: str, lang: str = "en") -> str:
 
 
 def damage_logged(caplog: pytest.LogCaptureFixture, part: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and f"sealed {part} " in r.getMessage()]
+    """The ERROR lines logged (at once, not counted) about a sealed `part` that did not open."""
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.ERROR and f"sealed {part} " in r.getMessage()]
 
 
 # --- the caseworker's report page ----------------------------------------------------------------
@@ -282,3 +286,21 @@ async def test_damaged_minutes_in_the_mailbox_are_named_and_cannot_be_approved(s
         assert refused.status == 409
         assert "could not be opened, so it cannot be approved" in visible_text(await refused.text())
     assert (await svc.store.minutes_versions(registered.report_id))[0].approved_day is None
+
+
+async def test_no_proof_is_made_of_a_report_with_a_damaged_part(site: Site) -> None:
+    # Given a whistleblower's later message damaged on disk
+    svc = site.services
+    report = await submit(svc)
+    access = await open_mailbox(store=svc.store, kdf=svc.public_kdf, install=svc.install, receipt_text=report.receipt)
+    await post_whistleblower_message(store=svc.store, access=access, text="LATER-canary",
+                                     staged=svc.blobs.stage(byte_budget=svc.config.max_submission_bytes))
+    damage(site.config.db_path, "messages", "sealed_body", "report_id = ?", report.report_id)
+    async with whistleblower_client(site) as client:
+        inbox = await log_in(client, report.receipt)
+        # When they ask for a proof that includes their messages: refused with a page, no file
+        response = await client.post("/en/mailbox/proof", allow_redirects=False,
+                                     data={"csrf_token": csrf_in(inbox), "messages": "1", "contents": "1"})
+        assert response.status == 409
+        assert "Content-Disposition" not in response.headers
+        assert "No proof can be made right now" in visible_text(await response.text())
