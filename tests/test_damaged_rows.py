@@ -61,6 +61,17 @@ def damage(db: Path, table: str, column: str, where: str, *params: object) -> No
             raw.execute(sql)
 
 
+async def oral_report(site: Site, minutes: str) -> oral.Registered:
+    """An oral report registered by alice (a meeting, no recording), as the caseworker app does."""
+    svc = site.services
+    session = await login(svc.store, svc.staff_kdf, svc.config, "alice")
+    return await oral.register(
+        store=svc.store, kdf=svc.staff_kdf, install=svc.install, session=session,
+        registration=oral.Registration(channel_id="default", medium="meeting", minutes=minutes,
+                                       recording_consent=False, consent_day=dt.date(2026, 1, 5)),
+        staged=svc.blobs.stage(byte_budget=svc.config.max_submission_bytes))
+
+
 async def report_page(agent: Agent, report_id: str, lang: str = "en") -> str:
     """The caseworker's report page: shown (200), never the crash page."""
     response = await agent.get(f"/{lang}/reports/{report_id}")
@@ -117,14 +128,9 @@ async def test_a_damaged_note_is_named_and_the_other_notes_are_shown(site: Site)
 
 async def test_damaged_minutes_are_named_and_the_other_version_is_shown(site: Site) -> None:
     # Given an oral report with two versions of its minutes, version 1 damaged
-    svc = site.services
-    session = await login(svc.store, svc.staff_kdf, svc.config, "alice")
-    registered = await oral.register(
-        store=svc.store, kdf=svc.staff_kdf, install=svc.install, session=session,
-        registration=oral.Registration(channel_id="default", medium="phone", minutes="MINUTES-ONE-canary",
-                                       recording_consent=False, consent_day=dt.date(2026, 1, 5)),
-        staged=svc.blobs.stage(byte_budget=svc.config.max_submission_bytes))
-    await oral.publish_version(store=svc.store, session=session, report_id=registered.report_id, after=1,
+    registered = await oral_report(site, "MINUTES-ONE-canary")
+    session = await login(site.services.store, site.services.staff_kdf, site.config, "alice")
+    await oral.publish_version(store=site.services.store, session=session, report_id=registered.report_id, after=1,
                                text="MINUTES-TWO-canary")
     damage(site.config.db_path, "oral_minutes", "sealed_text", "report_id = ? AND version = 1", registered.report_id)
     alice = await site.signed_in("alice")
@@ -263,12 +269,7 @@ async def test_the_reports_own_text_damaged_in_the_mailbox_still_shows_the_repli
 async def test_damaged_minutes_in_the_mailbox_are_named_and_cannot_be_approved(site: Site) -> None:
     # Given an oral report whose only version of the minutes is damaged
     svc = site.services
-    session = await login(svc.store, svc.staff_kdf, svc.config, "alice")
-    registered = await oral.register(
-        store=svc.store, kdf=svc.staff_kdf, install=svc.install, session=session,
-        registration=oral.Registration(channel_id="default", medium="meeting", minutes="MINUTES-canary",
-                                       recording_consent=False, consent_day=dt.date(2026, 1, 5)),
-        staged=svc.blobs.stage(byte_budget=svc.config.max_submission_bytes))
+    registered = await oral_report(site, "MINUTES-canary")
     damage(site.config.db_path, "oral_minutes", "sealed_text", "report_id = ?", registered.report_id)
 
     async with whistleblower_client(site) as client:
