@@ -265,7 +265,9 @@ async def read_report(*, store: Store, session: CaseworkerSession, report_id: st
     if await store.advance_status(report.id, to=Status.OPENED, only_from=(Status.NEW,)):
         await _audit(store, session, AuditAction.STATUS_CHANGED, report.id, Status.OPENED)
         report = await store.report(report.id)
-    unread = [m.id for m in messages if m.author == Author.WHISTLEBLOWER and not m.read]
+    # Read means read: a message whose text did not open stays unread (and keeps its badge).
+    unread = [m.id for m in messages
+              if m.author == Author.WHISTLEBLOWER and not m.read and not isinstance(m.text, Damaged)]
     if unread:
         await store.mark_messages_read(report.id, unread)
     await audit.record_once(store, actor_id=session.caseworker.id, action=AuditAction.VIEWED, report_id=report.id)

@@ -286,7 +286,9 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
     channel = await store.channel(report.channel_id)
     if record_visit:
         await store.update_report(report.id, whistleblower_seen_day=today().isoformat())
-        await store.mark_read(report.id, author=Author.CASEWORKER)
+        # Read means read: a caseworker's message whose text did not open stays unread on their page.
+        await store.mark_messages_read(report.id, [m.id for m in messages if m.author == Author.CASEWORKER
+                                                   and not m.read and not isinstance(m.text, Damaged)])
     return MailboxView(body=body, channel_name=channel.name, status=report.status,
                        received_day=report.received_day, previous_visit_day=report.whistleblower_seen_day,
                        files=files, messages=messages, meeting_request=report.meeting_request,

@@ -111,6 +111,23 @@ async def test_a_damaged_message_is_named_and_the_rest_of_the_report_is_shown(
     assert report.report_id in line and "canary" not in caplog.text
 
 
+async def test_a_damaged_message_from_the_whistleblower_is_not_marked_read(site: Site) -> None:
+    # Given two messages from the whistleblower, the second damaged
+    svc = site.services
+    report = await submit(svc)
+    access = await open_mailbox(store=svc.store, kdf=svc.public_kdf, install=svc.install, receipt_text=report.receipt)
+    for text in ("FIRST-canary", "SECOND-canary"):
+        await post_whistleblower_message(store=svc.store, access=access, text=text,
+                                         staged=svc.blobs.stage(byte_budget=svc.config.max_submission_bytes))
+    damage(site.config.db_path, "messages", "sealed_body", "report_id = ? AND seq = 2", report.report_id)
+    alice = await site.signed_in("alice")
+
+    # When a caseworker opens the report: the one that opened counts as read, the damaged one does not
+    page = await report_page(alice, report.report_id)
+    assert "FIRST-canary" in page and page.count(MESSAGE_DAMAGED) == 1
+    assert [m.read for m in await svc.store.messages(report.report_id)] == [True, False]
+
+
 async def test_a_damaged_note_is_named_and_the_other_notes_are_shown(site: Site) -> None:
     report = await submit(site.services)
     alice = await site.signed_in("alice")
@@ -250,6 +267,9 @@ async def test_a_damaged_message_in_the_mailbox_is_named_and_the_rest_shown(
     daily = "\n".join(r.getMessage() for r in caplog.records if r.name == "dropbox.web.events")
     assert "1 x ERROR dropbox.reports: a sealed message of a report did not open" in daily
     assert report.report_id not in caplog.text and "canary" not in caplog.text
+    # And only the message that opened counts as read by the whistleblower on the caseworkers' side
+    read = [m.read for m in await site.services.store.messages(report.report_id)]
+    assert read == [True, False]
 
 
 async def test_the_reports_own_text_damaged_in_the_mailbox_still_shows_the_replies(site: Site) -> None:
