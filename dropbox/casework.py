@@ -16,6 +16,7 @@ number of days, a colleague's id).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -30,15 +31,18 @@ from dropbox.ids import new_id, today
 from dropbox.questions import Question
 from dropbox.reports import (
     STATUSES,
+    Damaged,
     Download,
     FileView,
     MessageView,
+    Part,
+    PartReader,
     ReportBody,
     message_sealer,
-    open_body,
     open_note,
     open_reason,
     owning,
+    read_body,
     seal_note,
     seal_reason,
     sealed_file_rows,
@@ -46,7 +50,7 @@ from dropbox.reports import (
     thread,
 )
 from dropbox.retention import forget_deleted
-from dropbox.sealing import ReportKeys
+from dropbox.sealing import ReportKeys, TamperedData
 from dropbox.storage import (
     AuditEntry,
     Author,
@@ -93,6 +97,11 @@ class UnknownColleague(CaseworkError):
     """The caseworker to grant a report to does not exist or is disabled."""
 
 
+class ReportUnreadable(CaseworkError):
+    """The report's keys, sealed to this caseworker, do not open: the grant row is damaged or was
+    tampered with, so nothing of the report can be opened by them (a colleague's may still be)."""
+
+
 async def _audit(store: Store, actor: CaseworkerSession, action: AuditAction, report_id: str | None = None,
                  detail: str = "") -> None:
     await audit.record(store, actor_id=actor.caseworker.id, action=action, report_id=report_id, detail=detail)
@@ -105,6 +114,9 @@ async def _keys(store: Store, session: CaseworkerSession, report_id: str) -> Rep
         return await accounts.report_keys(store=store, session=session, report_id=report_id)
     except NotFound as e:
         raise NotGranted() from e
+    except TamperedData as e:
+        log.error("the sealed keys of report %s did not open: its stored grant is damaged", report_id)
+        raise ReportUnreadable() from e
 
 
 async def _report(store: Store, report_id: str) -> Report:
@@ -183,7 +195,7 @@ async def list_reports(*, store: Store, session: CaseworkerSession, filters: Rep
 class NoteView:
     id: str
     author_id: str | None
-    text: str
+    text: str | Damaged
     day: str
 
 
@@ -192,7 +204,7 @@ class ReasonView:
     kind: str
     author_id: str | None
     day: str
-    text: str
+    text: str | Damaged
 
 
 @dataclass(frozen=True)
@@ -209,13 +221,14 @@ class Answer:
 
 @dataclass(frozen=True)
 class CaseView:
-    """Everything the report page shows, decrypted."""
+    """Everything the report page shows, decrypted: each sealed part opened on its own, and one
+    that does not open is a `Damaged` in its place (`damaged` lists them all)."""
 
     report: Report
     channel: Channel
-    body: ReportBody
+    body: ReportBody | Damaged
     answers: list[Answer]
-    files: list[FileView]
+    files: list[FileView | Damaged]
     messages: list[MessageView]
     #: message id -> the caseworker who wrote it (None for the whistleblower's, or a removed account)
     message_authors: dict[str, str | None]
@@ -227,25 +240,34 @@ class CaseView:
     #: Active caseworkers not yet granted: whom the report can be handed to.
     colleagues: list[Caseworker]
     history: list[AuditEntry]
+    damaged: list[Damaged]
 
 
 async def read_report(*, store: Store, session: CaseworkerSession, report_id: str,
                       on: dt.date | None = None) -> CaseView:
     """Open a report, its deadlines counted on the day `on` (today unless given). Side effects: a
     new report becomes "opened", the whistleblower's messages count as read, and the view is
-    audited (once per hour and caseworker)."""
+    audited (once per hour and caseworker).
+
+    A sealed row that does not open (damaged on disk, or tampered with) costs only itself: it is
+    a `Damaged` in the view and one ERROR line (reports.PartReader); everything else is shown.
+    Only keys that do not open make the whole report unreadable (ReportUnreadable)."""
     keys = await _keys(store, session, report_id)
     report = await _report(store, report_id)
-    body = open_body(report.sealed_body, report_key=keys.report_key, report_id=report.id)
-    files, messages = await thread(store, report_id=report.id, report_key=keys.report_key)
+    reader = PartReader(report.id)
+    body = read_body(report, reader=reader, report_key=keys.report_key)
+    files, messages = await thread(store, report_id=report.id, report_key=keys.report_key, reader=reader)
     notes = [NoteView(id=n.id, author_id=n.caseworker_id, day=n.written_day,
-                      text=open_note(n, staff_key=keys.staff_key))
-             for n in await store.notes(report.id)]
+                      text=reader.open(Part.NOTE, number, n.written_day,
+                                       functools.partial(open_note, n, staff_key=keys.staff_key)))
+             for number, n in enumerate(await store.notes(report.id), start=1)]
     channel = await store.channel(report.channel_id)
     if await store.advance_status(report.id, to=Status.OPENED, only_from=(Status.NEW,)):
         await _audit(store, session, AuditAction.STATUS_CHANGED, report.id, Status.OPENED)
         report = await store.report(report.id)
-    unread = [m.id for m in messages if m.author == Author.WHISTLEBLOWER and not m.read]
+    # Read means read: a message whose text did not open stays unread (and keeps its badge).
+    unread = [m.id for m in messages
+              if m.author == Author.WHISTLEBLOWER and not m.read and not isinstance(m.text, Damaged)]
     if unread:
         await store.mark_messages_read(report.id, unread)
     await audit.record_once(store, actor_id=session.caseworker.id, action=AuditAction.VIEWED, report_id=report.id)
@@ -260,15 +282,21 @@ async def read_report(*, store: Store, session: CaseworkerSession, report_id: st
                             feedback=report.feedback_day, status=report.status, on=on or today(),
                             no_ack=report.no_ack_day is not None, extended=report.extended_day is not None),
         reasons=[ReasonView(kind=r.kind, author_id=r.caseworker_id, day=r.written_day,
-                            text=open_reason(r, staff_key=keys.staff_key)) for r in await store.reasons(report.id)],
+                            text=reader.open(Part.REASON, number, r.written_day,
+                                             functools.partial(open_reason, r, staff_key=keys.staff_key)))
+                 for number, r in enumerate(await store.reasons(report.id), start=1)],
         granted=[c for c in everyone if c.id in granted_ids],
         colleagues=[c for c in everyone if c.id not in granted_ids and not c.disabled],
         history=await store.report_audit(report.id),
+        damaged=reader.damaged,
     )
 
 
-def _answers(channel: Channel, body: ReportBody) -> list[Answer]:
-    """In the order of the channel's questions, then answers to questions it no longer asks."""
+def _answers(channel: Channel, body: ReportBody | Damaged) -> list[Answer]:
+    """In the order of the channel's questions, then answers to questions it no longer asks
+    (none when the report's own text is damaged: the page says so in their place)."""
+    if isinstance(body, Damaged):
+        return []
     questions = {q.id: q for q in questions_of(channel)}
     ordered = [Answer(qid, q, body.answers[qid]) for qid, q in questions.items() if body.answers.get(qid)]
     rest = [Answer(qid, None, text) for qid, text in body.answers.items() if qid not in questions and text]

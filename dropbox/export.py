@@ -39,7 +39,7 @@ from dropbox.casework import CaseView
 from dropbox.catalogues import LOCALE_DIR, PACKAGE_DIR, load_translations
 from dropbox.deadlines import Deadline
 from dropbox.ids import today
-from dropbox.reports import FileView, open_file_key, open_file_size
+from dropbox.reports import FileView, intact, open_file_key, open_file_size
 from dropbox.sealing import verify_detached
 from dropbox.signing import decode_public_key, encode_public_key, fingerprint
 from dropbox.storage import AuditEntry, NotFound, Store, StoredFile
@@ -161,13 +161,14 @@ def _case_json(view: CaseView, *, day: str, names: dict[str, str], files: _Files
     """report.json: plain values as stored (statuses, actions as their machine names), people as
     the names caseworkers know each other by, oldest history first."""
     r = view.report
+    body = intact(view.body)  # (prepare_export refused a damaged report already)
 
     def name(caseworker_id: str | None) -> str | None:
         return names.get(caseworker_id or "")
 
-    report_files = [files.add(f) for f in view.files]
+    report_files = [files.add(intact(f)) for f in view.files]
     messages = [{"id": m.id, "author": m.author, "caseworker": name(view.message_authors.get(m.id)),
-                 "day": m.day, "read": m.read, "text": m.text, "files": [files.add(f) for f in m.files]}
+                 "day": m.day, "read": m.read, "text": intact(m.text), "files": [files.add(intact(f)) for f in m.files]}
                 for m in view.messages]
     ordered = list(reversed(history))
     case: dict[str, Any] = {
@@ -183,16 +184,16 @@ def _case_json(view: CaseView, *, day: str, names: dict[str, str], files: _Files
             "retention_days": r.retention_days, "deletion_day": r.expires_day if r.closed_day else None,
             "legal_hold": bool(r.legal_hold),
         },
-        "text": view.body.text,
-        "contact": view.body.contact,
+        "text": body.text,
+        "contact": body.contact,
         "answers": [{"question_id": a.question_id, "question": a.label(lang, default_lang), "answer": a.answer}
                     for a in view.answers],
         "files": report_files,
         "messages": messages,
         "deadlines": {"acknowledgement": _deadline(view.deadlines.acknowledgement),
                       "feedback": _deadline(view.deadlines.feedback),
-                      "reasons": [{"kind": x.kind, "day": x.day, "caseworker": name(x.author_id), "text": x.text}
-                                  for x in view.reasons]},
+                      "reasons": [{"kind": x.kind, "day": x.day, "caseworker": name(x.author_id),
+                                   "text": intact(x.text)} for x in view.reasons]},
         "statuses": [{"hour": e.hour, "status": e.detail if e.action == AuditAction.STATUS_CHANGED else "closed"}
                      for e in ordered if e.action in (AuditAction.STATUS_CHANGED, AuditAction.CLOSED)],
         "history": [{"hour": e.hour, "caseworker": name(e.actor), "action": e.action, "detail": e.detail}
@@ -200,7 +201,7 @@ def _case_json(view: CaseView, *, day: str, names: dict[str, str], files: _Files
         "notes_included": include_notes,
     }
     if include_notes:
-        case["notes"] = [{"day": n.day, "caseworker": name(n.author_id), "text": n.text} for n in view.notes]
+        case["notes"] = [{"day": n.day, "caseworker": name(n.author_id), "text": intact(n.text)} for n in view.notes]
     return case
 
 
@@ -226,6 +227,11 @@ def render_html(case: dict[str, Any], *, wording: Wording, history: list[AuditEn
     ).encode()
 
 
+class ReportDamaged(Exception):
+    """A sealed part of the report does not open (the report page names it): a signed export
+    would be incomplete while looking whole, so none is made."""
+
+
 async def prepare_export(*, store: Store, blobs: BlobStore, session: accounts.CaseworkerSession, report_id: str,
                          signer: Signer, include_notes: bool = False, include_originals: bool = False,
                          wording: Wording = Wording(), default_lang: str = "en",
@@ -236,7 +242,7 @@ async def prepare_export(*, store: Store, blobs: BlobStore, session: accounts.Ca
     for; a forward with the recipient's fingerprint), so the export's own history shows it and
     an export cut short still counts as one. Then opening it is reading it (casework.read_report:
     a new report becomes "opened", the whistleblower's messages count as read, the view is
-    audited). NotGranted, KeyUnavailable as for reading it.
+    audited). NotGranted, KeyUnavailable as for reading it; ReportDamaged if a part does not open.
     """
     await casework.check_access(store=store, session=session, report_id=report_id)
     actions = [(AuditAction.FORWARDED, fingerprint(forwarded_to)) if forwarded_to is not None
@@ -246,6 +252,8 @@ async def prepare_export(*, store: Store, blobs: BlobStore, session: accounts.Ca
     for action, detail in actions:
         await audit.record(store, actor_id=session.caseworker.id, action=action, report_id=report_id, detail=detail)
     view = await casework.read_report(store=store, session=session, report_id=report_id)
+    if view.damaged:
+        raise ReportDamaged()
     try:
         keys = await accounts.report_keys(store=store, session=session, report_id=report_id)
     except NotFound as e:  # the grant was withdrawn a moment ago

@@ -19,6 +19,7 @@ the report by a caseworker, so it dates only that view (Store.audit_approvals).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from dropbox.blobs import StagedFiles
 from dropbox.ids import new_id, today
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool
-from dropbox.reports import ReportBody, message_sealer
+from dropbox.reports import Damaged, Part, PartReader, ReportBody, message_sealer
 from dropbox.sealing import ReceiptCode, ReportKeys, format_receipt, open_sealed, seal
 from dropbox.storage import Conflict, Message, MinutesVersion, NewFile, NotFound, OralRecord, Report, Store
 from dropbox.submissions import MailboxAccess, submit_report
@@ -64,6 +65,10 @@ class NotOral(OralError):
 
 class VersionClosed(OralError):
     """The version was approved already, or a newer one replaced it: nothing may change it now."""
+
+
+class VersionDamaged(OralError):
+    """The version's sealed text does not open (damaged on disk, or tampered with): it cannot be approved."""
 
 
 def _context(report_id: str, version: int) -> str:
@@ -172,7 +177,8 @@ async def _audit(store: Store, session: CaseworkerSession, action: AuditAction, 
 @dataclass(frozen=True)
 class VersionView:
     version: int
-    text: str
+    #: Damaged when the sealed text did not open (never approvable then: see `approve`).
+    text: str | Damaged
     written_day: str
     approved_day: str | None
     author_id: str | None
@@ -204,7 +210,8 @@ class OralView:
         return None if self.latest.approved_day else self.latest.version
 
 
-async def _view(store: Store, report_id: str, report_key: bytes) -> OralView | None:
+async def _view(store: Store, report_id: str, report_key: bytes, *, log_report_id: bool) -> OralView | None:
+    """Each version opened on its own: one that does not open is a `Damaged` (reports.PartReader)."""
     try:
         record = await store.oral_record(report_id)
     except NotFound:
@@ -212,8 +219,11 @@ async def _view(store: Store, report_id: str, report_key: bytes) -> OralView | N
     stored = await store.minutes_versions(report_id)
     if not stored:
         return None
-    versions = [VersionView(version=v.version, text=open_minutes(v, report_key=report_key),
-                            written_day=v.written_day, approved_day=v.approved_day, author_id=v.caseworker_id)
+    reader = PartReader(report_id, log_report_id=log_report_id)
+    versions = [VersionView(version=v.version, written_day=v.written_day, approved_day=v.approved_day,
+                            author_id=v.caseworker_id,
+                            text=reader.open(Part.MINUTES, v.version, v.written_day,
+                                             functools.partial(open_minutes, v, report_key=report_key)))
                 for v in stored]
     return OralView(record=record, versions=versions, corrections=await store.minutes_corrections(report_id),
                     unaudited=any(v.approved_day and not v.approval_audited for v in stored))
@@ -229,15 +239,16 @@ async def for_caseworker(*, store: Store, session: CaseworkerSession, report_id:
     """The oral part of a granted report (None for a web report). Writes the audit entries of
     approvals made since the last view (see the module's docstring)."""
     keys = await _staff_keys(store, session, report_id)
-    view = await _view(store, report_id, keys.report_key)
+    view = await _view(store, report_id, keys.report_key, log_report_id=True)
     if view is not None and view.unaudited:
         await store.audit_approvals(report_id, hour=ids.this_hour(), action=AuditAction.MINUTES_APPROVED)
     return view
 
 
 async def for_reporter(*, store: Store, access: MailboxAccess) -> OralView | None:
-    """The minutes as the reporter sees them (None for a web report)."""
-    return await _view(store, access.report_id, access.report_key)
+    """The minutes as the reporter sees them (None for a web report). The log names no report:
+    see reports.PartReader."""
+    return await _view(store, access.report_id, access.report_key, log_report_id=False)
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -265,7 +276,11 @@ async def publish_version(*, store: Store, session: CaseworkerSession, report_id
 
 async def approve(*, store: Store, access: MailboxAccess, version: int) -> None:
     """The reporter agrees to `version`, recorded with today's day, once: VersionClosed if it is
-    approved already or no longer the latest."""
+    approved already or no longer the latest; VersionDamaged if its text does not open (nobody
+    may agree to minutes they could not read)."""
+    view = await for_reporter(store=store, access=access)
+    if view is not None and any(v.version == version and isinstance(v.text, Damaged) for v in view.versions):
+        raise VersionDamaged()
     if not await store.approve_minutes(access.report_id, version=version, day=today().isoformat()):
         raise VersionClosed()
 

@@ -22,8 +22,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dropbox.reports import FileView, open_body, open_file_sent, thread
-from dropbox.sealing import verify_detached
+from dropbox.reports import Damaged, FileView, intact, open_body, open_file_sent, thread
+from dropbox.sealing import TamperedData, verify_detached
 from dropbox.signing import InstallSigner, decode_public_key, fingerprint
 from dropbox.storage import Store
 
@@ -46,6 +46,11 @@ class MalformedProof(ProofError):
 
 class BadSignature(ProofError):
     """The signature does not match the signed bytes, or was made by a key this install never had."""
+
+
+class ReportDamaged(ProofError):
+    """A sealed part of the report does not open (its stored copy is damaged): a proof states
+    everything or nothing, so none is made."""
 
 
 # --- the canonical digest -------------------------------------------------------------------
@@ -122,12 +127,13 @@ async def gather(*, store: Store, report_id: str, report_key: bytes, organisatio
     sent = {f.id: open_file_sent(f, report_key=report_key) for f in await store.files(report_id)}
     files, messages = await thread(store, report_id=report_id, report_key=report_key)
 
-    def entries(views: Sequence[FileView]) -> tuple[SentFileEntry, ...]:
-        records = [(v.name, sent.get(v.id)) for v in views]
+    # A proof states everything or nothing: a damaged part fails it (TamperedData), as before.
+    def entries(views: Sequence[FileView | Damaged]) -> tuple[SentFileEntry, ...]:
+        records = [(v.name, sent.get(v.id)) for v in map(intact, views)]
         return tuple(SentFileEntry(name=name, size=r.size if r else None, sha256=r.sha256 if r else None)
                      for name, r in records)
 
-    later = [Submission(kind=MESSAGE_KIND, day=m.day, text=m.text, files=entries(m.files))
+    later = [Submission(kind=MESSAGE_KIND, day=m.day, text=intact(m.text), files=entries(m.files))
              for m in messages if m.author == "whistleblower"] if include_messages else []
     channel = await store.channel(report.channel_id)
     return ProofFacts.of(organisation=organisation, channel=channel.name, made_day=today.isoformat(),
@@ -415,7 +421,11 @@ def describe(proof: VerifiedProof) -> list[str]:
 
 async def make_proof(*, store: Store, report_id: str, report_key: bytes, signer: InstallSigner, organisation: str,
                      include_contents: bool, include_messages: bool, intro: Sequence[str], today: dt.date) -> bytes:
-    """The signed proof file of a report, as the whistleblower downloads it from the mailbox."""
-    facts = await gather(store=store, report_id=report_id, report_key=report_key, organisation=organisation,
-                         include_contents=include_contents, include_messages=include_messages, today=today)
+    """The signed proof file of a report, as the whistleblower downloads it from the mailbox;
+    ReportDamaged if a part of it does not open."""
+    try:
+        facts = await gather(store=store, report_id=report_id, report_key=report_key, organisation=organisation,
+                             include_contents=include_contents, include_messages=include_messages, today=today)
+    except TamperedData as e:
+        raise ReportDamaged("a part of the report does not open") from e
     return render(facts, signer=signer, intro=intro)

@@ -10,20 +10,85 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypeVar
 
 from dropbox.blobs import BlobStore, StagedFile, StagedFiles
 from dropbox.cleaning import CleanedUpload, FileCleaning, findings_from_json
 from dropbox.sealing import TamperedData, open_json, open_sealed, seal, seal_json
-from dropbox.storage import Message, NewFile, Note, Reason, Status, Store, StoredFile
+from dropbox.storage import Message, NewFile, Note, Reason, Report, Status, Store, StoredFile
 
 log = logging.getLogger(__name__)
 
 #: Every status, in the order a report moves through them.
 STATUSES = tuple(Status)
+
+T = TypeVar("T")
+
+
+# --- damaged rows --------------------------------------------------------------------------------
+
+
+class Part(StrEnum):
+    """The kinds of sealed part a report is shown from, each opened on its own."""
+
+    REPORT = "report text"  # what the whistleblower wrote when submitting: text, answers, contact
+    MESSAGE = "message"  # a minutes correction is a message too
+    NOTE = "note"
+    REASON = "reason"
+    MINUTES = "minutes"
+    FILE = "file"  # its sealed name, size or cleaning record
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """In place of a sealed part that did not open (TamperedData: damaged on disk, or tampered
+    with): which kind of part, its position among its kind (1 = the oldest; a version number for
+    minutes) and its day where the row has one. Never any of its bytes. A page shows a line
+    saying the part is damaged, so nothing is shown as if complete and nothing silently dropped."""
+
+    part: Part
+    position: int
+    day: str | None = None
+
+
+def intact(value: T | Damaged) -> T:
+    """For what must be whole (a signed proof, an export): the value, or TamperedData."""
+    if isinstance(value, Damaged):
+        raise TamperedData(f"a {value.part} of the report is damaged")
+    return value
+
+
+@dataclass
+class PartReader:
+    """Opens a report's sealed rows one at a time for display, so one damaged row costs only
+    itself: each that does not open becomes a `Damaged` and one ERROR line with its kind and,
+    where `log_report_id`, the report's id (nothing of its content). `damaged` lists them all.
+
+    The whistleblower side leaves the id out: its lines are counted into a daily tally
+    (web/events.py), and a line naming the report would tie it to a mailbox visit on that day in
+    a log that outlives the report's deletion. The caseworkers' page names it at their next view."""
+
+    report_id: str
+    log_report_id: bool = True
+    damaged: list[Damaged] = field(default_factory=list)
+
+    def open(self, part: Part, position: int, day: str | None, opener: Callable[[], T]) -> T | Damaged:
+        try:
+            return opener()
+        except TamperedData:
+            if self.log_report_id:
+                log.error("a sealed %s of report %s did not open: its stored copy is damaged", part, self.report_id)
+            else:
+                log.error("a sealed %s of a report did not open: its stored copy is damaged", part)
+            placeholder = Damaged(part=part, position=position, day=day)
+            self.damaged.append(placeholder)
+            return placeholder
 
 
 @dataclass(frozen=True)
@@ -62,10 +127,11 @@ class FileView:
 class MessageView:
     id: str
     author: str
-    text: str
+    #: Damaged when the sealed text did not open (its day, author and files are still shown).
+    text: str | Damaged
     day: str
     read: bool
-    files: list[FileView]
+    files: list[FileView | Damaged]
 
 
 def seal_body(body: ReportBody, *, report_key: bytes, report_id: str) -> bytes:
@@ -74,6 +140,12 @@ def seal_body(body: ReportBody, *, report_key: bytes, report_id: str) -> bytes:
 
 def open_body(sealed: bytes, *, report_key: bytes, report_id: str) -> ReportBody:
     return ReportBody.from_json(open_json(sealed, key=report_key, context=f"report-body:{report_id}"))
+
+
+def read_body(report: Report, *, reader: PartReader, report_key: bytes) -> ReportBody | Damaged:
+    """The report's own text, answers and contact, or a `Damaged` (the rest still shows)."""
+    return reader.open(Part.REPORT, 1, report.received_day,
+                       functools.partial(open_body, report.sealed_body, report_key=report_key, report_id=report.id))
 
 
 # Associated data, by `ad_version` as stored in the row. Version 1 is what rows written before
@@ -260,29 +332,46 @@ def open_file_size(f: StoredFile, *, report_key: bytes) -> int:
         raise TamperedData("file size is not a number") from e
 
 
-def file_views(files: Sequence[StoredFile], *, report_key: bytes, sender_key: bytes | None = None) -> list[FileView]:
-    """The files people work with: a kept original is not listed on its own but named on the
-    cleaned copy (`original_id`), so opening it is always a separate, deliberate step.
-    `sender_key`: the whistleblower's own key, so their mailbox shows the values found."""
+def file_view(f: StoredFile, *, report_key: bytes, sender_key: bytes | None = None,
+              original_id: str | None = None) -> FileView:
+    """One stored file opened (TamperedData if its name, size or cleaning record does not open)."""
+    return FileView(id=f.id, name=open_file_name(f, report_key=report_key),
+                    size=open_file_size(f, report_key=report_key), message_id=f.message_id,
+                    cleaning=open_file_cleaning(f, report_key=report_key, sender_key=sender_key),
+                    original_id=original_id)
+
+
+def file_views(files: Sequence[StoredFile], *, reader: PartReader, report_key: bytes,
+               sender_key: bytes | None = None) -> dict[str | None, list[FileView | Damaged]]:
+    """The files people work with, by the message they came with (None: with the report): a
+    kept original is not listed on its own but named on the cleaned copy (`original_id`), so
+    opening it is always a separate, deliberate step. A file whose row does not open is a
+    `Damaged` in its place. `sender_key`: the whistleblower's own key, so their mailbox shows
+    the values found."""
     originals = {f.original_of: f.id for f in files if f.original_of}
-    return [FileView(id=f.id, name=open_file_name(f, report_key=report_key),
-                     size=open_file_size(f, report_key=report_key), message_id=f.message_id,
-                     cleaning=open_file_cleaning(f, report_key=report_key, sender_key=sender_key),
-                     original_id=originals.get(f.id))
-            for f in files if not f.original_of]
-
-
-async def thread(store: Store, *, report_id: str, report_key: bytes,
-                 sender_key: bytes | None = None) -> tuple[list[FileView], list[MessageView]]:
-    """The files handed in with the report, and the message thread with each message's files."""
-    files = file_views(await store.files(report_id), report_key=report_key, sender_key=sender_key)
-    by_message: dict[str | None, list[FileView]] = {}
+    by_message: dict[str | None, list[FileView | Damaged]] = {}
     for f in files:
-        by_message.setdefault(f.message_id, []).append(f)
+        if f.original_of:
+            continue
+        listed = by_message.setdefault(f.message_id, [])
+        listed.append(reader.open(Part.FILE, len(listed) + 1, None, functools.partial(
+            file_view, f, report_key=report_key, sender_key=sender_key, original_id=originals.get(f.id))))
+    return by_message
+
+
+async def thread(store: Store, *, report_id: str, report_key: bytes, sender_key: bytes | None = None,
+                 reader: PartReader | None = None) -> tuple[list[FileView | Damaged], list[MessageView]]:
+    """The files handed in with the report, and the message thread with each message's files;
+    every row opened on its own (by `reader`, which collects what did not open), so a damaged one
+    is a `Damaged` in its place. What must be whole takes each value through `intact`."""
+    reader = reader or PartReader(report_id)
+    by_message = file_views(await store.files(report_id), reader=reader, report_key=report_key,
+                            sender_key=sender_key)
     messages = [
-        MessageView(id=m.id, author=m.author, text=open_message(m, report_key=report_key), day=m.sent_day,
-                    read=m.read, files=by_message.get(m.id, []))
-        for m in await store.messages(report_id)
+        MessageView(id=m.id, author=m.author, day=m.sent_day, read=m.read, files=by_message.get(m.id, []),
+                    text=reader.open(Part.MESSAGE, n, m.sent_day,
+                                     functools.partial(open_message, m, report_key=report_key)))
+        for n, m in enumerate(await store.messages(report_id), start=1)
     ]
     return by_message.get(None, []), messages
 

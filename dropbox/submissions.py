@@ -18,13 +18,15 @@ from dropbox.ids import new_id, today
 from dropbox.install import Install
 from dropbox.kdf_pool import KdfPool, Priority
 from dropbox.reports import (
+    Damaged,
     Download,
     FileView,
     MessageView,
+    PartReader,
     ReportBody,
     message_sealer,
-    open_body,
     owning,
+    read_body,
     seal_body,
     sealed_file_rows,
     stored_download,
@@ -131,12 +133,14 @@ class MailboxAccess:
 
 @dataclass(frozen=True)
 class MailboxView:
-    body: ReportBody
+    """What the mailbox shows; a sealed part that did not open is a `Damaged` in its place."""
+
+    body: ReportBody | Damaged
     channel_name: str
     status: str
     received_day: str
     previous_visit_day: str | None
-    files: list[FileView]
+    files: list[FileView | Damaged]
     messages: list[MessageView]
     #: A meeting or call the whistleblower asked for ("meeting" / "call"), and the day.
     meeting_request: str | None = None
@@ -274,13 +278,17 @@ async def read_mailbox(*, store: Store, access: MailboxAccess, record_visit: boo
     """Everything the whistleblower may see. `record_visit` stamps today's day as last seen,
     and returns the day stamped before it, so the person can tell whether someone else used their code."""
     report = await store.report(access.report_id)
-    body = open_body(report.sealed_body, report_key=access.report_key, report_id=report.id)
+    # Each row opened on its own: a damaged one is shown as damaged, the rest as usual.
+    reader = PartReader(report.id, log_report_id=False)
+    body = read_body(report, reader=reader, report_key=access.report_key)
     files, messages = await thread(store, report_id=report.id, report_key=access.report_key,
-                                   sender_key=access.sender_key)
+                                   sender_key=access.sender_key, reader=reader)
     channel = await store.channel(report.channel_id)
     if record_visit:
         await store.update_report(report.id, whistleblower_seen_day=today().isoformat())
-        await store.mark_read(report.id, author=Author.CASEWORKER)
+        # Read means read: a caseworker's message whose text did not open stays unread on their page.
+        await store.mark_messages_read(report.id, [m.id for m in messages if m.author == Author.CASEWORKER
+                                                   and not m.read and not isinstance(m.text, Damaged)])
     return MailboxView(body=body, channel_name=channel.name, status=report.status,
                        received_day=report.received_day, previous_visit_day=report.whistleblower_seen_day,
                        files=files, messages=messages, meeting_request=report.meeting_request,

@@ -8,6 +8,7 @@ in routes.py, the same page an id that never existed gets.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -16,7 +17,7 @@ from dropbox.caseworker import forms, labels
 from dropbox.caseworker import oral as oral_views
 from dropbox.caseworker.staff import Staff, page, require, require_form, services
 from dropbox.cleaning import KIND_LABEL, STAFF_OUTCOME_TEXT
-from dropbox.reports import FileUnreadable, FileView
+from dropbox.reports import Damaged, FileUnreadable, FileView, Part
 from dropbox.retention import max_retention_days
 from dropbox.web import uploads
 from dropbox.web.appkeys import TODAY
@@ -34,6 +35,22 @@ def _report_url(request: web.Request, report_id: str, anchor: str = "") -> str:
 
 
 FILE_UNREADABLE = N_("This file could not be opened: its stored copy is damaged. Please tell the operator.")
+#: Shown in place of each sealed part that did not open (reports.Damaged); the rest of the page shows as usual.
+DAMAGED: Mapping[Part, str] = {
+    Part.REPORT: N_("The report's own text and answers could not be opened: their stored copy is damaged. "
+                    "Please tell the operator."),
+    Part.MESSAGE: N_("This message could not be opened: its stored copy is damaged. Please tell the operator."),
+    Part.NOTE: N_("This note could not be opened: its stored copy is damaged. Please tell the operator."),
+    Part.REASON: N_("This reason could not be opened: its stored copy is damaged. Please tell the operator."),
+    Part.MINUTES: N_("This version of the minutes could not be opened: its stored copy is damaged. "
+                     "Please tell the operator."),
+    Part.FILE: FILE_UNREADABLE,
+}
+
+
+def damaged_line(request: web.Request, value: object) -> str | None:
+    """The line shown in place of a part that did not open; None for one that did."""
+    return translate(request, DAMAGED[value.part]) if isinstance(value, Damaged) else None
 
 
 
@@ -89,6 +106,7 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     names = {c.id: c.name for c in await store.caseworkers()}
     history = [{"hour": e.hour, "who": labels.actor(request, e, names), "what": labels.audit_action(request, e, names)}
                for e in view.history]
+    every_file = [*view.files, *(f for message in view.messages for f in message.files)]
     return page(request, staff, "caseworker/report.html", {
         "view": view, "report": view.report, "names": names, "history": history,
         "status_label": labels.status(request, view.report.status),
@@ -102,6 +120,8 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         "default_lang": services(request).config.default_language,
         "oral": spoken, "oral_medium": oral_views.medium_label(request, spoken.record.medium) if spoken else "",
         "oral_consent": oral_views.consent_label(request, spoken.record) if spoken else "",
+        "damaged": lambda value: damaged_line(request, value),
+        "has_originals": any(isinstance(f, FileView) and f.original_id for f in every_file),
     }, section="reports")
 
 

@@ -22,6 +22,8 @@ from dropbox.web.middleware import UserError
 
 BAD_KEY = N_("This is not a recipient key, or part of it was changed or cut off. Paste the whole line the "
              "receiving authority gave you: it starts with dbxr1:")
+EXPORT_DAMAGED = N_("This report cannot be exported: a part of it could not be opened because its stored copy is "
+                    "damaged (the report page shows which). Please tell the operator.")
 #: A pasted key is one line of 78 characters; allow for spaces and line breaks around it.
 MAX_KEY_CHARS = 400
 
@@ -34,10 +36,13 @@ async def _prepare(request: web.Request, staff: Staff, form: Mapping[str, object
     wording = export.Wording(lang=request_language(request), status=lambda value: labels.status(request, value),
                              action=lambda entry: labels.audit_action(request, entry, names),
                              actor=lambda entry: labels.actor(request, entry, names))
-    return await export.prepare_export(
-        store=svc.store, blobs=svc.blobs, session=staff.account, report_id=report_id, signer=svc.signer,
-        include_notes=forms.checkbox(form, "notes"), include_originals=forms.checkbox(form, "originals"),
-        wording=wording, default_lang=svc.config.default_language, forwarded_to=forwarded_to)
+    try:
+        return await export.prepare_export(
+            store=svc.store, blobs=svc.blobs, session=staff.account, report_id=report_id, signer=svc.signer,
+            include_notes=forms.checkbox(form, "notes"), include_originals=forms.checkbox(form, "originals"),
+            wording=wording, default_lang=svc.config.default_language, forwarded_to=forwarded_to)
+    except export.ReportDamaged as e:
+        raise UserError(409, EXPORT_DAMAGED) from e
 
 
 async def _in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

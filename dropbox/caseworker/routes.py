@@ -43,9 +43,13 @@ from dropbox.kdf_pool import KdfBusy
 from dropbox.notify import Notifier
 from dropbox.web.appkeys import CONFIG, SERVICES
 from dropbox.web.i18n import N_, localized
-from dropbox.web.middleware import UserError
+from dropbox.web.middleware import UserError, error_page
 
 BUSY = N_("Many sign-ins are being processed right now. Please try again in a minute.")
+UNREADABLE_TITLE = N_("This report could not be opened")
+UNREADABLE = N_("The keys of this report, stored for you, are damaged, so nothing of it can be opened with "
+                "them. Nothing was changed. Please tell the operator; a colleague with access may still "
+                "be able to open it.")
 
 
 @web.middleware
@@ -54,11 +58,20 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
     NotGranted is a 404, the same page as for an id that never existed. A session whose key is
     gone is ended and sent to the login page.
+
+    ReportUnreadable (the report's keys sealed to this caseworker do not open) is a page saying
+    so, with 409 Conflict: the request is right, but the stored state of the report stands in
+    its way, and repeating it will not help. Not 200 (nothing of the report was shown, and a
+    monitor or script must not take the page for the report), not a 5xx (that says "our fault,
+    try again later" and is the calm crash page every other failure gets; this one is known and
+    named). Parts of a report that do not open are not this: the page shows the rest (200).
     """
     try:
         return await handler(request)
     except casework.NotGranted as e:
         raise web.HTTPNotFound() from e
+    except casework.ReportUnreadable:
+        return error_page(request, 409, title=UNREADABLE_TITLE, message=UNREADABLE)
     except accounts.KeyUnavailable as e:
         sessions(request).destroy(request)
         raise to_login(request) from e

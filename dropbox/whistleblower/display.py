@@ -11,6 +11,7 @@ from aiohttp import web
 from babel.dates import format_date
 
 from dropbox.cleaning import KIND_LABEL, MAX_LISTED, OUTCOME_TEXT, FileCleaning
+from dropbox.reports import Damaged, Part
 from dropbox.web.formats import babel_locale
 from dropbox.web.i18n import N_, translate
 
@@ -27,6 +28,25 @@ STATUS_WORDS: Mapping[str, tuple[str, str]] = {
                N_("The caseworkers have finished handling your report. You can still read and write "
                   "messages here until the mailbox is deleted.")),
 }
+
+
+#: Shown in place of each sealed part that did not open (reports.Damaged): the person learns
+#: that something is missing, and whom to tell (the caseworkers see the same on their page).
+DAMAGED: Mapping[Part, str] = {
+    Part.REPORT: N_("The text of your report could not be opened: its stored copy is damaged. "
+                    "You can tell the caseworkers in a message."),
+    Part.MESSAGE: N_("This message could not be opened: its stored copy is damaged. "
+                     "You can tell the caseworkers in a message."),
+    Part.MINUTES: N_("This version of the minutes could not be opened: its stored copy is damaged. "
+                     "Do not approve it; tell the caseworkers in a correction or a message."),
+    Part.FILE: N_("A file here could not be opened: its stored copy is damaged. "
+                  "You can tell the caseworkers in a message."),
+}
+
+
+def damaged_line(request: web.Request, value: object) -> str | None:
+    """The line shown in place of a part that did not open; None for one that did."""
+    return translate(request, DAMAGED[value.part]) if isinstance(value, Damaged) else None
 
 
 def channel_name(request: web.Request, name: str) -> str:

@@ -25,7 +25,7 @@ from dropbox.cleaning import Policy
 from dropbox.ids import today
 from dropbox.kdf_pool import KdfBusy
 from dropbox.questions import InvalidQuestions, parse_questions
-from dropbox.reports import FileUnreadable, FileView, MessageView
+from dropbox.reports import Damaged, FileUnreadable, FileView, MessageView
 from dropbox.submissions import (
     InvalidMeetingRequest,
     MailboxAccess,
@@ -64,7 +64,14 @@ from dropbox.web.uploads import (
     read_form,
     read_small_form,
 )
-from dropbox.whistleblower.display import CleaningLine, channel_name, cleaning_line, format_day, status_words
+from dropbox.whistleblower.display import (
+    CleaningLine,
+    channel_name,
+    cleaning_line,
+    damaged_line,
+    format_day,
+    status_words,
+)
 from dropbox.whistleblower.submit import CLEAN_FIELD, FILES_AGAIN, MALFORMED_SMALL, TOO_SLOW
 
 log = logging.getLogger(__name__)
@@ -373,28 +380,36 @@ class _FileLine:
     size: str
     url: str | None
     cleaning: CleaningLine | None = None
+    #: In place of a file whose row did not open: the line saying so (name and size are empty).
+    damaged: str | None = None
 
 
-def _file_lines(request: web.Request, files: list[FileView], lang: str, *, downloadable: bool) -> list[_FileLine]:
-    return [_FileLine(name=f.name, size=format_size(f.size, lang),
-                      url=url_for(request, "mailbox_file", file_id=f.id) if downloadable else None,
-                      cleaning=cleaning_line(request, f.name, f.cleaning) if f.cleaning else None)
+def _file_lines(request: web.Request, files: list[FileView | Damaged], lang: str, *,
+                downloadable: bool) -> list[_FileLine]:
+    return [_FileLine(name="", size="", url=None, damaged=damaged_line(request, f)) if isinstance(f, Damaged)
+            else _FileLine(name=f.name, size=format_size(f.size, lang),
+                           url=url_for(request, "mailbox_file", file_id=f.id) if downloadable else None,
+                           cleaning=cleaning_line(request, f.name, f.cleaning) if f.cleaning else None)
             for f in files]
 
 
 def _report(request: web.Request, view: MailboxView, questions_json: str, lang: str) -> Mapping[str, object]:
     """What the person sent. Answers are labelled with the channel's current questions (the id,
     if the operator has since removed a question)."""
+    files = _file_lines(request, view.files, lang, downloadable=False)
+    if isinstance(view.body, Damaged):
+        return {"damaged": damaged_line(request, view.body), "text": "", "answers": [], "contact": "", "files": files}
     default_lang = request.config_dict[SERVICES].config.default_language
     try:
         labels = {q.id: q.label(lang, default_lang) for q in parse_questions(questions_json)}
     except InvalidQuestions:
         labels = {}
     return {
+        "damaged": None,
         "text": view.body.text,
         "answers": [(labels.get(qid, qid), answer) for qid, answer in view.body.answers.items()],
         "contact": view.body.contact,
-        "files": _file_lines(request, view.files, lang, downloadable=False),
+        "files": files,
     }
 
 
@@ -404,7 +419,8 @@ def _message(request: web.Request, m: MessageView, lang: str) -> Mapping[str, ob
         "from_caseworker": from_caseworker,
         "author": translate(request, AUTHORS.get(m.author, AUTHORS["caseworker"])),
         "day": format_day(m.day, lang),
-        "text": m.text,
+        "damaged": damaged_line(request, m.text),
+        "text": "" if isinstance(m.text, Damaged) else m.text,
         "new": from_caseworker and not m.read,
         "files": _file_lines(request, m.files, lang, downloadable=from_caseworker),
     }

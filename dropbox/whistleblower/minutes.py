@@ -13,12 +13,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from dropbox import oral
+from dropbox.reports import Damaged
 from dropbox.submissions import MailboxAccess
 from dropbox.web.appkeys import SERVICES
 from dropbox.web.i18n import N_, render, request_language, translate, url_for
 from dropbox.web.middleware import UserError
 from dropbox.web.sessions import CSRF_FIELD
-from dropbox.whistleblower.display import format_day
+from dropbox.whistleblower.display import damaged_line, format_day
 from dropbox.whistleblower.mailbox import mailbox_sessions, require_session, small_form
 from dropbox.whistleblower.submit import MALFORMED_SMALL
 
@@ -27,6 +28,8 @@ CLOSED = N_("This version of the minutes can no longer be changed: you approved 
 NOT_AGREED = N_("Tick the box to confirm that you have checked the minutes and agree with them.")
 TOO_LONG = N_("Your correction is too long. Please shorten it, or send the rest in a message.")
 EMPTY = N_("Your correction is empty. Please write what should be changed.")
+DAMAGED_VERSION = N_("This version of the minutes could not be opened, so it cannot be approved. Nothing was "
+                     "recorded. Please tell the caseworkers in a correction or a message.")
 
 
 async def minutes_page(request: web.Request) -> web.Response:
@@ -43,6 +46,8 @@ async def approve(request: web.Request) -> web.StreamResponse:
         await oral.approve(store=request.config_dict[SERVICES].store, access=access, version=version)
     except oral.VersionClosed:
         return await _page(request, access, problem=CLOSED, status=409)
+    except oral.VersionDamaged:
+        return await _page(request, access, problem=DAMAGED_VERSION, status=409)
     raise web.HTTPSeeOther(url_for(request, "mailbox_minutes", query={"approved": "1"}))
 
 
@@ -80,7 +85,8 @@ async def _page(request: web.Request, access: MailboxAccess, *, approved: bool =
     lang = request_language(request)
     return render(request, "whistleblower/minutes.html", {
         "view": view,
-        "versions": [{"version": v.version, "text": v.text, "day": format_day(v.written_day, lang),
+        "versions": [{"version": v.version, "text": "" if isinstance(v.text, Damaged) else v.text,
+                      "damaged": damaged_line(request, v.text), "day": format_day(v.written_day, lang),
                       "approved": format_day(v.approved_day, lang) if v.approved_day else None}
                      for v in reversed(view.versions)],
         "approved": approved, "corrected": corrected, "correction_text": correction_text,

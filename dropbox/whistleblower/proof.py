@@ -13,10 +13,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from dropbox.ids import today
-from dropbox.proof import make_proof
+from dropbox.proof import ReportDamaged, make_proof
 from dropbox.submissions import NotFound
 from dropbox.web.appkeys import SERVICES
 from dropbox.web.i18n import N_, render, translate, url_for
+from dropbox.web.middleware import UserError
 from dropbox.web.sessions import CSRF_FIELD
 from dropbox.whistleblower.mailbox import mailbox_sessions, require_session, small_form
 
@@ -31,6 +32,9 @@ INTRO = (
 #: What the proof says when the operator did not name the organisation.
 UNNAMED = "(not named by the operator)"
 FILE_NAME = "proof-of-reporting.txt"
+DAMAGED = N_("No proof can be made right now: a part of your report or your messages could not be opened, "
+             "because its stored copy is damaged. Your mailbox shows which. You can tell the caseworkers "
+             "in a message.")
 
 
 async def warning(request: web.Request) -> web.Response:
@@ -54,6 +58,8 @@ async def download(request: web.Request) -> web.StreamResponse:
     except NotFound:  # deleted (retention) while the session was open
         mailbox_sessions(request).destroy(request)
         raise web.HTTPSeeOther(url_for(request, "mailbox_login", query={"ended": "1"})) from None
+    except ReportDamaged as e:  # 409 as for an export: the request is right, the stored report is not whole
+        raise UserError(409, DAMAGED) from e
     return web.Response(body=body, headers={
         "Content-Type": "text/plain; charset=utf-8",
         "Content-Disposition": f"attachment; filename=\"{FILE_NAME}\"",
