@@ -970,14 +970,9 @@ class Store:
         rows = await self._all("SELECT * FROM messages WHERE report_id = ? ORDER BY seq", (report_id,))
         return [_row(Message, r) for r in rows]
 
-    async def mark_read(self, report_id: str, *, author: str) -> None:
-        async with self.transaction() as db:
-            await db.execute(
-                "UPDATE messages SET read = 1 WHERE report_id = ? AND author = ? AND read = 0", (report_id, author)
-            )
-
     async def mark_messages_read(self, report_id: str, message_ids: Sequence[str]) -> None:
-        """Mark exactly these messages read (those a caseworker was shown), not any that arrived since."""
+        """Mark exactly these messages read (those the reader was shown and could open), not any
+        that arrived since."""
         async with self.transaction() as db:
             await db.executemany("UPDATE messages SET read = 1 WHERE report_id = ? AND id = ? AND read = 0",
                                  [(report_id, m) for m in message_ids])
