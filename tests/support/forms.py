@@ -3,9 +3,10 @@
 One set of scrapers for every test: a hidden field's value (the CSRF token, the receipt token),
 the receipt code, an element's text, what a person reads, the links a page offers. Each comes
 in two forms where tests need both: `find_…` answers None when the page has none (a test of a
-refusal looks for that), the other asserts it is there. And the two ways of writing a form:
-`report_form` (aiohttp's FormData, in document order) and `multipart` (bytes encoded here, so a
-test controls the field order, can stream a body slowly and send the exact bytes a browser would).
+refusal looks for that), the other asserts it is there. And the three ways of writing a form:
+`report_form` (aiohttp's FormData, in document order), `ordered_form` (aiohttp's FormData, parts in
+the order given) and `multipart` (bytes encoded here, so a test controls the field order, can stream
+a body slowly and send the exact bytes a browser would).
 """
 
 from __future__ import annotations
@@ -152,6 +153,22 @@ def multipart(fields: Sequence[Field], *, boundary: str | None = None) -> tuple[
         out += b"\r\n"
     out += f"--{boundary}--\r\n".encode()
     return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+OrderedPart = tuple[str, str | tuple[str, bytes]]
+"""(name, value) or (name, (filename, data)): a file part when the value is a pair."""
+
+
+def ordered_form(parts: Sequence[OrderedPart]) -> FormData:
+    """aiohttp's FormData with the parts in exactly this order, always multipart (the caseworker
+    forms that carry files must have the CSRF token first; a test that puts it later sees the refusal)."""
+    form = FormData(default_to_multipart=True)
+    for name, value in parts:
+        if isinstance(value, tuple):
+            form.add_field(name, value[1], filename=value[0], content_type="application/octet-stream")
+        else:
+            form.add_field(name, value)
+    return form
 
 
 def submission_fields(*, text: str, contact: str | None = None, answers: dict[str, str] | None = None,
