@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import stat
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -30,22 +32,35 @@ from tests.support.whistleblower_site import log_in, open_site
 SCAN_MAX_BYTES = 64 * MiB
 
 
-def _files_under(*roots: Path) -> Iterator[Path]:
+#: How far a file's ctime may lag the clock the test read (the kernel stamps files with a coarse clock).
+CTIME_SLACK_SECONDS = 2.0
+
+
+def _files_under(*roots: Path, changed_since: float | None = None) -> Iterator[Path]:
     for root in roots:
         for folder, _dirs, names in os.walk(root, onerror=lambda _e: None):
             for name in names:
                 path = Path(folder) / name
                 try:
-                    if path.is_file() and not path.is_symlink() and path.stat().st_size <= SCAN_MAX_BYTES:
-                        yield path
+                    info = path.lstat()
                 except OSError:
                     continue
+                if not stat.S_ISREG(info.st_mode) or info.st_size > SCAN_MAX_BYTES:
+                    continue
+                if changed_since is not None and info.st_ctime < changed_since - CTIME_SLACK_SECONDS:
+                    continue
+                yield path
 
 
-def disk_holding(canary: bytes, *roots: Path) -> list[Path]:
-    """Every regular file under `roots` whose bytes contain `canary`."""
+def disk_holding(canary: bytes, *roots: Path, changed_since: float | None = None) -> list[Path]:
+    """Every regular file under `roots` whose bytes contain `canary`.
+
+    `changed_since` (a time.time() taken before the canary was made): only files written since
+    are read. A file that holds a fresh canary was written after it existed, and a write always
+    moves the ctime (which, unlike the mtime, no program can set back), so the others cannot hold
+    it; the host's temporary folders on a busy machine hold gigabytes that this need not read."""
     found = []
-    for path in _files_under(*roots):
+    for path in _files_under(*roots, changed_since=changed_since):
         try:
             if canary in path.read_bytes():
                 found.append(path)
@@ -65,10 +80,11 @@ HOST_TEMP = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm")]  #
 
 async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path: Path) -> None:
     # Given a file carrying a canary that exists nowhere else (its bytes are built in memory only)
+    started = time.time()
     canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     data = _canary_pdf(tmp_path / "build", canary)
     assert canary.encode() in data
-    assert not disk_holding(canary.encode(), *HOST_TEMP)
+    assert not disk_holding(canary.encode(), *HOST_TEMP, changed_since=started)
     cleaner = Cleaner(CleaningSettings(max_bytes=32 * MiB, concurrency=1, limits=SANDBOX_LIMITS))
     seen_during: list[list[Path]] = []
 
@@ -79,7 +95,7 @@ async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path
         # When the sandbox is streaming the cleaned copy back (input and output still on its tmpfs),
         # Then no file on the host's temporary folders holds the plaintext
         if not seen_during:
-            seen_during.append(disk_holding(canary.encode(), *HOST_TEMP))
+            seen_during.append(disk_holding(canary.encode(), *HOST_TEMP, changed_since=started))
 
     result = await cleaner.clean(name="budget.pdf", size=len(data), source=source, sink=sink)
     assert result.outcome is Outcome.CLEANED
@@ -90,6 +106,7 @@ async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohtt
                                                                           tmp_path: Path) -> None:
     # Given an install, and a report with files carrying a canary in their content and metadata
     config = await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
+    started = time.time()
     canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     files = {"budget.pdf": _canary_pdf(tmp_path / "build", canary), "notes.txt": f"body {canary}\n".encode()}
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
@@ -99,7 +116,7 @@ async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohtt
         got = await downloads(staff, await only_report_url(staff))
         assert canary.encode() in got["notes.txt"]
         # Then neither the data folder (database, WAL) nor the host's temporary folders hold it
-        assert disk_holding(canary.encode(), config.data_dir, *HOST_TEMP) == []
+        assert disk_holding(canary.encode(), config.data_dir, *HOST_TEMP, changed_since=started) == []
 
 
 async def test_the_values_found_open_for_the_whistleblower_and_no_caseworker(aiohttp_client: AiohttpClient,
