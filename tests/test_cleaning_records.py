@@ -3,13 +3,11 @@ existing install forward."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
-import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -22,51 +20,18 @@ from dropbox.reports import open_file_cleaning
 from dropbox.sealing import KdfParams, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
 from dropbox.storage import Store
 from tests.support.caseworker_site import downloads, only_report_url, serve_site
+from tests.support.data_checks import files_containing
 from tests.support.forms import receipt_in, report_form, visible_text
 from tests.support.installs import PASSPHRASES, STAFF, new_install
 from tests.support.live_server import AiohttpClient
 from tests.support.metadata_files import BUILDERS, MARKER, SANDBOX_LIMITS
 from tests.support.whistleblower_site import log_in, open_site
 
-#: Files larger than this are skipped by the scan: a leaked copy of the small test files would not be.
-SCAN_MAX_BYTES = 64 * MiB
-
-
-#: How far a file's ctime may lag the clock the test read (the kernel stamps files with a coarse clock).
-CTIME_SLACK_SECONDS = 2.0
-
-
-def _files_under(*roots: Path, changed_since: float | None = None) -> Iterator[Path]:
-    for root in roots:
-        for folder, _dirs, names in os.walk(root, onerror=lambda _e: None):
-            for name in names:
-                path = Path(folder) / name
-                try:
-                    info = path.lstat()
-                except OSError:
-                    continue
-                if not stat.S_ISREG(info.st_mode) or info.st_size > SCAN_MAX_BYTES:
-                    continue
-                if changed_since is not None and info.st_ctime < changed_since - CTIME_SLACK_SECONDS:
-                    continue
-                yield path
-
 
 def disk_holding(canary: bytes, *roots: Path, changed_since: float | None = None) -> list[Path]:
-    """Every regular file under `roots` whose bytes contain `canary`.
-
-    `changed_since` (a time.time() taken before the canary was made): only files written since
-    are read. A file that holds a fresh canary was written after it existed, and a write always
-    moves the ctime (which, unlike the mtime, no program can set back), so the others cannot hold
-    it; the host's temporary folders on a busy machine hold gigabytes that this need not read."""
-    found = []
-    for path in _files_under(*roots, changed_since=changed_since):
-        try:
-            if canary in path.read_bytes():
-                found.append(path)
-        except OSError:
-            continue
-    return found
+    """Every regular file under `roots` whose bytes contain `canary` (with `changed_since`, among
+    those written since: see files_containing)."""
+    return [path for root in roots for path, _ in files_containing(root, [canary], newer_than=changed_since)]
 
 
 def _canary_pdf(tmp_path: Path, canary: str) -> bytes:
