@@ -172,14 +172,19 @@ def ordered_form(parts: Sequence[OrderedPart]) -> FormData:
 
 
 def submission_fields(*, text: str, contact: str | None = None, answers: dict[str, str] | None = None,
-                      files: Sequence[tuple[str, bytes]] = (), channel: str = "default") -> list[Field]:
-    """The submission form's fields for `multipart`, in the order the tests of the server process use."""
+                      files: Sequence[tuple[str, bytes]] = (), channel: str = "default",
+                      clean: bool = False) -> list[Field]:
+    """The submission form's fields for `multipart`, in the order the tests of the server process use.
+    `clean`: the "remove hidden information" box ticked (it only counts on a channel whose policy
+    lets the whistleblower choose; unticked, a browser sends no field)."""
     fields: list[Field] = [("channel", channel, None), ("text", text, None)]
     if contact is not None:
         fields.append(("contact", contact, None))
     for key, value in (answers or {}).items():
         fields.append((f"answer_{key}", value, None))
     fields += [("files", data, name) for name, data in files]
+    if clean:
+        fields.append(("clean", "1", None))
     return fields
 
 
