@@ -30,6 +30,7 @@ from bench.servers import Dropbox, dropbox_running
 from dropbox.cleaning import Cleaner, Outcome, settings_from
 from dropbox.config import Config, MiB
 from dropbox.storage import Store
+from tests.support.metadata_files import pdf_bytes
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +100,7 @@ def _pdf(*, pages: int, rng: random.Random, words: list[str]) -> bytes:
         kids.append(len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), pages)
     objects.append(b"<< /Author (Bench Author) /Producer (Bench Producer) >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, len(objects), xref)
-    return bytes(out)
+    return pdf_bytes(objects, info=len(objects))
 
 
 async def _engine(path: Path, cleaner: Cleaner) -> tuple[float, Outcome]:

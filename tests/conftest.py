@@ -5,6 +5,7 @@ Helpers that tests import live in tests/support/ (see its __init__); this file h
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dropbox.install import Install, init_install, load_install
 from dropbox.kdf_pool import KdfPool
 from dropbox.storage import Caseworker, Store
 from tests.support.installs import PASSPHRASES
+from tests.support.server_process import run_cli
 
 pytest_plugins = ["tests.support.tor_fixtures"]
 
@@ -55,3 +57,21 @@ def blobs(config: Config, store: Store) -> BlobStore:
 async def alice(store: Store, kdf: KdfPool, config: Config) -> Caseworker:
     return await accounts.add_caseworker(store=store, kdf=kdf, config=config, name="alice",
                                          passphrase=PASSPHRASES["alice"])
+
+
+@pytest.fixture(scope="session")
+def cli_init_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data folder made by `python run.py init` for the whole session (see `cli_initialised`)."""
+    data = tmp_path_factory.mktemp("cli-init") / "data"
+    run_cli("init", data=data)
+    return data
+
+
+@pytest.fixture
+def cli_initialised(tmp_path: Path, cli_init_template: Path) -> Path:
+    """A fresh copy (modes kept) of a folder `python run.py init` made, as tmp_path/"data": for the
+    operator-command tests that need an install but do not test `init` itself, each of which would
+    otherwise start one more interpreter to make the same files."""
+    data = tmp_path / "data"
+    shutil.copytree(cli_init_template, data)
+    return data

@@ -167,7 +167,9 @@ async def starttls_login_server(tmp_path: Path, *, user: str, password: str) -> 
 
     def authenticate(server: SMTP, session: Any, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
         ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd itself answers a refusal with 535, as a real server does (with its
+        # default, handled=True, it answers nothing and the client waits out its 30 s timeout)
+        return AuthResult(success=ok, handled=False)
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(

@@ -9,27 +9,15 @@ import re
 import urllib.parse
 from pathlib import Path
 
-import aiohttp
-
 from dropbox.ids import today
 from dropbox.submissions import open_mailbox, post_whistleblower_message, read_mailbox
 from tests.support.caseworker_site import Agent, Site, serve_site, site_fixture  # noqa: F401
 from tests.support.data_checks import chunk_files, leftover_staged
 from tests.support.domain import chunks_of, submit  # noqa: F401
+from tests.support.forms import ordered_form
 from tests.support.installs import STAFF, new_install  # noqa: F401
 
 CANARY = "CANARY-3c1d-caseworker"
-
-
-def _multipart(fields: list[tuple[str, str | tuple[str, bytes]]]) -> aiohttp.FormData:
-    """A multipart body with parts in exactly this order (the CSRF token must come first)."""
-    form = aiohttp.FormData(default_to_multipart=True)
-    for name, value in fields:
-        if isinstance(value, tuple):
-            form.add_field(name, value[1], filename=value[0], content_type="application/octet-stream")
-        else:
-            form.add_field(name, value)
-    return form
 
 
 async def _mailbox(site: Site, receipt: str) -> object:
@@ -159,7 +147,7 @@ async def test_download_name_keeps_unicode_and_drops_bidi_controls(site: Site) -
 async def test_reply_with_files_reaches_the_mailbox_and_acknowledges(site: Site) -> None:
     report = await submit(site.services)
     alice = await site.signed_in("alice")
-    body = _multipart([("csrf_token", alice.csrf), ("text", "Thank you, we are looking into it."),
+    body = ordered_form([("csrf_token", alice.csrf), ("text", "Thank you, we are looking into it."),
                        ("feedback", "1"), ("files", ("reply.txt", b"attached reply")), ("files", ("", b""))])
     response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
     assert response.status == 303
@@ -179,7 +167,7 @@ async def test_reply_with_files_reaches_the_mailbox_and_acknowledges(site: Site)
 async def test_reply_refuses_a_token_that_is_not_the_first_part_before_storing_anything(site: Site) -> None:
     report = await submit(site.services)
     alice = await site.signed_in("alice")
-    body = _multipart([("files", ("early.bin", b"x" * 100_000)), ("csrf_token", alice.csrf), ("text", "hi")])
+    body = ordered_form([("files", ("early.bin", b"x" * 100_000)), ("csrf_token", alice.csrf), ("text", "hi")])
     response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
     assert response.status == 403
     assert leftover_staged(site.config) == [] and await site.services.store.messages(report.report_id) == []
@@ -190,7 +178,7 @@ async def test_reply_refuses_a_token_that_is_not_the_first_part_before_storing_a
 async def test_empty_reply_is_refused_with_a_message(site: Site) -> None:
     report = await submit(site.services)
     alice = await site.signed_in("alice")
-    body = _multipart([("csrf_token", alice.csrf), ("text", "   ")])
+    body = ordered_form([("csrf_token", alice.csrf), ("text", "   ")])
     response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body, allow_redirects=False)
     assert response.status == 303
     assert "Write a reply or choose a file" in await alice.text(f"/en/reports/{report.report_id}")
@@ -205,7 +193,7 @@ async def test_too_large_reply_file_is_refused_and_discarded(tmp_path: object) -
     async with serve_site(config) as served:
         report = await submit(served.services)
         alice = await served.signed_in("alice")
-        body = _multipart([("csrf_token", alice.csrf), ("text", "x"), ("files", ("big.bin", b"x" * 5000))])
+        body = ordered_form([("csrf_token", alice.csrf), ("text", "x"), ("files", ("big.bin", b"x" * 5000))])
         response = await alice.client.post(f"/en/reports/{report.report_id}/reply", data=body,
                                            allow_redirects=False)
         assert response.status == 413

@@ -23,7 +23,7 @@ from tests.support.cleaning import CleanerProcess, cleaner_process
 from tests.support.forms import receipt_in, report_form, visible_text
 from tests.support.installs import STAFF, new_install
 from tests.support.live_server import AiohttpClient
-from tests.support.metadata_files import BUILDERS, MARKER, exiftool_values, unpacked
+from tests.support.metadata_files import BUILDERS, MARKER, exiftool_values, pdf_bytes, unpacked
 from tests.support.whistleblower_site import Site, open_site
 
 UNAVAILABLE = "Not cleaned: the checker is not available right now. The file was kept as sent."
@@ -56,16 +56,7 @@ def many_pages_pdf(pages: int) -> bytes:
                f"<< /Author (Writer {MARKER}) >>".encode()]
     objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 3 0 R "
                 b"/Resources << /Font << /F1 4 0 R >> >> >>"] * pages
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 5 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_bytes(objects, info=5)
 
 
 async def test_the_app_cleans_through_the_cleaner_service(sites: tuple[Site, StaffSite], tmp_path: Path) -> None:

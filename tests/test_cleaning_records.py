@@ -3,11 +3,11 @@ existing install forward."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -20,38 +20,18 @@ from dropbox.reports import open_file_cleaning
 from dropbox.sealing import KdfParams, TamperedData, WrappedPrivateKey, unwrap_caseworker_key
 from dropbox.storage import Store
 from tests.support.caseworker_site import downloads, only_report_url, serve_site
+from tests.support.data_checks import files_containing
 from tests.support.forms import receipt_in, report_form, visible_text
 from tests.support.installs import PASSPHRASES, STAFF, new_install
 from tests.support.live_server import AiohttpClient
 from tests.support.metadata_files import BUILDERS, MARKER, SANDBOX_LIMITS
 from tests.support.whistleblower_site import log_in, open_site
 
-#: Files larger than this are skipped by the scan: a leaked copy of the small test files would not be.
-SCAN_MAX_BYTES = 64 * MiB
 
-
-def _files_under(*roots: Path) -> Iterator[Path]:
-    for root in roots:
-        for folder, _dirs, names in os.walk(root, onerror=lambda _e: None):
-            for name in names:
-                path = Path(folder) / name
-                try:
-                    if path.is_file() and not path.is_symlink() and path.stat().st_size <= SCAN_MAX_BYTES:
-                        yield path
-                except OSError:
-                    continue
-
-
-def disk_holding(canary: bytes, *roots: Path) -> list[Path]:
-    """Every regular file under `roots` whose bytes contain `canary`."""
-    found = []
-    for path in _files_under(*roots):
-        try:
-            if canary in path.read_bytes():
-                found.append(path)
-        except OSError:
-            continue
-    return found
+def disk_holding(canary: bytes, *roots: Path, changed_since: float | None = None) -> list[Path]:
+    """Every regular file under `roots` whose bytes contain `canary` (with `changed_since`, among
+    those written since: see files_containing)."""
+    return [path for root in roots for path, _ in files_containing(root, [canary], newer_than=changed_since)]
 
 
 def _canary_pdf(tmp_path: Path, canary: str) -> bytes:
@@ -65,10 +45,11 @@ HOST_TEMP = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm")]  #
 
 async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path: Path) -> None:
     # Given a file carrying a canary that exists nowhere else (its bytes are built in memory only)
+    started = time.time()
     canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     data = _canary_pdf(tmp_path / "build", canary)
     assert canary.encode() in data
-    assert not disk_holding(canary.encode(), *HOST_TEMP)
+    assert not disk_holding(canary.encode(), *HOST_TEMP, changed_since=started)
     cleaner = Cleaner(CleaningSettings(max_bytes=32 * MiB, concurrency=1, limits=SANDBOX_LIMITS))
     seen_during: list[list[Path]] = []
 
@@ -79,7 +60,7 @@ async def test_no_plaintext_reaches_the_disk_while_the_sandbox_holds_it(tmp_path
         # When the sandbox is streaming the cleaned copy back (input and output still on its tmpfs),
         # Then no file on the host's temporary folders holds the plaintext
         if not seen_during:
-            seen_during.append(disk_holding(canary.encode(), *HOST_TEMP))
+            seen_during.append(disk_holding(canary.encode(), *HOST_TEMP, changed_since=started))
 
     result = await cleaner.clean(name="budget.pdf", size=len(data), source=source, sink=sink)
     assert result.outcome is Outcome.CLEANED
@@ -90,6 +71,7 @@ async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohtt
                                                                           tmp_path: Path) -> None:
     # Given an install, and a report with files carrying a canary in their content and metadata
     config = await new_install(tmp_path / "data", STAFF, max_file_bytes=8 * MiB, max_submission_bytes=16 * MiB)
+    started = time.time()
     canary = "CNRY" + secrets.token_hex(5)  # 14 characters: shorter than the planted author
     files = {"budget.pdf": _canary_pdf(tmp_path / "build", canary), "notes.txt": f"body {canary}\n".encode()}
     async with open_site(aiohttp_client, config) as site, serve_site(config) as staff:
@@ -99,7 +81,7 @@ async def test_no_plaintext_in_the_data_folder_after_a_cleaned_submission(aiohtt
         got = await downloads(staff, await only_report_url(staff))
         assert canary.encode() in got["notes.txt"]
         # Then neither the data folder (database, WAL) nor the host's temporary folders hold it
-        assert disk_holding(canary.encode(), config.data_dir, *HOST_TEMP) == []
+        assert disk_holding(canary.encode(), config.data_dir, *HOST_TEMP, changed_since=started) == []
 
 
 async def test_the_values_found_open_for_the_whistleblower_and_no_caseworker(aiohttp_client: AiohttpClient,

@@ -60,8 +60,8 @@ def test_second_init_refuses_and_changes_nothing(data: Path) -> None:
     ("caseworker", "add", "x", "--channel", "nope"),
     ("nonsense",),
 ])
-def test_operator_mistakes_give_one_line_and_status_2(data: Path, args: tuple[str, ...]) -> None:
-    run_cli("init", data=data, check=False)
+def test_operator_mistakes_give_one_line_and_status_2(cli_initialised: Path, args: tuple[str, ...]) -> None:
+    data = cli_initialised
     result = run_cli(*args, data=data, check=False)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -73,8 +73,8 @@ def test_commands_without_install_say_to_run_init(data: Path) -> None:
     assert result.returncode == 2 and "run.py init" in result.stderr
 
 
-def test_weak_stdin_passphrase_is_refused(data: Path) -> None:
-    run_cli("init", data=data, check=False)
+def test_weak_stdin_passphrase_is_refused(cli_initialised: Path) -> None:
+    data = cli_initialised
     result = run_cli("caseworker", "add", "alice", "--passphrase-stdin", data=data, check=False, stdin="short\n")
     assert result.returncode == 2 and "at least" in result.stderr
     # Long enough, but easy to guess: refused as well (I3)
@@ -86,8 +86,8 @@ def test_weak_stdin_passphrase_is_refused(data: Path) -> None:
 ALICE = "alice keeps seven ferrets in a blue barn\n"
 
 
-def test_grant_all_needs_the_granters_passphrase(data: Path) -> None:
-    run_cli("init", data=data, check=False)
+def test_grant_all_needs_the_granters_passphrase(cli_initialised: Path) -> None:
+    data = cli_initialised
     run_cli("caseworker", "add", "alice", "--passphrase-stdin", data=data, check=False, stdin=ALICE)
     run_cli("caseworker", "add", "bob", "--passphrase-stdin", data=data, check=False,
             stdin="bob paints lighthouses every winter\n")
@@ -105,8 +105,8 @@ def test_every_command_has_help(data: Path) -> None:
         assert result.returncode == 0 and "--data" in result.stdout
 
 
-def test_channel_list_shows_the_default_channel_and_its_caseworkers(data: Path) -> None:
-    assert run_cli("init", data=data, check=False).returncode == 0
+def test_channel_list_shows_the_default_channel_and_its_caseworkers(cli_initialised: Path) -> None:
+    data = cli_initialised
     assert run_cli("caseworker", "add", "alice", "--passphrase-stdin", data=data, check=False,
                    stdin="ochre tram kettle ferry basalt lantern\n").returncode == 0
     listed = run_cli("channel", "list", data=data, check=False)
@@ -116,10 +116,10 @@ def test_channel_list_shows_the_default_channel_and_its_caseworkers(data: Path) 
     assert "[default]" in line
 
 
-def test_a_port_in_use_is_one_clear_line_not_a_traceback(data: Path) -> None:
+def test_a_port_in_use_is_one_clear_line_not_a_traceback(cli_initialised: Path) -> None:
     import socket
 
-    assert run_cli("init", data=data, check=False).returncode == 0
+    data = cli_initialised
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -20,10 +20,9 @@ def set_version(db: Path, version: int) -> None:
 
 
 @pytest.fixture
-def old_install(tmp_path: Path) -> Path:
-    """A real install whose database says it is at the previous schema."""
-    data = tmp_path / "data"
-    assert run_cli("init", data=data, check=False).returncode == 0
+def old_install(cli_initialised: Path) -> Path:
+    """A real install (`run.py init`'s) whose database says it is at the previous schema."""
+    data = cli_initialised
     assert schema_version(data / "dropbox.sqlite3") == SCHEMA_VERSION  # init creates at the latest
     set_version(data / "dropbox.sqlite3", SCHEMA_VERSION - 1)
     return data

@@ -23,7 +23,7 @@ from dropbox.storage import migrate_database, schema_version
 from tests.support.caseworker_site import Agent, Site, serve_site, site_fixture, whistleblower_client  # noqa: F401
 from tests.support.data_checks import all_bytes_under
 from tests.support.domain import submit  # noqa: F401
-from tests.support.forms import csrf_in, visible_text
+from tests.support.forms import OrderedPart, csrf_in, ordered_form, visible_text
 from tests.support.installs import STAFF, login, new_install  # noqa: F401
 from tests.support.whistleblower_site import log_in
 
@@ -34,26 +34,15 @@ RECORDING = b"OggS\x00recorded-voice-" + b"\x01" * 5000
 RECEIPT = re.compile(r'<p class="receipt-code" id="receipt">(.*?)</p>', re.S)
 
 
-def multipart(fields: list[tuple[str, str | tuple[str, bytes]]]) -> aiohttp.FormData:
-    """Parts in exactly this order (the CSRF token must come first)."""
-    form = aiohttp.FormData(default_to_multipart=True)
-    for name, value in fields:
-        if isinstance(value, tuple):
-            form.add_field(name, value[1], filename=value[0], content_type="application/octet-stream")
-        else:
-            form.add_field(name, value)
-    return form
-
-
 async def register(agent: Agent, *, minutes: str = f"The reporter said: {MINUTES_CANARY}", consent: str = "yes",
                    recording: bytes | None = RECORDING, medium: str = "phone",
                    consent_day: str | None = None) -> aiohttp.ClientResponse:
-    fields: list[tuple[str, str | tuple[str, bytes]]] = [
+    fields: list[OrderedPart] = [
         ("csrf_token", agent.csrf), ("channel", "default"), ("medium", medium), ("minutes", minutes),
         ("consent", consent), ("consent_day", consent_day or today().isoformat())]
     if recording is not None:
         fields.append(("recording", ("call.ogg", recording)))
-    return await agent.client.post("/en/oral", data=multipart(fields), allow_redirects=False)
+    return await agent.client.post("/en/oral", data=ordered_form(fields), allow_redirects=False)
 
 
 def receipt_on(page: str) -> str:
@@ -188,7 +177,7 @@ async def test_registration_refuses_a_recording_without_consent_and_keeps_what_w
     assert future.status == 400 and "not in the future" in await future.text()
     odd = await register(alice, recording=None, medium="telepathy")
     assert odd.status == 400
-    forged = await alice.client.post("/en/oral", allow_redirects=False, data=multipart([
+    forged = await alice.client.post("/en/oral", allow_redirects=False, data=ordered_form([
         ("csrf_token", "x" * 40), ("channel", "default"), ("medium", "phone"), ("minutes", "x")]))
     assert forged.status in (400, 403)
     # Nothing was stored by any of them

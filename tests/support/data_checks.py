@@ -186,9 +186,19 @@ def _contents(blobs: BlobStore, by_id: dict[str, StoredFile], file_ids: list[str
     }
 
 
+#: How far a file's ctime may lag a time.time() read before the write (the kernel stamps files
+#: with a coarse clock).
+CTIME_SLACK_SECONDS = 2.0
+
+
 def files_containing(root: Path, needles: list[bytes], *, newer_than: float | None = None,
                      max_bytes: int = 256 * 1024 * 1024) -> list[tuple[Path, bytes]]:
-    """(path, needle) for every regular file below `root` that contains a needle."""
+    """(path, needle) for every regular file below `root` that contains a needle.
+
+    `newer_than` (a time.time() read before the needles were made): only files written since are
+    read. A file holding a fresh needle was written after it existed, and every write moves the
+    ctime, which (unlike the mtime) no program can set back; a busy machine's temp folder holds
+    gigabytes that need not be read."""
     hits = []
     # os.walk, not rglob: a folder that vanishes during the walk (another process's temp dir on a
     # shared machine) is skipped instead of ending the scan with FileNotFoundError.
@@ -198,7 +208,7 @@ def files_containing(root: Path, needles: list[bytes], *, newer_than: float | No
             if not path.is_file() or path.is_symlink():
                 continue
             stat = path.stat()
-            if newer_than is not None and stat.st_mtime < newer_than:
+            if newer_than is not None and stat.st_ctime < newer_than - CTIME_SLACK_SECONDS:
                 continue
             if stat.st_size > max_bytes:
                 continue

@@ -3,9 +3,10 @@
 One set of scrapers for every test: a hidden field's value (the CSRF token, the receipt token),
 the receipt code, an element's text, what a person reads, the links a page offers. Each comes
 in two forms where tests need both: `find_…` answers None when the page has none (a test of a
-refusal looks for that), the other asserts it is there. And the two ways of writing a form:
-`report_form` (aiohttp's FormData, in document order) and `multipart` (bytes encoded here, so a
-test controls the field order, can stream a body slowly and send the exact bytes a browser would).
+refusal looks for that), the other asserts it is there. And the three ways of writing a form:
+`report_form` (aiohttp's FormData, in document order), `ordered_form` (aiohttp's FormData, parts in
+the order given) and `multipart` (bytes encoded here, so a test controls the field order, can stream
+a body slowly and send the exact bytes a browser would).
 """
 
 from __future__ import annotations
@@ -154,15 +155,36 @@ def multipart(fields: Sequence[Field], *, boundary: str | None = None) -> tuple[
     return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
+OrderedPart = tuple[str, str | tuple[str, bytes]]
+"""(name, value) or (name, (filename, data)): a file part when the value is a pair."""
+
+
+def ordered_form(parts: Sequence[OrderedPart]) -> FormData:
+    """aiohttp's FormData with the parts in exactly this order, always multipart (the caseworker
+    forms that carry files must have the CSRF token first; a test that puts it later sees the refusal)."""
+    form = FormData(default_to_multipart=True)
+    for name, value in parts:
+        if isinstance(value, tuple):
+            form.add_field(name, value[1], filename=value[0], content_type="application/octet-stream")
+        else:
+            form.add_field(name, value)
+    return form
+
+
 def submission_fields(*, text: str, contact: str | None = None, answers: dict[str, str] | None = None,
-                      files: Sequence[tuple[str, bytes]] = (), channel: str = "default") -> list[Field]:
-    """The submission form's fields for `multipart`, in the order the tests of the server process use."""
+                      files: Sequence[tuple[str, bytes]] = (), channel: str = "default",
+                      clean: bool = False) -> list[Field]:
+    """The submission form's fields for `multipart`, in the order the tests of the server process use.
+    `clean`: the "remove hidden information" box ticked (it only counts on a channel whose policy
+    lets the whistleblower choose; unticked, a browser sends no field)."""
     fields: list[Field] = [("channel", channel, None), ("text", text, None)]
     if contact is not None:
         fields.append(("contact", contact, None))
     for key, value in (answers or {}).items():
         fields.append((f"answer_{key}", value, None))
     fields += [("files", data, name) for name, data in files]
+    if clean:
+        fields.append(("clean", "1", None))
     return fields
 
 

@@ -70,8 +70,9 @@ class Submitted:
 
 async def submit(client: aiohttp.ClientSession, base: str, *, text: str, contact: str | None = None,
                  answers: dict[str, str] | None = None, files: Sequence[tuple[str, bytes]] = (),
-                 slow: tuple[int, float] | None = None, lang: str = "en") -> Submitted:
-    body, content_type = multipart(submission_fields(text=text, contact=contact, answers=answers, files=files))
+                 slow: tuple[int, float] | None = None, lang: str = "en", clean: bool = False) -> Submitted:
+    body, content_type = multipart(submission_fields(text=text, contact=contact, answers=answers, files=files,
+                                                     clean=clean))
     answer = await post_body(client, f"{base}/{lang}/submit", body, content_type, slow=slow)
     return Submitted(answer, find_receipt_digits(answer.body) if answer.status == 200 else None)
 

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from dropbox.config import MiB
@@ -109,6 +110,13 @@ def pdf(_tmp: Path) -> tuple[str, bytes, list[str]]:
         b"<< /Type /Metadata /Subtype /XML /Length %d >>\nstream\n" % len(xmp) + xmp + b"\nendstream",
         f"<< /Author ({planted[0]}) /Creator ({planted[1]}) /Producer ({planted[2]}) >>".encode(),
     ]
+    return "budget.pdf", pdf_bytes(objects, info=7), planted
+
+
+def pdf_bytes(objects: Sequence[bytes], *, info: int) -> bytes:
+    """A PDF 1.4 file of `objects` (numbered from 1, the catalog first) with its cross-reference
+    table and a trailer naming object `info` as the Info dictionary: the one PDF writer of the tests
+    and the bench, so each only says which objects its file holds."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -117,8 +125,9 @@ def pdf(_tmp: Path) -> tuple[str, bytes, list[str]]:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 7 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return "budget.pdf", bytes(out), planted
+    out += b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, info, xref)
+    return bytes(out)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
