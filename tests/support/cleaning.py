@@ -17,8 +17,23 @@ from pathlib import Path
 from dropbox.cleaner_service import probe_remote
 from dropbox.cleaning import Policy
 from tests.support.caseworker_site import Site as StaffSite
+from tests.support.caseworker_site import downloads, only_report_url
+from tests.support.metadata_files import MARKER, exiftool_values, unpacked
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+async def assert_downloads_clean(staff: StaffSite, files: dict[str, bytes], folder: Path) -> None:
+    """The caseworker downloads every file of the install's one report (the names sent, no more),
+    and none carries the planted MARKER: not in its bytes (unpacked, for ZIP-based formats), not
+    in what exiftool reads from a copy written under `folder`."""
+    got = await downloads(staff, await only_report_url(staff))
+    assert sorted(got) == sorted(files)
+    for name, data in got.items():
+        assert MARKER.encode() not in unpacked(data), name
+        copy = folder / f"downloaded-{name}"
+        copy.write_bytes(data)
+        assert MARKER not in exiftool_values(copy), name
 
 
 async def set_policy(staff: StaffSite, policy: Policy) -> None:
