@@ -414,11 +414,12 @@ class Store:
         existed = path.exists()
         if not create and not existed:
             raise NotInitialised(str(path))
-        # The writer's cache small: what passes through it is mostly the overflow pages of file
-        # chunks, each written once and never read again by this connection (2 MiB: 32 pages,
-        # the B-tree pages its commits touch stay in it).
-        writer = await _connect(path, cache_kib=2048)
-        try:
+        async with contextlib.AsyncExitStack() as opened:  # closes what was opened if any step fails
+            # The writer's cache small: what passes through it is mostly the overflow pages of file
+            # chunks, each written once and never read again by this connection (2 MiB: 32 pages,
+            # the B-tree pages its commits touch stay in it).
+            writer = await _connect(path, cache_kib=2048)
+            opened.push_async_callback(writer.close)
             if not existed:
                 await writer.execute(f"PRAGMA page_size = {migrations.PAGE_BYTES}")
             await writer.execute_fetchall("PRAGMA journal_mode = WAL")  # fetched: no statement left open
@@ -426,15 +427,9 @@ class Store:
             if await _migrate(writer, allowed=create or migrate) < 4 and existed:
                 await migrations.repage(writer)
             reader = await _connect(path)
-        except BaseException:
-            await writer.close()
-            raise
-        try:
+            opened.push_async_callback(reader.close)
             checkpointer = await _connect(path, cache_kib=1024)  # a checkpoint copies frames past the cache
-        except BaseException:
-            await reader.close()
-            await writer.close()
-            raise
+            opened.pop_all()
         return cls(writer, reader, path, checkpointer)
 
     async def close(self) -> None:
