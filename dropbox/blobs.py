@@ -185,11 +185,14 @@ class StagedFiles:
             if self.total_bytes > self.byte_budget:
                 raise FileTooLarge(self.byte_budget)
             self._count(len(piece))
-            gathered.append(piece)
-            held += len(piece)
             if held >= self.blobs.chunk_bytes:
+                # Sealed only now that this piece shows the file goes on: a file that ends with a
+                # full chunk (many small files of one chunk each) hands it to the worker together
+                # with its final frame, in the one job `add` does not wait for.
                 await self._seal(staged, sink.absorb, gathered)
                 gathered, held = [], 0
+            gathered.append(piece)
+            held += len(piece)
         padding = staged.bucket - staged.size
         self._count(padding)
         await self._seal(staged, functools.partial(_finish, staged, sink, gathered, padding))

@@ -151,24 +151,34 @@ class _SlowDisk(Store):
         self.batches_done += 1
 
 
+@pytest.mark.parametrize(("sizes", "piece"), [
+    # Smaller than a chunk, read in 64 KiB pieces.
+    ((300_000, 5000, MiB), 65_536),
+    # Exactly one chunk (the benchmark's 100 files of 1 MiB), read as aiohttp hands them over.
+    # Before, such a chunk was sealed as soon as it was full and `add` then waited for it to
+    # hand over the final frame; now a full chunk is sealed once the next piece shows the file
+    # goes on, and a file that ends there goes to the worker in one job with its final frame.
+    ((MiB, MiB, 2 * MiB + 7), 262_144),
+], ids=["smaller-than-a-chunk", "exactly-one-chunk"])
 async def test_the_next_file_is_read_while_the_last_chunk_of_the_one_before_is_being_sealed(
-        config: Config, store: Store) -> None:
+        config: Config, store: Store, sizes: tuple[int, int, int], piece: int) -> None:
     # Before, `add` waited for its file's last seal: with many small files (one chunk each) the
     # loop and the worker took turns. Now the next file is read while the worker seals.
     executor = _HeldExecutor()
     asyncio.get_running_loop().set_default_executor(executor)
     blobs = BlobStore(store, config)
-    contents = [os.urandom(300_000), os.urandom(5000), os.urandom(MiB)]
+    assert blobs.chunk_bytes == MiB
+    contents = [os.urandom(n) for n in sizes]
     staged = blobs.stage(byte_budget=64 * MiB)
     try:
-        first = await asyncio.wait_for(staged.add("a", _pieces(contents[0], [65_536]), max_file_bytes=8 * MiB), 20)
+        first = await asyncio.wait_for(staged.add("a", _pieces(contents[0], [piece]), max_file_bytes=8 * MiB), 20)
         assert not executor.release.is_set() and executor.submitted.is_set()  # its seal is held, not done
         assert first.digest == b""
-        second = asyncio.ensure_future(staged.add("b", _pieces(contents[1], [65_536]), max_file_bytes=8 * MiB))
+        second = asyncio.ensure_future(staged.add("b", _pieces(contents[1], [piece]), max_file_bytes=8 * MiB))
         await asyncio.sleep(0)
         executor.release.set()
         await asyncio.wait_for(second, WAIT_S)
-        await staged.add("c", _pieces(contents[2], [65_536]), max_file_bytes=8 * MiB)
+        await staged.add("c", _pieces(contents[2], [piece]), max_file_bytes=8 * MiB)
         await staged.settle()
         assert _read_back(blobs, staged) == contents
         assert [f.sha256 for f in staged.files] == [hashlib.sha256(c).hexdigest() for c in contents]
