@@ -44,9 +44,10 @@ _PART = ".part"
 MiB = 1024 * 1024
 #: The smallest bucket: every file up to 4 KiB is stored as 4 KiB.
 MIN_BUCKET = 4096
-#: Sealed bytes gathered before they are written in one transaction. Larger batches write faster;
-#: each one holds the database's write lock for as long as it takes to write it.
-BATCH_BYTES = 2 * MiB
+#: Sealed bytes gathered before they are written (one INSERT statement, `Store.put_chunks`): about
+#: one frame. Two batches are in memory, one written and one gathering, and SQLite copies the
+#: rows of the one it writes; each holds the database's write lock while it is written.
+BATCH_BYTES = 1 * MiB
 
 
 #: (file id, seq, sealed frame) of one row of file_chunks.

@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +44,10 @@ _READ_BYTES = 4 * 1024 * 1024
 _WAL_PAGES_MAX = 4096
 #: Bytes of chunks written between two background checkpoints.
 _CHECKPOINT_EVERY = 16 * 1024 * 1024
+
+
+#: Rows of file_chunks in one INSERT statement: 800 parameters, under the 999 of older SQLites.
+_ROWS_PER_INSERT = 200
 
 
 class StoreError(Exception):
@@ -372,6 +376,17 @@ def _row(cls: type, row: aiosqlite.Row | None) -> Any:
 # --- the store -----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _disk_errors() -> Iterator[None]:
+    """A disk that refuses a write (full, read-only, failing) raises StorageUnavailable."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS:
+            raise StorageUnavailable(e.sqlite_errorname) from e
+        raise
+
+
 async def _connect(path: Path, *, cache_kib: int = 8192) -> aiosqlite.Connection:
     """A connection with the store's settings; `cache_kib` bounds its page cache (8 MiB: 128 of
     the 64 KiB pages, for the reader's lists and searches)."""
@@ -399,6 +414,8 @@ class Store:
         self._writer = writer
         self._reader = reader
         self._lock = asyncio.Lock()
+        #: The writer's PRAGMA synchronous as last set ("FULL", "NORMAL"), None when not known.
+        self._synchronous: str | None = None
         #: Copies the WAL into the database on its own thread while uploads stream (put_chunks).
         self._checkpointer = checkpointer
         #: Held by whoever checkpoints: SQLite lets one checkpoint run at a time and answers a
@@ -453,10 +470,8 @@ class Store:
         them before that commit (the one that stores their file row) anyway.
         """
         async with self._lock:
-            # Set for every transaction, not restored afterwards: a restore that failed would
-            # leave later commits silently without their fsync.
-            await self._writer.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-            try:
+            with _disk_errors():
+                await self._set_synchronous(durable=durable)
                 await self._writer.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._writer
@@ -468,10 +483,19 @@ class Store:
                 except BaseException:
                     await self._rollback()
                     raise
-            except sqlite3.OperationalError as e:
-                if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS:
-                    raise StorageUnavailable(e.sqlite_errorname) from e
-                raise
+
+    async def _set_synchronous(self, *, durable: bool) -> None:
+        """Under the lock: FULL (fsync at commit) or NORMAL for the next commit, never restored
+        afterwards (a restore that failed would leave later commits silently without their fsync).
+
+        Every statement is a round trip to SQLite's thread, so an unchanged setting is not sent
+        again. While a change is on its way, and after one that failed or was cancelled, the
+        setting counts as unknown: the next commit sends it rather than trust it."""
+        wanted = "FULL" if durable else "NORMAL"
+        if self._synchronous != wanted:
+            self._synchronous = None
+            await self._writer.execute(f"PRAGMA synchronous = {wanted}")
+            self._synchronous = wanted
 
     async def _rollback(self) -> None:
         """Roll back if a transaction is still open (SQLite ends some on its own after an I/O error)."""
@@ -1034,21 +1058,29 @@ class Store:
     # of its own.
 
     async def put_chunks(self, rows: Sequence[tuple[str, int, bytes | memoryview]]) -> None:
-        """Staged chunks (file id, seq, sealed bytes) of uploads in progress, in one short
-        transaction that other writers wait for only as long as it takes to write them.
+        """Staged chunks (file id, seq, sealed bytes) of uploads in progress, written as one
+        INSERT statement (of up to _ROWS_PER_INSERT rows) that commits by itself, with
+        synchronous=NORMAL (see `transaction`).
 
-        Each row gets a random 63-bit rowid. Two equal ones among millions of rows are about as
-        likely as guessing a key, but the insert would then fail, so the batch is tried again
-        with new ids (a duplicate (file id, seq) fails every time and is raised)."""
-        for attempt in range(3):
-            try:
-                async with self.transaction(durable=False) as db:
-                    await db.executemany("INSERT INTO file_chunks (id, file_id, seq, data) VALUES (?, ?, ?, ?)",
-                                         [(_chunk_id(), *row) for row in rows])
-                break
-            except sqlite3.IntegrityError:
-                if attempt == 2:
-                    raise
+        A batch used to be BEGIN, INSERT and COMMIT: three round trips to SQLite's thread, and
+        between them the writer waited for the event loop, busy reading the upload, to send the
+        next; a statement on its own is all or nothing anyway. Each row gets a random 63-bit
+        rowid. Two equal ones among millions of rows are about as likely as guessing a key, but
+        the insert would then fail, so the statement is tried again with new ids (a duplicate
+        (file id, seq) fails every time and is raised)."""
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            part = rows[start : start + _ROWS_PER_INSERT]
+            sql = "INSERT INTO file_chunks (id, file_id, seq, data) VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(part))  # noqa: S608 - placeholders only
+            for attempt in range(3):
+                try:
+                    async with self._lock:
+                        with _disk_errors():
+                            await self._set_synchronous(durable=False)
+                            await self._writer.execute(sql, [v for row in part for v in (_chunk_id(), *row)])
+                    break
+                except sqlite3.IntegrityError:
+                    if attempt == 2:
+                        raise
         self._unchecked_bytes += sum(len(row[2]) for row in rows)
         if self._unchecked_bytes >= _CHECKPOINT_EVERY:
             self._checkpoint_soon()
