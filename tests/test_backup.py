@@ -31,11 +31,13 @@ async def test_a_backup_taken_during_20_submissions_restores_every_receipt_shown
     # Given a serving install and 20 whistleblowers submitting at once, their bodies streamed slowly
     config = await new_install(tmp_path / "data")
     archive = tmp_path / "backup.tar"
+    planted: list[bytes] = []  # a piece of each file's contents, looked for in the archive
     with running_server(config.data_dir, tmp_path / "server.log") as server:
         async with new_client() as client:
 
             async def one(i: int) -> tuple[Sent, float] | None:
                 files = {f"f{i}.bin": os.urandom(200_000 + i)}
+                planted.extend(d[100_000:100_064] for d in files.values())
                 done = await submit(client, server.url, text=f"report {i}", files=list(files.items()),
                                     slow=(10, 0.05 * (i % 5)))
                 if done.receipt is None:
@@ -58,9 +60,11 @@ async def test_a_backup_taken_during_20_submissions_restores_every_receipt_shown
     shown_before = [s for s, at in sent if at <= backup_started]
     assert len(shown_before) >= 3
 
-    # Then the archive holds no plaintext of what was sent
+    # Then the archive holds no plaintext of what was sent, no receipt and no passphrase
     raw = archive.read_bytes()
     assert b"report 1" not in raw and all(r.receipt.encode() not in raw for r, _ in sent)
+    assert len(planted) == 20 and not any(piece in raw for piece in planted)
+    assert ALICE.passphrase.encode() not in raw
 
     # And restored into a fresh folder, every receipt shown before the backup opens its report with
     # its files, and every report in the archive opens whole

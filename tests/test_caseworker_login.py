@@ -118,11 +118,14 @@ async def test_a_passphrase_no_key_could_have_does_not_spend_the_failure_budget(
     config = await new_install(tmp_path / "data", STAFF, failed_login_budget_per_minute=1, slowdown_seconds=0)
     async with serve_site(config) as served:
         agent = await served.agent()
-        # When passphrases refused before any Argon2id run are sent (empty, over the byte cap)
+        derivations = served.services.staff_kdf.started
+        # When passphrases no key could have are sent (empty, over the byte cap)
         for passphrase in ("", "   ", "x" * 1025, "\u00e9" * 600):
             response = await agent.login("alice", passphrase=passphrase)
             assert response.status == 400 and GENERIC in await response.text()
-        # Then none was counted: the first real wrong guess is not slowed
+        # Then no Argon2id run was started for them, and none was counted: the first real wrong
+        # guess is not slowed
+        assert served.services.staff_kdf.started == derivations
         assert not served.app[FAILURE_BUDGET].spent()
         first = await agent.login("alice", passphrase="not the passphrase")
         assert first.status == 400 and "slowed down" not in await first.text()

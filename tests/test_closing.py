@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dropbox.submissions import open_mailbox, read_mailbox
 from tests.support.caseworker_site import Site, site_fixture  # noqa: F401
+from tests.support.data_checks import all_bytes_under
 from tests.support.domain import submit  # noqa: F401
+
+CLOSING_CANARY = "CANARY-closing-message-5c1e"
 
 
 async def test_closing_needs_an_outcome_and_sends_the_closing_message_to_the_mailbox(site: Site) -> None:
@@ -21,7 +24,7 @@ async def test_closing_needs_an_outcome_and_sends_the_closing_message_to_the_mai
     assert (await site.services.store.report(report.report_id)).status == "opened"
     # With one, the report closes, and the message is the whistleblower's to read
     done = await alice.post(f"{path}/close", {"outcome": "Referred to the police",
-                                              "message": "We referred your report to the police."})
+                                              "message": f"We referred your report to the police. {CLOSING_CANARY}"})
     assert done.status == 303
     page = await alice.text(path)
     assert "Referred to the police" in page and "Closed the report with an outcome" in page
@@ -31,8 +34,10 @@ async def test_closing_needs_an_outcome_and_sends_the_closing_message_to_the_mai
     svc = site.services
     access = await open_mailbox(store=svc.store, kdf=svc.public_kdf, install=svc.install, receipt_text=report.receipt)
     mailbox = await read_mailbox(store=svc.store, access=access, record_visit=False)
-    assert [m.text for m in mailbox.messages] == ["We referred your report to the police."]
+    assert [m.text for m in mailbox.messages] == [f"We referred your report to the police. {CLOSING_CANARY}"]
     assert mailbox.status == "closed"
+    # and it is sealed: not one byte of it in the clear anywhere under data/ (database, WAL)
+    assert not any(CLOSING_CANARY.encode() in data for data in all_bytes_under(site.config.data_dir).values())
 
 
 async def test_admins_edit_the_outcome_list_and_caseworkers_close_with_it(site: Site) -> None:

@@ -331,6 +331,38 @@ async def test_the_openssl_recipe_of_docs_proof_md_verifies_a_proof(site: Site, 
     assert done.returncode != 0
 
 
+async def test_the_python_recipes_of_docs_proof_md_verify_a_proof_and_reproduce_its_digest(
+        site: Site, tmp_path: Path) -> None:
+    # The PyNaCl lines of docs/PROOF.md, run as written with the channel's key and a downloaded proof
+    receipt = await _submit(site)
+    await log_in(site.client, receipt)
+    data = await _download(site)
+    recipe = (REPO_ROOT / "docs" / "PROOF.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", recipe.split("## Verifying an export")[0], re.S)
+    check, digest = blocks  # "With Python and PyNaCl", then "Matching the digest to what you sent"
+    check = check.replace("<the channel's public key, base64>", site.services.signer.public_key_text)
+    (tmp_path / "proof-of-reporting.txt").write_bytes(data)
+    done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "proof-of-reporting.txt").write_bytes(data.replace(b"Proof made: ", b"Proof made:  "))
+    done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode != 0 and "BadSignatureError" in done.stderr
+    # and the digest lines, given the report's text and its one file, print the proof's report digest
+    name, content = "minutes.pdf", FILES["minutes.pdf"]
+    (tmp_path / name).write_bytes(content)
+    digest = digest.replace('"size": 1234', f'"size": {len(content)}').replace(
+        '"<the text exactly as sent>"', repr(TEXT))
+    assert f'"size": {len(content)}' in digest and repr(TEXT) in digest
+    receipt = await _submit(site, files={name: content})
+    await log_in(site.client, receipt)
+    facts = _verify(await _download(site), site).facts
+    done = subprocess.run([sys.executable, "-c", digest], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.stdout.strip() == facts.report_digest, done.stderr
+
+
 # --- an install from before proofs (schema 8) -------------------------------------------------
 
 

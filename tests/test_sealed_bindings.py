@@ -5,13 +5,14 @@ cannot be passed off as an old one to escape the stronger binding."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sqlite3
 from collections.abc import Iterator
 
 import pytest
 
-from dropbox import accounts, casework
-from dropbox.reports import open_file_key, open_file_name, open_file_size, open_message, open_note
+from dropbox import accounts, casework, oral
+from dropbox.reports import open_file_key, open_file_name, open_file_size, open_message, open_note, open_reason
 from dropbox.sealing import TamperedData
 from tests.support.caseworker_site import Site
 from tests.support.caseworker_site import site_fixture as site_fixture
@@ -139,3 +140,60 @@ def _opens(opener: object) -> bool:
     except TamperedData:
         return False
     return True
+
+
+async def _login(site: Site, name: str) -> accounts.CaseworkerSession:
+    return await accounts.login(store=site.services.store, kdf=site.services.staff_kdf, config=site.config,
+                                name=name, passphrase=PASSPHRASES[name])
+
+
+async def test_a_reason_given_another_kind_or_author_does_not_open(site: Site) -> None:
+    """A reason is bound to its report, id, kind and author (reports.seal_reason)."""
+    report = await submit(site.services)
+    session = await _login(site, "alice")
+    store = site.services.store
+    assert await casework.record_reason(store=store, session=session, report_id=report.report_id,
+                                        kind="no_acknowledgement", text="the reporter declined it")
+    keys = await accounts.report_keys(store=store, session=session, report_id=report.report_id)
+    (reason,) = await store.reasons(report.report_id)
+    assert open_reason(reason, staff_key=keys.staff_key) == "the reporter declined it"
+    bob = await store.caseworker_by_name("bob")
+    for column, value in (("kind", "extension"), ("caseworker_id", bob.id)):
+        with _edit(site) as db:
+            db.execute(f"UPDATE report_reasons SET {column} = ? WHERE id = ?", (value, reason.id))  # noqa: S608
+        (changed,) = await store.reasons(report.report_id)
+        with pytest.raises(TamperedData):
+            open_reason(changed, staff_key=keys.staff_key)
+        with _edit(site) as db:
+            db.execute(f"UPDATE report_reasons SET {column} = ? WHERE id = ?",  # noqa: S608
+                       (getattr(reason, column), reason.id))
+
+
+async def test_minutes_passed_off_as_another_version_or_report_do_not_open(site: Site) -> None:
+    """Each version's text is bound to its report and number (oral.seal_minutes); the trigger that
+    keeps them as written is no defence against whoever can edit the file, the binding is."""
+    session = await _login(site, "alice")
+    services = site.services
+    registration = oral.Registration(channel_id="default", medium="phone", minutes="version one",
+                                     recording_consent=False, consent_day=dt.date(2026, 1, 1))
+    made = [(await oral.register(store=services.store, kdf=services.staff_kdf, install=services.install,
+                                 session=session, registration=registration,
+                                 staged=services.blobs.stage(byte_budget=1, public=False))).report_id
+            for _ in range(2)]
+    first, other = made
+    assert await oral.publish_version(store=services.store, session=session, report_id=first, after=1,
+                                      text="version two") == 2
+    keys = await accounts.report_keys(store=services.store, session=session, report_id=first)
+    assert [oral.open_minutes(v, report_key=keys.report_key)
+            for v in await services.store.minutes_versions(first)] == ["version one", "version two"]
+    with _edit(site) as db:
+        db.execute("DROP TRIGGER oral_minutes_as_written")
+        # version 1's text put in as version 2 (and 2's as 1), and another report's version 1 moved in
+        db.execute("UPDATE oral_minutes SET version = 10 + version WHERE report_id = ?", (first,))  # (UNIQUE)
+        db.execute("UPDATE oral_minutes SET version = 13 - version WHERE report_id = ?", (first,))
+        db.execute("UPDATE oral_minutes SET report_id = ?, version = 3 WHERE report_id = ?", (first, other))
+    versions = await services.store.minutes_versions(first)
+    assert len(versions) == 3
+    for version in versions:
+        with pytest.raises(TamperedData):
+            oral.open_minutes(version, report_key=keys.report_key)

@@ -52,3 +52,16 @@ async def test_updates_touch_only_allow_listed_columns_of_existing_rows(store: S
         await store.update_report("0" * 32, status="closed")
     with pytest.raises(NotFound):
         await store.update_caseworker("0" * 32, disabled=1)
+
+
+async def test_tables_of_reports_and_what_they_record_keep_no_time_ordered_rowid(store: Store, config: Config) -> None:
+    """docs/PROTOCOL.md, "What the disk still shows": rows about reports sit in the order of their
+    random keys, so their order does not date them; `audit` and `membership_notices` (caseworker
+    actions) and the settings tables are the only ones with a rowid, and file_chunks' is random."""
+    with sqlite3.connect(config.db_path) as db:
+        sql = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+    without_rowid = {name for name, create in sql.items() if create.rstrip().upper().endswith("WITHOUT ROWID")}
+    assert without_rowid == {"reports", "report_grants", "messages", "notes", "files", "report_reasons",
+                             "report_stats", "oral_reports", "oral_minutes", "minutes_corrections"}
+    assert set(sql) - without_rowid == {"meta", "channels", "caseworkers", "channel_members", "audit",
+                                        "membership_notices", "pending_memberships", "file_chunks"}

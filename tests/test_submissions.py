@@ -70,10 +70,12 @@ async def test_a_wiped_mailbox_access_is_zeroed_in_place_and_opens_nothing(
 ) -> None:
     receipt = await hand_in(store, kdf, install, blobs, config)
     access = await open_mailbox(store=store, kdf=kdf, install=install, receipt_text=receipt)
-    held = access.key
+    held, own = access.key, access.own_key
     assert isinstance(held, bytearray) and any(held) and access.report_key == bytes(held)
+    assert isinstance(own, bytearray) and any(own) and access.sender_key == bytes(own)
     access.wipe()
     assert held is access.key and held == bytearray(32)  # the same buffer, overwritten, not replaced
+    assert own is access.own_key and own == bytearray(32) and access.sender_key is None
     with pytest.raises(KeyWiped):
         await read_mailbox(store=store, access=access, record_visit=False)
 

@@ -95,6 +95,41 @@ async def test_a_caseworker_form_without_files_refuses_a_multipart_body(tmp_path
         assert response.status == 303
 
 
+async def test_a_whistleblower_form_without_files_refuses_a_multipart_body(aiohttp_client: AiohttpClient,
+                                                                          tmp_path: Path) -> None:
+    # Given a whistleblower in their mailbox
+    async with open_site(aiohttp_client, await make_install(tmp_path / "data")) as site:
+        receipt = await submit_over_http(site.client)
+        page = await log_in(site.client, receipt)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token
+        # When forms without files (the meeting request, the login) arrive as multipart with a file part
+        forms = {"/en/mailbox/meeting": [("kind", "call")], "/en/mailbox/login": [("receipt", receipt)]}
+        for path, fields in forms.items():
+            form = _multipart(token.group(1), *fields, ("files", b"x" * 50_000))
+            response = await site.client.post(path, data=form, allow_redirects=False)
+            # Then each is refused with a clear page before anything is parsed or stored
+            assert response.status == 400, path
+            assert "Your browser sent the form in a way we could not read" in await response.text()
+        access = await open_mailbox(store=site.services.store, kdf=site.services.public_kdf,
+                                    install=site.services.install, receipt_text=receipt)
+        assert (await site.services.store.report(access.report_id)).meeting_request is None
+
+
+def test_only_the_one_reader_parses_a_form_body() -> None:
+    """aiohttp's `request.post()` spools file parts to a temporary file in the clear: it is called
+    in one place only, `read_small_form`, which refuses anything but url-encoded first."""
+    callers = []
+    package = REPO / "dropbox"
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("post", "multipart") and not node.args and not node.keywords):
+                callers.append(f"{path.relative_to(package)}:{node.lineno}:{node.func.attr}")
+    assert [c.rsplit(":", 2)[0] for c in callers] == ["web/uploads.py"] * len(callers), callers
+    assert any(c.endswith(":post") for c in callers)
+
+
 async def test_a_caseworker_reply_declaring_more_than_the_limits_is_refused_before_any_read(
         tmp_path: Path) -> None:
     # Given a signed-in caseworker

@@ -17,7 +17,7 @@ from dropbox.storage import Channel
 from dropbox.submissions import open_mailbox
 from dropbox.web.sessions import SESSIONS
 from dropbox.web.throttle import FAILURE_BUDGET
-from tests.support.clock import FakeClock
+from tests.support.clock import FakeClock, until
 from tests.support.data_checks import chunk_files
 from tests.support.domain import caseworker_reply  # noqa: F401
 from tests.support.forms import csrf_in, receipt_in, report_form  # noqa: F401
@@ -119,13 +119,18 @@ async def test_guessing_spends_the_budget_and_slows_everyone_but_never_locks_out
 
 
 async def test_malformed_receipts_do_not_spend_the_failure_budget(site: Site) -> None:
-    # Given a budget of two failures a minute (LIMITS)
+    # Given a budget of two failures a minute (LIMITS), and the receipt stock full (so no refill runs)
     budget = site.app[FAILURE_BUDGET]
-    # When many receipts that cannot be codes at all are sent (no Argon2id run checks them)
+    services = site.services
+    await until(lambda: services.receipts is not None and services.receipts.ready == site.config.receipt_stock)
+    derivations = services.public_kdf.started
+    # When many receipts that cannot be codes at all are sent
     for attempt in ("", "1234", "1" * 17, "x" * 65, "abcd efgh ijkl mnop", "1" * 10_000):
         page = await _page(await site.client.post("/en/mailbox/login", data={"receipt": attempt}), 403)
         assert GENERIC in page
-    # Then none was counted, and the next well-formed guess is neither slowed nor over budget
+    # Then no Argon2id run was started for them, none was counted, and the next well-formed guess
+    # is neither slowed nor over budget
+    assert services.public_kdf.started == derivations
     assert not budget.spent()
     page = await _page(await site.client.post("/en/mailbox/login", data={"receipt": "1111222233334444"}), 403)
     assert "Many attempts are being made" not in page
@@ -490,10 +495,10 @@ async def test_logout_expiry_and_shutdown_zero_the_report_key_the_session_held(s
     clock.advance(site.config.whistleblower_idle_seconds)
     await site.client.get("/en/mailbox/inbox", allow_redirects=False)
     assert key == bytearray(32)
-    # Shutdown (the store's cleanup wipes every session)
+    # Shutdown: the app's own cleanup (what a stopping server runs) wipes every session
     await log_in(site.client, receipt)
     key = _held_key(site)
-    site.app[SESSIONS].wipe_all()
+    await site.client.close()
     assert key == bytearray(32)
 
 
