@@ -301,7 +301,7 @@ async def test_a_damaged_file_gets_an_error_page_not_garbage(site: Site, caplog:
                    " WHERE file_id = ? AND seq = 0", (link[1],))
     db.close()
     # The only frame is damaged, so this is caught before any byte goes out
-    page = await _page(await site.client.get(link[0]), 500)
+    page = await _page(await site.client.get(link[0]), 409)
     assert "This file could not be opened" in page
     assert "TamperedData" in logged_at_the_next_day(site, caplog)
 

@@ -140,7 +140,7 @@ async def download(request: web.Request, *, original: bool = False) -> web.Strea
         opened = await casework.open_download(store=svc.store, blobs=svc.blobs, session=staff.account,
                                               report_id=report_id, file_id=file_id, original=original)
     except FileUnreadable as e:
-        raise UserError(500, FILE_UNREADABLE) from e
+        raise UserError(409, FILE_UNREADABLE) from e
     return await stream_download(request, opened, unreadable=FILE_UNREADABLE)
 
 

@@ -2,8 +2,9 @@
 
 What a damaged or cut blob does (one answer for both apps): each chunk goes out only once the one
 after it (or the end, with its final tag) has been read and authenticated, and the response
-declares the file's exact Content-Length. Damage in the first two chunks gets the app's error
-page before any byte of the file goes out; later damage cuts the connection short of the
+declares the file's exact Content-Length. Damage in the first two chunks gets a page saying so
+(409, as every known and named damage: caseworker/routes.py says why not 5xx) before any byte
+of the file goes out; later damage cuts the connection short of the
 Content-Length, so every client marks the download failed instead of keeping a silently
 truncated file.
 """
@@ -44,8 +45,8 @@ def content_disposition(name: str) -> str:
 
 
 async def stream_download(request: web.Request, download: Download, *, unreadable: str) -> web.StreamResponse:
-    """Send `download` (see the module docstring for damage). `unreadable`: the msgid of the error
-    page (500) when the blob is found damaged or missing before the first byte goes out.
+    """Send `download` (see the module docstring for damage). `unreadable`: the msgid of the page
+    (409) when the blob is found damaged or missing before the first byte goes out.
 
     The blob's iterator is closed on the way out, also on damage or when the client went away,
     so no database cursor outlives the request."""
@@ -56,7 +57,7 @@ async def stream_download(request: web.Request, download: Download, *, unreadabl
             ahead = await _next(chunks) if held else b""
         except (TamperedData, OSError, BlobError) as e:
             log.error("a stored file could not be opened for download (%s)", type(e).__name__)
-            raise UserError(500, unreadable) from e
+            raise UserError(409, unreadable) from e
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
                                                "Content-Disposition": content_disposition(download.name)})
         response.content_length = download.size

@@ -194,7 +194,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     except NotFound:
         raise web.HTTPNotFound() from None
     except FileUnreadable as e:
-        raise UserError(500, FILE_UNREADABLE) from e
+        raise UserError(409, FILE_UNREADABLE) from e
     return await stream_download(request, download, unreadable=FILE_UNREADABLE)
 
 
