@@ -67,11 +67,12 @@ def on_reopen() -> dict[str, str | None]:
 
 async def forget_deleted(store: Store) -> None:
     """After a delete: truncate the WAL so the images of deleted pages go with it (secure_delete
-    has already zeroed them in the database). A reader holding it up, or a disk error, only
-    delays it to the next delete or purge."""
+    has already zeroed them in the database). A reader holding it up, or a disk error, leaves
+    `store.wal_holds_deleted` set: the next purge run tries again (the server runs it a minute
+    later while it is set, and every few hours otherwise), whether or not it deletes anything."""
     try:
         if not await store.forget_deleted():
-            log.info("WAL checkpoint after a delete was held up by a reader; the next one finishes it")
+            log.info("WAL checkpoint after a delete was held up by a reader; the next purge run finishes it")
     except StorageUnavailable as e:
         log.error("WAL checkpoint after a delete failed (%s)", type(e).__name__)
 
@@ -88,7 +89,8 @@ async def purge_expired(*, store: Store, on: dt.date | None = None) -> int:
             continue  # deleted meanwhile by a caseworker
         await audit.record(store, actor_id=None, action=AuditAction.PURGED, report_id=report_id)
         purged += 1
-    if purged:
+    if purged or store.wal_holds_deleted:
         await forget_deleted(store)
+    if purged:
         log.info("retention purge deleted %d report(s)", purged)
     return purged

@@ -423,6 +423,9 @@ class Store:
         self._checkpoint_lock = asyncio.Lock()
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._unchecked_bytes = 0
+        #: True while a delete's page images may still be in the WAL: the checkpoint after it was
+        #: held up by a reader or refused by the disk, and must be tried again (retention.py).
+        self.wal_holds_deleted = False
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = False, migrate: bool = False) -> Store:
@@ -528,6 +531,7 @@ class Store:
         and truncated. True if the checkpoint completed (False: a reader held it up; the next
         one finishes it). Blocks other writers for the length of the checkpoint.
         """
+        self.wal_holds_deleted = True  # until a checkpoint says otherwise
         async with self._lock, self._checkpoint_lock:
             try:
                 rows = await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -536,7 +540,8 @@ class Store:
                     raise StorageUnavailable(e.sqlite_errorname) from e
                 raise
         row = next(iter(rows), None)
-        return row is not None and int(row[0]) == 0
+        self.wal_holds_deleted = not (row is not None and int(row[0]) == 0)
+        return not self.wal_holds_deleted
 
     # --- meta: install-wide values (receipt salt, KDF cost, outcome categories) -------------------
 

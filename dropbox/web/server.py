@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_SECONDS = 6 * 3600
+#: How soon the purge run comes back while a delete's page images may still be in the WAL
+#: (its checkpoint was held up by a reader: retention.forget_deleted).
+WAL_RETRY_SECONDS = 60
 
 
 class PortUnavailable(Exception):
@@ -141,7 +144,7 @@ async def _purge_periodically(services: Services) -> None:
             await services.blobs.sweep()  # chunks of uploads whose clean-up failed
         except Exception as e:  # keep serving; the next round retries
             log.error("retention purge failed: %s", type(e).__name__)
-        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+        await asyncio.sleep(WAL_RETRY_SECONDS if services.store.wal_holds_deleted else PURGE_INTERVAL_SECONDS)
 
 
 async def _wait_for_stop_signal() -> None:
