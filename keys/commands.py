@@ -21,7 +21,14 @@ from dropbox.channels import join_channels
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.health import Level, check_all
-from dropbox.install import AlreadyInitialised, init_install, make_private_dir, migration_advice
+from dropbox.install import (
+    AlreadyInitialised,
+    NewerSchema,
+    init_install,
+    make_private_dir,
+    migration_advice,
+    refuse_newer_schema,
+)
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
@@ -67,11 +74,14 @@ async def _opened(config: Config, *, write: bool = True) -> AsyncIterator[tuple[
         raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first")
     with locked(config) if write else contextlib.nullcontext():
         try:
+            refuse_newer_schema(config)
             store = await Store.open(config.db_path)
         except NotInitialised as e:
             raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
         except NeedsMigration as e:
             raise CommandError(migration_advice(config, e.version, e.latest)) from None
+        except NewerSchema as e:
+            raise CommandError(str(e)) from None
         kdf = KdfPool(concurrency=1, queue_limit=4)
         try:
             yield store, kdf
@@ -245,9 +255,10 @@ async def migrate(config: Config) -> int:
             print(f"The database is at schema {before} already; nothing to do.")
             _ensure_signing_key(config)
             return OK
-        if before > SCHEMA_VERSION:
-            return _fail(f"the database is at schema {before}, newer than this code ({SCHEMA_VERSION}): "
-                         "run the newer version, or restore the backup taken before the upgrade")
+        try:
+            refuse_newer_schema(config)
+        except NewerSchema as e:
+            return _fail(str(e))
         print(f"Migrating the database from schema {before} to {SCHEMA_VERSION} ...")
         await migrate_database(config.db_path)
         _ensure_signing_key(config)
