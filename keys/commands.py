@@ -324,11 +324,15 @@ def backup(config: Config, *, target: Path) -> int:
         manifest = create_backup(config, target.resolve())
     except BackupError as e:
         return _fail(str(e))
+    except OSError as e:  # e.g. a folder the service user may not write to
+        return _fail(f"cannot write {target}: {e.strerror or e}")
     files = manifest["files"]
     assert isinstance(files, dict)
-    print(f"Wrote {target}: the database (schema {manifest['schema']}), keys, settings and "
-          f"{sum(1 for name in files if name.startswith('blobs/'))} sealed file(s).")
-    print("It holds the onion service keys as the server's disk does: keep it as safe as that disk.")
+    # Since schema 4 sealed file contents are rows of the database; blob files only on older installs.
+    old_blobs = sum(1 for name in files if name.startswith("blobs/"))
+    print(f"Wrote {target}: the database (schema {manifest['schema']}) with the sealed file contents, keys "
+          "and settings" + (f", and {old_blobs} sealed file(s) from before schema 4." if old_blobs else "."))
+    print("It holds the onion service and signing keys as the server's disk does: keep it as safe as that disk.")
     return OK
 
 
@@ -339,6 +343,9 @@ def restore(config: Config, *, archive: Path) -> int:
             restore_backup(archive.resolve(), config)
     except RestoreError as e:
         return _fail(str(e))
+    except OSError as e:  # e.g. a folder the service user may not create (make it empty for them first)
+        return _fail(f"cannot restore into {config.data_dir}: {e.strerror or e}"
+                     + (f" ({e.filename})" if e.filename else ""))
     print(f"Restored {archive} into {config.data_dir}; every member matched the manifest and the "
           "database passed its integrity check.")
     if needs_migration_after_restore(config):
