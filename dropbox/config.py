@@ -65,7 +65,8 @@ class Config:
                            min=sealing.KDF_OPS_MIN, max=sealing.KDF_OPS_MAX)
     kdf_mem: int = setting(PRODUCTION_KDF_MEM, "kdf", "Argon2id memory in bytes for passphrases set from now on; "
                            "each login in flight takes this much RAM (the service's MemoryMax must cover "
-                           "kdf_concurrency times this).", min=sealing.KDF_MEM_MIN, max=sealing.KDF_MEM_MAX)
+                           "kdf_concurrency + staff_kdf_concurrency times this).",
+                           min=sealing.KDF_MEM_MIN, max=sealing.KDF_MEM_MAX)
     #: The whistleblower app's pool; the caseworker app has its own (staff_kdf_concurrency), so both
     #: together hold at most (kdf_concurrency + staff_kdf_concurrency) × kdf_mem.
     kdf_concurrency: int = setting(2, "kdf", "Argon2id runs the whistleblower app may have in flight at once "
