@@ -170,7 +170,7 @@ class Config:
                                           "reports are never deleted automatically), for the channel made at init "
                                           "and as the form's default for new channels; capped by the country "
                                           "profile. Retention set per channel in the web admin wins.",
-                                          min=1, max=36_500)
+                                          min=1, max=max(COUNTRY_MAX_RETENTION_DAYS.values()))
     country: str = setting("dk", "retention", "Country profile for keeping closed reports: dk (no fixed period; "
                            "the retention above) or se (at most 730 days after closing, enforced).",
                            choices=tuple(COUNTRY_MAX_RETENTION_DAYS))
