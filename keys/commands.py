@@ -102,7 +102,10 @@ def _read_secret(prompt: str, *, stdin: bool, source: TextIO) -> str:
 async def init(config: Config) -> int:
     if config.db_path.exists():
         return _fail(f"{config.data_dir} already holds an install; nothing was changed")
-    make_private_dir(config.data_dir)
+    try:
+        make_private_dir(config.data_dir)
+    except OSError as e:  # a file in the way, a parent that is a file, no permission
+        return _fail(f"cannot make the data folder {config.data_dir}: {e.strerror}")
     with locked(config):
         try:
             await init_install(config)

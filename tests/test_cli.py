@@ -68,6 +68,14 @@ def test_operator_mistakes_give_one_line_and_status_2(cli_initialised: Path, arg
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_init_where_the_data_folder_cannot_be_made_is_one_line_and_status_2(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    for data in (tmp_path / "a-file", tmp_path / "a-file" / "data"):
+        result = run_cli("init", data=data, check=False)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr and str(data) in result.stderr
+
+
 def test_commands_without_install_say_to_run_init(data: Path) -> None:
     result = run_cli("caseworker", "list", data=data, check=False)
     assert result.returncode == 2 and "run.py init" in result.stderr
