@@ -22,6 +22,7 @@ database last) into place. A failed restore leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -120,7 +121,7 @@ def create_backup(config: Config, target: Path) -> dict[str, object]:
             tar.addfile(info, _BytesReader(data))  # type: ignore[arg-type]
             raw.flush()
             os.fsync(raw.fileno())
-        os.rename(part, target)
+        _place(part, target)
         _fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -188,6 +189,25 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _place(part: Path, target: Path) -> None:
+    """Give the finished archive its name without replacing a file that took the name meanwhile:
+    a hard link fails if the name exists, where a rename would overwrite. On a file system
+    without hard links (FAT media), a rename after one more look."""
+    taken = BackupError(f"{target} exists; choose a new name (a backup never overwrites a file)")
+    try:
+        os.link(part, target)
+    except FileExistsError:
+        raise taken from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if target.exists():
+            raise taken from None
+        os.rename(part, target)
+        return
+    part.unlink()
 
 
 def restore_backup(archive: Path, config: Config) -> dict[str, object]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dropbox import backup as backup_module
 from dropbox.config import config_for_tests
 from dropbox.services import Services
 from tests.support.data_checks import Sent, assert_every_report_opens, assert_receipts_open, digest
@@ -162,3 +163,23 @@ async def test_the_backup_says_what_it_holds_files_included(tmp_path: Path) -> N
     # Then the operator is not told the archive holds no file
     assert status == 0, err
     assert "0 sealed file(s)" not in out and "sealed file contents" in out, out
+
+
+async def test_a_file_that_appears_at_the_target_while_the_backup_runs_is_not_overwritten(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a backup whose target name is taken while it runs (another backup, another program)
+    config = await new_install(tmp_path / "data")
+    target = tmp_path / "b.tar"
+    snapshot = backup_module.snapshot_database
+
+    def meanwhile(source: Path, copy: Path) -> None:
+        target.write_bytes(b"someone else's file")
+        snapshot(source, copy)
+
+    monkeypatch.setattr(backup_module, "snapshot_database", meanwhile)
+    # When it finishes, then "a backup never overwrites a file" holds: it is refused, and the
+    # other file and the folder are as they were
+    with pytest.raises(backup_module.BackupError):
+        backup_module.create_backup(config, target)
+    assert target.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar", "data"]
