@@ -113,21 +113,17 @@ class Config:
                                           "itself (development and tests).")
     #: Plaintext bytes per secretstream chunk; upload reads use the same size.
     file_chunk_bytes: int = 1 * MiB
-    max_uploads_in_flight: int = field(default=64, metadata={
-        "section": "uploads",
-        "doc": "Public uploads (submissions, mailbox replies) read at once; more are refused with 503 at once."})
-    max_staged_bytes: int = field(default=4 * GiB, metadata={
-        "section": "uploads",
-        "doc": "Bytes all public uploads in progress may hold staged together; past it, 503."})
-    min_upload_bytes_per_second: int = field(default=1024, metadata={
-        "section": "uploads",
-        "doc": "An upload sending less than this, averaged over the window below, is aborted (stalled or hostile)."})
-    upload_rate_window_seconds: float = field(default=60.0, metadata={
-        "section": "uploads",
-        "doc": "Window over which the minimum upload rate is averaged; also the longest a read may stall."})
-    disk_reserve_bytes: int = field(default=512 * MiB, metadata={
-        "section": "uploads",
-        "doc": "Free space on the data folder public uploads may not use, so the caseworker app keeps working."})
+    max_uploads_in_flight: int = setting(64, "uploads", "Public uploads (submissions, mailbox replies) read at "
+                                         "once; more are refused with 503 at once.", min=1, max=10_000)
+    max_staged_bytes: int = setting(4 * GiB, "uploads", "Bytes all public uploads in progress may hold staged "
+                                    "together; past it, 503.", min=1 * MiB, max=1024 * GiB)
+    min_upload_bytes_per_second: int = setting(1024, "uploads", "An upload sending less than this, averaged over "
+                                               "the window below, is aborted (stalled or hostile).",
+                                               min=0, max=1 * MiB)
+    upload_rate_window_seconds: float = setting(60.0, "uploads", "Window over which the minimum upload rate is "
+                                                "averaged; also the longest a read may stall.", min=1.0, max=3600.0)
+    disk_reserve_bytes: int = setting(512 * MiB, "uploads", "Free space on the data folder public uploads may not "
+                                      "use, so the caseworker app keeps working.", min=0, max=1024 * GiB)
 
     # Sessions (memory only; cookies die with the browser).
     whistleblower_idle_seconds: int = setting(20 * 60, "sessions", "A whistleblower's mailbox closes after this "
