@@ -1,7 +1,7 @@
 """The operator's provisioning commands behind `python run.py init | caseworker ... | purge | statistics`.
 
 Each command returns an exit status. Operator mistakes (no install, unknown name, weak
-passphrase) end in one clear line on stderr and status 1; nothing here prints a traceback for them.
+passphrase) end in one clear line on stderr and status 2; nothing here prints a traceback for them.
 """
 
 from __future__ import annotations
