@@ -24,6 +24,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: {message} (see --help)\n")
 
 
+def _port(text: str) -> int:
+    """A TCP port, held to the settings file's bounds (1-65535): a flag is no way around them."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    return port
+
+
 def _data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
                         help="the install's data folder (default: ./data)")
@@ -40,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the whistleblower and caseworker apps")
     _data_option(serve)
     serve.add_argument("--no-tor", action="store_true", help="serve on loopback only, without onion services")
-    serve.add_argument("--port", type=int, help="whistleblower app port (default: the settings file's, 8080)")
-    serve.add_argument("--admin-port", type=int, help="caseworker app port (default: the settings file's, 8081)")
+    serve.add_argument("--port", type=_port, help="whistleblower app port (default: the settings file's, 8080)")
+    serve.add_argument("--admin-port", type=_port, help="caseworker app port (default: the settings file's, 8081)")
     serve.add_argument("--host", help="bind address; loopback unless you also pass "
                        "--i-understand-this-exposes-the-server")
     serve.add_argument("--i-understand-this-exposes-the-server", dest="expose", action="store_true",

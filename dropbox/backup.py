@@ -12,15 +12,17 @@ the onion addresses): keep the archive as you keep the server's disk.
 
 The archive is a plain tar (ciphertext does not compress) with MANIFEST.json last: the format,
 the schema, the day, and a SHA-256 per member. `restore` refuses a non-empty data folder,
-unpacks into a staging folder beside it, and only after every member matches the manifest, the
-database passes `PRAGMA integrity_check`, its schema is one this code knows and every file row has
-its contents (chunk rows in the database, or a blob file for an install from before schema 4),
-renames the staging folder into place. A failed restore leaves nothing behind.
+unpacks into a staging folder beside it (or inside an existing empty one), and only after
+every member matches the manifest, the database passes `PRAGMA integrity_check`, its schema is
+one this code knows and every file row has its contents (chunk rows in the database, or a blob
+file for an install from before schema 4), renames the staging folder (or its members, the
+database last) into place. A failed restore leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from dropbox.config import Config
+from dropbox.datalock import LOCK_NAME
 from dropbox.ids import today
 from dropbox.install import make_private_dir
 from dropbox.storage import SCHEMA_VERSION, check_database_file, schema_version, snapshot_database
@@ -92,6 +95,8 @@ def create_backup(config: Config, target: Path) -> dict[str, object]:
         raise BackupError(f"no install in {config.data_dir}")
     if target.exists():
         raise BackupError(f"{target} exists; choose a new name (a backup never overwrites a file)")
+    if not target.parent.is_dir():
+        raise BackupError(f"{target.parent} is not a folder; make it first (readable only by the service user)")
     part = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     snapshot = target.with_name(f".{target.name}.{secrets.token_hex(4)}.db")
     try:
@@ -116,7 +121,7 @@ def create_backup(config: Config, target: Path) -> dict[str, object]:
             tar.addfile(info, _BytesReader(data))  # type: ignore[arg-type]
             raw.flush()
             os.fsync(raw.fileno())
-        os.rename(part, target)
+        _place(part, target)
         _fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -186,23 +191,55 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _place(part: Path, target: Path) -> None:
+    """Give the finished archive its name without replacing a file that took the name meanwhile:
+    a hard link fails if the name exists, where a rename would overwrite. On a file system
+    without hard links (FAT media), a rename after one more look."""
+    taken = BackupError(f"{target} exists; choose a new name (a backup never overwrites a file)")
+    try:
+        os.link(part, target)
+    except FileExistsError:
+        raise taken from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if target.exists():
+            raise taken from None
+        os.rename(part, target)
+        return
+    part.unlink()
+
+
 def restore_backup(archive: Path, config: Config) -> dict[str, object]:
-    """Unpack `archive` into `config.data_dir`, which must be empty or absent; checked before placed."""
+    """Unpack `archive` into `config.data_dir`, which must be empty (but for the restoring command's
+    own lock file) or absent; checked before placed.
+
+    An absent folder is staged beside it and renamed into place. An existing one is staged inside
+    it and its members moved up, the database last: the service user may own an empty folder an
+    operator made for it without being allowed to create folders beside it (/var/lib)."""
     data = config.data_dir
-    if data.exists() and (not data.is_dir() or any(data.iterdir())):
+    if data.exists() and (not data.is_dir() or any(p.name != LOCK_NAME for p in data.iterdir())):
         raise RestoreError(f"{data} is not empty; restore only into a new or empty folder")
     if not archive.is_file():
         raise RestoreError(f"{archive}: no such file")
-    data.parent.mkdir(parents=True, exist_ok=True)
-    staging = data.parent / f".{data.name}.restoring-{secrets.token_hex(4)}"
+    inside = data.is_dir()
+    if not inside:
+        data.parent.mkdir(parents=True, exist_ok=True)
+    staging = (data / f".restoring-{secrets.token_hex(4)}" if inside
+               else data.parent / f".{data.name}.restoring-{secrets.token_hex(4)}")
     make_private_dir(staging)
     try:
         manifest = _unpack(archive, staging)
         _check(staging, manifest)
-        if data.exists():
-            data.rmdir()
-        os.rename(staging, data)
-        _fsync_dir(data.parent)
+        if inside:
+            # The database last: a folder left half-moved by a crash holds no install to serve.
+            for member in sorted(staging.iterdir(), key=lambda p: p.name == DB_NAME):
+                os.rename(member, data / member.name)
+            staging.rmdir()
+            _fsync_dir(data)
+        else:
+            os.rename(staging, data)
+            _fsync_dir(data.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -65,7 +65,8 @@ class Config:
                            min=sealing.KDF_OPS_MIN, max=sealing.KDF_OPS_MAX)
     kdf_mem: int = setting(PRODUCTION_KDF_MEM, "kdf", "Argon2id memory in bytes for passphrases set from now on; "
                            "each login in flight takes this much RAM (the service's MemoryMax must cover "
-                           "kdf_concurrency times this).", min=sealing.KDF_MEM_MIN, max=sealing.KDF_MEM_MAX)
+                           "kdf_concurrency + staff_kdf_concurrency times this).",
+                           min=sealing.KDF_MEM_MIN, max=sealing.KDF_MEM_MAX)
     #: The whistleblower app's pool; the caseworker app has its own (staff_kdf_concurrency), so both
     #: together hold at most (kdf_concurrency + staff_kdf_concurrency) × kdf_mem.
     kdf_concurrency: int = setting(2, "kdf", "Argon2id runs the whistleblower app may have in flight at once "
@@ -112,21 +113,17 @@ class Config:
                                           "itself (development and tests).")
     #: Plaintext bytes per secretstream chunk; upload reads use the same size.
     file_chunk_bytes: int = 1 * MiB
-    max_uploads_in_flight: int = field(default=64, metadata={
-        "section": "uploads",
-        "doc": "Public uploads (submissions, mailbox replies) read at once; more are refused with 503 at once."})
-    max_staged_bytes: int = field(default=4 * GiB, metadata={
-        "section": "uploads",
-        "doc": "Bytes all public uploads in progress may hold staged together; past it, 503."})
-    min_upload_bytes_per_second: int = field(default=1024, metadata={
-        "section": "uploads",
-        "doc": "An upload sending less than this, averaged over the window below, is aborted (stalled or hostile)."})
-    upload_rate_window_seconds: float = field(default=60.0, metadata={
-        "section": "uploads",
-        "doc": "Window over which the minimum upload rate is averaged; also the longest a read may stall."})
-    disk_reserve_bytes: int = field(default=512 * MiB, metadata={
-        "section": "uploads",
-        "doc": "Free space on the data folder public uploads may not use, so the caseworker app keeps working."})
+    max_uploads_in_flight: int = setting(64, "uploads", "Public uploads (submissions, mailbox replies) read at "
+                                         "once; more are refused with 503 at once.", min=1, max=10_000)
+    max_staged_bytes: int = setting(4 * GiB, "uploads", "Bytes all public uploads in progress may hold staged "
+                                    "together; past it, 503.", min=1 * MiB, max=1024 * GiB)
+    min_upload_bytes_per_second: int = setting(1024, "uploads", "An upload sending less than this, averaged over "
+                                               "the window below, is aborted (stalled or hostile).",
+                                               min=0, max=1 * MiB)
+    upload_rate_window_seconds: float = setting(60.0, "uploads", "Window over which the minimum upload rate is "
+                                                "averaged; also the longest a read may stall.", min=1.0, max=3600.0)
+    disk_reserve_bytes: int = setting(512 * MiB, "uploads", "Free space on the data folder public uploads may not "
+                                      "use, so the caseworker app keeps working.", min=0, max=1024 * GiB)
 
     # Sessions (memory only; cookies die with the browser).
     whistleblower_idle_seconds: int = setting(20 * 60, "sessions", "A whistleblower's mailbox closes after this "
@@ -169,7 +166,7 @@ class Config:
                                           "reports are never deleted automatically), for the channel made at init "
                                           "and as the form's default for new channels; capped by the country "
                                           "profile. Retention set per channel in the web admin wins.",
-                                          min=1, max=36_500)
+                                          min=1, max=max(COUNTRY_MAX_RETENTION_DAYS.values()))
     country: str = setting("dk", "retention", "Country profile for keeping closed reports: dk (no fixed period; "
                            "the retention above) or se (at most 730 days after closing, enforced).",
                            choices=tuple(COUNTRY_MAX_RETENTION_DAYS))

@@ -6,7 +6,7 @@ a process of their own with nothing worth taking and nothing to break:
 * namespaces: a new user (uid/gid 65534, no capabilities), PID, IPC, UTS, cgroup and network
   namespace; the network namespace has only its own loopback, so nothing can be sent anywhere;
 * files: /usr read-only (the programs), a private tmpfs of bounded size at /tmp as the only
-  writable place, /proc and a minimal /dev; the data folder, /etc (beyond the linker cache),
+  writable place and a minimal /dev, no /proc; the data folder, /etc (beyond the linker cache),
   /home, /root and /work are simply not there;
 * limits set before bwrap starts and inherited by everything inside: address space
   (RLIMIT_AS), CPU seconds (RLIMIT_CPU), largest file (RLIMIT_FSIZE), no core dumps; a wall

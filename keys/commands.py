@@ -1,7 +1,7 @@
 """The operator's provisioning commands behind `python run.py init | caseworker ... | purge | statistics`.
 
 Each command returns an exit status. Operator mistakes (no install, unknown name, weak
-passphrase) end in one clear line on stderr and status 1; nothing here prints a traceback for them.
+passphrase) end in one clear line on stderr and status 2; nothing here prints a traceback for them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from dropbox.channels import join_channels
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.health import Level, check_all
-from dropbox.install import AlreadyInitialised, init_install, make_private_dir, migration_advice
+from dropbox.install import (
+    AlreadyInitialised,
+    NewerSchema,
+    init_install,
+    make_private_dir,
+    migration_advice,
+    refuse_newer_schema,
+)
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
 from dropbox.retention import purge_expired
@@ -67,11 +74,14 @@ async def _opened(config: Config, *, write: bool = True) -> AsyncIterator[tuple[
         raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first")
     with locked(config) if write else contextlib.nullcontext():
         try:
+            refuse_newer_schema(config)
             store = await Store.open(config.db_path)
         except NotInitialised as e:
             raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
         except NeedsMigration as e:
             raise CommandError(migration_advice(config, e.version, e.latest)) from None
+        except NewerSchema as e:
+            raise CommandError(str(e)) from None
         kdf = KdfPool(concurrency=1, queue_limit=4)
         try:
             yield store, kdf
@@ -92,7 +102,10 @@ def _read_secret(prompt: str, *, stdin: bool, source: TextIO) -> str:
 async def init(config: Config) -> int:
     if config.db_path.exists():
         return _fail(f"{config.data_dir} already holds an install; nothing was changed")
-    make_private_dir(config.data_dir)
+    try:
+        make_private_dir(config.data_dir)
+    except OSError as e:  # a file in the way, a parent that is a file, no permission
+        return _fail(f"cannot make the data folder {config.data_dir}: {e.strerror}")
     with locked(config):
         try:
             await init_install(config)
@@ -245,9 +258,10 @@ async def migrate(config: Config) -> int:
             print(f"The database is at schema {before} already; nothing to do.")
             _ensure_signing_key(config)
             return OK
-        if before > SCHEMA_VERSION:
-            return _fail(f"the database is at schema {before}, newer than this code ({SCHEMA_VERSION}): "
-                         "run the newer version, or restore the backup taken before the upgrade")
+        try:
+            refuse_newer_schema(config)
+        except NewerSchema as e:
+            return _fail(str(e))
         print(f"Migrating the database from schema {before} to {SCHEMA_VERSION} ...")
         await migrate_database(config.db_path)
         _ensure_signing_key(config)
@@ -313,11 +327,15 @@ def backup(config: Config, *, target: Path) -> int:
         manifest = create_backup(config, target.resolve())
     except BackupError as e:
         return _fail(str(e))
+    except OSError as e:  # e.g. a folder the service user may not write to
+        return _fail(f"cannot write {target}: {e.strerror or e}")
     files = manifest["files"]
     assert isinstance(files, dict)
-    print(f"Wrote {target}: the database (schema {manifest['schema']}), keys, settings and "
-          f"{sum(1 for name in files if name.startswith('blobs/'))} sealed file(s).")
-    print("It holds the onion service keys as the server's disk does: keep it as safe as that disk.")
+    # Since schema 4 sealed file contents are rows of the database; blob files only on older installs.
+    old_blobs = sum(1 for name in files if name.startswith("blobs/"))
+    print(f"Wrote {target}: the database (schema {manifest['schema']}) with the sealed file contents, keys "
+          "and settings" + (f", and {old_blobs} sealed file(s) from before schema 4." if old_blobs else "."))
+    print("It holds the onion service and signing keys as the server's disk does: keep it as safe as that disk.")
     return OK
 
 
@@ -328,6 +346,9 @@ def restore(config: Config, *, archive: Path) -> int:
             restore_backup(archive.resolve(), config)
     except RestoreError as e:
         return _fail(str(e))
+    except OSError as e:  # e.g. a folder the service user may not create (make it empty for them first)
+        return _fail(f"cannot restore into {config.data_dir}: {e.strerror or e}"
+                     + (f" ({e.filename})" if e.filename else ""))
     print(f"Restored {archive} into {config.data_dir}; every member matched the manifest and the "
           "database passed its integrity check.")
     if needs_migration_after_restore(config):

@@ -16,6 +16,8 @@ Tor must then be restarted (not reloaded: with Sandbox 1 a reload makes tor exit
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 import pwd
 import shutil
@@ -41,11 +43,36 @@ class HiddenService:
     ports: tuple[str, ...]  # each "VIRTPORT TARGET" as written in the torrc
 
 
+#: tor's own limit on nested %include (MAX_INCLUDE_RECURSION_LEVEL).
+_MAX_INCLUDE_DEPTH = 31
+
+
+def torrc_lines(torrc: Path, *, depth: int = 0) -> list[str]:
+    """The torrc's lines with every `%include` expanded as tor does it: a file, every file of a
+    folder (not those starting with "."), or a glob, each in sorted order. scripts/install puts the
+    onion services in /etc/tor/torrc.d/dropbox.conf, which /etc/tor/torrc includes."""
+    if depth > _MAX_INCLUDE_DEPTH:
+        raise OSError(errno.ELOOP, "%include nested too deeply", str(torrc))
+    lines: list[str] = []
+    for raw in torrc.read_text().splitlines():
+        key, _, value = raw.split("#", 1)[0].strip().partition(" ")
+        if key.lower() != "%include":
+            lines.append(raw)
+            continue
+        pattern = Path(value.strip()) if Path(value.strip()).is_absolute() else torrc.parent / value.strip()
+        for match in sorted(Path(m) for m in glob.glob(str(pattern))):
+            files = sorted(f for f in match.iterdir() if not f.name.startswith(".") and f.is_file()) \
+                if match.is_dir() else [match]
+            for included in files:
+                lines += torrc_lines(included, depth=depth + 1)
+    return lines
+
+
 def parse_hidden_services(torrc: Path) -> list[HiddenService]:
     """HiddenServiceDir blocks with their HiddenServicePort lines (later options belong to the
-    last HiddenServiceDir, as tor reads them). %include is not followed."""
+    last HiddenServiceDir, as tor reads them), %include followed."""
     services: list[tuple[Path, list[str]]] = []
-    for raw in torrc.read_text().splitlines():
+    for raw in torrc_lines(torrc):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from dropbox import backup as backup_module
 from dropbox.config import config_for_tests
+from dropbox.services import Services
 from tests.support.data_checks import Sent, assert_every_report_opens, assert_receipts_open, digest
+from tests.support.domain import submit as hand_in_report
 from tests.support.http_client import new_client, submit
 from tests.support.installs import ALICE, new_install
 from tests.support.server_process import REPO_ROOT, running_server
@@ -123,3 +126,64 @@ async def test_restore_refuses_a_folder_that_is_not_empty_and_backup_never_overw
     assert status == 2 and "exists" in err and archive.read_bytes() == before
     status, _, err = await run_cli("restore", str(archive), "--data", str(config.data_dir))
     assert status == 2 and "not empty" in err
+
+
+async def test_restore_into_an_existing_empty_folder_as_the_operator_makes_it(tmp_path: Path) -> None:
+    # Given an archive, and the empty 0700 folder an operator makes for the service user to restore
+    # into (`install -d -m 0700 -o dropbox /var/lib/dropbox-restored`: the user cannot create it)
+    config = await new_install(tmp_path / "data")
+    archive = tmp_path / "b.tar"
+    assert (await run_cli("backup", str(archive), "--data", str(config.data_dir)))[0] == 0
+    restored = tmp_path / "restored"
+    restored.mkdir(mode=0o700)
+    # When it is restored there
+    status, _, err = await run_cli("restore", str(archive), "--data", str(restored))
+    # Then it is: "a new or empty folder" (the command's own lock file does not make it "not empty")
+    assert status == 0, err
+    assert (restored / "dropbox.sqlite3").read_bytes() != b"" and (restored / "keys").is_dir()
+    assert [p.name for p in restored.iterdir() if p.name.startswith(".")] == []
+    assert (restored / "keys").stat().st_mode & 0o077 == 0 and restored.stat().st_mode & 0o077 == 0
+    await assert_every_report_opens(config_for_tests(restored), caseworker=ALICE.name, passphrase=ALICE.passphrase)
+
+
+async def test_a_backup_or_restore_path_that_cannot_be_written_is_one_line_and_status_2(tmp_path: Path) -> None:
+    config = await new_install(tmp_path / "data")
+    status, _, err = await run_cli("backup", str(tmp_path / "no-such-folder" / "b.tar"), "--data", str(config.data_dir))
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    archive = tmp_path / "b.tar"
+    assert (await run_cli("backup", str(archive), "--data", str(config.data_dir)))[0] == 0
+    (tmp_path / "file").write_text("not a folder")
+    status, _, err = await run_cli("restore", str(archive), "--data", str(tmp_path / "file" / "restored"))
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+async def test_the_backup_says_what_it_holds_files_included(tmp_path: Path) -> None:
+    # Given an install holding a report with a file (its sealed contents are rows of the database)
+    config = await new_install(tmp_path / "data")
+    async with Services.open(config) as services:
+        await hand_in_report(services, files={"a.pdf": os.urandom(5000)})
+    # When it is backed up
+    status, out, err = await run_cli("backup", str(tmp_path / "b.tar"), "--data", str(config.data_dir))
+    # Then the operator is not told the archive holds no file
+    assert status == 0, err
+    assert "0 sealed file(s)" not in out and "sealed file contents" in out, out
+
+
+async def test_a_file_that_appears_at_the_target_while_the_backup_runs_is_not_overwritten(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a backup whose target name is taken while it runs (another backup, another program)
+    config = await new_install(tmp_path / "data")
+    target = tmp_path / "b.tar"
+    snapshot = backup_module.snapshot_database
+
+    def meanwhile(source: Path, copy: Path) -> None:
+        target.write_bytes(b"someone else's file")
+        snapshot(source, copy)
+
+    monkeypatch.setattr(backup_module, "snapshot_database", meanwhile)
+    # When it finishes, then "a backup never overwrites a file" holds: it is refused, and the
+    # other file and the folder are as they were
+    with pytest.raises(backup_module.BackupError):
+        backup_module.create_backup(config, target)
+    assert target.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar", "data"]

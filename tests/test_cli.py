@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server_process import run_cli
+from tests.support.server_process import free_port, run_cli
 
 
 @pytest.fixture
@@ -59,6 +59,8 @@ def test_second_init_refuses_and_changes_nothing(data: Path) -> None:
     ("caseworker", "disable", "nobody"),
     ("caseworker", "add", "x", "--channel", "nope"),
     ("nonsense",),
+    ("serve", "--no-tor", "--port", "70000"),
+    ("serve", "--no-tor", "--admin-port", "0"),
 ])
 def test_operator_mistakes_give_one_line_and_status_2(cli_initialised: Path, args: tuple[str, ...]) -> None:
     data = cli_initialised
@@ -66,6 +68,14 @@ def test_operator_mistakes_give_one_line_and_status_2(cli_initialised: Path, arg
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_init_where_the_data_folder_cannot_be_made_is_one_line_and_status_2(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    for data in (tmp_path / "a-file", tmp_path / "a-file" / "data"):
+        result = run_cli("init", data=data, check=False)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr and str(data) in result.stderr
 
 
 def test_commands_without_install_say_to_run_init(data: Path) -> None:
@@ -124,7 +134,8 @@ def test_a_port_in_use_is_one_clear_line_not_a_traceback(cli_initialised: Path) 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run_cli("serve", "--no-tor", "--port", str(port), "--admin-port", "0", data=data, check=False)
+        done = run_cli("serve", "--no-tor", "--port", str(port), "--admin-port", str(free_port()), data=data,
+                       check=False)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     (line,) = [ln for ln in done.stderr.splitlines() if "ERROR" in ln]

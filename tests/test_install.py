@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dropbox.cleaning import settings_from
+from dropbox.config import Config
 from tests.support.server_process import REPO_ROOT
 
 #: Inside the chroot: every path the installer owns, as (path, type, mode, owner, content hash).
@@ -135,3 +137,23 @@ def test_only_the_cleaner_may_create_namespaces_and_it_reaches_nothing() -> None
     assert "-/var/lib/dropbox" in hidden.split("=", 1)[1].split()
     socket_unit = (REPO_ROOT / "deploy" / "dropbox-cleaner.socket").read_text().splitlines()
     assert "SocketGroup=dropbox" in socket_unit and "SocketMode=0660" in socket_unit
+
+
+def _unit_bytes(lines: list[str], key: str) -> int:
+    (value,) = [ln.split("=", 1)[1] for ln in lines if ln.startswith(f"{key}=")]
+    return int(float(value[:-1]) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[value[-1]])
+
+
+def test_each_units_memory_cap_covers_what_its_default_settings_let_it_hold_at_once() -> None:
+    # The cleaner: `--concurrency` sandboxes at once, each up to clean_memory_bytes of address space
+    # plus its tmpfs (file and cleaned copy), which is charged to the unit too (docs/OPERATIONS.md)
+    cleaner = (REPO_ROOT / "deploy" / "dropbox-cleaner.service").read_text().splitlines()
+    (start,) = [ln for ln in cleaner if ln.startswith("ExecStart=")]
+    concurrency = int(start.split("--concurrency", 1)[1].split()[0])
+    limits = settings_from(Config()).limits
+    assert _unit_bytes(cleaner, "MemoryMax") > concurrency * (limits.memory_bytes + limits.tmpfs_bytes)
+    # The app: every Argon2id run both apps may have in flight, with room for the app itself
+    app = (REPO_ROOT / "deploy" / "dropbox.service").read_text().splitlines()
+    defaults = Config()
+    argon2 = (defaults.kdf_concurrency + defaults.staff_kdf_concurrency) * defaults.kdf_mem
+    assert _unit_bytes(app, "MemoryMax") > argon2

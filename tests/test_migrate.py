@@ -74,3 +74,19 @@ def test_migrate_refuses_a_newer_database_and_a_missing_install(tmp_path: Path) 
     set_version(data / "dropbox.sqlite3", SCHEMA_VERSION + 1)
     done = run_cli("migrate", data=data, check=False)
     assert done.returncode == 2 and "newer" in done.stderr
+
+
+@pytest.mark.parametrize("args", [("serve", "--no-tor"), ("caseworker", "list"), ("purge",), ("channel", "list"),
+                                  ("statistics", "--year", "2026")])
+def test_a_newer_database_is_refused_in_one_line_and_status_2_not_a_traceback(
+        cli_initialised: Path, args: tuple[str, ...]) -> None:
+    # Given a rollback whose restore was forgotten: old code on a database a newer version wrote
+    set_version(cli_initialised / "dropbox.sqlite3", SCHEMA_VERSION + 1)
+    # When serve or a command opens it
+    done = run_cli(*args, data=cli_initialised, check=False)
+    # Then it is refused the way docs/OPERATIONS.md says: one line and status 2 (which the
+    # unit does not restart), naming the way back, and the database is left as it was
+    assert done.returncode == 2, done
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert "newer than this code" in line and "restore" in line and "Traceback" not in done.stderr
+    assert schema_version(cli_initialised / "dropbox.sqlite3") == SCHEMA_VERSION + 1

@@ -111,3 +111,26 @@ def test_a_torrc_without_the_services_is_refused(config: Config, tmp_path: Path)
     (tmp_path / "empty-torrc").write_text("SocksPort 0\n")
     status, _, err = run(config.replace(tor_torrc=tmp_path / "empty-torrc"), "sync")
     assert status == EXIT_MISUSE and "has no HiddenServiceDir" in err
+
+
+@pytest.mark.skipif(TOR is None, reason="tor is not installed")
+def test_the_services_in_a_file_the_torrc_includes_are_found(config: Config, tmp_path: Path) -> None:
+    # Given the layout scripts/install makes: the onion services in /etc/tor/torrc.d/dropbox.conf,
+    # which the main torrc (the tor_torrc setting, /etc/tor/torrc) pulls in with %include
+    run(config, "add-client", "laptop")
+    snippets = tmp_path / "torrc.d"
+    snippets.mkdir()
+    whole = config.tor_torrc.read_text().splitlines()
+    services_at = next(i for i, line in enumerate(whole) if line.startswith("HiddenServiceDir"))
+    (snippets / "dropbox.conf").write_text("\n".join(whole[services_at:]) + "\n")
+    main = tmp_path / "main-torrc"
+    main.write_text("\n".join(whole[:services_at]) + f"\n%include {snippets}/*.conf\n")
+    config = config.replace(tor_torrc=main)
+    # When the operator syncs (OPERATIONS.md, section 3)
+    status, _, err = run(config, "sync")
+    # Then the services are found through the include, as tor finds them
+    assert status == EXIT_OK, err
+    assert (config.tor_caseworker_dir / "authorized_clients" / "laptop.auth").is_file()
+    verified = subprocess.run([TOR, "--verify-config", "-f", str(main)],  # type: ignore[list-item]
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert verified.returncode == 0, verified.stdout

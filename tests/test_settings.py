@@ -64,10 +64,22 @@ def test_a_field_declared_with_metadata_joins_the_file(tmp_path: Path) -> None:
             assert s.name in parsed[s.section], s.name
 
 
+def test_every_number_an_operator_may_set_has_its_bounds() -> None:
+    # "a value out of range stops the command" (docs/OPERATIONS.md) needs a range for every number:
+    # without one, max_uploads_in_flight = -5 would refuse every upload without a word
+    unbounded = [s.name for s in settings() if s.kind in (int, float) and (s.minimum is None or s.maximum is None)]
+    assert unbounded == []
+
+
 @pytest.mark.parametrize(("content", "expected"), [
     ("[uploads]\nmax_file_bytes = \"big\"\n", "[uploads] max_file_bytes: expected an integer, got \"big\""),
     ("[uploads]\nmax_files_per_submission = 0\n", "[uploads] max_files_per_submission: 0 is below the minimum 1"),
     ("[network]\nport = 70000\n", "[network] port: 70000 is above the maximum 65535"),
+    ("[uploads]\nmax_uploads_in_flight = -5\n", "[uploads] max_uploads_in_flight: -5 is below the minimum 1"),
+    # No channel keeps a closed report longer than 3650 days (the dk profile's ceiling): more would
+    # be cut to 3650 without a word
+    ("[retention]\ndefault_retention_days = 5000\n",
+     "[retention] default_retention_days: 5000 is above the maximum 3650"),
     ("[organisation]\ndefault_language = \"de\"\n", "default_language: \"de\" is not one of \"en\", \"da\", \"sv\""),
     ("[uploads]\nmax_filez = 3\n", "[uploads] unknown key 'max_filez'"),
     ("[upload]\nmax_file_bytes = 3\n", "unknown section [upload]"),

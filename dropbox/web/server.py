@@ -13,7 +13,7 @@ from aiohttp import web
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.health import remove_server_status, write_server_status
-from dropbox.install import migration_advice
+from dropbox.install import NewerSchema, migration_advice, refuse_newer_schema
 from dropbox.retention import purge_expired
 from dropbox.services import Services
 from dropbox.storage import NeedsMigration, NotInitialised
@@ -44,6 +44,7 @@ async def serve(config: Config, *, tor: bool = True, tor_control: str | None = N
         return 2
     try:
         with data_lock(config):
+            refuse_newer_schema(config)
             async with Services.open(config) as services:
                 await _serve(services, tor=tor, tor_control=tor_control)
     except DataFolderBusy as e:
@@ -57,6 +58,9 @@ async def serve(config: Config, *, tor: bool = True, tor_control: str | None = N
         return 2
     except NeedsMigration as e:
         log.error("refusing to serve: %s", migration_advice(config, e.version, e.latest))
+        return 2
+    except NewerSchema as e:
+        log.error("refusing to serve: %s", e)
         return 2
     return 0
 
