@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from dropbox.config import Config
+from dropbox.storage import DatabaseDamaged
 from keys.commands import CommandError
 from onion.cli import add_onion_commands, run_onion_command
 
@@ -249,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcome = _dispatch(args, config, problems)
         return asyncio.run(outcome) if not isinstance(outcome, int) else outcome
-    except CommandError as e:
+    except (CommandError, DatabaseDamaged) as e:
         print(f"error: {e}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from dropbox.cleaner_service import probe_remote
 from dropbox.config import Config, GiB
-from dropbox.storage import SCHEMA_VERSION, NotInitialised, schema_version
+from dropbox.storage import SCHEMA_VERSION, DatabaseDamaged, NotInitialised, schema_version
 
 if TYPE_CHECKING:
     from onion.publish import OnionStatus
@@ -94,6 +94,8 @@ def _schema(config: Config) -> Check:
         version = schema_version(config.db_path)
     except NotInitialised:
         return Check("database", Level.FAIL, f"no install in {config.data_dir}")
+    except DatabaseDamaged as e:
+        return Check("database", Level.FAIL, str(e))
     if version < SCHEMA_VERSION:
         return Check("database", Level.FAIL, f"schema {version} needs migrating to {SCHEMA_VERSION}: "
                      f"take a backup, then python run.py migrate --data {config.data_dir}")

@@ -75,6 +75,26 @@ class NotInitialised(StoreError):
     """The data folder has no database yet: run `python run.py init`."""
 
 
+class DatabaseDamaged(StoreError):
+    """The database file is not a SQLite database, or SQLite finds it corrupt where it must read
+    it to open it (serve, every command, a backup). The way back is the last backup."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"the database {path} is damaged ({reason}). Restore the last backup into a "
+                         "new folder: python run.py restore FILE --data NEWDIR")
+
+
+@contextlib.contextmanager
+def _damage_named(path: Path) -> Iterator[None]:
+    """SQLite's "not a database" and "malformed" while opening become DatabaseDamaged."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if (getattr(e, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            raise DatabaseDamaged(path, getattr(e, "sqlite_errorname", "SQLITE_CORRUPT")) from e
+        raise
+
+
 class NeedsMigration(StoreError):
     """The database is at an older schema than this code; upgrades are explicit (`run.py migrate`),
     so opening it for use is refused instead of changing it behind the operator's back."""
@@ -434,6 +454,11 @@ class Store:
         existed = path.exists()
         if not create and not existed:
             raise NotInitialised(str(path))
+        with _damage_named(path):
+            return await cls._open(path, create=create, migrate=migrate, existed=existed)
+
+    @classmethod
+    async def _open(cls, path: Path, *, create: bool, migrate: bool, existed: bool) -> Store:
         async with contextlib.AsyncExitStack() as opened:  # closes what was opened if any step fails
             # The writer's cache small: what passes through it is mostly the overflow pages of file
             # chunks, each written once and never read again by this connection (2 MiB: 32 pages,
@@ -1431,14 +1456,14 @@ def schema_version(path: Path) -> int:
     """The schema of the database at `path`, read without changing anything (status, checks)."""
     if not path.exists():
         raise NotInitialised(str(path))
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+    with _damage_named(path), contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
 def snapshot_database(source: Path, target: Path) -> None:
     """A consistent copy of a live database (SQLite's online backup API): writers may go on
     committing meanwhile; the copy is one committed state, WAL content included."""
-    with contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
+    with _damage_named(source), contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
             contextlib.closing(sqlite3.connect(target)) as dst:
         src.backup(dst, pages=1024)
         dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it

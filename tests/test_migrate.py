@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -90,3 +91,25 @@ def test_a_newer_database_is_refused_in_one_line_and_status_2_not_a_traceback(
     (line,) = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert "newer than this code" in line and "restore" in line and "Traceback" not in done.stderr
     assert schema_version(cli_initialised / "dropbox.sqlite3") == SCHEMA_VERSION + 1
+
+
+@pytest.mark.parametrize("args", [("serve", "--no-tor"), ("caseworker", "list"), ("purge",), ("migrate",),
+                                  ("backup", "BACKUP"), ("status",)])
+def test_a_damaged_database_file_is_named_in_one_line_not_a_traceback(
+        cli_initialised: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    # Given a database file that is not a database any more (a disk fault, a bad copy)
+    damaged = os.urandom(200_000)
+    (cli_initialised / "dropbox.sqlite3").write_bytes(damaged)
+    # When serve or a command opens it
+    argv = [str(tmp_path / "backup.tar") if a == "BACKUP" else a for a in args]
+    done = run_cli(*argv, data=cli_initialised, check=False)
+    # Then it says so in one line that names the way back, without a traceback, and touches nothing
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "damaged" in done.stdout + done.stderr and "restore" in done.stdout + done.stderr
+    if args != ("status",):  # status lists every check, the database among them
+        assert done.returncode == 2, done
+        assert len([ln for ln in done.stderr.splitlines() if ln.strip()]) == 1, done.stderr
+    else:
+        assert done.returncode != 0
+    assert (cli_initialised / "dropbox.sqlite3").read_bytes() == damaged
+    assert not (tmp_path / "backup.tar").exists()
