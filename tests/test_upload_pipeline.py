@@ -249,7 +249,7 @@ async def test_a_slow_disk_slows_the_reader_and_never_lets_sealed_bytes_pile_up(
 
     async def source() -> AsyncIterator[bytes]:
         nonlocal pulled, high
-        for _ in range(40):
+        for _ in range(24):
             held = pulled - slow.batches_done * BATCH_BYTES
             high = max(high, held)
             assert held <= limit, f"{held / MiB:.0f} MiB held while the disk was behind"
@@ -260,7 +260,9 @@ async def test_a_slow_disk_slows_the_reader_and_never_lets_sealed_bytes_pile_up(
         """Let one batch through each time the reader has stopped: it waits for the disk."""
         while True:
             before = pulled
-            for _ in range(20):  # the reader made no progress for a while: it is waiting
+            # The reader made no progress for a while: it is waiting (opening early on a slow
+            # machine only lets the disk keep up; the bound is checked either way).
+            for _ in range(5):
                 await asyncio.sleep(0.05)
                 if pulled != before:
                     break
