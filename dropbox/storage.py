@@ -397,12 +397,13 @@ def _row(cls: type, row: aiosqlite.Row | None) -> Any:
 
 
 @contextlib.contextmanager
-def _disk_errors() -> Iterator[None]:
-    """A disk that refuses a write (full, read-only, failing) raises StorageUnavailable."""
+def _disk_errors(also: frozenset[int] = frozenset()) -> Iterator[None]:
+    """A disk that refuses a write (full, read-only, failing), or one of the codes in `also`,
+    raises StorageUnavailable."""
     try:
         yield
     except sqlite3.OperationalError as e:
-        if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS:
+        if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS | also:
             raise StorageUnavailable(e.sqlite_errorname) from e
         raise
 
@@ -558,12 +559,8 @@ class Store:
         """
         self.wal_holds_deleted = True  # until a checkpoint says otherwise
         async with self._lock, self._checkpoint_lock:
-            try:
+            with _disk_errors(also=frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})):
                 rows = await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as e:
-                if (e.sqlite_errorcode & 0xFF) in _DISK_ERRORS | {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}:
-                    raise StorageUnavailable(e.sqlite_errorname) from e
-                raise
         row = next(iter(rows), None)
         self.wal_holds_deleted = not (row is not None and int(row[0]) == 0)
         return not self.wal_holds_deleted
