@@ -95,6 +95,16 @@ def _damage_named(path: Path) -> Iterator[None]:
         raise
 
 
+class NewerSchema(StoreError):
+    """The database was written by a newer version of this code (a rollback whose restore was
+    forgotten). Old code cannot know what the new schema means, so it refuses instead of guessing."""
+
+    def __init__(self, version: int, latest: int) -> None:
+        super().__init__(f"database schema {version} is newer than this code ({latest})")
+        self.version = version
+        self.latest = latest
+
+
 class NeedsMigration(StoreError):
     """The database is at an older schema than this code; upgrades are explicit (`run.py migrate`),
     so opening it for use is refused instead of changing it behind the operator's back."""
@@ -410,17 +420,22 @@ def _disk_errors(also: frozenset[int] = frozenset()) -> Iterator[None]:
 
 async def _connect(path: Path, *, cache_kib: int = 8192) -> aiosqlite.Connection:
     """A connection with the store's settings; `cache_kib` bounds its page cache (8 MiB: 128 of
-    the 64 KiB pages, for the reader's lists and searches)."""
+    the 64 KiB pages, for the reader's lists and searches). Closed again if a setting fails (a
+    file that is not a database fails at the first): its thread would keep the process alive."""
     db = await aiosqlite.connect(path, isolation_level=None)
-    db.row_factory = aiosqlite.Row
-    await db.execute("PRAGMA foreign_keys = ON")
-    await db.execute("PRAGMA busy_timeout = 10000")
-    await db.execute("PRAGMA synchronous = FULL")
-    await db.execute("PRAGMA secure_delete = ON")
-    # SQLite's own temporary files (statement journals, sorts, transient indices) would otherwise
-    # go to TMPDIR, outside the data folder (seen in test_leaks as an open etilqs_* file).
-    await db.execute("PRAGMA temp_store = MEMORY")
-    await db.execute(f"PRAGMA cache_size = -{cache_kib}")
+    try:
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.execute("PRAGMA busy_timeout = 10000")
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA secure_delete = ON")
+        # SQLite's own temporary files (statement journals, sorts, transient indices) would otherwise
+        # go to TMPDIR, outside the data folder (seen in test_leaks as an open etilqs_* file).
+        await db.execute("PRAGMA temp_store = MEMORY")
+        await db.execute(f"PRAGMA cache_size = -{cache_kib}")
+    except BaseException:
+        await db.close()
+        raise
     return db
 
 
@@ -1501,7 +1516,7 @@ async def _migrate(db: aiosqlite.Connection, *, allowed: bool) -> int:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
     if version > migrations.SCHEMA_VERSION:
-        raise StoreError(f"database schema {version} is newer than this code ({migrations.SCHEMA_VERSION})")
+        raise NewerSchema(version, migrations.SCHEMA_VERSION)
     if version == 0 and not allowed:
         raise NotInitialised("the database has no schema: was `init` interrupted?")
     if version < migrations.SCHEMA_VERSION and not allowed:
