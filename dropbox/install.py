@@ -10,18 +10,13 @@ from pathlib import Path
 from dropbox.config import Config
 from dropbox.sealing import KdfParams
 from dropbox.signing import ensure_signing_key
-from dropbox.storage import SCHEMA_VERSION, Channel, NotFound, Store, schema_version
+from dropbox.storage import Channel, NotFound, Store
 
 DEFAULT_CHANNEL_ID = "default"
 
 
 class AlreadyInitialised(Exception):
     """`init` was run on a data folder that already holds a database; nothing was changed."""
-
-
-class NewerSchema(Exception):
-    """The database was written by a newer version of this code (a rollback whose restore was
-    forgotten). Old code cannot know what the new schema means, so it refuses instead of guessing."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +70,7 @@ def migration_advice(config: Config, version: int, latest: int) -> str:
             f"then run: python run.py migrate --data {config.data_dir}")
 
 
-def refuse_newer_schema(config: Config) -> None:
-    """NewerSchema, saying the way back, if the install's database is newer than this code. Checked
-    before the store is opened, so serve and every command refuse it in one line, not a traceback."""
-    version = schema_version(config.db_path)
-    if version > SCHEMA_VERSION:
-        raise NewerSchema(f"the database in {config.data_dir} is at schema {version}, newer than this code "
-                          f"({SCHEMA_VERSION}): run the newer version, or restore the backup taken before the upgrade")
+def newer_schema_advice(config: Config, version: int, latest: int) -> str:
+    """What the operator reads when the database is newer than this code: the way back."""
+    return (f"the database in {config.data_dir} is at schema {version}, newer than this code ({latest}): "
+            "run the newer version, or restore the backup taken before the upgrade")

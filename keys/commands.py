@@ -23,11 +23,10 @@ from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.health import Level, check_all
 from dropbox.install import (
     AlreadyInitialised,
-    NewerSchema,
     init_install,
     make_private_dir,
     migration_advice,
-    refuse_newer_schema,
+    newer_schema_advice,
 )
 from dropbox.kdf_pool import KdfPool
 from dropbox.passphrases import new_passphrase
@@ -37,6 +36,7 @@ from dropbox.storage import (
     SCHEMA_VERSION,
     Conflict,
     NeedsMigration,
+    NewerSchema,
     NotFound,
     NotInitialised,
     Store,
@@ -74,14 +74,13 @@ async def _opened(config: Config, *, write: bool = True) -> AsyncIterator[tuple[
         raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first")
     with locked(config) if write else contextlib.nullcontext():
         try:
-            refuse_newer_schema(config)
             store = await Store.open(config.db_path)
         except NotInitialised as e:
             raise CommandError(f"no install in {config.data_dir}; run `python run.py init` first") from e
         except NeedsMigration as e:
             raise CommandError(migration_advice(config, e.version, e.latest)) from None
         except NewerSchema as e:
-            raise CommandError(str(e)) from None
+            raise CommandError(newer_schema_advice(config, e.version, e.latest)) from None
         kdf = KdfPool(concurrency=1, queue_limit=4)
         try:
             yield store, kdf
@@ -258,10 +257,8 @@ async def migrate(config: Config) -> int:
             print(f"The database is at schema {before} already; nothing to do.")
             _ensure_signing_key(config)
             return OK
-        try:
-            refuse_newer_schema(config)
-        except NewerSchema as e:
-            return _fail(str(e))
+        if before > SCHEMA_VERSION:
+            return _fail(newer_schema_advice(config, before, SCHEMA_VERSION))
         print(f"Migrating the database from schema {before} to {SCHEMA_VERSION} ...")
         await migrate_database(config.db_path)
         _ensure_signing_key(config)

@@ -13,10 +13,10 @@ from aiohttp import web
 from dropbox.config import Config
 from dropbox.datalock import DataFolderBusy, data_lock
 from dropbox.health import remove_server_status, write_server_status
-from dropbox.install import NewerSchema, migration_advice, refuse_newer_schema
+from dropbox.install import migration_advice, newer_schema_advice
 from dropbox.retention import purge_expired
 from dropbox.services import Services
-from dropbox.storage import NeedsMigration, NotInitialised
+from dropbox.storage import NeedsMigration, NewerSchema, NotInitialised
 from dropbox.web.apps import create_caseworker_app, create_whistleblower_app
 from dropbox.web.middleware import install_log_filters, run_kwargs
 
@@ -44,7 +44,6 @@ async def serve(config: Config, *, tor: bool = True, tor_control: str | None = N
         return 2
     try:
         with data_lock(config):
-            refuse_newer_schema(config)
             async with Services.open(config) as services:
                 await _serve(services, tor=tor, tor_control=tor_control)
     except DataFolderBusy as e:
@@ -60,7 +59,7 @@ async def serve(config: Config, *, tor: bool = True, tor_control: str | None = N
         log.error("refusing to serve: %s", migration_advice(config, e.version, e.latest))
         return 2
     except NewerSchema as e:
-        log.error("refusing to serve: %s", e)
+        log.error("refusing to serve: %s", newer_schema_advice(config, e.version, e.latest))
         return 2
     return 0
 
